@@ -1,0 +1,95 @@
+"""Envelope <-> AMQP message: CloudEvents attributes as `ce-*` headers and AMQP properties."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aio_pika import DeliveryMode, Message
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from libs.contracts.envelope import CONTENT_TYPE, Envelope
+
+
+class InvalidMessage(Exception):
+    """A message that can never be handled as sent (bad envelope, JSON, type or field)."""
+
+
+def to_amqp(
+    envelope: Envelope,
+    body: bytes,
+    *,
+    reply_to: str | None = None,
+    expiration_seconds: float | None = None,
+) -> Message:
+    """An AMQP message carrying `body` with the envelope as properties and headers."""
+    return Message(
+        body,
+        headers=dict(envelope.headers()),
+        content_type=CONTENT_TYPE,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=envelope.id,
+        type=envelope.type,
+        timestamp=envelope.time,
+        app_id=envelope.source,
+        correlation_id=envelope.correlation_id,
+        reply_to=reply_to,
+        expiration=expiration_seconds,
+    )
+
+
+def _header(message: AbstractIncomingMessage, name: str) -> str | None:
+    value = (message.headers or {}).get(name)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return None if value is None else str(value)
+
+
+def from_amqp(message: AbstractIncomingMessage) -> Envelope:
+    """The envelope of an incoming message; `ce-*` headers first, AMQP properties as fallback.
+
+    Raises InvalidMessage naming the attribute that is missing or wrong.
+    """
+    timestamp = message.timestamp
+    if timestamp is not None and timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=UTC)
+    fields: dict[str, object] = {
+        "id": _header(message, "ce-id") or message.message_id,
+        "source": _header(message, "ce-source") or message.app_id,
+        "type": _header(message, "ce-type") or message.type,
+        "time": _header(message, "ce-time") or timestamp,
+        "subject": _header(message, "ce-subject"),
+        "specversion": _header(message, "ce-specversion") or "1.0",
+        "correlation_id": message.correlation_id,
+    }
+    missing = [name for name in ("id", "source", "type", "time") if not fields[name]]
+    if missing:
+        raise InvalidMessage(
+            f"envelope attribute(s) {missing} missing: set the ce-{missing[0]} header "
+            "(or the matching AMQP property: message_id, app_id, type, timestamp)"
+        )
+    try:
+        return Envelope.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise InvalidMessage(
+            f"envelope attribute {'.'.join(map(str, first['loc']))}="
+            f"{first.get('input')!r} is not allowed: {first['msg']}"
+        ) from None
+
+
+def describe_validation_error(error: ValidationError, message_type: str) -> str:
+    """One line naming each bad field, the value sent and what is allowed."""
+    parts = []
+    for item in error.errors()[:5]:
+        field = ".".join(map(str, item["loc"])) or "(body)"
+        value = item.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        parts.append(f"field {field!r} = {shown[:80]}: {item['msg']}")
+    more = "" if error.error_count() <= 5 else f" (+{error.error_count() - 5} more)"
+    return f"{message_type}: " + "; ".join(parts) + more
+
+
+def now_utc() -> datetime:
+    """The current instant, timezone-aware UTC."""
+    return datetime.now(UTC)

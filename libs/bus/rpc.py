@@ -1,0 +1,127 @@
+"""Request/reply over `lockgate.commands` with RabbitMQ direct reply-to."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, TypeVar
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
+from aio_pika.exceptions import PublishError
+from pydantic import ValidationError
+
+from libs.bus.bus import Bus
+from libs.bus.codec import to_amqp
+from libs.contracts.envelope import Envelope
+from libs.contracts.names import Exchange
+from libs.contracts.spec import CommandSpec, Contract
+from libs.contracts.system import RpcError as RpcErrorBody
+
+log = structlog.get_logger(__name__)
+
+REPLY_TO = "amq.rabbitmq.reply-to"
+STATUS_HEADER = "x-lockgate-status"
+"""Header on every reply: `ok` (body is the reply model) or `error` (body is RpcError)."""
+
+Req = TypeVar("Req", bound=Contract)
+Rep = TypeVar("Rep", bound=Contract)
+
+
+class RpcError(Exception):
+    """The service answered with an error; carries its class, message and field."""
+
+    def __init__(self, command: str, body: RpcErrorBody) -> None:
+        self.command = command
+        self.body = body
+        super().__init__(f"{command} failed: {body.error}: {body.message}")
+
+
+class RpcTimeout(TimeoutError):
+    """No reply within the timeout."""
+
+
+class ServiceUnavailable(Exception):
+    """No queue is bound for the command: the service that answers it was never started."""
+
+
+class RpcClient:
+    """Sends commands and awaits replies; one per process, safe for concurrent calls."""
+
+    def __init__(self, bus: Bus, *, source: str, timeout: float) -> None:
+        self._bus = bus
+        self._source = source
+        self._timeout = timeout
+        self._pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
+        self._channel: AbstractRobustChannel | None = None
+
+    async def start(self) -> None:
+        """Open the channel and consume the direct reply-to pseudo-queue (no-ack, as required)."""
+        channel = await self._bus.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._channel = channel
+        replies = await channel.get_queue(REPLY_TO, ensure=False)
+        await replies.consume(self._on_reply, no_ack=True)
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.pop(message.correlation_id or "", None)
+        if future is None or future.done():
+            log.warning("rpc.late_reply", correlation_id=message.correlation_id)
+            return
+        future.set_result(message)
+
+    async def call(
+        self,
+        spec: CommandSpec[Req, Rep],
+        request: Req,
+        *,
+        timeout: float | None = None,
+        correlation_id: str | None = None,
+    ) -> Rep:
+        """Send `request` and return the reply; raise RpcError, RpcTimeout or ServiceUnavailable."""
+        if self._channel is None:
+            await self.start()
+        assert self._channel is not None  # noqa: S101 - set by start()
+        limit = self._timeout if timeout is None else timeout
+        envelope = Envelope.new(
+            source=self._source, type=spec.type, correlation_id=correlation_id or str(uuid.uuid4())
+        )
+        key = envelope.correlation_id or envelope.id
+        future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        message = to_amqp(
+            envelope,
+            request.model_dump_json().encode(),
+            reply_to=REPLY_TO,
+            expiration_seconds=limit,
+        )
+        try:
+            exchange = await self._channel.get_exchange(Exchange.COMMANDS.value, ensure=False)
+            await exchange.publish(
+                message, routing_key=spec.routing_key, mandatory=True, timeout=limit
+            )
+            reply = await asyncio.wait_for(future, limit)
+        except PublishError as error:
+            raise ServiceUnavailable(
+                f"no queue takes {spec.type}: is the {spec.handler} service running?"
+            ) from error
+        except TimeoutError:
+            raise RpcTimeout(
+                f"{spec.type}: no reply within {limit:g} s; "
+                f"is the {spec.handler} service running and healthy?"
+            ) from None
+        finally:
+            self._pending.pop(key, None)
+        return _decode_reply(spec, reply)
+
+
+def _decode_reply(spec: CommandSpec[Any, Rep], reply: AbstractIncomingMessage) -> Rep:
+    status = (reply.headers or {}).get(STATUS_HEADER)
+    try:
+        if status == "error":
+            raise RpcError(spec.type, RpcErrorBody.model_validate_json(reply.body))
+        return spec.reply.model_validate_json(reply.body)
+    except ValidationError as error:
+        raise RpcError(
+            spec.type,
+            RpcErrorBody(error="InvalidReply", message=f"reply does not match its model: {error}"),
+        ) from None

@@ -1,0 +1,45 @@
+"""The one place broker names are derived: exchanges, queues and dead-letter queues."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class Exchange(StrEnum):
+    """Lockgate's exchanges; all durable."""
+
+    EVENTS = "lockgate.events"
+    """Topic exchange of domain events, the public integration surface."""
+    COMMANDS = "lockgate.commands"
+    """Direct exchange of commands and queries; replies go to the caller's reply-to."""
+    AGENTS = "lockgate.agents"
+    """Topic exchange of agent traffic (`agent.<computer_id>.*`, `computer.<computer_id>.*`)."""
+    DEAD_LETTERS = "lockgate.dead-letters"
+    """Direct exchange routing dead letters to `<queue>.dlq`."""
+
+
+EXCHANGE_TYPES: dict[Exchange, str] = {
+    Exchange.EVENTS: "topic",
+    Exchange.COMMANDS: "direct",
+    Exchange.AGENTS: "topic",
+    Exchange.DEAD_LETTERS: "direct",
+}
+
+_SEGMENT = re.compile(r"^[a-z][a-z0-9-]*$")
+DLQ_SUFFIX = ".dlq"
+
+
+def queue_name(service: str, purpose: str) -> str:
+    """`<service>.<purpose>`, e.g. `reporting.agent-status`; both parts lower-case words."""
+    for label, part in (("service", service), ("purpose", purpose)):
+        if not _SEGMENT.match(part):
+            raise ValueError(
+                f"queue {label} {part!r} is not allowed: use lower-case letters, digits and '-'"
+            )
+    return f"{service}.{purpose}"
+
+
+def dead_letter_queue_name(queue: str) -> str:
+    """The dead-letter queue of `queue`: `<queue>.dlq`."""
+    return queue + DLQ_SUFFIX

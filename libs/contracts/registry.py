@@ -1,0 +1,62 @@
+"""Every message type Lockgate knows, in one table, looked up by CloudEvents type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from libs.contracts import reporting, scheduler, system
+from libs.contracts.spec import CommandSpec, EventSpec
+
+AnyEventSpec = EventSpec[Any]
+AnyCommandSpec = CommandSpec[Any, Any]
+
+
+class UnknownMessageType(LookupError):
+    """A message carries a type no contract declares."""
+
+
+class Registry:
+    """Message specs by type; refuses two specs with one type."""
+
+    def __init__(self, events: Iterable[AnyEventSpec], commands: Iterable[AnyCommandSpec]) -> None:
+        self.events: dict[str, AnyEventSpec] = {}
+        self.commands: dict[str, AnyCommandSpec] = {}
+        for event in events:
+            self._add(self.events, event.type, event)
+        for command in commands:
+            self._add(self.commands, command.type, command)
+
+    def _add(self, table: dict[str, Any], message_type: str, spec: object) -> None:
+        if message_type in self.events or message_type in self.commands:
+            raise ValueError(f"message type {message_type!r} is declared twice")
+        table[message_type] = spec
+
+    def event(self, message_type: str) -> AnyEventSpec:
+        try:
+            return self.events[message_type]
+        except KeyError:
+            raise UnknownMessageType(
+                f"type {message_type!r} is not a known event; known: {sorted(self.events)}"
+            ) from None
+
+    def command(self, message_type: str) -> AnyCommandSpec:
+        try:
+            return self.commands[message_type]
+        except KeyError:
+            raise UnknownMessageType(
+                f"type {message_type!r} is not a known command; known: {sorted(self.commands)}"
+            ) from None
+
+
+REGISTRY = Registry(
+    events=[
+        *system.HEARTBEAT.values(),
+        scheduler.AGENT_CHECKIN,
+        scheduler.COMPUTER_REGISTERED,
+    ],
+    commands=[
+        *system.PING.values(),
+        reporting.LIST_SERVICE_INSTANCES,
+    ],
+)

@@ -1,0 +1,67 @@
+"""Agent check-ins and the scheduler's computer events."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import AwareDatetime, Field, field_validator
+
+from libs.contracts.spec import SUBJECT, AgentEventSpec, Contract, EventSpec
+
+COMPUTER_ID_PATTERN = SUBJECT.pattern
+
+
+class AgentCheckin(Contract):
+    """An agent says it is alive; the first check-in of a computer registers it."""
+
+    computer_id: str = Field(
+        pattern=COMPUTER_ID_PATTERN,
+        description="Stable id of the computer; also the routing key segment and the subject.",
+    )
+    hostname: str = Field(min_length=1, max_length=255, description="Computer's host name.")
+    os_version: str = Field(
+        default="", max_length=100, description="Windows version and build, e.g. `10.0.26100`."
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA time zone of the computer, e.g. `Europe/Paris`."
+    )
+    agent_version: str = Field(default="", max_length=50, description="Agent software version.")
+    checked_in_at: AwareDatetime = Field(description="Agent's clock at check-in.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone {value!r} is not an IANA time zone (e.g. 'Europe/Paris'); "
+                f"{len(available_timezones())} names are allowed"
+            ) from None
+        return value
+
+
+class ComputerRegistered(Contract):
+    """A computer checked in for the first time; approval puts it in "All computers"."""
+
+    computer_id: str = Field(pattern=COMPUTER_ID_PATTERN, description="Id of the computer.")
+    hostname: str = Field(description="Host name at registration.")
+    timezone: str = Field(description="IANA time zone of the computer.")
+    registered_at: AwareDatetime = Field(description="When the scheduler registered it.")
+
+
+AGENT_CHECKIN: AgentEventSpec[AgentCheckin] = AgentEventSpec(
+    type="agent.checkin.v1",
+    model=AgentCheckin,
+    producer="agent",
+    summary="An agent checks in; routing key agent.<computer_id>.checkin.v1.",
+    subject="the computer id",
+)
+
+COMPUTER_REGISTERED: EventSpec[ComputerRegistered] = EventSpec(
+    type="scheduler.computer.registered.v1",
+    model=ComputerRegistered,
+    producer="scheduler",
+    summary="A computer checked in for the first time.",
+    subject="the computer id",
+)

@@ -1,0 +1,113 @@
+"""Message specifications: which model travels under which type, exchange and routing key."""
+
+from __future__ import annotations
+
+import builtins
+import re
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from libs.contracts.names import Exchange
+
+
+class Contract(BaseModel):
+    """Base of every message body: immutable, and unknown fields are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+M = TypeVar("M", bound=Contract)
+Req = TypeVar("Req", bound=Contract)
+Rep = TypeVar("Rep", bound=Contract)
+
+_TYPE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+\.v[1-9][0-9]*$")
+SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _check_type(message_type: str) -> None:
+    if not _TYPE.match(message_type):
+        raise ValueError(
+            f"message type {message_type!r} is not allowed: "
+            "use '<service>.<name>[.<name>...].v<major>' in lower case"
+        )
+
+
+def major_version(message_type: str) -> int:
+    """The major version carried at the end of a message type (`...v2` -> 2)."""
+    return int(message_type.rsplit(".v", 1)[1])
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventSpec(Generic[M]):
+    """A domain event on `lockgate.events`; its routing key is its type."""
+
+    type: str
+    model: builtins.type[M]
+    producer: str
+    summary: str
+    subject: str = ""
+    """What the CloudEvents `subject` holds for this event (empty: no subject)."""
+
+    exchange = Exchange.EVENTS
+
+    def __post_init__(self) -> None:
+        _check_type(self.type)
+
+    def routing_key(self, subject: str | None = None) -> str:  # noqa: ARG002 - same signature as AgentEventSpec
+        """Routing key of one message of this type."""
+        return self.type
+
+    @property
+    def binding_key(self) -> str:
+        """Binding key that selects every message of this type."""
+        return self.type
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentEventSpec(EventSpec[M]):
+    """An agent's message on `lockgate.agents`: routing key `agent.<computer_id>.<rest>`."""
+
+    exchange = Exchange.AGENTS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.type.startswith("agent."):
+            raise ValueError(f"agent message type {self.type!r} must start with 'agent.'")
+
+    def routing_key(self, subject: str | None = None) -> str:
+        """`agent.<computer_id>.<rest of type>`; the computer id is the message's subject."""
+        if subject is None or not SUBJECT.match(subject):
+            raise ValueError(
+                f"subject {subject!r} is not a computer id: "
+                "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+            )
+        return f"agent.{subject}.{self.type.removeprefix('agent.')}"
+
+    @property
+    def binding_key(self) -> str:
+        return f"agent.*.{self.type.removeprefix('agent.')}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandSpec(Generic[Req, Rep]):
+    """A command or query on `lockgate.commands`, answered over RPC with `reply`."""
+
+    type: str
+    request: builtins.type[Req]
+    reply: builtins.type[Rep]
+    handler: str
+    """The service that answers it."""
+    summary: str
+
+    exchange = Exchange.COMMANDS
+
+    def __post_init__(self) -> None:
+        _check_type(self.type)
+        if not self.type.startswith(self.handler + "."):
+            raise ValueError(f"command {self.type!r} must start with its service {self.handler!r}")
+
+    @property
+    def routing_key(self) -> str:
+        return self.type

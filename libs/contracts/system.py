@@ -1,0 +1,71 @@
+"""Messages every service speaks: ping over RPC, periodic heartbeats, RPC errors."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, Field
+
+from libs.contracts.spec import CommandSpec, Contract, EventSpec
+from libs.settings import SERVICE_NAMES, ServiceName
+
+
+class Ping(Contract):
+    """Asks a service to prove it is up: it answers from its database."""
+
+    echo: str | None = Field(
+        default=None, max_length=200, description="Text the service returns unchanged."
+    )
+
+
+class Pong(Contract):
+    """A service's answer to a ping."""
+
+    service: ServiceName = Field(description="Name of the service that answered.")
+    instance_id: str = Field(description="Id of the answering process (one per replica).")
+    version: str = Field(description="Lockgate version the process runs.")
+    started_at: AwareDatetime = Field(description="When the answering process started.")
+    database_time: AwareDatetime = Field(description="now() read from the service's database.")
+    echo: str | None = Field(default=None, description="The ping's echo text.")
+
+
+class ServiceHeartbeat(Contract):
+    """Published by every service instance at a fixed interval, through its outbox."""
+
+    service: ServiceName = Field(description="Name of the service sending it.")
+    instance_id: str = Field(min_length=1, max_length=100, description="Id of the process.")
+    version: str = Field(description="Lockgate version the process runs.")
+    started_at: AwareDatetime = Field(description="When the process started.")
+    sequence: int = Field(ge=1, description="1 for the process's first heartbeat, then +1 each.")
+
+
+class RpcError(Contract):
+    """The reply to a command that failed: what went wrong, named precisely."""
+
+    error: str = Field(description="Error class, e.g. `InvalidMessage` or `NotFound`.")
+    message: str = Field(description="Human-readable explanation naming field, value, allowed.")
+    field: str | None = Field(default=None, description="The input field at fault, if any.")
+
+
+def ping_spec(service: ServiceName) -> CommandSpec[Ping, Pong]:
+    """`<service>.ping.v1`, answered by every service."""
+    return CommandSpec(
+        type=f"{service}.ping.v1",
+        request=Ping,
+        reply=Pong,
+        handler=service,
+        summary=f"Ask {service} to answer from its database (liveness through the backbone).",
+    )
+
+
+def heartbeat_spec(service: ServiceName) -> EventSpec[ServiceHeartbeat]:
+    """`<service>.service.heartbeat.v1`, published by every service instance."""
+    return EventSpec(
+        type=f"{service}.service.heartbeat.v1",
+        model=ServiceHeartbeat,
+        producer=service,
+        summary=f"An instance of {service} is alive; reporting counts it per instance.",
+        subject="the instance id",
+    )
+
+
+PING = {service: ping_spec(service) for service in SERVICE_NAMES}
+HEARTBEAT = {service: heartbeat_spec(service) for service in SERVICE_NAMES}

@@ -1,0 +1,1 @@
+"""asyncpg pool, per-schema migrations, inbox dedupe and the transactional outbox."""

@@ -1,0 +1,221 @@
+"""Transactional outbox: events written with the handler's effects, relayed with confirms."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import asyncpg
+import structlog
+
+from libs.bus.bus import Bus
+from libs.bus.codec import to_amqp
+from libs.contracts.envelope import Envelope
+from libs.contracts.spec import Contract, EventSpec
+from libs.db.pool import Connection, Pool, check_schema
+from libs.observability import metrics
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=Contract)
+
+
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel that wakes `schema`'s relay."""
+    return f"lockgate_outbox_{check_schema(schema)}"
+
+
+class Outbox:
+    """Adds events to the outbox inside the caller's open transaction."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        schema: str,
+        source: str,
+        correlation_id: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self._conn = conn
+        self._channel = notify_channel(schema)
+        self._source = source
+        self._correlation_id = correlation_id
+        self._now = now
+        self._notified = False
+        self.added: list[Envelope] = []
+
+    async def add(self, spec: EventSpec[M], event: M, *, subject: str | None = None) -> Envelope:
+        """Write one event; it is published after the transaction commits."""
+        return (await self.add_many(spec, [(event, subject)]))[0]
+
+    async def add_many(
+        self, spec: EventSpec[M], events: Sequence[tuple[M, str | None]]
+    ) -> list[Envelope]:
+        """Write many events of one type in one round trip (bulk paths)."""
+        envelopes = [
+            Envelope.new(
+                source=self._source,
+                type=spec.type,
+                subject=subject,
+                correlation_id=self._correlation_id,
+                now=self._now,
+            )
+            for _, subject in events
+        ]
+        await self._conn.execute(
+            "INSERT INTO outbox (id, exchange, routing_key, envelope, body)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])",
+            [uuid.UUID(e.id) for e in envelopes],
+            [spec.exchange.value] * len(events),
+            [spec.routing_key(e.subject) for e in envelopes],
+            [e.model_dump_json() for e in envelopes],
+            [event.model_dump_json().encode() for event, _ in events],
+        )
+        if not self._notified:
+            await self._conn.execute("SELECT pg_notify($1, '')", self._channel)
+            self._notified = True
+        self.added.extend(envelopes)
+        return envelopes
+
+
+def _relay_lock_key(schema: str) -> int:
+    digest = hashlib.sha256(f"lockgate.outbox-relay.{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox in `seq` order with publisher confirms.
+
+    One relay per schema is active at a time (a session advisory lock), so events keep
+    their commit order on the wire whatever the number of replicas; the others wait as
+    standbys and take over when the active one's connection ends.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        bus: Bus,
+        *,
+        url: str,
+        schema: str,
+        batch_size: int = 500,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._bus = bus
+        self._url = url
+        self._schema = check_schema(schema)
+        self._batch_size = batch_size
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.is_leader = False
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until stop(); reconnects after database or broker losses."""
+        while not self._stopping:
+            try:
+                await self._lead()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("outbox.relay_error", error=f"{type(error).__name__}: {error}")
+                self.is_leader = False
+                await self._sleep(self._poll)
+            else:
+                return
+
+    async def _lead(self) -> None:
+        conn = await asyncpg.connect(self._url)
+        try:
+            while not self._stopping and not await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1)", _relay_lock_key(self._schema)
+            ):
+                await self._sleep(self._poll)
+            if self._stopping:
+                return
+            self.is_leader = True
+            await conn.add_listener(notify_channel(self._schema), self._on_notify)
+            while True:
+                self._wake.clear()
+                stopping = self._stopping
+                await self.drain()
+                await self._update_gauges()
+                if stopping:
+                    return  # that was the final drain, still under the lock
+                await self._sleep(self._poll)
+        finally:
+            self.is_leader = False
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await conn.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def drain(self) -> int:
+        """Publish every pending event, batch by batch; return how many were published."""
+        total = 0
+        while True:
+            rows = await self._pool.fetch(
+                "SELECT seq, exchange, routing_key, envelope, body FROM outbox"
+                " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                self._batch_size,
+            )
+            if not rows:
+                return total
+            items = [
+                (
+                    to_amqp(
+                        Envelope.model_validate(json.loads(row["envelope"])), bytes(row["body"])
+                    ),
+                    row["exchange"],
+                    row["routing_key"],
+                )
+                for row in rows
+            ]
+            confirmed = await self._bus.publish_many(items)
+            # Only the confirmed prefix is marked: whatever follows a failure is resent in
+            # order next time (consumers dedupe by message id), so per-aggregate order holds.
+            prefix = next((i for i, ok in enumerate(confirmed) if not ok), len(confirmed))
+            if prefix:
+                await self._pool.execute(
+                    "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])",
+                    [row["seq"] for row in rows[:prefix]],
+                )
+                metrics.OUTBOX_PUBLISHED.inc(prefix)
+                total += prefix
+            if prefix < len(rows):
+                metrics.OUTBOX_PUBLISH_ERRORS.inc()
+                await asyncio.sleep(min(self._poll, 1.0))
+                return total
+
+    async def _update_gauges(self) -> None:
+        row = await self._pool.fetchrow(
+            "SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at)) AS lag"
+            " FROM outbox WHERE published_at IS NULL"
+        )
+        assert row is not None  # noqa: S101 - an aggregate always returns a row
+        metrics.OUTBOX_PENDING.set(row["pending"])
+        metrics.OUTBOX_LAG.set(float(row["lag"] or 0.0))
+
+    def stop(self) -> None:
+        """Finish: the active relay drains once more under its lock, then run() returns."""
+        self._stopping = True
+        self._wake.set()
+
+
+async def purge_published(pool: Pool, older_than: timedelta) -> int:
+    """Delete published events older than `older_than`."""
+    result: str = await pool.execute(
+        "DELETE FROM outbox WHERE published_at < now() - $1::interval", older_than
+    )
+    return int(result.rsplit(maxsplit=1)[-1])

@@ -1,0 +1,78 @@
+"""Connection pools bound to one service's schema, and creation of the database itself."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import asyncpg.pool
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+Pool = asyncpg.Pool
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""A connection, whether opened directly or borrowed from a pool."""
+
+
+def check_schema(schema: str) -> str:
+    """`schema` if it is a plain lower-case identifier (it is interpolated into SQL)."""
+    if not _SCHEMA.match(schema):
+        raise ValueError(f"schema {schema!r} is not allowed: use lower-case letters, digits, '_'")
+    return schema
+
+
+async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """A pool whose connections see `schema` first on their search path."""
+    check_schema(schema)
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": schema, "application_name": f"lockgate-{schema}"},
+    )
+    assert pool is not None  # noqa: S101 - create_pool returns None only when not awaited
+    return pool
+
+
+def database_name(url: str) -> str:
+    """The database a PostgreSQL URL points to."""
+    name = urlsplit(url).path.lstrip("/")
+    if not name:
+        raise ValueError(f"database URL {url!r} names no database (expected .../<name>)")
+    return name
+
+
+def _server_url(url: str, database: str = "postgres") -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+async def ensure_database(url: str) -> bool:
+    """Create the database of `url` if it does not exist; True when it was created."""
+    name = database_name(url)
+    conn = await asyncpg.connect(_server_url(url))
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            return False  # another process created it at the same moment
+        log.info("db.created", database=name)
+        return True
+    finally:
+        await conn.close()
+
+
+async def drop_database(url: str) -> None:
+    """Drop the database of `url`, disconnecting its sessions (tests only)."""
+    name = database_name(url)
+    conn = await asyncpg.connect(_server_url(url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -1,0 +1,1 @@
+"""Logs, metrics and the health/metrics HTTP endpoint shared by every service."""

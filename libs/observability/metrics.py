@@ -1,0 +1,47 @@
+"""Prometheus metrics of the backbone; labels are bounded (handler and queue names only)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_HANDLED = Counter(
+    "lockgate_messages_handled_total",
+    "Messages whose handler committed (duplicates included).",
+    ["handler"],
+)
+MESSAGES_DUPLICATE = Counter(
+    "lockgate_messages_duplicate_total",
+    "Messages skipped because the inbox had already seen their id.",
+    ["handler"],
+)
+MESSAGES_FAILED = Counter(
+    "lockgate_messages_failed_total",
+    "Handler attempts that raised and were requeued or dead-lettered.",
+    ["handler"],
+)
+MESSAGES_DEAD_LETTERED = Counter(
+    "lockgate_messages_dead_lettered_total",
+    "Messages sent to <queue>.dlq, by queue and reason class.",
+    ["queue", "reason"],
+)
+HANDLER_DURATION = Histogram(
+    "lockgate_handler_duration_seconds",
+    "Time from delivery to commit of one message.",
+    ["handler"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RPC_REQUESTS = Counter(
+    "lockgate_rpc_requests_total",
+    "RPC requests answered, by command and outcome (ok or the error class).",
+    ["command", "outcome"],
+)
+OUTBOX_PUBLISHED = Counter(
+    "lockgate_outbox_published_total", "Outbox events published and confirmed by the broker."
+)
+OUTBOX_PENDING = Gauge("lockgate_outbox_pending", "Outbox events not yet published.")
+OUTBOX_LAG = Gauge(
+    "lockgate_outbox_lag_seconds", "Age of the oldest unpublished outbox event (0 when empty)."
+)
+OUTBOX_PUBLISH_ERRORS = Counter(
+    "lockgate_outbox_publish_errors_total", "Outbox batches that failed to publish and will retry."
+)

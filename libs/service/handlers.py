@@ -1,0 +1,102 @@
+"""The handler table types: which message goes to which function, and what it receives."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from libs.contracts.envelope import Envelope
+from libs.contracts.names import queue_name
+from libs.contracts.spec import CommandSpec, Contract, EventSpec
+from libs.db.outbox import Outbox
+from libs.db.pool import Connection
+from libs.settings import ServiceName
+
+M = TypeVar("M", bound=Contract)
+Req = TypeVar("Req", bound=Contract)
+Rep = TypeVar("Rep", bound=Contract)
+
+COMMANDS_PURPOSE = "commands"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The running process: what pings and heartbeats report."""
+
+    service: ServiceName
+    instance_id: str
+    version: str
+    started_at: datetime
+
+
+@dataclass
+class HandlerContext:
+    """What a handler gets besides the message: its transaction, outbox and clock."""
+
+    conn: Connection
+    """Connection inside the transaction that also records the inbox entry."""
+    envelope: Envelope
+    """Envelope of the message being handled."""
+    outbox: Outbox
+    """Events added here are published only if the transaction commits."""
+    now: datetime
+    """The instant handling started (UTC); domain code uses it instead of reading a clock."""
+    instance: Instance
+
+
+EventHandler = Callable[[HandlerContext, M], Awaitable[None]]
+CommandHandler = Callable[[HandlerContext, Req], Awaitable[Rep]]
+
+
+@dataclass(frozen=True)
+class On(Generic[M]):
+    """Handle events of `spec` from the service's queue `<service>.<queue>`."""
+
+    spec: EventSpec[M]
+    queue: str
+    handle: EventHandler[M]
+
+    @property
+    def name(self) -> str:
+        """Inbox key and metric label: `<queue>/<function>`."""
+        return f"{self.queue}/{self.handle.__name__}"
+
+
+@dataclass(frozen=True)
+class Answer(Generic[Req, Rep]):
+    """Answer commands of `spec` from `<service>.commands`, replying with `spec.reply`."""
+
+    spec: CommandSpec[Req, Rep]
+    handle: CommandHandler[Req, Rep]
+
+    @property
+    def name(self) -> str:
+        return f"{COMMANDS_PURPOSE}/{self.handle.__name__}"
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """Everything the runtime needs to run one service."""
+
+    name: ServiceName
+    migrations: Path
+    events: Sequence[On[Any]] = field(default_factory=tuple)
+    commands: Sequence[Answer[Any, Any]] = field(default_factory=tuple)
+
+    def queues(self) -> dict[str, list[On[Any] | Answer[Any, Any]]]:
+        """Routes per full queue name; commands share `<service>.commands`."""
+        table: dict[str, list[On[Any] | Answer[Any, Any]]] = {}
+        for route in self.events:
+            table.setdefault(queue_name(self.name, route.queue), []).append(route)
+        for answer in self.commands:
+            if answer.spec.handler != self.name:
+                raise ValueError(f"{self.name} cannot answer {answer.spec.type}")
+            table.setdefault(queue_name(self.name, COMMANDS_PURPOSE), []).append(answer)
+        for queue, routes in table.items():
+            types = [route.spec.type for route in routes]
+            if len(types) != len(set(types)):
+                raise ValueError(f"queue {queue} has two handlers for one type: {types}")
+        return table

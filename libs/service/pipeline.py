@@ -1,0 +1,314 @@
+"""One queue's message pipeline: decode -> inbox -> handler -> outbox -> commit -> ack.
+
+Delivery semantics: at least once in, exactly once in effect. The ack is sent only after
+the transaction holding the handler's writes, its inbox row and its outbox events has
+committed; a crash before the ack redelivers the message and the inbox skips it.
+Messages that can never succeed go to `<queue>.dlq` at once with the reason in headers;
+others are retried (with backoff) until the delivery limit, then dead-lettered likewise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from libs.bus.bus import Bus, PublishFailed
+from libs.bus.codec import InvalidMessage, describe_validation_error, from_amqp, to_amqp
+from libs.bus.rpc import STATUS_HEADER
+from libs.contracts.envelope import Envelope
+from libs.contracts.names import Exchange, dead_letter_queue_name
+from libs.contracts.spec import Contract
+from libs.contracts.system import RpcError
+from libs.db import inbox
+from libs.db.outbox import Outbox
+from libs.db.pool import Pool
+from libs.observability import metrics
+from libs.service.errors import DomainError
+from libs.service.handlers import Answer, HandlerContext, Instance, On
+
+log = structlog.get_logger(__name__)
+
+REASON_CLASS_HEADER = "x-lockgate-reason-class"
+REASON_HEADER = "x-lockgate-reason"
+MAX_REASON = 2000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the pipeline did with one delivery (returned for tests and logs)."""
+
+    action: str  # handled | duplicate | dead-lettered | requeued | answered-error
+
+
+class InFlight:
+    """Counts deliveries being processed, so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def __exit__(self, *_: object) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+class Pipeline:
+    """Handles the deliveries of one queue with its routes."""
+
+    def __init__(
+        self,
+        *,
+        queue: str,
+        routes: list[On[Any] | Answer[Any, Any]],
+        pool: Pool,
+        bus: Bus,
+        instance: Instance,
+        delivery_limit: int,
+        in_flight: InFlight,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.queue = queue
+        self._routes = {route.spec.type: route for route in routes}
+        self._pool = pool
+        self._bus = bus
+        self._instance = instance
+        self._delivery_limit = delivery_limit
+        self._in_flight = in_flight
+        self._stopping = stopping
+        self._source = f"lockgate/{instance.service}"
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        with self._in_flight:
+            await self.process(message)
+
+    async def process(self, message: AbstractIncomingMessage) -> Outcome:
+        started = time.perf_counter()
+        try:
+            envelope = from_amqp(message)
+            route = self._route(envelope)
+            payload = self._decode(route, envelope, message.body)
+        except InvalidMessage as error:
+            return await self._refuse(message, None, error)
+        with structlog.contextvars.bound_contextvars(
+            message_id=envelope.id,
+            message_type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            subject=envelope.subject,
+        ):
+            try:
+                outcome = await self._handle(message, envelope, route, payload)
+            except DomainError as error:
+                outcome = await self._refuse(message, route, error)
+            except Exception as error:  # noqa: BLE001 - any other failure is retried, then dead-lettered
+                outcome = await self._retry_or_dead_letter(message, route, error)
+        metrics.HANDLER_DURATION.labels(route.name).observe(time.perf_counter() - started)
+        return outcome
+
+    def _route(self, envelope: Envelope) -> On[Any] | Answer[Any, Any]:
+        route = self._routes.get(envelope.type)
+        if route is None:
+            raise InvalidMessage(
+                f"type {envelope.type!r} has no handler on {self.queue}; "
+                f"allowed: {sorted(self._routes)}"
+            )
+        return route
+
+    @staticmethod
+    def _decode(route: On[Any] | Answer[Any, Any], envelope: Envelope, body: bytes) -> Contract:
+        model = route.spec.model if isinstance(route, On) else route.spec.request
+        try:
+            payload: Contract = model.model_validate_json(body)
+        except ValidationError as error:
+            raise InvalidMessage(describe_validation_error(error, envelope.type)) from None
+        return payload
+
+    async def _handle(
+        self,
+        message: AbstractIncomingMessage,
+        envelope: Envelope,
+        route: On[Any] | Answer[Any, Any],
+        payload: Contract,
+    ) -> Outcome:
+        reply: tuple[str, bytes] | None = None
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await inbox.claim(conn, envelope.id, route.name):
+                stored = await inbox.stored_reply(conn, envelope.id, route.name)
+                reply = None if stored is None else (stored.status, stored.body)
+                duplicate = True
+            else:
+                duplicate = False
+                outbox = Outbox(
+                    conn,
+                    schema=self._instance.service,
+                    source=self._source,
+                    correlation_id=envelope.correlation_id or envelope.id,
+                )
+                ctx = HandlerContext(
+                    conn=conn,
+                    envelope=envelope,
+                    outbox=outbox,
+                    now=datetime.now(UTC),
+                    instance=self._instance,
+                )
+                if isinstance(route, On):
+                    await route.handle(ctx, payload)
+                else:
+                    result = await route.handle(ctx, payload)
+                    reply = ("ok", result.model_dump_json().encode())
+                    await inbox.store_reply(conn, envelope.id, route.name, *reply)
+        # Committed: from here on a crash only causes a redelivery the inbox will skip.
+        if reply is not None:
+            await self._reply(message, route.spec.type, *reply)
+        await message.ack()
+        if duplicate:
+            metrics.MESSAGES_DUPLICATE.labels(route.name).inc()
+            log.info("message.duplicate", handler=route.name)
+            return Outcome("duplicate")
+        metrics.MESSAGES_HANDLED.labels(route.name).inc()
+        if isinstance(route, Answer):
+            metrics.RPC_REQUESTS.labels(route.spec.type, "ok").inc()
+        return Outcome("handled")
+
+    async def _reply(
+        self, message: AbstractIncomingMessage, request_type: str, status: str, body: bytes
+    ) -> None:
+        if not message.reply_to:
+            return
+        envelope = Envelope.new(
+            source=self._source,
+            type=f"{request_type}.{'reply' if status == 'ok' else 'error'}",
+            correlation_id=message.correlation_id or message.message_id,
+        )
+        reply = to_amqp(envelope, body)
+        reply.headers[STATUS_HEADER] = status
+        try:
+            await self._bus.publish(reply, exchange="", routing_key=message.reply_to)
+        except PublishFailed as error:  # the caller left; it already timed out
+            log.warning("rpc.reply_lost", error=str(error))
+
+    async def _refuse(
+        self,
+        message: AbstractIncomingMessage,
+        route: On[Any] | Answer[Any, Any] | None,
+        error: Exception,
+    ) -> Outcome:
+        """A message that can never succeed: an RPC caller is told, anything else is parked."""
+        if message.reply_to and not isinstance(route, On):
+            command = route.spec.type if route else (message.type or "unknown.command.v1")
+            body = RpcError(
+                error=type(error).__name__,
+                message=str(error),
+                field=getattr(error, "field", None),
+            )
+            await self._reply(message, command, "error", body.model_dump_json().encode())
+            await message.ack()
+            metrics.RPC_REQUESTS.labels(
+                route.spec.type if route else "unknown", type(error).__name__
+            ).inc()
+            log.info(
+                "rpc.refused", command=command, error=type(error).__name__, reason=str(error)[:300]
+            )
+            return Outcome("answered-error")
+        await self._dead_letter(message, route, error)
+        return Outcome("dead-lettered")
+
+    async def _retry_or_dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        route: On[Any] | Answer[Any, Any],
+        error: Exception,
+    ) -> Outcome:
+        metrics.MESSAGES_FAILED.labels(route.name).inc()
+        count = (message.headers or {}).get("x-delivery-count")
+        previous = count if isinstance(count, int) else 0
+        if previous + 1 >= self._delivery_limit:
+            log.error(
+                "message.failed_final",
+                handler=route.name,
+                attempts=previous + 1,
+                error=f"{type(error).__name__}: {error}",
+            )
+            await self._dead_letter(message, route, error)
+            return Outcome("dead-lettered")
+        log.warning(
+            "message.failed",
+            handler=route.name,
+            attempt=previous + 1,
+            error=f"{type(error).__name__}: {error}",
+            exc_info=error,
+        )
+        # Back off before requeueing so a failing dependency is not hammered; cut short on stop.
+        delay = min(0.2 * 2**previous, 5.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        await message.nack(requeue=True)
+        return Outcome("requeued")
+
+    async def _dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        route: On[Any] | Answer[Any, Any] | None,
+        error: Exception,
+    ) -> None:
+        """Copy the message to `<queue>.dlq` with the reason, then ack the original.
+
+        Publishing with a confirm before acking keeps the message somewhere at every moment
+        (at worst a crash in between leaves a copy in both queues, never in neither).
+        """
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                REASON_CLASS_HEADER: type(error).__name__,
+                REASON_HEADER: str(error)[:MAX_REASON],
+                "x-lockgate-queue": self.queue,
+                "x-lockgate-handler": route.name if route else "",
+                "x-original-exchange": message.exchange or "",
+                "x-original-routing-key": message.routing_key or "",
+                "x-dead-lettered-at": datetime.now(UTC).isoformat(),
+            }
+        )
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            timestamp=message.timestamp,
+            app_id=message.app_id,
+            correlation_id=message.correlation_id,
+        )
+        dlq = dead_letter_queue_name(self.queue)
+        try:
+            await self._bus.publish(copy, exchange=Exchange.DEAD_LETTERS.value, routing_key=dlq)
+        except PublishFailed:
+            # Not parked: give it back; the broker's own delivery limit dead-letters it later.
+            await message.nack(requeue=True)
+            raise
+        await message.ack()
+        metrics.MESSAGES_DEAD_LETTERED.labels(self.queue, type(error).__name__).inc()
+        log.warning(
+            "message.dead_lettered",
+            queue=self.queue,
+            dlq=dlq,
+            reason_class=type(error).__name__,
+            reason=str(error)[:300],
+        )

@@ -1,0 +1,203 @@
+"""A service process from start to SIGTERM: migrate, connect, consume, relay, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+
+import structlog
+
+from libs.bus.bus import Binding, Bus
+from libs.contracts.names import Exchange
+from libs.db import inbox, outbox
+from libs.db.migrations import migrate
+from libs.db.outbox import OutboxRelay
+from libs.db.pool import Pool, create_pool, ensure_database
+from libs.observability.http import HealthServer
+from libs.observability.logging import configure_logging
+from libs.service.handlers import Instance, On, ServiceDefinition
+from libs.service.pipeline import InFlight, Pipeline
+from libs.service.system import emit_heartbeat
+from libs.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+INBOX_RETENTION = timedelta(days=7)
+OUTBOX_RETENTION = timedelta(days=1)
+HOUSEKEEPING_SECONDS = 3600.0
+
+
+def lockgate_version() -> str:
+    try:
+        return version("lockgate")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class ServiceProcess:
+    """One running instance of a service; N replicas are N of these in N processes."""
+
+    def __init__(self, definition: ServiceDefinition, settings: Settings) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.instance = Instance(
+            service=definition.name,
+            instance_id=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            version=lockgate_version(),
+            started_at=datetime.now(UTC),
+        )
+        self._stopping = asyncio.Event()
+        self._in_flight = InFlight()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pool: Pool | None = None
+        self._bus: Bus | None = None
+        self._relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+        self.health: HealthServer | None = None
+
+    async def start(self) -> None:
+        name, settings = self.definition.name, self.settings
+        await ensure_database(settings.database_url)
+        await migrate(settings.database_url, name, self.definition.migrations)
+        self._pool = pool = await create_pool(settings.database_url, name)
+        self._bus = bus = await Bus.connect(
+            settings.amqp_url,
+            name=f"lockgate-{name}/{self.instance.instance_id}",
+            delivery_limit=settings.delivery_limit,
+            publish_timeout=settings.publish_timeout_seconds,
+        )
+        await bus.declare_exchanges()
+        queues = self.definition.queues()
+        for queue, routes in queues.items():
+            await bus.declare_queue(
+                queue,
+                [
+                    Binding(route.spec.exchange, route.spec.binding_key)
+                    if isinstance(route, On)
+                    else Binding(Exchange.COMMANDS, route.spec.routing_key)
+                    for route in routes
+                ],
+            )
+        self._relay = OutboxRelay(
+            pool,
+            bus,
+            url=settings.database_url,
+            schema=name,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+        )
+        self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
+        self.health = HealthServer(
+            self.readiness, host=settings.http_host, port=settings.http_port(name)
+        )
+        await self.health.start()
+        for queue, routes in queues.items():
+            pipeline = Pipeline(
+                queue=queue,
+                routes=routes,
+                pool=pool,
+                bus=bus,
+                instance=self.instance,
+                delivery_limit=settings.delivery_limit,
+                in_flight=self._in_flight,
+                stopping=self._stopping,
+            )
+            await bus.consume(queue, pipeline, prefetch=settings.prefetch)
+        self._tasks = [
+            asyncio.create_task(self._heartbeats(), name="heartbeats"),
+            asyncio.create_task(self._housekeeping(), name="housekeeping"),
+        ]
+        log.info(
+            "service.started",
+            instance_id=self.instance.instance_id,
+            queues=sorted(queues),
+            http_port=self.health.port,
+        )
+
+    async def readiness(self) -> dict[str, bool]:
+        """Ready only when both the database and the broker answer now."""
+        database = False
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                database = await asyncio.wait_for(self._pool.fetchval("SELECT true"), 2.0)
+        broker = self._bus is not None and await self._bus.check()
+        return {"database": bool(database), "broker": broker}
+
+    async def _heartbeats(self) -> None:
+        assert self._pool is not None  # noqa: S101 - started before this task
+        sequence = 0
+        while not self._stopping.is_set():
+            sequence += 1
+            try:
+                await emit_heartbeat(self._pool, self.instance, sequence)
+            except (TimeoutError, OSError) as error:
+                log.warning("heartbeat.failed", error=str(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.heartbeat_seconds)
+
+    async def _housekeeping(self) -> None:
+        assert self._pool is not None  # noqa: S101 - started before this task
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), HOUSEKEEPING_SECONDS)
+            if self._stopping.is_set():
+                return
+            forgotten = await inbox.purge(self._pool, INBOX_RETENTION)
+            deleted = await outbox.purge_published(self._pool, OUTBOX_RETENTION)
+            log.info("housekeeping.done", inbox_purged=forgotten, outbox_purged=deleted)
+
+    async def stop(self) -> None:
+        """Stop consuming, let in-flight messages finish, flush the outbox, close."""
+        grace = self.settings.shutdown_grace_seconds
+        self._stopping.set()
+        log.info("service.stopping", in_flight=self._in_flight.count)
+        for task in self._tasks:
+            task.cancel()
+        if self._bus is not None:
+            await self._bus.stop_consuming()
+        try:
+            await asyncio.wait_for(self._in_flight.wait_idle(), grace)
+        except TimeoutError:
+            log.warning("service.in_flight_abandoned", count=self._in_flight.count)
+        if self._relay is not None and self._relay_task is not None:
+            self._relay.stop()
+            try:
+                await asyncio.wait_for(self._relay_task, grace)
+            except TimeoutError:
+                log.warning("outbox.flush_incomplete")
+        if self.health is not None:
+            await self.health.stop()
+        if self._bus is not None:
+            await self._bus.close()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service.stopped")
+
+
+async def serve(definition: ServiceDefinition, settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    process = ServiceProcess(definition, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await process.start()
+    await stop.wait()
+    await process.stop()
+
+
+def main(definition: ServiceDefinition) -> None:
+    """Entry point of `python -m services.<name>`."""
+    settings = Settings()
+    configure_logging(definition.name, settings.log_level)
+    try:
+        asyncio.run(serve(definition, settings))
+    except (OSError, ConnectionError) as error:
+        log.exception("service.start_failed", error=f"{type(error).__name__}: {error}")
+        raise SystemExit(1) from None

@@ -1,0 +1,5 @@
+"""Process settings read from LOCKGATE_* environment variables."""
+
+from libs.settings.settings import SERVICE_NAMES, ServiceName, Settings
+
+__all__ = ["SERVICE_NAMES", "ServiceName", "Settings"]

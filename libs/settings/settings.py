@@ -1,0 +1,83 @@
+"""Settings model: every knob a Lockgate process reads, with development defaults."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["catalog", "approval", "scheduler", "reporting"]
+SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    """Settings shared by every Lockgate process; each is read from `LOCKGATE_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKGATE_", extra="ignore", frozen=True)
+
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        description="RabbitMQ URL, vhost included (amqp://user:password@host:port/vhost).",
+    )
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/lockgate",
+        description="PostgreSQL URL of the database holding every service's schema.",
+    )
+    log_level: LogLevel = Field(default="info", description="Lowest level of log events written.")
+    http_host: str = Field(
+        default="127.0.0.1", description="Address the metrics/health HTTP server listens on."
+    )
+    catalog_http_port: int = Field(
+        default=8081, ge=0, le=65535, description="catalog's /metrics, /healthz, /readyz port."
+    )
+    approval_http_port: int = Field(
+        default=8082, ge=0, le=65535, description="approval's /metrics, /healthz, /readyz port."
+    )
+    scheduler_http_port: int = Field(
+        default=8083, ge=0, le=65535, description="scheduler's /metrics, /healthz, /readyz port."
+    )
+    reporting_http_port: int = Field(
+        default=8084, ge=0, le=65535, description="reporting's /metrics, /healthz, /readyz port."
+    )
+    prefetch: int = Field(
+        default=64, ge=1, le=10_000, description="Unacked messages a consumer may hold at once."
+    )
+    delivery_limit: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Deliveries of one message before it is dead-lettered to <queue>.dlq.",
+    )
+    publish_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a publisher confirm may take before failing."
+    )
+    rpc_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long an RPC caller waits for a reply."
+    )
+    outbox_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Outbox relay polling interval, the fallback when no NOTIFY arrives.",
+    )
+    outbox_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Outbox rows the relay publishes per batch."
+    )
+    heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="Interval between a service's heartbeat events."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20.0, gt=0, description="On SIGTERM, how long in-flight work may take to finish."
+    )
+
+    def http_port(self, service: ServiceName) -> int:
+        """The metrics/health port of one service."""
+        ports: dict[ServiceName, int] = {
+            "catalog": self.catalog_http_port,
+            "approval": self.approval_http_port,
+            "scheduler": self.scheduler_http_port,
+            "reporting": self.reporting_http_port,
+        }
+        return ports[service]

@@ -1,0 +1,1 @@
+"""The Lockgate services, each runnable as `python -m services.<name>`."""

@@ -1,0 +1,1 @@
+"""approval: the computer-group tree, approvals, declines and auto-approval rules."""

@@ -1,0 +1,1 @@
+"""catalog: every update Lockgate knows (Microsoft and third-party), settings, supersession."""

@@ -1,0 +1,1 @@
+"""The `lockgate` command: operators' and developers' entry point."""

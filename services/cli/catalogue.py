@@ -1,0 +1,32 @@
+"""Where the CLI finds each service's migrations and handler table (composition root)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from libs.contracts.asyncapi import Subscription
+from libs.contracts.names import queue_name
+from libs.service.handlers import ServiceDefinition
+from libs.settings import SERVICE_NAMES, ServiceName
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent
+
+
+def migrations_dir(service: ServiceName) -> Path:
+    return SERVICES_DIR / service / "migrations"
+
+
+def definition(service: ServiceName) -> ServiceDefinition:
+    module = importlib.import_module(f"services.{service}.handlers")
+    found: ServiceDefinition = module.SERVICE
+    return found
+
+
+def subscriptions() -> list[Subscription]:
+    """Who receives which event, read from every service's handler table."""
+    return [
+        Subscription(service, queue_name(service, route.queue), route.spec.type)
+        for service in SERVICE_NAMES
+        for route in definition(service).events
+    ]

@@ -1,0 +1,256 @@
+"""`lockgate`: database setup, migrations, AsyncAPI export, ping and status over the bus."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from libs.bus import Bus, RpcClient, RpcError, RpcTimeout, ServiceUnavailable
+from libs.contracts import REGISTRY
+from libs.contracts.asyncapi import build, render
+from libs.contracts.reporting import LIST_SERVICE_INSTANCES, ListServiceInstances
+from libs.contracts.system import PING, Ping
+from libs.db.migrations import migrate
+from libs.db.pool import ensure_database
+from libs.service.runner import lockgate_version
+from libs.settings import SERVICE_NAMES, ServiceName, Settings
+from services.cli.catalogue import migrations_dir, subscriptions
+
+EXIT_FAILED = 1
+EXIT_DRIFT = 2
+
+
+class Output:
+    """Prints results as text, or as one JSON document with `--json`."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def result(self, data: Any, text: str) -> None:  # noqa: ANN401 - any JSON-able value
+        if self.as_json:
+            print(json.dumps(_plain(data), indent=2, default=str))
+        else:
+            print(text)
+
+    def error(self, message: str) -> None:
+        if self.as_json:
+            print(json.dumps({"error": message}), file=sys.stderr)
+        else:
+            print(f"lockgate: {message}", file=sys.stderr)
+
+
+def _plain(data: Any) -> Any:  # noqa: ANN401 - converts any model tree to JSON-able values
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, list):
+        return [_plain(item) for item in data]
+    if isinstance(data, dict):
+        return {key: _plain(value) for key, value in data.items()}
+    return data
+
+
+def _services(choice: str) -> list[ServiceName]:
+    return list(SERVICE_NAMES) if choice == "all" else [choice]  # type: ignore[list-item]  # argparse choices
+
+
+async def cmd_db_create(settings: Settings, out: Output, _: argparse.Namespace) -> int:
+    created = await ensure_database(settings.database_url)
+    out.result({"created": created}, "database created" if created else "database exists")
+    return 0
+
+
+async def cmd_migrate(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    await ensure_database(settings.database_url)
+    applied: dict[str, list[str]] = {}
+    for service in _services(args.service):
+        applied[service] = await migrate(settings.database_url, service, migrations_dir(service))
+    lines = [f"{svc}: {', '.join(keys) or 'up to date'}" for svc, keys in applied.items()]
+    out.result(applied, "\n".join(lines))
+    return 0
+
+
+def _read_or_empty(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+async def cmd_asyncapi(_: Settings, out: Output, args: argparse.Namespace) -> int:
+    text = render(build(REGISTRY, subscriptions(), lockgate_version()))
+    path = Path(args.output)
+    if args.check:
+        current = await asyncio.to_thread(_read_or_empty, path)
+        if current != text:
+            out.error(f"{path} is out of date with libs/contracts: run `make asyncapi`")
+            return EXIT_DRIFT
+        out.result({"path": str(path), "up_to_date": True}, f"{path} is up to date")
+        return 0
+    await asyncio.to_thread(_write, path, text)
+    out.result({"path": str(path), "written": True}, f"wrote {path}")
+    return 0
+
+
+async def _with_rpc(settings: Settings, call: Callable[[RpcClient], Awaitable[int]]) -> int:
+    bus = await Bus.connect(settings.amqp_url, name="lockgate-cli")
+    try:
+        client = RpcClient(bus, source="lockgate/cli", timeout=settings.rpc_timeout_seconds)
+        await client.start()
+        return await call(client)
+    finally:
+        await bus.close()
+
+
+async def cmd_ping(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def run(client: RpcClient) -> int:
+        results: dict[str, Any] = {}
+        failed = False
+        for service in _services(args.service):
+            started = time.perf_counter()
+            try:
+                pong = await client.call(PING[service], Ping(echo=args.echo))
+                results[service] = {
+                    **pong.model_dump(mode="json"),
+                    "round_trip_ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+            except (RpcError, RpcTimeout, ServiceUnavailable) as error:
+                results[service] = {"error": str(error)}
+                failed = True
+        lines = [
+            f"{svc:<10} "
+            + (
+                f"error: {r['error']}"
+                if "error" in r
+                else f"ok  {r['instance_id']}  {r['round_trip_ms']} ms"
+            )
+            for svc, r in results.items()
+        ]
+        out.result(results, "\n".join(lines))
+        return EXIT_FAILED if failed else 0
+
+    return await _with_rpc(settings, run)
+
+
+async def cmd_status(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def run(client: RpcClient) -> int:
+        reply = await client.call(
+            LIST_SERVICE_INSTANCES, ListServiceInstances(service=args.service)
+        )
+        lines = [f"{'service':<10} {'instance':<40} {'heartbeats':>10}  last seen"]
+        lines += [
+            f"{i.service:<10} {i.instance_id:<40} {i.heartbeats_total:>10}  "
+            f"{i.last_seen.isoformat(timespec='seconds')}"
+            for i in reply.instances
+        ]
+        out.result(reply.instances, "\n".join(lines))
+        return 0
+
+    return await _with_rpc(settings, run)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def cmd_wait_ready(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout
+    services = _services(args.service)
+    status: dict[str, bool] = {}
+    while True:
+        status = {
+            s: _ready(f"http://{settings.http_host}:{settings.http_port(s)}/readyz")
+            for s in services
+        }
+        if all(status.values()) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    ok = all(status.values())
+    out.result(
+        status, "\n".join(f"{s:<10} {'ready' if r else 'NOT ready'}" for s, r in status.items())
+    )
+    return 0 if ok else EXIT_FAILED
+
+
+async def cmd_demo(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    """What `make run` shows: the services become ready, answer pings, and report heartbeats."""
+    args.service, args.echo = "all", "hello from the demo"
+    if await cmd_wait_ready(settings, out, argparse.Namespace(service="all", timeout=60)):
+        return EXIT_FAILED
+    if await cmd_ping(settings, out, args):
+        return EXIT_FAILED
+    await asyncio.sleep(settings.heartbeat_seconds / 2)
+    args.service = None
+    return await cmd_status(settings, out, args)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="lockgate", description=__doc__)
+    root.add_argument("--json", action="store_true", help="print results as JSON")
+    sub = root.add_subparsers(dest="command", required=True)
+    service_choices = ["all", *SERVICE_NAMES]
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("create", help="create the database of LOCKGATE_DATABASE_URL if missing")
+    db.set_defaults(handler=cmd_db_create)
+
+    mig = sub.add_parser("migrate", help="apply pending migrations of one or every service")
+    mig.add_argument("--service", choices=service_choices, default="all")
+    mig.set_defaults(handler=cmd_migrate)
+
+    api = sub.add_parser("asyncapi", help="write (or --check) the AsyncAPI document")
+    api.add_argument("--output", default="docs/asyncapi.yaml")
+    api.add_argument("--check", action="store_true", help="fail if the file differs")
+    api.set_defaults(handler=cmd_asyncapi)
+
+    ping = sub.add_parser("ping", help="ping services over RabbitMQ RPC")
+    ping.add_argument("service", nargs="?", choices=service_choices, default="all")
+    ping.add_argument("--echo", default=None)
+    ping.set_defaults(handler=cmd_ping)
+
+    status = sub.add_parser("status", help="service instances reporting has heard from")
+    status.add_argument("--service", choices=SERVICE_NAMES, default=None)
+    status.set_defaults(handler=cmd_status)
+
+    ready = sub.add_parser("wait-ready", help="wait until services answer /readyz with 200")
+    ready.add_argument("service", nargs="?", choices=service_choices, default="all")
+    ready.add_argument("--timeout", type=float, default=60.0)
+    ready.set_defaults(handler=cmd_wait_ready)
+
+    demo = sub.add_parser("demo", help="show the running system working (used by make run)")
+    demo.set_defaults(handler=cmd_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    out = Output(args.json)
+    settings = Settings()
+    handler: Callable[[Settings, Output, argparse.Namespace], Coroutine[Any, Any, int]] = (
+        args.handler
+    )
+    try:
+        return asyncio.run(handler(settings, out, args))
+    except (RpcError, RpcTimeout, ServiceUnavailable, OSError) as error:
+        out.error(str(error))
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

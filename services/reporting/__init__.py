@@ -1,0 +1,1 @@
+"""reporting: agent results in, compliance out; and which service instances are alive."""

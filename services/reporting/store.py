@@ -1,0 +1,37 @@
+"""reporting's queries (schema `reporting` only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from libs.contracts.reporting import ServiceInstance
+from libs.contracts.system import ServiceHeartbeat
+from libs.db.pool import Connection
+
+
+async def record_heartbeat(conn: Connection, heartbeat: ServiceHeartbeat, now: datetime) -> None:
+    """Count the heartbeat against its instance (the count is what exactly-once protects)."""
+    await conn.execute(
+        "INSERT INTO service_instances (instance_id, service, version, started_at, first_seen,"
+        "                               last_seen, heartbeats_total, last_sequence)"
+        " VALUES ($1, $2, $3, $4, $5, $5, 1, $6)"
+        " ON CONFLICT (instance_id) DO UPDATE SET"
+        "   version = EXCLUDED.version, last_seen = EXCLUDED.last_seen,"
+        "   heartbeats_total = service_instances.heartbeats_total + 1,"
+        "   last_sequence = greatest(service_instances.last_sequence, EXCLUDED.last_sequence)",
+        heartbeat.instance_id,
+        heartbeat.service,
+        heartbeat.version,
+        heartbeat.started_at,
+        now,
+        heartbeat.sequence,
+    )
+
+
+async def service_instances(conn: Connection, service: str | None) -> list[ServiceInstance]:
+    rows = await conn.fetch(
+        "SELECT * FROM service_instances WHERE $1::text IS NULL OR service = $1"
+        " ORDER BY last_seen DESC, instance_id",
+        service,
+    )
+    return [ServiceInstance.model_validate(dict(row)) for row in rows]
