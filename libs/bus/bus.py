@@ -113,19 +113,32 @@ class Bus:
         mandatory: bool = False,
     ) -> None:
         """Publish and wait for the broker's confirm; raise PublishFailed otherwise."""
-        target = (
-            self._channel.default_exchange
-            if exchange == ""
-            else await self._channel.get_exchange(exchange, ensure=False)
-        )
-        try:
-            confirm = await target.publish(
+
+        async def send() -> object:
+            target = (
+                self._channel.default_exchange
+                if exchange == ""
+                else await self._channel.get_exchange(exchange, ensure=False)
+            )
+            return await target.publish(
                 message,
                 routing_key=routing_key,
                 mandatory=mandatory,
                 timeout=self._publish_timeout,
             )
-        except (TimeoutError, DeliveryError, PublishError, AMQPError, ConnectionError) as error:
+
+        try:
+            # Bound the whole call: while a robust channel reconnects, aio-pika waits for it
+            # without applying its own timeout.
+            confirm = await asyncio.wait_for(send(), self._publish_timeout)
+        except (
+            TimeoutError,
+            DeliveryError,
+            PublishError,
+            AMQPError,
+            ConnectionError,
+            RuntimeError,  # aiormq's ChannelInvalidStateError: channel closed, reconnecting
+        ) as error:
             raise PublishFailed(
                 f"publish to {exchange or '(default)'}/{routing_key} failed: "
                 f"{type(error).__name__}: {error}"
@@ -138,17 +151,21 @@ class Bus:
 
         Returns, per item, whether the broker confirmed it.
         """
+        errors: list[str] = []
 
         async def one(message: aio_pika.Message, exchange: str, routing_key: str) -> bool:
             try:
                 await self.publish(message, exchange=exchange, routing_key=routing_key)
             except PublishFailed as error:
-                log.warning("bus.publish_failed", error=str(error))
+                errors.append(str(error))
                 return False
             return True
 
         # Tasks start in list order; a single channel keeps that order at the broker.
-        return list(await asyncio.gather(*(one(m, e, k) for m, e, k in items)))
+        confirmed = list(await asyncio.gather(*(one(m, e, k) for m, e, k in items)))
+        if errors:
+            log.warning("bus.publish_failed", failed=len(errors), of=len(items), first=errors[0])
+        return confirmed
 
     async def consume(self, queue: str, callback: Callback, *, prefetch: int) -> str:
         """Consume `queue` on a channel of its own with `prefetch` unacked messages at most."""
@@ -164,9 +181,11 @@ class Bus:
         consumers, self._consumers = self._consumers, []
         for queue, tag in consumers:
             try:
-                await queue.cancel(tag)
-            except (AMQPError, ConnectionError, RuntimeError) as error:
-                log.warning("bus.cancel_failed", queue=queue.name, error=str(error))
+                # Bounded: a cancel on a channel restored after a connection loss can wait
+                # forever; closing the connection afterwards stops deliveries anyway.
+                await asyncio.wait_for(queue.cancel(tag), self._publish_timeout)
+            except (TimeoutError, AMQPError, ConnectionError, RuntimeError) as error:
+                log.warning("bus.cancel_failed", queue=queue.name, error=repr(error))
 
     async def check(self, timeout: float = 2.0) -> bool:
         """Whether the broker answers now (a passive declare round trip)."""
@@ -185,4 +204,7 @@ class Bus:
         return True
 
     async def close(self) -> None:
-        await self.connection.close()
+        try:
+            await asyncio.wait_for(self.connection.close(), self._publish_timeout)
+        except (TimeoutError, AMQPError, ConnectionError, RuntimeError) as error:
+            log.warning("bus.close_failed", error=repr(error))

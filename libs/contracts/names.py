@@ -33,7 +33,7 @@ DLQ_SUFFIX = ".dlq"
 def queue_name(service: str, purpose: str) -> str:
     """`<service>.<purpose>`, e.g. `reporting.agent-status`; both parts lower-case words."""
     for label, part in (("service", service), ("purpose", purpose)):
-        if not _SEGMENT.match(part):
+        if not _SEGMENT.fullmatch(part):
             raise ValueError(
                 f"queue {label} {part!r} is not allowed: use lower-case letters, digits and '-'"
             )

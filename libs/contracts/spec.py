@@ -27,7 +27,7 @@ SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def _check_type(message_type: str) -> None:
-    if not _TYPE.match(message_type):
+    if not _TYPE.fullmatch(message_type):
         raise ValueError(
             f"message type {message_type!r} is not allowed: "
             "use '<service>.<name>[.<name>...].v<major>' in lower case"
@@ -78,7 +78,7 @@ class AgentEventSpec(EventSpec[M]):
 
     def routing_key(self, subject: str | None = None) -> str:
         """`agent.<computer_id>.<rest of type>`; the computer id is the message's subject."""
-        if subject is None or not SUBJECT.match(subject):
+        if subject is None or not SUBJECT.fullmatch(subject):
             raise ValueError(
                 f"subject {subject!r} is not a computer id: "
                 "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"

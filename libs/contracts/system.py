@@ -19,7 +19,7 @@ class Ping(Contract):
 class Pong(Contract):
     """A service's answer to a ping."""
 
-    service: ServiceName = Field(description="Name of the service that answered.")
+    service: str = Field(description="Name of the service that answered.")
     instance_id: str = Field(description="Id of the answering process (one per replica).")
     version: str = Field(description="Lockgate version the process runs.")
     started_at: AwareDatetime = Field(description="When the answering process started.")
@@ -67,5 +67,5 @@ def heartbeat_spec(service: ServiceName) -> EventSpec[ServiceHeartbeat]:
     )
 
 
-PING = {service: ping_spec(service) for service in SERVICE_NAMES}
-HEARTBEAT = {service: heartbeat_spec(service) for service in SERVICE_NAMES}
+PING: dict[str, CommandSpec[Ping, Pong]] = {s: ping_spec(s) for s in SERVICE_NAMES}
+HEARTBEAT: dict[str, EventSpec[ServiceHeartbeat]] = {s: heartbeat_spec(s) for s in SERVICE_NAMES}

@@ -40,7 +40,7 @@ def load(directory: Path, origin: str) -> list[Migration]:
     numbers: set[str] = set()
     migrations = []
     for path in files:
-        match = _NAME.match(path.name)
+        match = _NAME.fullmatch(path.name)
         if not match:
             raise MigrationError(f"migration file {path} must be named NNNN_lower_case.sql")
         if match.group(1) in numbers:

@@ -126,8 +126,10 @@ class OutboxRelay:
         while not self._stopping:
             try:
                 await self._lead()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("outbox.relay_error", error=f"{type(error).__name__}: {error}")
+            except Exception as error:
+                log.warning(
+                    "outbox.relay_error", error=f"{type(error).__name__}: {error}", exc_info=error
+                )
                 self.is_leader = False
                 await self._sleep(self._poll)
             else:

@@ -20,7 +20,7 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 def check_schema(schema: str) -> str:
     """`schema` if it is a plain lower-case identifier (it is interpolated into SQL)."""
-    if not _SCHEMA.match(schema):
+    if not _SCHEMA.fullmatch(schema):
         raise ValueError(f"schema {schema!r} is not allowed: use lower-case letters, digits, '_'")
     return schema
 

@@ -13,7 +13,6 @@ from libs.contracts.names import queue_name
 from libs.contracts.spec import CommandSpec, Contract, EventSpec
 from libs.db.outbox import Outbox
 from libs.db.pool import Connection
-from libs.settings import ServiceName
 
 M = TypeVar("M", bound=Contract)
 Req = TypeVar("Req", bound=Contract)
@@ -26,7 +25,7 @@ COMMANDS_PURPOSE = "commands"
 class Instance:
     """The running process: what pings and heartbeats report."""
 
-    service: ServiceName
+    service: str
     instance_id: str
     version: str
     started_at: datetime
@@ -81,10 +80,13 @@ class Answer(Generic[Req, Rep]):
 class ServiceDefinition:
     """Everything the runtime needs to run one service."""
 
-    name: ServiceName
+    name: str
+    """Service name: its schema, queue prefix and CloudEvents source."""
     migrations: Path
     events: Sequence[On[Any]] = field(default_factory=tuple)
     commands: Sequence[Answer[Any, Any]] = field(default_factory=tuple)
+    heartbeat: bool = True
+    """Publish `<name>.service.heartbeat.v1` periodically (the four services do)."""
 
     def queues(self) -> dict[str, list[On[Any] | Answer[Any, Any]]]:
         """Routes per full queue name; commands share `<service>.commands`."""

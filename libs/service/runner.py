@@ -24,7 +24,7 @@ from libs.observability.logging import configure_logging
 from libs.service.handlers import Instance, On, ServiceDefinition
 from libs.service.pipeline import InFlight, Pipeline
 from libs.service.system import emit_heartbeat
-from libs.settings import Settings
+from libs.settings import SERVICE_NAMES, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -40,10 +40,18 @@ def lockgate_version() -> str:
         return "0+unknown"
 
 
+def _port_of(settings: Settings, name: str) -> int:
+    if name not in SERVICE_NAMES:
+        raise ValueError(f"service {name!r} has no port setting; pass http_port explicitly")
+    return settings.http_port(name)
+
+
 class ServiceProcess:
     """One running instance of a service; N replicas are N of these in N processes."""
 
-    def __init__(self, definition: ServiceDefinition, settings: Settings) -> None:
+    def __init__(
+        self, definition: ServiceDefinition, settings: Settings, *, http_port: int | None = None
+    ) -> None:
         self.definition = definition
         self.settings = settings
         self.instance = Instance(
@@ -52,6 +60,7 @@ class ServiceProcess:
             version=lockgate_version(),
             started_at=datetime.now(UTC),
         )
+        self._http_port = http_port
         self._stopping = asyncio.Event()
         self._in_flight = InFlight()
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,7 +103,9 @@ class ServiceProcess:
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
         self.health = HealthServer(
-            self.readiness, host=settings.http_host, port=settings.http_port(name)
+            self.readiness,
+            host=settings.http_host,
+            port=self._http_port if self._http_port is not None else _port_of(settings, name),
         )
         await self.health.start()
         for queue, routes in queues.items():
@@ -109,10 +120,9 @@ class ServiceProcess:
                 stopping=self._stopping,
             )
             await bus.consume(queue, pipeline, prefetch=settings.prefetch)
-        self._tasks = [
-            asyncio.create_task(self._heartbeats(), name="heartbeats"),
-            asyncio.create_task(self._housekeeping(), name="housekeeping"),
-        ]
+        self._tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
+        if self.definition.heartbeat:
+            self._tasks.append(asyncio.create_task(self._heartbeats(), name="heartbeats"))
         log.info(
             "service.started",
             instance_id=self.instance.instance_id,
@@ -161,6 +171,7 @@ class ServiceProcess:
             task.cancel()
         if self._bus is not None:
             await self._bus.stop_consuming()
+        log.info("service.consumers_stopped")
         try:
             await asyncio.wait_for(self._in_flight.wait_idle(), grace)
         except TimeoutError:
@@ -171,6 +182,7 @@ class ServiceProcess:
                 await asyncio.wait_for(self._relay_task, grace)
             except TimeoutError:
                 log.warning("outbox.flush_incomplete")
+        log.info("service.outbox_flushed")
         if self.health is not None:
             await self.health.stop()
         if self._bus is not None:

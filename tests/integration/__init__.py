@@ -1,0 +1,1 @@
+"""Integration tests: real RabbitMQ and PostgreSQL."""

@@ -1,0 +1,195 @@
+"""The message pipeline against real RabbitMQ and PostgreSQL, through an in-process service."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from libs.bus import Bus, RpcClient, RpcError, RpcTimeout, ServiceUnavailable, to_amqp
+from libs.contracts import Envelope
+from libs.contracts.names import Exchange
+from libs.contracts.spec import CommandSpec, EventSpec
+from libs.service.pipeline import REASON_CLASS_HEADER, REASON_HEADER
+from libs.service.runner import ServiceProcess
+from libs.settings import Settings
+from tests.integration import probe
+from tests.support.infra import Infra
+from tests.support.messages import Collector, bind_test_queue, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("service")]
+
+DELIVERY_LIMIT = 3
+
+
+@pytest.fixture
+async def service(infra: Infra) -> AsyncIterator[ServiceProcess]:
+    """The probe service running in this event loop against the session's vhost and database."""
+    settings = Settings(
+        amqp_url=infra.amqp_url,
+        database_url=infra.database_url,
+        delivery_limit=DELIVERY_LIMIT,
+        outbox_poll_seconds=0.2,
+    )
+    process = ServiceProcess(probe.PROBE, settings, http_port=0)
+    await process.start()
+    yield process
+    await process.stop()
+
+
+@pytest.fixture
+async def rpc(bus: Bus) -> RpcClient:
+    client = RpcClient(bus, source="tests", timeout=5.0)
+    await client.start()
+    return client
+
+
+async def publish(
+    bus: Bus, spec: EventSpec[probe.Key], key: str, message_id: str | None = None
+) -> str:
+    envelope = Envelope.new(source="tests", type=spec.type, subject=key)
+    if message_id:
+        envelope = envelope.model_copy(update={"id": message_id})
+    await bus.publish(
+        to_amqp(envelope, probe.Key(key=key).model_dump_json().encode()),
+        exchange=Exchange.EVENTS.value,
+        routing_key=spec.routing_key(),
+    )
+    return envelope.id
+
+
+def sample(metric: str, handler: str) -> float:
+    """Current value of a per-handler counter in this process's registry."""
+    return REGISTRY.get_sample_value(metric, {"handler": handler}) or 0.0
+
+
+async def counter(db: asyncpg.Connection, key: str) -> int | None:
+    value: int | None = await db.fetchval("SELECT n FROM probe.counts WHERE key = $1", key)
+    return value
+
+
+async def dead_letters(
+    bus: Bus, queue: str, ids: set[str], timeout: float = 15.0
+) -> dict[str, dict[str, object]]:
+    """Headers of the dead letters with `ids`, waiting until all arrived."""
+    channel = await bus.connection.channel()
+    dlq = await channel.get_queue(queue)
+    found: dict[str, dict[str, object]] = {}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while set(found) != ids:
+        message = await dlq.get(fail=False)
+        if message is None:
+            assert asyncio.get_running_loop().time() < deadline, f"only {set(found)} of {ids}"
+            await asyncio.sleep(0.1)
+            continue
+        await message.ack()
+        if message.message_id in ids:
+            found[message.message_id] = dict(message.headers or {})
+    await channel.close()
+    return found
+
+
+async def test_event_effect_and_outbox_event(bus: Bus, db: asyncpg.Connection) -> None:
+    """A handled event commits its effect and its outgoing event together, and the event leaves."""
+    key = uuid.uuid4().hex
+    collector = Collector()
+    queue = await bind_test_queue(
+        bus, f"test.counted.{key}", Exchange.EVENTS, probe.COUNTED.routing_key()
+    )
+    await queue.consume(collector)
+    incoming = await publish(bus, probe.COUNT, key)
+    await collector.wait_for(1, timeout=10)
+    assert await counter(db, key) == 1
+    event = collector.messages[0]
+    assert event.headers["ce-subject"] == key
+    assert event.correlation_id == incoming, "correlation id is carried from the cause"
+
+
+async def test_duplicate_delivery_has_one_effect(bus: Bus, db: asyncpg.Connection) -> None:
+    """The same message id delivered twice changes the state once (inbox dedupe)."""
+    key, message_id = uuid.uuid4().hex, str(uuid.uuid4())
+    before = sample("lockgate_messages_duplicate_total", "inputs/count")
+    await publish(bus, probe.COUNT, key, message_id)
+    await publish(bus, probe.COUNT, key, message_id)
+
+    async def duplicate_seen() -> bool:
+        return sample("lockgate_messages_duplicate_total", "inputs/count") > before
+
+    await eventually(duplicate_seen, timeout=10, what="the duplicate to be skipped")
+    assert await counter(db, key) == 1
+
+
+async def test_failing_handler_is_retried_then_dead_lettered(bus: Bus) -> None:
+    """A handler that keeps raising is tried delivery_limit times, then parked with its reason."""
+    key = uuid.uuid4().hex
+    before = sample("lockgate_messages_failed_total", "inputs/fail")
+    message_id = await publish(bus, probe.FAIL, key)
+    found = await dead_letters(bus, "probe.inputs.dlq", {message_id})
+    headers = found[message_id]
+    assert headers[REASON_CLASS_HEADER] == "RuntimeError"
+    assert f"disk on fire while counting {key}" in str(headers[REASON_HEADER])
+    assert sample("lockgate_messages_failed_total", "inputs/fail") - before == DELIVERY_LIMIT
+
+
+async def test_domain_error_is_dead_lettered_at_once(bus: Bus) -> None:
+    """A message that can never apply is parked on its first delivery, not retried."""
+    before = sample("lockgate_messages_failed_total", "inputs/refuse")
+    message_id = await publish(bus, probe.REFUSE, "nope")
+    found = await dead_letters(bus, "probe.inputs.dlq", {message_id})
+    assert found[message_id][REASON_CLASS_HEADER] == "InvalidInput"
+    assert "key 'nope' is not allowed" in str(found[message_id][REASON_HEADER])
+    assert sample("lockgate_messages_failed_total", "inputs/refuse") == before
+
+
+async def test_rpc_answers(rpc: RpcClient) -> None:
+    """A command gets its typed reply."""
+    reply = await rpc.call(probe.DIVIDE, probe.Divide(dividend=7, divisor=2))
+    assert reply == probe.Quotient(value=3.5)
+
+
+async def test_rpc_handler_error_is_a_clear_error(rpc: RpcClient) -> None:
+    """A handler's domain error reaches the caller as an error naming field and value."""
+    with pytest.raises(RpcError) as caught:
+        await rpc.call(probe.DIVIDE, probe.Divide(dividend=1, divisor=0))
+    assert caught.value.body.error == "InvalidInput"
+    assert caught.value.body.field == "divisor"
+    assert "divisor 0 is not allowed" in str(caught.value)
+
+
+async def test_rpc_invalid_request_is_a_clear_error(rpc: RpcClient) -> None:
+    """A request that fails validation is answered with the field at fault, not dropped."""
+    wrong: CommandSpec[probe.Key, probe.Quotient] = CommandSpec(
+        type=probe.DIVIDE.type,
+        request=probe.Key,
+        reply=probe.Quotient,
+        handler="probe",
+        summary="divide, sent with the wrong body",
+    )
+    with pytest.raises(RpcError) as caught:
+        await rpc.call(wrong, probe.Key(key="x"))
+    assert caught.value.body.error == "InvalidMessage"
+    assert "'dividend'" in caught.value.body.message
+    assert "Field required" in caught.value.body.message
+
+
+async def test_rpc_timeout_is_a_clear_error(rpc: RpcClient) -> None:
+    """A reply that does not come in time raises RpcTimeout naming the command, not a hang."""
+    with pytest.raises(RpcTimeout, match=r"probe\.sleep\.v1: no reply within 0\.5 s"):
+        await rpc.call(probe.SLEEP, probe.Sleep(seconds=3), timeout=0.5)
+
+
+async def test_rpc_to_no_service_fails_at_once(rpc: RpcClient) -> None:
+    """A command no queue takes fails immediately instead of waiting for the timeout."""
+    nobody: CommandSpec[probe.Key, probe.Key] = CommandSpec(
+        type="probe.nobody-home.v1",
+        request=probe.Key,
+        reply=probe.Key,
+        handler="probe",
+        summary="unbound",
+    )
+    with pytest.raises(ServiceUnavailable, match="is the probe service running"):
+        await rpc.call(nobody, probe.Key(key="x"), timeout=30)

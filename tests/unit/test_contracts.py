@@ -1,0 +1,349 @@
+"""Message contracts: type naming, agent routing, the registry, field docs and the envelope."""
+
+from __future__ import annotations
+
+import re
+import typing
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from libs.contracts import (
+    REGISTRY,
+    AgentEventSpec,
+    CommandSpec,
+    Contract,
+    Envelope,
+    EventSpec,
+    Registry,
+    UnknownMessageType,
+    dead_letter_queue_name,
+    queue_name,
+)
+from libs.contracts.scheduler import AGENT_CHECKIN, AgentCheckin
+from libs.contracts.spec import major_version
+from libs.contracts.system import Ping
+
+NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
+
+BAD_TYPES = [
+    pytest.param("catalog.update.published", id="no-major-version"),
+    pytest.param("catalog.update.published.v0", id="major-zero"),
+    pytest.param("catalog.update.published.V1", id="upper-case-version"),
+    pytest.param("Catalog.update.published.v1", id="upper-case-service"),
+    pytest.param("catalog.v1", id="no-name-between-service-and-version"),
+    pytest.param("catalog..published.v1", id="empty-segment"),
+    pytest.param("catalog.update_published.v1", id="underscore"),
+    pytest.param("catalog.update.published.v1\n", id="trailing-newline"),
+    pytest.param("", id="empty"),
+]
+
+
+class Sample(Contract):
+    """A throw-away body for specs built in these tests."""
+
+    note: str = "sample"
+
+
+def _event(message_type: str) -> EventSpec[Sample]:
+    return EventSpec(type=message_type, model=Sample, producer="catalog", summary="test")
+
+
+def _command(message_type: str, handler: str = "catalog") -> CommandSpec[Sample, Sample]:
+    return CommandSpec(
+        type=message_type, request=Sample, reply=Sample, handler=handler, summary="test"
+    )
+
+
+def _checkin(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "computer_id": "pc-0042",
+        "hostname": "reception-01",
+        "timezone": "Europe/Paris",
+        "checked_in_at": NOW.isoformat(),
+    }
+    body.update(overrides)
+    return body
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """Pydantic models named anywhere inside a field annotation (lists, optionals...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]
+
+
+def _reachable_models() -> list[type[BaseModel]]:
+    roots: list[type[BaseModel]] = [spec.model for spec in REGISTRY.events.values()]
+    for command in REGISTRY.commands.values():
+        roots += [command.request, command.reply]
+    seen: list[type[BaseModel]] = []
+    while roots:
+        model = roots.pop()
+        if model in seen:
+            continue
+        seen.append(model)
+        for field in model.model_fields.values():
+            roots += _models_in(field.annotation)
+    return sorted(seen, key=lambda model: model.__qualname__)
+
+
+REACHABLE_MODELS = _reachable_models()
+REGISTERED_TYPES = sorted([*REGISTRY.events, *REGISTRY.commands])
+
+
+# --- message type naming ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message_type", BAD_TYPES)
+def test_event_spec_refuses_a_badly_formed_type(message_type: str) -> None:
+    """A type that breaks the naming rule would make routing keys and versions ambiguous."""
+    with pytest.raises(ValueError, match="is not allowed"):
+        _event(message_type)
+
+
+@pytest.mark.parametrize("message_type", BAD_TYPES)
+def test_command_spec_refuses_a_badly_formed_type(message_type: str) -> None:
+    """Commands follow the same naming rule as events, so one parser serves both."""
+    with pytest.raises(ValueError, match="is not allowed"):
+        _command(message_type)
+
+
+def test_event_spec_accepts_a_well_formed_type() -> None:
+    """The rule must let real types through, or no service could declare an event."""
+    assert _event("catalog.update-file.published.v12").type == "catalog.update-file.published.v12"
+
+
+def test_command_spec_refuses_a_type_not_prefixed_by_its_handler_service() -> None:
+    """Commands are routed to `<handler>.commands`; a foreign prefix would mislead callers."""
+    with pytest.raises(ValueError, match="must start with its service 'approval'"):
+        _command("catalog.update.approve.v1", handler="approval")
+
+
+def test_command_spec_refuses_a_handler_that_is_only_a_prefix_of_the_service() -> None:
+    """`cat` must not answer `catalog.*`: the prefix check stops at the dot."""
+    with pytest.raises(ValueError, match="must start with its service"):
+        _command("catalog.update.list.v1", handler="cat")
+
+
+def test_major_version_reads_the_number_after_the_last_v() -> None:
+    """Consumers pick an upcaster by major version; multi-digit versions must parse whole."""
+    assert major_version("catalog.v2-report.published.v13") == 13
+
+
+# --- agent routing -------------------------------------------------------------------
+
+
+def test_agent_event_routing_key_carries_the_computer_id() -> None:
+    """The broker routes an agent's message by the computer id in its routing key."""
+    assert AGENT_CHECKIN.routing_key("pc-0042") == "agent.pc-0042.checkin.v1"
+
+
+def test_agent_event_binding_key_matches_any_computer() -> None:
+    """The scheduler binds once for every computer, not once per computer."""
+    assert AGENT_CHECKIN.binding_key == "agent.*.checkin.v1"
+
+
+@pytest.mark.parametrize(
+    "computer_id",
+    [
+        pytest.param("pc.42", id="dot"),
+        pytest.param("pc#", id="hash"),
+        pytest.param("*", id="star"),
+        pytest.param("", id="empty"),
+        pytest.param(None, id="missing"),
+        pytest.param("-pc42", id="leading-dash"),
+        pytest.param("x" * 65, id="too-long"),
+        pytest.param("pc-42\n", id="trailing-newline"),
+    ],
+)
+def test_agent_event_routing_key_refuses_a_bad_computer_id(computer_id: str | None) -> None:
+    """A dot or wildcard in the id would let one agent's message match another's binding."""
+    with pytest.raises(ValueError, match="is not a computer id"):
+        AGENT_CHECKIN.routing_key(computer_id)
+
+
+def test_agent_event_spec_refuses_a_type_outside_the_agent_prefix() -> None:
+    """Agent messages live under `agent.`; anything else would escape the agent bindings."""
+    with pytest.raises(ValueError, match=re.escape("must start with 'agent.'")):
+        AgentEventSpec(type="scheduler.checkin.v1", model=Sample, producer="agent", summary="x")
+
+
+# --- registry ------------------------------------------------------------------------
+
+
+def test_registry_refuses_two_events_with_one_type() -> None:
+    """Two models under one type would make decoding depend on registration order."""
+    with pytest.raises(ValueError, match="declared twice"):
+        Registry(events=[_event("catalog.x.v1"), _event("catalog.x.v1")], commands=[])
+
+
+def test_registry_refuses_an_event_and_a_command_sharing_a_type() -> None:
+    """A type names one message whichever exchange it travels on."""
+    with pytest.raises(ValueError, match="declared twice"):
+        Registry(events=[_event("catalog.x.v1")], commands=[_command("catalog.x.v1")])
+
+
+def test_registry_unknown_event_lists_the_known_types() -> None:
+    """The error must show what would have been accepted, so the sender can fix its type."""
+    registry = Registry(events=[_event("catalog.a.v1"), _event("catalog.b.v1")], commands=[])
+    with pytest.raises(UnknownMessageType) as caught:
+        registry.event("catalog.c.v1")
+    assert "'catalog.c.v1'" in str(caught.value)
+    assert "['catalog.a.v1', 'catalog.b.v1']" in str(caught.value)
+
+
+def test_registry_unknown_command_lists_the_known_types() -> None:
+    """Same as for events: a caller with a typo sees the right command name."""
+    registry = Registry(events=[], commands=[_command("catalog.a.list.v1")])
+    with pytest.raises(UnknownMessageType, match=re.escape("['catalog.a.list.v1']")):
+        registry.command("catalog.b.list.v1")
+
+
+def test_registry_finds_a_registered_event_by_type() -> None:
+    """Lookup is how a consumer picks the model to decode a body with."""
+    spec = _event("catalog.a.v1")
+    assert Registry(events=[spec], commands=[]).event("catalog.a.v1") is spec
+
+
+@pytest.mark.parametrize("model", REACHABLE_MODELS, ids=lambda model: model.__qualname__)
+def test_every_field_of_a_registered_model_has_a_description(model: type[BaseModel]) -> None:
+    """Field descriptions are the published contract (AsyncAPI); a blank one documents nothing."""
+    undocumented = [
+        name
+        for name, field in model.model_fields.items()
+        if not (field.description and field.description.strip())
+    ]
+    assert undocumented == []
+
+
+def test_registry_reaches_nested_reply_models() -> None:
+    """The description check must also cover models nested inside replies."""
+    names = {model.__qualname__ for model in REACHABLE_MODELS}
+    assert {"ServiceInstances", "ServiceInstance", "AgentCheckin", "Ping", "Pong"} <= names
+
+
+@pytest.mark.parametrize("message_type", REGISTERED_TYPES)
+def test_every_registered_type_ends_with_its_major_version(message_type: str) -> None:
+    """Versioned types let old and new consumers coexist during a rollout."""
+    suffix = message_type.rsplit(".", 1)[1]
+    assert re.fullmatch(r"v[1-9][0-9]*", suffix)
+    assert major_version(message_type) == int(suffix[1:])
+
+
+# --- contract bodies -----------------------------------------------------------------
+
+
+def test_contract_refuses_an_unknown_field() -> None:
+    """A misspelled field must fail loudly instead of being silently dropped."""
+    with pytest.raises(ValidationError) as caught:
+        Ping.model_validate({"echo": "hi", "ecko": "typo"})
+    assert [error["type"] for error in caught.value.errors()] == ["extra_forbidden"]
+    assert caught.value.errors()[0]["loc"] == ("ecko",)
+
+
+def test_contract_is_immutable() -> None:
+    """A handler must not alter a message another handler may also read."""
+    ping = Ping(echo="hi")
+    with pytest.raises(ValidationError, match="frozen"):
+        ping.echo = "changed"  # type: ignore[misc]  # assigning to a frozen model on purpose
+
+
+def test_agent_checkin_refuses_an_unknown_timezone_naming_it() -> None:
+    """Deadlines are computed in the computer's local time; the agent must learn its mistake."""
+    with pytest.raises(ValidationError) as caught:
+        AgentCheckin.model_validate(_checkin(timezone="Mars/Olympus_Mons"))
+    assert caught.value.errors()[0]["loc"] == ("timezone",)
+    assert "'Mars/Olympus_Mons'" in str(caught.value)
+
+
+def test_agent_checkin_accepts_a_known_timezone() -> None:
+    """The timezone check must not refuse real IANA names."""
+    assert AgentCheckin.model_validate(_checkin()).timezone == "Europe/Paris"
+
+
+# --- envelope ------------------------------------------------------------------------
+
+
+def _envelope(**overrides: Any) -> Envelope:
+    fields: dict[str, Any] = {
+        "id": "0d9b2a4e-5d0e-4c55-9a43-54f5f7e3e0a1",
+        "source": "lockgate/scheduler",
+        "type": "scheduler.computer.registered.v1",
+        "time": NOW,
+    }
+    fields.update(overrides)
+    return Envelope(**fields)
+
+
+def test_envelope_headers_carry_the_cloudevents_attributes() -> None:
+    """Consumers in any language read these headers (CloudEvents AMQP binding)."""
+    assert _envelope().headers() == {
+        "ce-id": "0d9b2a4e-5d0e-4c55-9a43-54f5f7e3e0a1",
+        "ce-source": "lockgate/scheduler",
+        "ce-type": "scheduler.computer.registered.v1",
+        "ce-time": "2025-03-14T09:26:53+00:00",
+        "ce-specversion": "1.0",
+    }
+
+
+def test_envelope_headers_include_subject_when_set() -> None:
+    """The subject is how a consumer knows which computer an event is about."""
+    assert _envelope(subject="pc-0042").headers()["ce-subject"] == "pc-0042"
+
+
+def test_envelope_headers_omit_subject_when_unset() -> None:
+    """An empty ce-subject header would read as a subject that is the empty string."""
+    assert "ce-subject" not in _envelope(subject=None).headers()
+
+
+def test_envelope_header_time_is_converted_to_utc() -> None:
+    """Inside Lockgate time is UTC; a local offset on the wire would confuse comparisons."""
+    paris = timezone(timedelta(hours=1))
+    envelope = _envelope(time=datetime(2025, 3, 14, 10, 26, 53, tzinfo=paris))
+    assert envelope.headers()["ce-time"] == "2025-03-14T09:26:53+00:00"
+
+
+def test_envelope_refuses_a_naive_time() -> None:
+    """A time without a zone cannot be ordered against other services' times."""
+    with pytest.raises(ValidationError, match="timezone"):
+        _envelope(time=datetime(2025, 3, 14, 9, 26, 53))  # noqa: DTZ001 - naive on purpose
+
+
+def test_envelope_new_stamps_a_fresh_id_each_time() -> None:
+    """The id is the dedupe key; two messages must never share it."""
+    first = Envelope.new(source="lockgate/catalog", type="catalog.x.v1", now=NOW)
+    second = Envelope.new(source="lockgate/catalog", type="catalog.x.v1", now=NOW)
+    assert first.id != second.id
+
+
+# --- queue names ---------------------------------------------------------------------
+
+
+def test_queue_name_joins_service_and_purpose() -> None:
+    """Queue names are derived, never typed twice, so producers and consumers agree."""
+    assert queue_name("reporting", "agent-status") == "reporting.agent-status"
+
+
+@pytest.mark.parametrize(
+    ("service", "purpose", "label"),
+    [
+        pytest.param("Reporting", "status", "service", id="upper-case-service"),
+        pytest.param("reporting", "agent.status", "purpose", id="dot-in-purpose"),
+        pytest.param("reporting", "", "purpose", id="empty-purpose"),
+        pytest.param("2reporting", "status", "service", id="leading-digit"),
+        pytest.param("reporting", "status#", "purpose", id="hash"),
+        pytest.param("reporting\n", "status", "service", id="trailing-newline"),
+    ],
+)
+def test_queue_name_refuses_a_bad_part_naming_it(service: str, purpose: str, label: str) -> None:
+    """A dot or odd character would break the `<service>.<purpose>` convention."""
+    with pytest.raises(ValueError, match=f"queue {label} "):
+        queue_name(service, purpose)
+
+
+def test_dead_letter_queue_name_appends_dlq() -> None:
+    """Operators find a queue's dead letters next to it, under `<queue>.dlq`."""
+    assert dead_letter_queue_name("reporting.agent-status") == "reporting.agent-status.dlq"
