@@ -60,8 +60,10 @@ async def ensure_database(url: str) -> bool:
             return False
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
-        except asyncpg.DuplicateDatabaseError:
-            return False  # another process created it at the same moment
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Another process created it at the same moment; a race on pg_database's
+            # unique index surfaces as UniqueViolation rather than DuplicateDatabase.
+            return False
         log.info("db.created", database=name)
         return True
     finally:
