@@ -187,16 +187,25 @@ async def cmd_wait_ready(settings: Settings, out: Output, args: argparse.Namespa
     return 0 if ok else EXIT_FAILED
 
 
-async def cmd_demo(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    """What `make run` shows: the services become ready, answer pings, and report heartbeats."""
-    args.service, args.echo = "all", "hello from the demo"
+async def cmd_demo(settings: Settings, out: Output, _: argparse.Namespace) -> int:
+    """What `make run` shows: services ready, answering pings, heartbeats reaching reporting."""
     if await cmd_wait_ready(settings, out, argparse.Namespace(service="all", timeout=60)):
         return EXIT_FAILED
-    if await cmd_ping(settings, out, args):
+    if await cmd_ping(settings, out, argparse.Namespace(service="all", echo="hello")):
         return EXIT_FAILED
-    await asyncio.sleep(settings.heartbeat_seconds / 2)
-    args.service = None
-    return await cmd_status(settings, out, args)
+
+    async def run(client: RpcClient) -> int:
+        # Heartbeats sent before reporting's queue existed are gone; wait for fresh ones.
+        deadline = time.monotonic() + 3 * settings.heartbeat_seconds
+        while time.monotonic() < deadline:
+            reply = await client.call(LIST_SERVICE_INSTANCES, ListServiceInstances())
+            if {i.service for i in reply.instances} >= set(SERVICE_NAMES):
+                break
+            await asyncio.sleep(1.0)
+        return 0
+
+    await _with_rpc(settings, run)
+    return await cmd_status(settings, out, argparse.Namespace(service=None))
 
 
 def parser() -> argparse.ArgumentParser:
