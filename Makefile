@@ -22,7 +22,7 @@ services:
 run: install services
 	$(BIN)/lockgate db create
 	$(BIN)/lockgate migrate
-	DEMO=$(DEMO) $(BIN)/honcho start -f Procfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" DEMO=$(DEMO) $(BIN)/honcho start -f Procfile
 
 lint: install
 	$(BIN)/ruff check .
