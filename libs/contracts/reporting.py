@@ -12,6 +12,9 @@ class ListServiceInstances(Contract):
     """Which service instances reporting has heard from."""
 
     service: ServiceName | None = Field(default=None, description="Only this service, if set.")
+    include_stale: bool = Field(
+        default=False, description="Also list instances not heard from for 3 intervals."
+    )
 
 
 class ServiceInstance(Contract):
@@ -25,6 +28,8 @@ class ServiceInstance(Contract):
     last_seen: AwareDatetime = Field(description="When its latest heartbeat was stored.")
     heartbeats_total: int = Field(ge=0, description="Heartbeats stored for it.")
     last_sequence: int = Field(ge=0, description="Highest heartbeat sequence seen.")
+    interval_seconds: float = Field(description="Heartbeat interval the instance announced.")
+    alive: bool = Field(description="Heard from within the last 3 heartbeat intervals.")
 
 
 class ServiceInstances(Contract):

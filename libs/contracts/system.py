@@ -35,6 +35,9 @@ class ServiceHeartbeat(Contract):
     version: str = Field(description="Lockgate version the process runs.")
     started_at: AwareDatetime = Field(description="When the process started.")
     sequence: int = Field(ge=1, description="1 for the process's first heartbeat, then +1 each.")
+    interval_seconds: float = Field(
+        default=15.0, gt=0, description="Seconds until this instance's next heartbeat."
+    )
 
 
 class RpcError(Contract):

@@ -246,6 +246,16 @@ class Pipeline:
                 attempts=previous + 1,
                 error=f"{type(error).__name__}: {error}",
             )
+            if isinstance(route, Answer) and message.reply_to:
+                # The caller is told now rather than left to time out; the request is
+                # still parked in the DLQ for whoever investigates.
+                body = RpcError(
+                    error=type(error).__name__,
+                    message=f"{route.spec.type} failed after {previous + 1} attempts: {error}",
+                )
+                await self._reply(
+                    message, route.spec.type, "error", body.model_dump_json().encode()
+                )
             await self._dead_letter(message, route, error)
             return Outcome("dead-lettered")
         log.warning(

@@ -145,7 +145,9 @@ class ServiceProcess:
         while not self._stopping.is_set():
             sequence += 1
             try:
-                await emit_heartbeat(self._pool, self.instance, sequence)
+                await emit_heartbeat(
+                    self._pool, self.instance, sequence, self.settings.heartbeat_seconds
+                )
             except (TimeoutError, OSError) as error:
                 log.warning("heartbeat.failed", error=str(error))
             with contextlib.suppress(TimeoutError):

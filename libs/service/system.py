@@ -21,7 +21,9 @@ async def answer_ping(ctx: HandlerContext, ping: Ping) -> Pong:
     )
 
 
-async def emit_heartbeat(pool: Pool, instance: Instance, sequence: int) -> None:
+async def emit_heartbeat(
+    pool: Pool, instance: Instance, sequence: int, interval_seconds: float
+) -> None:
     """Write one heartbeat event to the outbox (the relay publishes it)."""
     async with pool.acquire() as conn, conn.transaction():
         outbox = Outbox(conn, schema=instance.service, source=f"lockgate/{instance.service}")
@@ -33,6 +35,7 @@ async def emit_heartbeat(pool: Pool, instance: Instance, sequence: int) -> None:
                 version=instance.version,
                 started_at=instance.started_at,
                 sequence=sequence,
+                interval_seconds=interval_seconds,
             ),
             subject=instance.instance_id,
         )

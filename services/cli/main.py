@@ -146,12 +146,13 @@ async def cmd_ping(settings: Settings, out: Output, args: argparse.Namespace) ->
 async def cmd_status(settings: Settings, out: Output, args: argparse.Namespace) -> int:
     async def run(client: RpcClient) -> int:
         reply = await client.call(
-            LIST_SERVICE_INSTANCES, ListServiceInstances(service=args.service)
+            LIST_SERVICE_INSTANCES,
+            ListServiceInstances(service=args.service, include_stale=args.all),
         )
-        lines = [f"{'service':<10} {'instance':<40} {'heartbeats':>10}  last seen"]
+        lines = [f"{'service':<10} {'instance':<40} {'state':<6} {'heartbeats':>10}  last seen"]
         lines += [
-            f"{i.service:<10} {i.instance_id:<40} {i.heartbeats_total:>10}  "
-            f"{i.last_seen.isoformat(timespec='seconds')}"
+            f"{i.service:<10} {i.instance_id:<40} {'alive' if i.alive else 'stale':<6} "
+            f"{i.heartbeats_total:>10}  {i.last_seen.isoformat(timespec='seconds')}"
             for i in reply.instances
         ]
         out.result(reply.instances, "\n".join(lines))
@@ -205,7 +206,7 @@ async def cmd_demo(settings: Settings, out: Output, _: argparse.Namespace) -> in
         return 0
 
     await _with_rpc(settings, run)
-    return await cmd_status(settings, out, argparse.Namespace(service=None))
+    return await cmd_status(settings, out, argparse.Namespace(service=None, all=False))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -235,6 +236,7 @@ def parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="service instances reporting has heard from")
     status.add_argument("--service", choices=SERVICE_NAMES, default=None)
+    status.add_argument("--all", action="store_true", help="include stale instances")
     status.set_defaults(handler=cmd_status)
 
     ready = sub.add_parser("wait-ready", help="wait until services answer /readyz with 200")

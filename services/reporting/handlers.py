@@ -25,7 +25,10 @@ async def list_service_instances(
     ctx: HandlerContext, query: ListServiceInstances
 ) -> ServiceInstances:
     """Instances heard from, most recently seen first."""
-    return ServiceInstances(instances=await store.service_instances(ctx.conn, query.service))
+    instances = await store.service_instances(
+        ctx.conn, query.service, include_stale=query.include_stale, now=ctx.now
+    )
+    return ServiceInstances(instances=instances)
 
 
 SERVICE = ServiceDefinition(

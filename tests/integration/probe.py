@@ -45,6 +45,9 @@ REFUSE = EventSpec(type="probe.refuse.v1", model=Key, producer="tests", summary=
 DIVIDE = CommandSpec(
     type="probe.divide.v1", request=Divide, reply=Quotient, handler=NAME, summary="Divide."
 )
+EXPLODE = CommandSpec(
+    type="probe.explode.v1", request=Key, reply=Key, handler=NAME, summary="Always crashes."
+)
 SLEEP = CommandSpec(type="probe.sleep.v1", request=Sleep, reply=Key, handler=NAME, summary="Sleep.")
 
 
@@ -71,6 +74,10 @@ async def divide(_: HandlerContext, request: Divide) -> Quotient:
     return Quotient(value=request.dividend / request.divisor)
 
 
+async def explode(_: HandlerContext, request: Key) -> Key:
+    raise RuntimeError(f"boom on {request.key}")
+
+
 async def sleep(_: HandlerContext, request: Sleep) -> Key:
     await asyncio.sleep(request.seconds)
     return Key(key="slept")
@@ -84,6 +91,6 @@ PROBE = ServiceDefinition(
         On(FAIL, queue="inputs", handle=fail),
         On(REFUSE, queue="inputs", handle=refuse),
     ),
-    commands=(Answer(DIVIDE, divide), Answer(SLEEP, sleep)),
+    commands=(Answer(DIVIDE, divide), Answer(SLEEP, sleep), Answer(EXPLODE, explode)),
     heartbeat=False,
 )

@@ -160,6 +160,14 @@ async def test_rpc_handler_error_is_a_clear_error(rpc: RpcClient) -> None:
     assert "divisor 0 is not allowed" in str(caught.value)
 
 
+async def test_rpc_unexpected_failure_is_answered_after_retries(rpc: RpcClient) -> None:
+    """A command whose handler keeps crashing ends in an error reply, not a caller timeout."""
+    with pytest.raises(RpcError) as caught:
+        await rpc.call(probe.EXPLODE, probe.Key(key="k1"), timeout=15)
+    assert caught.value.body.error == "RuntimeError"
+    assert f"failed after {DELIVERY_LIMIT} attempts: boom on k1" in caught.value.body.message
+
+
 async def test_rpc_invalid_request_is_a_clear_error(rpc: RpcClient) -> None:
     """A request that fails validation is answered with the field at fault, not dropped."""
     wrong: CommandSpec[probe.Key, probe.Quotient] = CommandSpec(

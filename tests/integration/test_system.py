@@ -9,13 +9,17 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from libs.bus import Bus, RpcClient
+from libs.bus import Bus, RpcClient, to_amqp
+from libs.contracts import Envelope
+from libs.contracts.names import Exchange
 from libs.contracts.reporting import LIST_SERVICE_INSTANCES, ListServiceInstances
+from libs.contracts.system import HEARTBEAT, ServiceHeartbeat
 from libs.settings import SERVICE_NAMES
 from tests.support.infra import Infra
 from tests.support.messages import checkin, eventually, publish_checkins
@@ -168,3 +172,36 @@ async def test_sigterm_stops_each_service_cleanly(system: dict[str, ServiceRunne
         log = runner.log()
         assert '"service.outbox_flushed"' in log
         assert '"service.stopped"' in log
+
+
+@pytest.mark.usefixtures("system")
+async def test_instances_that_stop_beating_turn_stale(bus: Bus) -> None:
+    """Operators must tell a dead instance from a live one: 3 missed intervals make it stale."""
+    instance = f"gone-{uuid.uuid4().hex[:6]}"
+    heartbeat = ServiceHeartbeat(
+        service="catalog",
+        instance_id=instance,
+        version="0.0.1",
+        started_at=datetime.now(UTC),
+        sequence=1,
+        interval_seconds=0.2,
+    )
+    envelope = Envelope.new(
+        source="lockgate/catalog", type=HEARTBEAT["catalog"].type, subject=instance
+    )
+    await bus.publish(
+        to_amqp(envelope, heartbeat.model_dump_json().encode()),
+        exchange=Exchange.EVENTS.value,
+        routing_key=HEARTBEAT["catalog"].type,
+    )
+    rpc = RpcClient(bus, source="tests", timeout=5)
+    await rpc.start()
+
+    async def stale() -> bool:
+        everyone = await rpc.call(LIST_SERVICE_INSTANCES, ListServiceInstances(include_stale=True))
+        mine = [i for i in everyone.instances if i.instance_id == instance]
+        return bool(mine) and not mine[0].alive
+
+    await eventually(stale, timeout=15, what="the silent instance to turn stale")
+    live = await rpc.call(LIST_SERVICE_INSTANCES, ListServiceInstances())
+    assert instance not in {i.instance_id for i in live.instances}

@@ -1,0 +1,1 @@
+"""Benchmarks of the Lockgate backbone against hand-written aio-pika + asyncpg baselines."""
