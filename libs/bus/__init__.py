@@ -2,9 +2,10 @@
 
 from libs.bus.bus import Bus, PublishFailed
 from libs.bus.codec import InvalidMessage, from_amqp, to_amqp
-from libs.bus.rpc import RpcClient, RpcError, RpcTimeout, ServiceUnavailable
+from libs.bus.rpc import BrokerUnavailable, RpcClient, RpcError, RpcTimeout, ServiceUnavailable
 
 __all__ = [
+    "BrokerUnavailable",
     "Bus",
     "InvalidMessage",
     "PublishFailed",

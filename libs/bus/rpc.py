@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any, TypeVar
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
-from aio_pika.exceptions import PublishError
+from aio_pika.exceptions import AMQPError, PublishError
 from pydantic import ValidationError
 
 from libs.bus.bus import Bus
@@ -45,8 +46,17 @@ class ServiceUnavailable(Exception):
     """No queue is bound for the command: the service that answers it was never started."""
 
 
+class BrokerUnavailable(ConnectionError):
+    """The connection to the broker is down (it reconnects by itself); try again shortly."""
+
+
 class RpcClient:
-    """Sends commands and awaits replies; one per process, safe for concurrent calls."""
+    """Sends commands and awaits replies; one per process, safe for concurrent calls.
+
+    Direct reply-to needs a live consumer on the channel that publishes; aio-pika does not
+    restore that consumer after a reconnect, so the client opens a fresh channel after
+    each reconnect and fails the calls that were waiting on the lost one.
+    """
 
     def __init__(self, bus: Bus, *, source: str, timeout: float) -> None:
         self._bus = bus
@@ -54,13 +64,33 @@ class RpcClient:
         self._timeout = timeout
         self._pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
         self._channel: AbstractRobustChannel | None = None
+        self._opening = asyncio.Lock()
+        self._watching = False
 
     async def start(self) -> None:
         """Open the channel and consume the direct reply-to pseudo-queue (no-ack, as required)."""
-        channel = await self._bus.connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._channel = channel
-        replies = await channel.get_queue(REPLY_TO, ensure=False)
-        await replies.consume(self._on_reply, no_ack=True)
+        if not self._watching:
+            self._bus.connection.reconnect_callbacks.add(self._on_reconnect)
+            self._watching = True
+        async with self._opening:
+            if self._channel is not None and not self._channel.is_closed:
+                return
+            channel = await self._bus.connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            replies = await channel.get_queue(REPLY_TO, ensure=False)
+            await replies.consume(self._on_reply, no_ack=True)
+            self._channel = channel
+
+    def _on_reconnect(self, *_: object) -> None:
+        lost, self._channel = self._channel, None
+        if lost is not None:
+            asyncio.get_running_loop().create_task(_close_quietly(lost))
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(
+                    BrokerUnavailable("the broker connection was lost while waiting for a reply")
+                )
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.pop(message.correlation_id or "", None)
@@ -77,17 +107,17 @@ class RpcClient:
         timeout: float | None = None,
         correlation_id: str | None = None,
     ) -> Rep:
-        """Send `request` and return the reply; raise RpcError, RpcTimeout or ServiceUnavailable."""
-        if self._channel is None:
-            await self.start()
-        assert self._channel is not None  # noqa: S101 - set by start()
+        """Send `request` and return the reply.
+
+        Raises RpcError (the service refused or failed), RpcTimeout, ServiceUnavailable (no
+        queue takes the command) or BrokerUnavailable (connection down, reconnecting).
+        """
         limit = self._timeout if timeout is None else timeout
         envelope = Envelope.new(
             source=self._source, type=spec.type, correlation_id=correlation_id or str(uuid.uuid4())
         )
         key = envelope.correlation_id or envelope.id
         future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
         message = to_amqp(
             envelope,
             request.model_dump_json().encode(),
@@ -95,6 +125,9 @@ class RpcClient:
             expiration_seconds=limit,
         )
         try:
+            await asyncio.wait_for(self.start(), limit)
+            assert self._channel is not None  # noqa: S101 - set by start()
+            self._pending[key] = future
             exchange = await self._channel.get_exchange(Exchange.COMMANDS.value, ensure=False)
             await exchange.publish(
                 message, routing_key=spec.routing_key, mandatory=True, timeout=limit
@@ -109,9 +142,20 @@ class RpcClient:
                 f"{spec.type}: no reply within {limit:g} s; "
                 f"is the {spec.handler} service running and healthy?"
             ) from None
+        except (AMQPError, RuntimeError) as error:  # channel closed while reconnecting
+            self._channel = None
+            raise BrokerUnavailable(
+                f"{spec.type}: broker connection unavailable ({type(error).__name__}); "
+                "it reconnects by itself, try again shortly"
+            ) from error
         finally:
             self._pending.pop(key, None)
         return _decode_reply(spec, reply)
+
+
+async def _close_quietly(channel: AbstractRobustChannel) -> None:
+    with contextlib.suppress(AMQPError, RuntimeError, ConnectionError, TimeoutError):
+        await asyncio.wait_for(channel.close(), 5)
 
 
 def _decode_reply(spec: CommandSpec[Any, Rep], reply: AbstractIncomingMessage) -> Rep:

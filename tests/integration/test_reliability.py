@@ -11,9 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from libs.bus import Bus
+from libs.bus import BrokerUnavailable, Bus, RpcClient, RpcTimeout
 from libs.contracts.names import Exchange
 from libs.contracts.scheduler import COMPUTER_REGISTERED
+from libs.contracts.system import PING, Ping
 from tests.support.infra import Infra
 from tests.support.messages import Collector, bind_test_queue, checkin, eventually, publish_checkins
 from tests.support.processes import ServiceRunner
@@ -204,3 +205,44 @@ async def test_relay_of_a_killed_process_is_taken_over(
             replica.stop_quietly()
     outbox = await outbox_state(db, prefix)
     assert (outbox["events"], outbox["pending"]) == (400, 0)
+
+
+async def test_rpc_client_recovers_after_its_connection_is_cut(infra: Infra, log_dir: Path) -> None:
+    """A long-lived caller (the console) keeps working after its broker connection drops:
+    calls during the outage fail fast with BrokerUnavailable, later calls succeed."""
+    broker = urlsplit(infra.amqp_url)
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    await proxy.start()
+    proxied = urlunsplit(
+        (
+            broker.scheme,
+            f"{broker.netloc.split('@')[0]}@127.0.0.1:{proxy.port}",
+            broker.path,
+            "",
+            "",
+        )
+    )
+    catalog = ServiceRunner("catalog", infra, log_dir, LOCKGATE_HEARTBEAT_SECONDS="60").start()
+    client_bus = await Bus.connect(proxied, name="lockgate-tests-rpc", publish_timeout=3)
+    try:
+        await catalog.wait_ready()
+        rpc = RpcClient(client_bus, source="tests", timeout=3)
+        assert (await rpc.call(PING["catalog"], Ping())).service == "catalog"
+        await proxy.cut(down_for=1.0)
+        outcomes: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                await rpc.call(PING["catalog"], Ping())
+            except (BrokerUnavailable, RpcTimeout) as error:
+                outcomes.append(type(error).__name__)
+                await asyncio.sleep(0.5)
+            else:
+                outcomes.append("ok")
+                break
+        assert outcomes[-1] == "ok", outcomes
+        assert (await rpc.call(PING["catalog"], Ping())).service == "catalog"
+    finally:
+        await client_bus.close()
+        catalog.stop_quietly()
+        await proxy.stop()
