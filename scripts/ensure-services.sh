@@ -17,6 +17,7 @@ elif command -v rabbitmq-server >/dev/null; then
   echo "ensure-services: starting RabbitMQ"
   rabbitmq-server -detached
   wait_port 5672 RabbitMQ
+  rabbitmqctl -q await_startup --timeout 60 || true  # fully booted, not just listening
 else
   echo "ensure-services: RabbitMQ is not installed; tests will use testcontainers if Docker runs"
 fi
