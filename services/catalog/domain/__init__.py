@@ -1,0 +1,1 @@
+"""catalog's pure rules: update records, supersession, revisions, settings, uploads."""

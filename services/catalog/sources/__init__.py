@@ -1,0 +1,1 @@
+"""Where Microsoft updates come from: source documents behind one small interface."""
