@@ -23,8 +23,10 @@ Memory: resident set size of this process read from /proc/self/statm by a sampli
 every 5 ms (not ru_maxrss, which only ever grows over the process, nor tracemalloc, which
 slows the code it measures); reported as the peak during a phase minus the RSS at its start.
 
-RPC: sequential round trips of `probe.divide.v1` through libs.bus.RpcClient, against a raw
-aio-pika direct reply-to client and a raw server on a quorum queue of the same exchange.
+RPC: sequential round trips of `probe.divide.v1` through libs.bus.RpcClient (publisher
+confirm + mandatory) to the probe service (inbox row + stored reply in a transaction, reply
+published with a confirm), against a raw aio-pika direct reply-to client (no confirm) and a
+raw server (json in, json out, no database, no confirm) on a quorum queue of the same exchange.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from libs.contracts import reporting, scheduler, system
+from libs.contracts import catalog, reporting, scheduler, system
 from libs.contracts.spec import CommandSpec, EventSpec
 
 AnyEventSpec = EventSpec[Any]
@@ -54,9 +54,21 @@ REGISTRY = Registry(
         *system.HEARTBEAT.values(),
         scheduler.AGENT_CHECKIN,
         scheduler.COMPUTER_REGISTERED,
+        catalog.UPDATE_PUBLISHED,
+        catalog.UPDATE_REVISED,
+        catalog.UPDATE_SUPERSEDED,
+        catalog.UPDATE_EXPIRED,
+        catalog.UPDATE_DELETED,
+        catalog.SETTINGS_CHANGED,
     ],
     commands=[
         *system.PING.values(),
         reporting.LIST_SERVICE_INSTANCES,
+        catalog.IMPORT_DOCUMENT,
+        catalog.GET_UPDATE,
+        catalog.LIST_UPDATES,
+        catalog.EXPIRE_UPDATE,
+        catalog.GET_SETTINGS,
+        catalog.CHANGE_SETTINGS,
     ],
 )

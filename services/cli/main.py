@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from libs.bus import Bus, RpcClient, RpcError, RpcTimeout, ServiceUnavailable
+from libs.bus import RpcClient, RpcError, RpcTimeout, ServiceUnavailable
 from libs.contracts import REGISTRY
 from libs.contracts.asyncapi import build, render
 from libs.contracts.reporting import LIST_SERVICE_INSTANCES, ListServiceInstances
@@ -24,39 +21,11 @@ from libs.db.migrations import migrate
 from libs.db.pool import ensure_database
 from libs.service.runner import lockgate_version
 from libs.settings import SERVICE_NAMES, ServiceName, Settings
+from services.cli import catalog_commands
 from services.cli.catalogue import migrations_dir, subscriptions
+from services.cli.common import EXIT_FAILED, Output, with_rpc
 
-EXIT_FAILED = 1
 EXIT_DRIFT = 2
-
-
-class Output:
-    """Prints results as text, or as one JSON document with `--json`."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-
-    def result(self, data: Any, text: str) -> None:  # noqa: ANN401 - any JSON-able value
-        if self.as_json:
-            print(json.dumps(_plain(data), indent=2, default=str))
-        else:
-            print(text)
-
-    def error(self, message: str) -> None:
-        if self.as_json:
-            print(json.dumps({"error": message}), file=sys.stderr)
-        else:
-            print(f"lockgate: {message}", file=sys.stderr)
-
-
-def _plain(data: Any) -> Any:  # noqa: ANN401 - converts any model tree to JSON-able values
-    if isinstance(data, BaseModel):
-        return data.model_dump(mode="json")
-    if isinstance(data, list):
-        return [_plain(item) for item in data]
-    if isinstance(data, dict):
-        return {key: _plain(value) for key, value in data.items()}
-    return data
 
 
 def _services(choice: str) -> list[ServiceName]:
@@ -103,16 +72,6 @@ async def cmd_asyncapi(_: Settings, out: Output, args: argparse.Namespace) -> in
     return 0
 
 
-async def _with_rpc(settings: Settings, call: Callable[[RpcClient], Awaitable[int]]) -> int:
-    bus = await Bus.connect(settings.amqp_url, name="lockgate-cli")
-    try:
-        client = RpcClient(bus, source="lockgate/cli", timeout=settings.rpc_timeout_seconds)
-        await client.start()
-        return await call(client)
-    finally:
-        await bus.close()
-
-
 async def cmd_ping(settings: Settings, out: Output, args: argparse.Namespace) -> int:
     async def run(client: RpcClient) -> int:
         results: dict[str, Any] = {}
@@ -140,7 +99,7 @@ async def cmd_ping(settings: Settings, out: Output, args: argparse.Namespace) ->
         out.result(results, "\n".join(lines))
         return EXIT_FAILED if failed else 0
 
-    return await _with_rpc(settings, run)
+    return await with_rpc(settings, run)
 
 
 async def cmd_status(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -158,7 +117,7 @@ async def cmd_status(settings: Settings, out: Output, args: argparse.Namespace) 
         out.result(reply.instances, "\n".join(lines))
         return 0
 
-    return await _with_rpc(settings, run)
+    return await with_rpc(settings, run)
 
 
 def _ready(url: str) -> bool:
@@ -205,7 +164,7 @@ async def cmd_demo(settings: Settings, out: Output, _: argparse.Namespace) -> in
             await asyncio.sleep(1.0)
         return 0
 
-    await _with_rpc(settings, run)
+    await with_rpc(settings, run)
     return await cmd_status(settings, out, argparse.Namespace(service=None, all=False))
 
 
@@ -243,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
     ready.add_argument("service", nargs="?", choices=service_choices, default="all")
     ready.add_argument("--timeout", type=float, default=60.0)
     ready.set_defaults(handler=cmd_wait_ready)
+
+    catalog_commands.add_parser(sub)
 
     demo = sub.add_parser("demo", help="show the running system working (used by make run)")
     demo.set_defaults(handler=cmd_demo)

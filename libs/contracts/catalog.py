@@ -1,0 +1,267 @@
+"""The catalog's events and commands: updates, supersession, expiry, settings, imports."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import AwareDatetime, Field
+
+from libs.contracts.spec import CommandSpec, Contract, EventSpec, M, Rep, Req
+
+ClassificationName = Literal[
+    "Critical Updates",
+    "Security Updates",
+    "Definition Updates",
+    "Updates",
+    "Update Rollups",
+    "Service Packs",
+    "Feature Packs",
+    "Tools",
+    "Drivers",
+    "Upgrades",
+]
+CLASSIFICATIONS: tuple[ClassificationName, ...] = get_args(ClassificationName)
+"""Every classification, in DOMAIN.md's order."""
+SeverityName = Literal["Low", "Moderate", "Important", "Critical"]
+RestartName = Literal["never", "may_request", "always"]
+Origin = Literal["microsoft", "third_party"]
+
+
+class ProductRef(Contract):
+    """A product an update applies to."""
+
+    product_id: str = Field(description="The source's product id (MSRC ProductID).")
+    name: str = Field(description="Product name, e.g. `Windows 11 Version 25H2 for x64`.")
+    family: str = Field(description="Product family / category, e.g. `Windows`.")
+
+
+class ReturnCode(Contract):
+    """How one installer return code is read."""
+
+    code: int = Field(description="Process exit code.")
+    outcome: Literal["success", "success_restart_required", "failure"] = Field(
+        description="What the code means; codes not listed are failures."
+    )
+
+
+class UpdateSnapshot(Contract):
+    """Everything other services need to know of one update revision."""
+
+    update_id: str = Field(description="Stable id of the update (UUID).")
+    revision: int = Field(ge=1, description="Revision number; bumps whenever content changes.")
+    origin: Origin = Field(description="`microsoft` (from a source document) or `third_party`.")
+    kb: str | None = Field(description="KB number without prefix (Microsoft updates).")
+    title: str = Field(description="Display title.")
+    description: str = Field(default="", description="Longer description, if any.")
+    classification: ClassificationName = Field(description="Update classification.")
+    severity: SeverityName | None = Field(description="Highest MSRC severity, if rated.")
+    products: list[ProductRef] = Field(description="Products it applies to.")
+    product_families: list[str] = Field(description="Distinct product families (categories).")
+    cves: list[str] = Field(description="CVEs it fixes.")
+    release_date: AwareDatetime = Field(description="When the source released it.")
+    restart: RestartName = Field(description="Restart behaviour of its installation.")
+    fixed_builds: list[str] = Field(description="OS builds after installing it.")
+    url: str | None = Field(description="Microsoft Update Catalog (or vendor) URL.")
+    supersedes: list[str] = Field(description="KBs (or update ids) this update replaces.")
+    superseded_by: list[str] = Field(description="Update ids in the catalog that replace it.")
+    superseded_by_kbs: list[str] = Field(description="KB numbers of the updates replacing it.")
+    expired: bool = Field(description="Expired updates can no longer be approved.")
+    size_bytes: int | None = Field(description="Content size, when the catalog holds it.")
+    sha256: str | None = Field(description="Content hash, when the catalog holds it.")
+    return_codes: list[ReturnCode] = Field(
+        description="Return-code map (third-party; Microsoft updates use the default)."
+    )
+
+
+class UpdatePublished(Contract):
+    """A new update entered the catalog."""
+
+    update: UpdateSnapshot = Field(description="The update as published.")
+
+
+class UpdateRevised(Contract):
+    """An update's content changed: a new revision replaces the previous one."""
+
+    update: UpdateSnapshot = Field(description="The new revision.")
+    previous_revision: int = Field(description="Revision it replaces.")
+
+
+class UpdateSuperseded(Contract):
+    """An update is now replaced by one or more updates in the catalog."""
+
+    update_id: str = Field(description="The superseded update.")
+    kb: str | None = Field(description="Its KB number, if any.")
+    superseded_by: list[str] = Field(description="Update ids replacing it.")
+
+
+class UpdateExpired(Contract):
+    """An update expired: it can no longer be approved."""
+
+    update_id: str = Field(description="The expired update.")
+    kb: str | None = Field(description="Its KB number, if any.")
+    expired_at: AwareDatetime = Field(description="When it expired.")
+    reason: str = Field(description="Why (operator's words or the source's).")
+
+
+class UpdateDeleted(Contract):
+    """A third-party update was deleted; its approvals and reports should go too."""
+
+    update_id: str = Field(description="The deleted update.")
+
+
+class CatalogSettings(Contract):
+    """Which product categories and classifications are offered to computers."""
+
+    products: list[str] = Field(description="Enabled product categories (families).")
+    classifications: list[ClassificationName] = Field(description="Enabled classifications.")
+
+
+class SettingsChanged(Contract):
+    """The operator changed which products and classifications are offered."""
+
+    settings: CatalogSettings = Field(description="The settings now in force.")
+
+
+class ImportDocument(Contract):
+    """Import one source document (an MSRC monthly release)."""
+
+    source: Literal["msrc"] = Field(default="msrc", description="Which source format.")
+    content_gzip_b64: str = Field(
+        min_length=1,
+        description="The document itself, gzip-compressed then base64-encoded (callers fetch "
+        "URLs themselves, so the catalog does no network I/O inside its transaction).",
+    )
+    label: str = Field(default="", description="Where it came from (a path), for the record.")
+
+
+class ImportResult(Contract):
+    """What an import changed."""
+
+    document_id: str = Field(description="The document's own id, e.g. `2026-Jan`.")
+    updates_in_document: int = Field(description="Installable updates the document lists.")
+    advisories_in_document: int = Field(description="Non-installable fixes (advisories).")
+    published: int = Field(description="Updates new to the catalog.")
+    revised: int = Field(description="Updates whose content changed (new revision).")
+    unchanged: int = Field(description="Updates already known as they are.")
+    superseded: int = Field(description="Updates newly marked superseded.")
+    supersession_links: int = Field(description="Supersedence links the document declares.")
+
+
+class ExpireUpdate(Contract):
+    """Expire an update by id or KB."""
+
+    update: str = Field(description="Update id or KB number (with or without `KB`).")
+    reason: str = Field(default="expired by an operator", max_length=500, description="Why.")
+
+
+class GetUpdate(Contract):
+    """Ask for one update."""
+
+    update: str = Field(description="Update id or KB number (with or without `KB`).")
+
+
+class UpdateDetail(Contract):
+    """One update with its supersession chain both ways."""
+
+    update: UpdateSnapshot = Field(description="Current revision.")
+    superseded_at: AwareDatetime | None = Field(description="When it became superseded.")
+    expired_at: AwareDatetime | None = Field(description="When it expired.")
+
+
+class ListUpdates(Contract):
+    """List updates with filters."""
+
+    superseded: bool | None = Field(default=None, description="Only (not) superseded ones.")
+    expired: bool | None = Field(default=None, description="Only (not) expired ones.")
+    origin: Origin | None = Field(default=None, description="Only this origin.")
+    product_family: str | None = Field(default=None, description="Only this product family.")
+    limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many.")
+
+
+class UpdateList(Contract):
+    """Updates, newest release first."""
+
+    updates: list[UpdateSnapshot] = Field(description="The updates.")
+    total: int = Field(description="How many match the filters (before limit).")
+
+
+class GetSettings(Contract):
+    """Ask for the catalog settings."""
+
+
+class SettingsView(Contract):
+    """The settings and what may be chosen."""
+
+    settings: CatalogSettings = Field(description="Settings in force.")
+    available_products: list[str] = Field(description="Product categories the catalog knows.")
+    available_classifications: list[ClassificationName] = Field(description="Every classification.")
+
+
+class ChangeSettings(Contract):
+    """Replace the offered products and/or classifications."""
+
+    products: list[str] | None = Field(default=None, description="New product categories.")
+    classifications: list[ClassificationName] | None = Field(
+        default=None, description="New classifications."
+    )
+
+
+def _event(name: str, model: type[M], summary: str) -> EventSpec[M]:
+    return EventSpec(
+        type=f"catalog.{name}.v1",
+        model=model,
+        producer="catalog",
+        summary=summary,
+        subject="the update id" if name.startswith("update.") else "",
+    )
+
+
+UPDATE_PUBLISHED: EventSpec[UpdatePublished] = _event(
+    "update.published", UpdatePublished, "A new update entered the catalog."
+)
+UPDATE_REVISED: EventSpec[UpdateRevised] = _event(
+    "update.revised", UpdateRevised, "An update changed; this is its new revision."
+)
+UPDATE_SUPERSEDED: EventSpec[UpdateSuperseded] = _event(
+    "update.superseded", UpdateSuperseded, "An update is replaced by newer ones in the catalog."
+)
+UPDATE_EXPIRED: EventSpec[UpdateExpired] = _event(
+    "update.expired", UpdateExpired, "An update expired and can no longer be approved."
+)
+UPDATE_DELETED: EventSpec[UpdateDeleted] = _event(
+    "update.deleted", UpdateDeleted, "A third-party update was deleted."
+)
+SETTINGS_CHANGED: EventSpec[SettingsChanged] = _event(
+    "settings.changed", SettingsChanged, "Offered products or classifications changed."
+)
+
+
+def _command(
+    name: str, request: type[Req], reply: type[Rep], summary: str
+) -> CommandSpec[Req, Rep]:
+    return CommandSpec(
+        type=f"catalog.{name}.v1", request=request, reply=reply, handler="catalog", summary=summary
+    )
+
+
+IMPORT_DOCUMENT: CommandSpec[ImportDocument, ImportResult] = _command(
+    "document.import",
+    ImportDocument,
+    ImportResult,
+    "Import a source document (MSRC CVRF); idempotent.",
+)
+EXPIRE_UPDATE: CommandSpec[ExpireUpdate, UpdateDetail] = _command(
+    "update.expire", ExpireUpdate, UpdateDetail, "Expire an update."
+)
+GET_UPDATE: CommandSpec[GetUpdate, UpdateDetail] = _command(
+    "update.get", GetUpdate, UpdateDetail, "One update with its supersession chain."
+)
+LIST_UPDATES: CommandSpec[ListUpdates, UpdateList] = _command(
+    "update.list", ListUpdates, UpdateList, "List updates with filters."
+)
+GET_SETTINGS: CommandSpec[GetSettings, SettingsView] = _command(
+    "settings.get", GetSettings, SettingsView, "The catalog settings and the choices."
+)
+CHANGE_SETTINGS: CommandSpec[ChangeSettings, SettingsView] = _command(
+    "settings.change", ChangeSettings, SettingsView, "Change offered products/classifications."
+)

@@ -1,0 +1,347 @@
+"""Read product name, version, manufacturer and codes from uploaded .msi, .msp and .exe files."""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Literal
+
+import olefile
+import pefile
+
+InstallerKind = Literal["msi", "msp", "exe"]
+
+KINDS: dict[str, InstallerKind] = {".msi": "msi", ".msp": "msp", ".exe": "exe"}
+
+# Root storage class of a Windows Installer database and of a patch; Windows Installer
+# refuses to open a file whose class is neither, so we refuse it too.
+_DATABASE_CLSID = "000C1084-0000-0000-C000-000000000046"
+_PATCH_CLSID = "000C1086-0000-0000-C000-000000000046"
+
+# Stream names are packed two characters per UTF-16 code unit over this 64-character set;
+# a table's stream starts with the marker.
+_NAME_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._"
+_TABLE_MARKER = "\u4840"
+
+_SUMMARY_STREAM = "\x05SummaryInformation"
+_PID_CODEPAGE, _PID_SUBJECT, _PID_COMMENTS, _PID_REVISION = 1, 3, 6, 9
+
+_GUID = re.compile(r"\{[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}")
+
+# What olefile raises on a damaged compound file: it reads with struct and indexes its
+# sector tables directly, so corruption surfaces as any of these.
+_OLE_ERRORS = (OSError, ValueError, struct.error, IndexError, OverflowError, MemoryError)
+
+
+class InvalidInstaller(ValueError):
+    """The file cannot be read as the installer kind its name says."""
+
+
+@dataclass(frozen=True)
+class InstallerMetadata:
+    """What an installer says about itself, to prefill the upload's description step."""
+
+    kind: InstallerKind
+    product_name: str | None
+    version: str | None
+    manufacturer: str | None
+    product_code: str | None
+    description: str | None
+
+
+def read_installer(path: Path, filename: str) -> InstallerMetadata:
+    """Metadata of the installer stored at `path`, uploaded under the name `filename`."""
+    kind = installer_kind(filename)
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise InvalidInstaller(f"{filename}: cannot be read: {error.strerror}") from error
+    if size == 0:
+        raise InvalidInstaller(f"{filename}: the file is empty")
+    return _READERS[kind](path, filename)
+
+
+def installer_kind(filename: str) -> InstallerKind:
+    """The installer kind named by the file's extension, whatever its case."""
+    extension = PurePath(filename).suffix.lower()
+    kind = KINDS.get(extension)
+    if kind is None:
+        allowed = ", ".join(KINDS)
+        raise InvalidInstaller(
+            f"filename {filename!r}: extension {extension or '(none)'!r} is not allowed; "
+            f"allowed: {allowed}"
+        )
+    return kind
+
+
+def decode_stream_name(encoded: str) -> str:
+    """A compound-file stream name as Windows Installer packs it, back to plain text."""
+    decoded: list[str] = []
+    for char in encoded:
+        code = ord(char)
+        if 0x3800 <= code < 0x4800:
+            code -= 0x3800
+            decoded += (_NAME_CHARSET[code & 0x3F], _NAME_CHARSET[code >> 6])
+        elif 0x4800 <= code < 0x4840:
+            decoded.append(_NAME_CHARSET[code - 0x4800])
+        else:
+            decoded.append(char)
+    return "".join(decoded)
+
+
+# --- Windows Installer databases (.msi) and patches (.msp) ----------------------------
+
+
+@dataclass(frozen=True)
+class _StringPool:
+    strings: tuple[str, ...]  # index is the string id; id 0 is the null string
+    reference_size: int  # bytes per string reference in table columns: 2, or 3 when large
+
+
+class _Database:
+    """Tables and summary information of one open Windows Installer compound file."""
+
+    def __init__(self, ole: olefile.OleFileIO[str], filename: str) -> None:
+        self._ole = ole
+        self._filename = filename
+        self._tables = _table_streams(ole)
+        self._pool: _StringPool | None = None
+
+    def table(self, name: str, columns: int) -> list[tuple[str, ...]] | None:
+        """Rows of a table whose columns are all strings, or None when it is absent."""
+        stream = self._tables.get(name)
+        if stream is None:
+            return None
+        return _string_rows(self._stream(stream), columns, self._string_pool(), name)
+
+    def summary(self) -> dict[int, str]:
+        """Text properties of the summary information stream, by property id."""
+        if not self._ole.exists(_SUMMARY_STREAM):
+            return {}
+        properties = self._ole.getproperties(_SUMMARY_STREAM)
+        codepage = properties.get(_PID_CODEPAGE)
+        codepage = codepage & 0xFFFF if isinstance(codepage, int) else 0
+        texts: dict[int, str] = {}
+        for pid, value in properties.items():
+            if isinstance(value, bytes):
+                texts[pid] = _decode_text(value, codepage)
+            elif isinstance(value, str):
+                texts[pid] = value
+        return texts
+
+    def _string_pool(self) -> _StringPool:
+        if self._pool is None:
+            pool, data = self._tables.get("_StringPool"), self._tables.get("_StringData")
+            if pool is None or data is None:
+                raise InvalidInstaller(f"{self._filename}: the database has no string pool")
+            self._pool = _parse_string_pool(self._stream(pool), self._stream(data))
+        return self._pool
+
+    def _stream(self, name: str) -> bytes:
+        with self._ole.openstream(name) as stream:
+            data: bytes = stream.read()
+        return data
+
+
+def _read_msi(path: Path, filename: str) -> InstallerMetadata:
+    with _open_database(path, filename, _DATABASE_CLSID, "Windows Installer database") as db:
+        rows = db.table("Property", 2)
+        if rows is None:
+            raise InvalidInstaller(f"{filename}: the database has no Property table")
+        properties = dict(rows)
+        summary = db.summary()
+    return InstallerMetadata(
+        kind="msi",
+        product_name=_text(properties.get("ProductName")),
+        version=_text(properties.get("ProductVersion")),
+        manufacturer=_text(properties.get("Manufacturer")),
+        product_code=_text(properties.get("ProductCode")),
+        description=_text(summary.get(_PID_SUBJECT)) or _text(summary.get(_PID_COMMENTS)),
+    )
+
+
+def _read_msp(path: Path, filename: str) -> InstallerMetadata:
+    with _open_database(path, filename, _PATCH_CLSID, "Windows Installer patch") as db:
+        rows = db.table("MsiPatchMetadata", 3) or []
+        summary = db.summary()
+    # Company is empty for the standard properties; other rows belong to a vendor's own keys
+    metadata = {key: value for company, key, value in rows if not company}
+    revision = summary.get(_PID_REVISION, "")
+    patch_code = _GUID.match(revision)  # the patch's own code, then those it obsoletes
+    return InstallerMetadata(
+        kind="msp",
+        product_name=_text(metadata.get("DisplayName")),
+        version=None,
+        manufacturer=_text(metadata.get("ManufacturerName")),
+        product_code=patch_code.group(0).upper() if patch_code else None,
+        description=_text(metadata.get("Description"))
+        or _text(summary.get(_PID_SUBJECT))
+        or _text(summary.get(_PID_COMMENTS)),
+    )
+
+
+@contextmanager
+def _open_database(path: Path, filename: str, clsid: str, what: str) -> Iterator[_Database]:
+    if not olefile.isOleFile(str(path)):
+        raise InvalidInstaller(f"{filename}: not a {what}: it is no OLE compound file")
+    try:
+        with olefile.OleFileIO(str(path)) as ole:
+            found = ole.root.clsid if ole.root is not None else ""
+            if found.upper() != clsid:
+                raise InvalidInstaller(
+                    f"{filename}: not a {what}: its storage class is {found or 'empty'}"
+                )
+            yield _Database(ole, filename)
+    except InvalidInstaller:
+        raise
+    except _OLE_ERRORS as error:
+        raise InvalidInstaller(f"{filename}: corrupt or truncated {what}: {error}") from error
+
+
+def _table_streams(ole: olefile.OleFileIO[str]) -> dict[str, str]:
+    """Decoded table name -> stream name, for the tables stored at the root."""
+    streams: dict[str, str] = {}
+    for entry in ole.listdir():
+        if len(entry) == 1 and entry[0].startswith(_TABLE_MARKER):
+            streams[decode_stream_name(entry[0][1:])] = entry[0]
+    return streams
+
+
+def _parse_string_pool(pool: bytes, data: bytes) -> _StringPool:
+    """Strings in id order: _StringPool holds (length, refcount) pairs, _StringData the bytes."""
+    if len(pool) < 4 or len(pool) % 4:
+        raise ValueError(f"string pool of {len(pool)} bytes is not a whole number of entries")
+    codepage, flags = struct.unpack_from("<HH", pool)
+    entries = list(struct.iter_unpack("<HH", pool[4:]))
+    strings, offset, index = [""], 0, 0
+    while index < len(entries):
+        length, references = entries[index]
+        index += 1
+        if length == 0 and references != 0:  # over 64 KiB: the next entry holds the length
+            if index == len(entries):
+                raise ValueError("string pool ends inside a long string entry")
+            low, high = entries[index]
+            length, index = high << 16 | low, index + 1
+        if offset + length > len(data):
+            raise ValueError("string data is shorter than the string pool says")
+        strings.append(_decode_text(data[offset : offset + length], codepage))
+        offset += length
+    return _StringPool(strings=tuple(strings), reference_size=3 if flags & 0x8000 else 2)
+
+
+def _string_rows(stream: bytes, columns: int, pool: _StringPool, table: str) -> list[tuple[str, ...]]:
+    """A table stored column by column, each cell a reference into the string pool."""
+    row_size = columns * pool.reference_size
+    if len(stream) % row_size:
+        raise ValueError(f"table {table} is not a whole number of {row_size}-byte rows")
+    count = len(stream) // row_size
+    cells: list[list[str]] = []
+    for column in range(columns):
+        start = column * count * pool.reference_size
+        cells.append([_lookup(pool, stream, start + row * pool.reference_size) for row in range(count)])
+    return list(zip(*cells, strict=True))
+
+
+def _lookup(pool: _StringPool, stream: bytes, offset: int) -> str:
+    string_id = int.from_bytes(stream[offset : offset + pool.reference_size], "little")
+    if string_id >= len(pool.strings):
+        raise ValueError(f"string id {string_id} is outside the string pool")
+    return pool.strings[string_id]
+
+
+def _decode_text(raw: bytes, codepage: int) -> str:
+    # msitools writes UTF-8 whatever code page it declares, and text that is valid UTF-8 is
+    # almost never meant in a single-byte code page; otherwise trust the declared one.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode(f"cp{codepage}" if codepage else "cp1252", errors="replace")
+    except LookupError:  # a code page Python does not know: keep what is readable
+        return raw.decode("cp1252", errors="replace")
+
+
+# --- Programs (.exe) -------------------------------------------------------------------
+
+_RESOURCE_DIRECTORY = "IMAGE_DIRECTORY_ENTRY_RESOURCE"
+
+
+def _read_exe(path: Path, filename: str) -> InstallerMetadata:
+    pe = _load_pe(path, filename)
+    try:
+        strings = _version_strings(pe)
+        fixed_version = _fixed_file_version(pe)
+    finally:
+        pe.close()
+    return InstallerMetadata(
+        kind="exe",
+        product_name=strings.get("ProductName"),
+        version=strings.get("FileVersion") or fixed_version,
+        manufacturer=strings.get("CompanyName"),
+        product_code=None,
+        description=strings.get("FileDescription"),
+    )
+
+
+def _load_pe(path: Path, filename: str) -> pefile.PE:
+    try:
+        pe = pefile.PE(name=str(path), fast_load=True)
+    except pefile.PEFormatError as error:
+        raise InvalidInstaller(f"{filename}: not a Windows program: {error.value}") from error
+    try:
+        if bool(pe.is_dll()):
+            raise InvalidInstaller(f"{filename}: a library (DLL), not a program")
+        resource = pefile.DIRECTORY_ENTRY[_RESOURCE_DIRECTORY]
+        pe.parse_data_directories(directories=[resource])
+    except pefile.PEFormatError as error:
+        pe.close()
+        raise InvalidInstaller(f"{filename}: corrupt Windows program: {error.value}") from error
+    except InvalidInstaller:
+        pe.close()
+        raise
+    return pe
+
+
+def _version_strings(pe: pefile.PE) -> dict[str, str]:
+    """StringFileInfo entries; with several languages, the first one that has a key wins."""
+    strings: dict[str, str] = {}
+    for info in getattr(pe, "FileInfo", None) or []:
+        for block in info:
+            for table in getattr(block, "StringTable", None) or []:
+                for key, value in table.entries.items():
+                    text = _text(_pe_text(value))
+                    if isinstance(key, bytes) and text is not None:
+                        strings.setdefault(_pe_text(key), text)
+    return strings
+
+
+def _fixed_file_version(pe: pefile.PE) -> str | None:
+    """The numeric file version, a.b.c.d, from the fixed part of the version resource."""
+    for fixed in getattr(pe, "VS_FIXEDFILEINFO", None) or []:
+        most, least = int(fixed.FileVersionMS), int(fixed.FileVersionLS)
+        return f"{most >> 16}.{most & 0xFFFF}.{least >> 16}.{least & 0xFFFF}"
+    return None
+
+
+def _pe_text(value: object) -> str:
+    # pefile hands version strings over as UTF-8 bytes
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _text(value: str | None) -> str | None:
+    """A value with padding and NULs trimmed; empty means absent."""
+    if value is None:
+        return None
+    return value.strip().strip("\x00").strip() or None
+
+
+_READERS: dict[InstallerKind, Callable[[Path, str], InstallerMetadata]] = {
+    "msi": _read_msi,
+    "msp": _read_msp,
+    "exe": _read_exe,
+}
