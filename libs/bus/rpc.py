@@ -66,6 +66,7 @@ class RpcClient:
         self._channel: AbstractRobustChannel | None = None
         self._opening = asyncio.Lock()
         self._watching = False
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Open the channel and consume the direct reply-to pseudo-queue (no-ack, as required)."""
@@ -85,7 +86,9 @@ class RpcClient:
     def _on_reconnect(self, *_: object) -> None:
         lost, self._channel = self._channel, None
         if lost is not None:
-            asyncio.get_running_loop().create_task(_close_quietly(lost))
+            task = asyncio.get_running_loop().create_task(_close_quietly(lost))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(
@@ -105,7 +108,6 @@ class RpcClient:
         request: Req,
         *,
         timeout: float | None = None,
-        correlation_id: str | None = None,
     ) -> Rep:
         """Send `request` and return the reply.
 
@@ -113,10 +115,9 @@ class RpcClient:
         queue takes the command) or BrokerUnavailable (connection down, reconnecting).
         """
         limit = self._timeout if timeout is None else timeout
-        envelope = Envelope.new(
-            source=self._source, type=spec.type, correlation_id=correlation_id or str(uuid.uuid4())
-        )
-        key = envelope.correlation_id or envelope.id
+        # Replies are matched on a key unique to this call, never on a caller's value.
+        key = str(uuid.uuid4())
+        envelope = Envelope.new(source=self._source, type=spec.type, correlation_id=key)
         future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
         message = to_amqp(
             envelope,

@@ -14,6 +14,11 @@ SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 
 
+def source_of(service: str) -> str:
+    """The CloudEvents `source` of everything a Lockgate service emits."""
+    return f"lockgate/{service}"
+
+
 class Envelope(Contract):
     """CloudEvents 1.0 context attributes, carried as AMQP properties and `ce-*` headers."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from libs.db.pool import Connection, Pool
+from libs.db.pool import Connection, Pool, rows_affected
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ async def stored_reply(conn: Connection, message_id: str, handler: str) -> Store
 
 async def purge(pool: Pool, older_than: timedelta) -> int:
     """Forget handled ids older than `older_than` (longer than any redelivery can take)."""
-    result: str = await pool.execute(
+    status: str = await pool.execute(
         "DELETE FROM inbox WHERE processed_at < now() - $1::interval", older_than
     )
-    return int(result.rsplit(maxsplit=1)[-1])
+    return rows_affected(status)

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from libs.db.pool import check_schema
+from libs.db.pool import advisory_key, check_schema
 
 log = structlog.get_logger(__name__)
 
@@ -51,9 +51,8 @@ def load(directory: Path, origin: str) -> list[Migration]:
 
 
 def lock_key(schema: str) -> int:
-    """A stable signed 64-bit advisory lock key for migrating `schema`."""
-    digest = hashlib.sha256(f"lockgate.migrate.{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    """The advisory lock key for migrating `schema`."""
+    return advisory_key(f"lockgate.migrate.{schema}")
 
 
 async def migrate(url: str, schema: str, service_dir: Path) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import uuid
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from libs.bus.bus import Bus
 from libs.bus.codec import to_amqp
 from libs.contracts.envelope import Envelope
 from libs.contracts.spec import Contract, EventSpec
-from libs.db.pool import Connection, Pool, check_schema
+from libs.db.pool import Connection, Pool, advisory_key, check_schema, rows_affected
 from libs.observability import metrics
 
 log = structlog.get_logger(__name__)
@@ -29,6 +28,11 @@ M = TypeVar("M", bound=Contract)
 def notify_channel(schema: str) -> str:
     """The LISTEN/NOTIFY channel that wakes `schema`'s relay."""
     return f"lockgate_outbox_{check_schema(schema)}"
+
+
+def relay_application_name(schema: str) -> str:
+    """How the relay's lock connection shows in pg_stat_activity."""
+    return f"lockgate-outbox-relay-{schema}"
 
 
 class Outbox:
@@ -85,11 +89,6 @@ class Outbox:
         return envelopes
 
 
-def _relay_lock_key(schema: str) -> int:
-    digest = hashlib.sha256(f"lockgate.outbox-relay.{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 class OutboxRelay:
     """Publishes a schema's outbox in `seq` order with publisher confirms.
 
@@ -136,10 +135,17 @@ class OutboxRelay:
                 return
 
     async def _lead(self) -> None:
-        conn = await asyncpg.connect(self._url)
+        conn = await asyncpg.connect(
+            self._url,
+            server_settings={
+                "application_name": relay_application_name(self._schema),
+                "search_path": self._schema,
+            },
+        )
         try:
             while not self._stopping and not await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", _relay_lock_key(self._schema)
+                "SELECT pg_try_advisory_lock($1)",
+                advisory_key(f"lockgate.outbox-relay.{self._schema}"),
             ):
                 await self._sleep(self._poll)
             if self._stopping:
@@ -149,8 +155,11 @@ class OutboxRelay:
             while True:
                 self._wake.clear()
                 stopping = self._stopping
-                await self.drain()
-                await self._update_gauges()
+                # Everything runs on the connection holding the lock: if it is lost, the
+                # next statement fails and this relay stops leading at once, so two relays
+                # never publish side by side.
+                await self.drain(conn)
+                await self._update_gauges(conn)
                 if stopping:
                     return  # that was the final drain, still under the lock
                 await self._sleep(self._poll)
@@ -163,11 +172,11 @@ class OutboxRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    async def drain(self) -> int:
+    async def drain(self, conn: Connection) -> int:
         """Publish every pending event, batch by batch; return how many were published."""
         total = 0
         while True:
-            rows = await self._pool.fetch(
+            rows = await conn.fetch(
                 "SELECT seq, exchange, routing_key, envelope, body FROM outbox"
                 " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
                 self._batch_size,
@@ -185,11 +194,13 @@ class OutboxRelay:
                 for row in rows
             ]
             confirmed = await self._bus.publish_many(items)
-            # Only the confirmed prefix is marked: whatever follows a failure is resent in
-            # order next time (consumers dedupe by message id), so per-aggregate order holds.
+            # Only the confirmed prefix is marked; what follows a failure is sent again next
+            # time (consumers dedupe by message id). Events go out in seq order, which is
+            # commit order for transactions that do not overlap; overlapping transactions
+            # have no order between them to keep.
             prefix = next((i for i, ok in enumerate(confirmed) if not ok), len(confirmed))
             if prefix:
-                await self._pool.execute(
+                await conn.execute(
                     "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])",
                     [row["seq"] for row in rows[:prefix]],
                 )
@@ -200,8 +211,8 @@ class OutboxRelay:
                 await asyncio.sleep(min(self._poll, 1.0))
                 return total
 
-    async def _update_gauges(self) -> None:
-        row = await self._pool.fetchrow(
+    async def _update_gauges(self, conn: Connection) -> None:
+        row = await conn.fetchrow(
             "SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at)) AS lag"
             " FROM outbox WHERE published_at IS NULL"
         )
@@ -217,7 +228,7 @@ class OutboxRelay:
 
 async def purge_published(pool: Pool, older_than: timedelta) -> int:
     """Delete published events older than `older_than`."""
-    result: str = await pool.execute(
+    status: str = await pool.execute(
         "DELETE FROM outbox WHERE published_at < now() - $1::interval", older_than
     )
-    return int(result.rsplit(maxsplit=1)[-1])
+    return rows_affected(status)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 import asyncpg.pool
@@ -16,6 +17,17 @@ _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection, whether opened directly or borrowed from a pool."""
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit PostgreSQL advisory lock key for `name`."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def rows_affected(status: str) -> int:
+    """Row count of a command status such as `DELETE 3`."""
+    return int(status.rsplit(maxsplit=1)[-1])
 
 
 def check_schema(schema: str) -> str:
@@ -40,10 +52,16 @@ async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int
 
 def database_name(url: str) -> str:
     """The database a PostgreSQL URL points to."""
-    name = urlsplit(url).path.lstrip("/")
+    parts = urlsplit(url)
+    name = unquote(parts.path.lstrip("/"))
     if not name:
-        raise ValueError(f"database URL {url!r} names no database (expected .../<name>)")
+        shown = urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+        raise ValueError(f"database URL {shown!r} names no database (expected .../<name>)")
     return name
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _server_url(url: str, database: str = "postgres") -> str:
@@ -59,7 +77,7 @@ async def ensure_database(url: str) -> bool:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return False
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(f"CREATE DATABASE {_quoted(name)}")
         except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
             # Another process created it at the same moment; a race on pg_database's
             # unique index surfaces as UniqueViolation rather than DuplicateDatabase.
@@ -75,6 +93,6 @@ async def drop_database(url: str) -> None:
     name = database_name(url)
     conn = await asyncpg.connect(_server_url(url))
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
     finally:
         await conn.close()

@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_HANDLED = Counter(
     "lockgate_messages_handled_total",
-    "Messages whose handler committed (duplicates included).",
+    "Messages whose handler committed (duplicates are counted apart).",
     ["handler"],
 )
 MESSAGES_DUPLICATE = Counter(

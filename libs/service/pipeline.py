@@ -24,9 +24,9 @@ from pydantic import ValidationError
 from libs.bus.bus import Bus, PublishFailed
 from libs.bus.codec import InvalidMessage, describe_validation_error, from_amqp, to_amqp
 from libs.bus.rpc import STATUS_HEADER
-from libs.contracts.envelope import Envelope
+from libs.contracts.envelope import Envelope, source_of
 from libs.contracts.names import Exchange, dead_letter_queue_name
-from libs.contracts.spec import Contract
+from libs.contracts.spec import AgentEventSpec, Contract
 from libs.contracts.system import RpcError
 from libs.db import inbox
 from libs.db.outbox import Outbox
@@ -93,7 +93,7 @@ class Pipeline:
         self._delivery_limit = delivery_limit
         self._in_flight = in_flight
         self._stopping = stopping
-        self._source = f"lockgate/{instance.service}"
+        self._source = source_of(instance.service)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         with self._in_flight:
@@ -104,6 +104,7 @@ class Pipeline:
         try:
             envelope = from_amqp(message)
             route = self._route(envelope)
+            envelope = self._check_sender(route, envelope, message.routing_key or "")
             payload = self._decode(route, envelope, message.body)
         except InvalidMessage as error:
             return await self._refuse(message, None, error)
@@ -121,6 +122,25 @@ class Pipeline:
                 outcome = await self._retry_or_dead_letter(message, route, error)
         metrics.HANDLER_DURATION.labels(route.name).observe(time.perf_counter() - started)
         return outcome
+
+    @staticmethod
+    def _check_sender(
+        route: On[Any] | Answer[Any, Any], envelope: Envelope, routing_key: str
+    ) -> Envelope:
+        """An agent's identity is the routing key it may publish under, not a header it writes.
+
+        Broker permissions limit each agent to `agent.<its id>.*`; the subject must agree.
+        """
+        if not (isinstance(route, On) and isinstance(route.spec, AgentEventSpec)):
+            return envelope
+        parts = routing_key.split(".")
+        sender = parts[1] if len(parts) > 2 and parts[0] == "agent" else ""
+        if envelope.subject not in (None, sender):
+            raise InvalidMessage(
+                f"subject {envelope.subject!r} does not match the sender {sender!r} of routing "
+                f"key {routing_key!r}: an agent may only speak for itself"
+            )
+        return envelope.model_copy(update={"subject": sender})
 
     def _route(self, envelope: Envelope) -> On[Any] | Answer[Any, Any]:
         route = self._routes.get(envelope.type)
@@ -174,10 +194,14 @@ class Pipeline:
                     result = await route.handle(ctx, payload)
                     reply = ("ok", result.model_dump_json().encode())
                     await inbox.store_reply(conn, envelope.id, route.name, *reply)
-        # Committed: from here on a crash only causes a redelivery the inbox will skip.
-        if reply is not None:
-            await self._reply(message, route.spec.type, *reply)
-        await message.ack()
+        # Committed. A failure from here on is not the handler's: the effect stands, and a
+        # redelivery (if the ack is lost) is skipped by the inbox.
+        try:
+            if reply is not None:
+                await self._reply(message, route.spec.type, *reply)
+            await message.ack()
+        except Exception as error:  # noqa: BLE001 - never retry or dead-letter a committed message
+            log.warning("message.ack_failed", handler=route.name, error=repr(error))
         if duplicate:
             metrics.MESSAGES_DUPLICATE.labels(route.name).inc()
             log.info("message.duplicate", handler=route.name)
@@ -204,6 +228,14 @@ class Pipeline:
         except PublishFailed as error:  # the caller left; it already timed out
             log.warning("rpc.reply_lost", error=str(error))
 
+    async def _reply_error(
+        self, message: AbstractIncomingMessage, command: str, error: Exception, text: str
+    ) -> None:
+        body = RpcError(
+            error=type(error).__name__, message=text, field=getattr(error, "field", None)
+        )
+        await self._reply(message, command, "error", body.model_dump_json().encode())
+
     async def _refuse(
         self,
         message: AbstractIncomingMessage,
@@ -213,12 +245,7 @@ class Pipeline:
         """A message that can never succeed: an RPC caller is told, anything else is parked."""
         if message.reply_to and not isinstance(route, On):
             command = route.spec.type if route else (message.type or "unknown.command.v1")
-            body = RpcError(
-                error=type(error).__name__,
-                message=str(error),
-                field=getattr(error, "field", None),
-            )
-            await self._reply(message, command, "error", body.model_dump_json().encode())
+            await self._reply_error(message, command, error, str(error))
             await message.ack()
             metrics.RPC_REQUESTS.labels(
                 route.spec.type if route else "unknown", type(error).__name__
@@ -249,12 +276,11 @@ class Pipeline:
             if isinstance(route, Answer) and message.reply_to:
                 # The caller is told now rather than left to time out; the request is
                 # still parked in the DLQ for whoever investigates.
-                body = RpcError(
-                    error=type(error).__name__,
-                    message=f"{route.spec.type} failed after {previous + 1} attempts: {error}",
-                )
-                await self._reply(
-                    message, route.spec.type, "error", body.model_dump_json().encode()
+                await self._reply_error(
+                    message,
+                    route.spec.type,
+                    error,
+                    f"{route.spec.type} failed after {previous + 1} attempts: {error}",
                 )
             await self._dead_letter(message, route, error)
             return Outcome("dead-lettered")

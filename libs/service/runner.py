@@ -8,9 +8,11 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
+import asyncpg
 import structlog
 
 from libs.bus.bus import Binding, Bus
@@ -61,6 +63,7 @@ class ServiceProcess:
             started_at=datetime.now(UTC),
         )
         self._http_port = http_port
+        self._sequence = 0
         self._stopping = asyncio.Event()
         self._in_flight = InFlight()
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,9 +123,17 @@ class ServiceProcess:
                 stopping=self._stopping,
             )
             await bus.consume(queue, pipeline, prefetch=settings.prefetch)
-        self._tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
+        self._tasks = [
+            asyncio.create_task(
+                self._every(HOUSEKEEPING_SECONDS, "housekeeping", self._housekeeping)
+            )
+        ]
         if self.definition.heartbeat:
-            self._tasks.append(asyncio.create_task(self._heartbeats(), name="heartbeats"))
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(settings.heartbeat_seconds, "heartbeat", self._heartbeat)
+                )
+            )
         log.info(
             "service.started",
             instance_id=self.instance.instance_id,
@@ -131,42 +142,55 @@ class ServiceProcess:
         )
 
     async def readiness(self) -> dict[str, bool]:
-        """Ready only when both the database and the broker answer now."""
-        database = False
-        if self._pool is not None:
-            with contextlib.suppress(Exception):
-                database = await asyncio.wait_for(self._pool.fetchval("SELECT true"), 2.0)
-        broker = self._bus is not None and await self._bus.check()
-        return {"database": bool(database), "broker": broker}
+        """Ready only when both the database and the broker answer now.
 
-    async def _heartbeats(self) -> None:
-        assert self._pool is not None  # noqa: S101 - started before this task
-        sequence = 0
-        while not self._stopping.is_set():
-            sequence += 1
+        The database is asked on a connection of its own: under a backlog every pooled
+        connection can be busy, and that is load, not unreadiness.
+        """
+        database = False
+        with contextlib.suppress(Exception):
+            conn = await asyncpg.connect(self.settings.database_url, timeout=2.0)
             try:
-                await emit_heartbeat(
-                    self._pool, self.instance, sequence, self.settings.heartbeat_seconds
-                )
-            except (TimeoutError, OSError) as error:
-                log.warning("heartbeat.failed", error=str(error))
+                database = bool(await asyncio.wait_for(conn.fetchval("SELECT true"), 2.0))
+            finally:
+                await conn.close()
+        broker = self._bus is not None and await self._bus.check()
+        return {"database": database, "broker": broker}
+
+    async def _every(self, seconds: float, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` now and every `seconds` until stopping; a failure is logged, not fatal."""
+        while not self._stopping.is_set():
+            try:
+                await work()
+            except Exception as error:  # noqa: BLE001 - a periodic task must outlive one failure
+                log.warning("periodic.failed", task=name, error=repr(error))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.heartbeat_seconds)
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _heartbeat(self) -> None:
+        assert self._pool is not None  # noqa: S101 - started before this task
+        self._sequence += 1
+        await emit_heartbeat(
+            self._pool, self.instance, self._sequence, self.settings.heartbeat_seconds
+        )
 
     async def _housekeeping(self) -> None:
         assert self._pool is not None  # noqa: S101 - started before this task
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), HOUSEKEEPING_SECONDS)
-            if self._stopping.is_set():
-                return
-            forgotten = await inbox.purge(self._pool, INBOX_RETENTION)
-            deleted = await outbox.purge_published(self._pool, OUTBOX_RETENTION)
-            log.info("housekeeping.done", inbox_purged=forgotten, outbox_purged=deleted)
+        forgotten = await inbox.purge(self._pool, INBOX_RETENTION)
+        deleted = await outbox.purge_published(self._pool, OUTBOX_RETENTION)
+        log.info("housekeeping.done", inbox_purged=forgotten, outbox_purged=deleted)
 
     async def stop(self) -> None:
-        """Stop consuming, let in-flight messages finish, flush the outbox, close."""
-        grace = self.settings.shutdown_grace_seconds
+        """Stop consuming, let in-flight messages finish, flush the outbox, close.
+
+        One deadline (shutdown_grace_seconds) covers all of it, so SIGTERM always ends.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_seconds
+
+        def left() -> float:
+            return max(deadline - loop.time(), 0.1)
+
         self._stopping.set()
         log.info("service.stopping", in_flight=self._in_flight.count)
         for task in self._tasks:
@@ -175,13 +199,13 @@ class ServiceProcess:
             await self._bus.stop_consuming()
         log.info("service.consumers_stopped")
         try:
-            await asyncio.wait_for(self._in_flight.wait_idle(), grace)
+            await asyncio.wait_for(self._in_flight.wait_idle(), left())
         except TimeoutError:
             log.warning("service.in_flight_abandoned", count=self._in_flight.count)
         if self._relay is not None and self._relay_task is not None:
             self._relay.stop()
             try:
-                await asyncio.wait_for(self._relay_task, grace)
+                await asyncio.wait_for(self._relay_task, left())
             except TimeoutError:
                 log.warning("outbox.flush_incomplete")
         log.info("service.outbox_flushed")
@@ -190,7 +214,10 @@ class ServiceProcess:
         if self._bus is not None:
             await self._bus.close()
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), left())
+            except TimeoutError:
+                self._pool.terminate()  # a handler still holds a connection past the deadline
         log.info("service.stopped")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from libs.contracts.envelope import source_of
 from libs.contracts.system import HEARTBEAT, Ping, Pong, ServiceHeartbeat
 from libs.db.outbox import Outbox
 from libs.db.pool import Pool
@@ -26,7 +27,7 @@ async def emit_heartbeat(
 ) -> None:
     """Write one heartbeat event to the outbox (the relay publishes it)."""
     async with pool.acquire() as conn, conn.transaction():
-        outbox = Outbox(conn, schema=instance.service, source=f"lockgate/{instance.service}")
+        outbox = Outbox(conn, schema=instance.service, source=source_of(instance.service))
         await outbox.add(
             HEARTBEAT[instance.service],
             ServiceHeartbeat(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import gzip
@@ -15,6 +16,7 @@ from libs.contracts.system import PING
 from libs.service import Answer, HandlerContext, InvalidInput, NotFound, ServiceDefinition
 from libs.service.system import answer_ping
 from services.catalog import store
+from services.catalog.domain.model import SourceDocument
 from services.catalog.domain.settings import check_products, ordered_classifications
 from services.catalog.domain.updates import (
     catalog_fields,
@@ -47,11 +49,17 @@ def _document_bytes(command: c.ImportDocument) -> bytes:
     return raw
 
 
+def _read_document(command: c.ImportDocument) -> tuple[bytes, SourceDocument]:
+    raw = _document_bytes(command)
+    return raw, parse_cvrf(io.BytesIO(raw))
+
+
 async def import_document(ctx: HandlerContext, command: c.ImportDocument) -> c.ImportResult:
     """Merge a source document into the catalog; re-importing it changes nothing."""
-    raw = _document_bytes(command)
     try:
-        document = parse_cvrf(io.BytesIO(raw))
+        # Decompressing and parsing take a while: off the event loop, so other messages,
+        # heartbeats and health checks go on meanwhile.
+        raw, document = await asyncio.to_thread(_read_document, command)
     except InvalidDocument as error:
         raise InvalidInput(f"{command.label or 'document'}: {error}", field="content") from None
     conn = ctx.conn

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.contracts.catalog import CatalogSettings, ListUpdates, UpdateSnapshot
-from libs.db.pool import Connection
+from libs.db.pool import Connection, rows_affected
 from services.catalog.domain.model import Advisory, SourceDocument, SourceUpdate
 from services.catalog.domain.settings import DEFAULT_CLASSIFICATIONS, DEFAULT_PRODUCTS
 from services.catalog.domain.updates import from_json, to_json
@@ -109,7 +109,7 @@ async def save_links(conn: Connection, updates: Sequence[SourceUpdate]) -> int:
         [p[0] for p in pairs],
         [p[1] for p in pairs],
     )
-    return int(result.rsplit(maxsplit=1)[-1])
+    return rows_affected(result)
 
 
 async def save_advisories(

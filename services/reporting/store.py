@@ -36,7 +36,8 @@ async def service_instances(
 ) -> list[ServiceInstance]:
     """Instances, most recently seen first; alive = seen within 3 announced intervals."""
     rows = await conn.fetch(
-        "SELECT *,"
+        "SELECT instance_id, service, version, started_at, first_seen, last_seen,"
+        "       heartbeats_total, last_sequence, interval_seconds,"
         "       last_seen >= $2::timestamptz - make_interval(secs => 3 * interval_seconds) AS alive"
         " FROM service_instances WHERE $1::text IS NULL OR service = $1"
         " ORDER BY last_seen DESC, instance_id",

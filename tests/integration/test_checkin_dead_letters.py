@@ -85,7 +85,12 @@ async def test_bad_checkins_are_parked_with_reason_and_next_is_handled(
         "missing": variant(f"{base}-c", {"hostname": None}),
         "unknown-type": variant(f"{base}-d", {}, message_type="agent.checkout.v1"),
         "impostor": variant(f"{base}-e", {"computer_id": f"{base}-someone-else"}),
+        "forged-subject": variant(f"{base}-f", {"computer_id": f"{base}-victim"}),
     }
+    forged, _ = bad["forged-subject"]
+    forged.headers["ce-subject"] = (
+        f"{base}-victim"  # the header agrees with the body; the key does not
+    )
     good = checkin(f"{base}-good")
     await publish_checkins(bus, [*bad.values(), good])
 
@@ -100,6 +105,7 @@ async def test_bad_checkins_are_parked_with_reason_and_next_is_handled(
         "missing": "InvalidMessage",
         "unknown-type": "InvalidMessage",
         "impostor": "InvalidInput",
+        "forged-subject": "InvalidMessage",
     }
     assert "Invalid JSON" in reasons["malformed"]
     assert "field 'hostname' = 42" in reasons["wrong-type"]
@@ -107,6 +113,7 @@ async def test_bad_checkins_are_parked_with_reason_and_next_is_handled(
     assert "Field required" in reasons["missing"]
     assert "'agent.checkout.v1' has no handler" in reasons["unknown-type"]
     assert "does not match the sender" in reasons["impostor"]
+    assert f"does not match the sender '{base}-f'" in reasons["forged-subject"]
     assert found[ids["missing"]]["x-original-routing-key"] == f"agent.{base}-c.checkin.v1"
     assert found[ids["missing"]]["x-original-exchange"] == Exchange.AGENTS.value
 
@@ -118,7 +125,7 @@ async def test_bad_checkins_are_parked_with_reason_and_next_is_handled(
         )
 
     await eventually(good_registered, timeout=10, what="the good check-in to be handled")
-    bad_ids = [f"{base}-{suffix}" for suffix in "abcde"]
+    bad_ids = [f"{base}-{suffix}" for suffix in ("a", "b", "c", "d", "e", "f", "victim")]
     assert (
         await db.fetchval(
             "SELECT count(*) FROM scheduler.computers WHERE computer_id = ANY($1)", bad_ids

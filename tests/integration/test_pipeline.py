@@ -14,6 +14,7 @@ from libs.bus import Bus, RpcClient, RpcError, RpcTimeout, ServiceUnavailable, t
 from libs.contracts import Envelope
 from libs.contracts.names import Exchange
 from libs.contracts.spec import CommandSpec, EventSpec
+from libs.db.outbox import relay_application_name
 from libs.service.pipeline import REASON_CLASS_HEADER, REASON_HEADER
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
@@ -107,6 +108,39 @@ async def test_event_effect_and_outbox_event(bus: Bus, db: asyncpg.Connection) -
     event = collector.messages[0]
     assert event.headers["ce-subject"] == key
     assert event.correlation_id == incoming, "correlation id is carried from the cause"
+
+
+async def test_relay_that_loses_its_lock_connection_recovers(
+    bus: Bus, db: asyncpg.Connection
+) -> None:
+    """If the relay's lock connection dies, it stops leading, takes the lock again and goes on
+    publishing: events written meanwhile still leave."""
+    killed = await db.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = $1 AND datname = current_database()",
+        relay_application_name(probe.NAME),
+    )
+    assert killed == 1
+    key = uuid.uuid4().hex
+    collector = Collector()
+    queue = await bind_test_queue(
+        bus, f"test.relay.{key}", Exchange.EVENTS, probe.COUNTED.routing_key()
+    )
+    await queue.consume(collector)
+    for _ in range(3):
+        await publish(bus, probe.COUNT, key)
+    await collector.wait_for(3, timeout=20)
+
+    async def relay_back() -> bool:
+        return bool(
+            await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+                " AND datname = current_database()",
+                relay_application_name(probe.NAME),
+            )
+        )
+
+    await eventually(relay_back, timeout=10, what="the relay to reconnect")
 
 
 async def test_duplicate_delivery_has_one_effect(bus: Bus, db: asyncpg.Connection) -> None:
