@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO ?= 1
 
-.PHONY: install services run test lint typecheck pytest asyncapi clean
+.PHONY: install services test-packages run test lint typecheck pytest asyncapi clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 # Starts local RabbitMQ and PostgreSQL when they are installed but stopped.
 services:
 	scripts/ensure-services.sh
+
+# Debian tools the tests use to build real Windows installers (MSI with wixl, EXE with MinGW).
+TEST_PACKAGES := wixl gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64
+test-packages:
+	scripts/ensure-debian-packages.sh $(TEST_PACKAGES)
 
 run: install services
 	$(BIN)/lockgate db create
@@ -34,7 +39,7 @@ typecheck: install
 asyncapi: install
 	$(BIN)/lockgate asyncapi --output docs/asyncapi.yaml
 
-pytest: install services
+pytest: install services test-packages
 	$(BIN)/pytest
 
 test: lint typecheck pytest

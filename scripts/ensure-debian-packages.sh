@@ -29,23 +29,23 @@ if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 
-sudo_cmd=()
+# sudo resets the environment, so the non-interactive frontend goes through env
+as_root=(env DEBIAN_FRONTEND=noninteractive)
 if [ "$(id -u)" -ne 0 ]; then
   if ! command -v sudo >/dev/null; then
     echo "ensure-debian-packages: not root and no sudo; as root run: apt-get install ${missing[*]}" >&2
     exit 1
   fi
-  sudo_cmd=(sudo)
+  as_root=(sudo -n "${as_root[@]}")  # -n: fail rather than wait for a password nobody types
 fi
 
-export DEBIAN_FRONTEND=noninteractive
 echo "ensure-debian-packages: installing ${missing[*]}"
 echo "ensure-debian-packages: apt-get update"
-if ! "${sudo_cmd[@]}" apt-get update -q; then
+if ! "${as_root[@]}" apt-get update -q; then
   echo "ensure-debian-packages: apt-get update failed; is a Debian package mirror reachable?" >&2
   exit 1
 fi
-if ! "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+if ! "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
   echo "ensure-debian-packages: apt-get install failed for: ${missing[*]}" >&2
   exit 1
 fi

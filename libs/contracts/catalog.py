@@ -44,6 +44,46 @@ class ReturnCode(Contract):
     )
 
 
+InstallerKind = Literal["msi", "msp", "exe"]
+
+
+class UploadFile(Contract):
+    """A file of the upload, named relative to the installer's folder."""
+
+    path: str = Field(min_length=1, max_length=400, description="Relative path, e.g. `a/b.cab`.")
+    size: int = Field(gt=0, description="Size in bytes as uploaded (compressed, not expanded).")
+
+
+class DetectionRule(Contract):
+    """How an agent tells the update (or a prerequisite) is already installed."""
+
+    kind: Literal["file_exists", "msi_product_code", "registry_key"] = Field(
+        description="What to look for."
+    )
+    value: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="A file path, an MSI product code ({GUID}) or a registry key path (HKLM\\...).",
+    )
+
+
+class Package(Contract):
+    """What an agent needs to install a third-party update."""
+
+    kind: InstallerKind = Field(description="Installer type.")
+    installer: str = Field(description="Path of the installer among the files.")
+    files: list[UploadFile] = Field(description="Every file, installer first.")
+    architecture: Literal["x86", "x64", "both"] = Field(description="Required architecture.")
+    operating_systems: list[str] = Field(description="Operating systems it may install on.")
+    detection_rules: list[DetectionRule] = Field(
+        description="Empty: the default rule, install once per computer (and for msi/msp, "
+        "the installer's own detection)."
+    )
+    prerequisite_package: str | None = Field(description="Update id of a required package.")
+    prerequisite_rules: list[DetectionRule] = Field(description="Rules that must all hold.")
+    command_line: str = Field(description="Installer arguments, e.g. `/q`.")
+
+
 class UpdateSnapshot(Contract):
     """Everything other services need to know of one update revision."""
 
@@ -70,6 +110,9 @@ class UpdateSnapshot(Contract):
     sha256: str | None = Field(description="Content hash, when the catalog holds it.")
     return_codes: list[ReturnCode] = Field(
         description="Return-code map (third-party; Microsoft updates use the default)."
+    )
+    package: Package | None = Field(
+        default=None, description="How to install it (third-party updates only)."
     )
 
 
@@ -236,7 +279,7 @@ SETTINGS_CHANGED: EventSpec[SettingsChanged] = _event(
 )
 
 
-def _command(
+def command_spec(
     name: str, request: type[Req], reply: type[Rep], summary: str
 ) -> CommandSpec[Req, Rep]:
     return CommandSpec(
@@ -244,24 +287,24 @@ def _command(
     )
 
 
-IMPORT_DOCUMENT: CommandSpec[ImportDocument, ImportResult] = _command(
+IMPORT_DOCUMENT: CommandSpec[ImportDocument, ImportResult] = command_spec(
     "document.import",
     ImportDocument,
     ImportResult,
     "Import a source document (MSRC CVRF); idempotent.",
 )
-EXPIRE_UPDATE: CommandSpec[ExpireUpdate, UpdateDetail] = _command(
+EXPIRE_UPDATE: CommandSpec[ExpireUpdate, UpdateDetail] = command_spec(
     "update.expire", ExpireUpdate, UpdateDetail, "Expire an update."
 )
-GET_UPDATE: CommandSpec[GetUpdate, UpdateDetail] = _command(
+GET_UPDATE: CommandSpec[GetUpdate, UpdateDetail] = command_spec(
     "update.get", GetUpdate, UpdateDetail, "One update with its supersession chain."
 )
-LIST_UPDATES: CommandSpec[ListUpdates, UpdateList] = _command(
+LIST_UPDATES: CommandSpec[ListUpdates, UpdateList] = command_spec(
     "update.list", ListUpdates, UpdateList, "List updates with filters."
 )
-GET_SETTINGS: CommandSpec[GetSettings, SettingsView] = _command(
+GET_SETTINGS: CommandSpec[GetSettings, SettingsView] = command_spec(
     "settings.get", GetSettings, SettingsView, "The catalog settings and the choices."
 )
-CHANGE_SETTINGS: CommandSpec[ChangeSettings, SettingsView] = _command(
+CHANGE_SETTINGS: CommandSpec[ChangeSettings, SettingsView] = command_spec(
     "settings.change", ChangeSettings, SettingsView, "Change offered products/classifications."
 )

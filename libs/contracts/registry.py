@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from libs.contracts import catalog, reporting, scheduler, system
+from libs.contracts import catalog, reporting, scheduler, system, uploads
 from libs.contracts.spec import CommandSpec, EventSpec
 
 AnyEventSpec = EventSpec[Any]
@@ -70,5 +70,17 @@ REGISTRY = Registry(
         catalog.EXPIRE_UPDATE,
         catalog.GET_SETTINGS,
         catalog.CHANGE_SETTINGS,
+        uploads.START_UPLOAD,
+        uploads.SEND_CHUNK,
+        uploads.DESCRIBE,
+        uploads.SET_REQUIREMENTS,
+        uploads.SET_DETECTION,
+        uploads.SET_PREREQUISITES,
+        uploads.SET_COMMAND_LINE,
+        uploads.SET_RETURN_CODES,
+        uploads.GET_UPLOAD,
+        uploads.COMMIT_UPLOAD,
+        uploads.EDIT_UPDATE,
+        uploads.DELETE_UPDATE,
     ],
 )

@@ -1,6 +1,6 @@
 """What makes a Lockgate service process: handler tables, message pipeline, lifecycle."""
 
-from libs.service.errors import Conflict, DomainError, InvalidInput, NotFound
+from libs.service.errors import Conflict, DomainError, InvalidInput, NotFound, Refused
 from libs.service.handlers import Answer, HandlerContext, On, ServiceDefinition
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "On",
+    "Refused",
     "ServiceDefinition",
 ]

@@ -14,6 +14,15 @@ class DomainError(Exception):
         self.field = field
 
 
+class Refused(DomainError):
+    """A command is refused, but what its handler wrote before refusing is kept.
+
+    For refusals that must clean up (an upload over quota deletes its partial content):
+    the transaction commits, then the caller gets this error. Events raising it are
+    handled like any DomainError (rolled back and dead-lettered).
+    """
+
+
 class InvalidInput(DomainError):
     """A field holds a value that is not allowed."""
 

@@ -13,6 +13,7 @@ from libs.contracts.names import queue_name
 from libs.contracts.spec import CommandSpec, Contract, EventSpec
 from libs.db.outbox import Outbox
 from libs.db.pool import Connection
+from libs.settings import Settings
 
 M = TypeVar("M", bound=Contract)
 Req = TypeVar("Req", bound=Contract)
@@ -44,6 +45,8 @@ class HandlerContext:
     now: datetime
     """The instant handling started (UTC); domain code uses it instead of reading a clock."""
     instance: Instance
+    settings: Settings
+    """The process settings (quota, directories, ...)."""
 
 
 EventHandler = Callable[[HandlerContext, M], Awaitable[None]]

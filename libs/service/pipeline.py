@@ -32,8 +32,9 @@ from libs.db import inbox
 from libs.db.outbox import Outbox
 from libs.db.pool import Pool
 from libs.observability import metrics
-from libs.service.errors import DomainError
+from libs.service.errors import DomainError, Refused
 from libs.service.handlers import Answer, HandlerContext, Instance, On
+from libs.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +82,7 @@ class Pipeline:
         pool: Pool,
         bus: Bus,
         instance: Instance,
+        settings: Settings,
         delivery_limit: int,
         in_flight: InFlight,
         stopping: asyncio.Event,
@@ -90,6 +92,7 @@ class Pipeline:
         self._pool = pool
         self._bus = bus
         self._instance = instance
+        self._settings = settings
         self._delivery_limit = delivery_limit
         self._in_flight = in_flight
         self._stopping = stopping
@@ -187,12 +190,12 @@ class Pipeline:
                     outbox=outbox,
                     now=datetime.now(UTC),
                     instance=self._instance,
+                    settings=self._settings,
                 )
                 if isinstance(route, On):
                     await route.handle(ctx, payload)
                 else:
-                    result = await route.handle(ctx, payload)
-                    reply = ("ok", result.model_dump_json().encode())
+                    reply = await self._answer(ctx, route, payload)
                     await inbox.store_reply(conn, envelope.id, route.name, *reply)
         # Committed. A failure from here on is not the handler's: the effect stands, and a
         # redelivery (if the ack is lost) is skipped by the inbox.
@@ -210,6 +213,18 @@ class Pipeline:
         if isinstance(route, Answer):
             metrics.RPC_REQUESTS.labels(route.spec.type, "ok").inc()
         return Outcome("handled")
+
+    @staticmethod
+    async def _answer(
+        ctx: HandlerContext, route: Answer[Any, Any], payload: Contract
+    ) -> tuple[str, bytes]:
+        """The reply to a command; a Refused keeps the handler's writes and answers an error."""
+        try:
+            result = await route.handle(ctx, payload)
+        except Refused as refusal:
+            body = RpcError(error=type(refusal).__name__, message=str(refusal), field=refusal.field)
+            return ("error", body.model_dump_json().encode())
+        return ("ok", result.model_dump_json().encode())
 
     async def _reply(
         self, message: AbstractIncomingMessage, request_type: str, status: str, body: bytes

@@ -118,6 +118,7 @@ class ServiceProcess:
                 pool=pool,
                 bus=bus,
                 instance=self.instance,
+                settings=settings,
                 delivery_limit=settings.delivery_limit,
                 in_flight=self._in_flight,
                 stopping=self._stopping,

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Interval between a service's heartbeat events."
     )
+    content_dir: str = Field(
+        default="var/content",
+        description="Directory of the catalog's content store (uploaded installers, by sha256).",
+    )
+    storage_quota_bytes: int = Field(
+        default=10 * 1024**3, ge=0, description="Tenant storage quota for uploaded content."
+    )
     shutdown_grace_seconds: float = Field(
         default=20.0, gt=0, description="On SIGTERM, how long in-flight work may take to finish."
     )

@@ -12,10 +12,11 @@ import uuid
 from pathlib import Path
 
 from libs.contracts import catalog as c
+from libs.contracts import uploads as u
 from libs.contracts.system import PING
 from libs.service import Answer, HandlerContext, InvalidInput, NotFound, ServiceDefinition
 from libs.service.system import answer_ping
-from services.catalog import store
+from services.catalog import store, uploads
 from services.catalog.domain.model import SourceDocument
 from services.catalog.domain.settings import check_products, ordered_classifications
 from services.catalog.domain.updates import (
@@ -221,5 +222,17 @@ SERVICE = ServiceDefinition(
         Answer(c.EXPIRE_UPDATE, expire_update),
         Answer(c.GET_SETTINGS, get_settings),
         Answer(c.CHANGE_SETTINGS, change_settings),
+        Answer(u.START_UPLOAD, uploads.start_upload),
+        Answer(u.SEND_CHUNK, uploads.send_chunk),
+        Answer(u.DESCRIBE, uploads.describe),
+        Answer(u.SET_REQUIREMENTS, uploads.set_requirements),
+        Answer(u.SET_DETECTION, uploads.set_detection),
+        Answer(u.SET_PREREQUISITES, uploads.set_prerequisites),
+        Answer(u.SET_COMMAND_LINE, uploads.set_command_line),
+        Answer(u.SET_RETURN_CODES, uploads.set_return_codes),
+        Answer(u.GET_UPLOAD, uploads.get_upload),
+        Answer(u.COMMIT_UPLOAD, uploads.commit_upload),
+        Answer(u.EDIT_UPDATE, uploads.edit_update),
+        Answer(u.DELETE_UPDATE, uploads.delete_update),
     ),
 )

@@ -21,6 +21,12 @@ KINDS: dict[str, InstallerKind] = {".msi": "msi", ".msp": "msp", ".exe": "exe"}
 # refuses to open a file whose class is neither, so we refuse it too.
 _DATABASE_CLSID = "000C1084-0000-0000-C000-000000000046"
 _PATCH_CLSID = "000C1086-0000-0000-C000-000000000046"
+_STORAGE_CLASSES = {
+    _DATABASE_CLSID: "a Windows Installer database (.msi)",
+    _PATCH_CLSID: "a Windows Installer patch (.msp)",
+    "000C1082-0000-0000-C000-000000000046": "a Windows Installer transform (.mst)",
+}
+_OLE_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 
 # Stream names are packed two characters per UTF-16 code unit over this 64-character set;
 # a table's stream starts with the marker.
@@ -34,7 +40,7 @@ _GUID = re.compile(r"\{[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}")
 
 # What olefile raises on a damaged compound file: it reads with struct and indexes its
 # sector tables directly, so corruption surfaces as any of these.
-_OLE_ERRORS = (OSError, ValueError, struct.error, IndexError, OverflowError, MemoryError)
+_OLE_ERRORS = (OSError, ValueError, struct.error, IndexError, OverflowError)
 
 
 class InvalidInstaller(ValueError):
@@ -123,8 +129,8 @@ class _Database:
         if not self._ole.exists(_SUMMARY_STREAM):
             return {}
         properties = self._ole.getproperties(_SUMMARY_STREAM)
-        codepage = properties.get(_PID_CODEPAGE)
-        codepage = codepage & 0xFFFF if isinstance(codepage, int) else 0
+        declared = properties.get(_PID_CODEPAGE)  # a signed 16-bit value: 65001 reads negative
+        codepage = declared & 0xFFFF if isinstance(declared, int) else 0
         texts: dict[int, str] = {}
         for pid, value in properties.items():
             if isinstance(value, bytes):
@@ -152,7 +158,7 @@ def _read_msi(path: Path, filename: str) -> InstallerMetadata:
         rows = db.table("Property", 2)
         if rows is None:
             raise InvalidInstaller(f"{filename}: the database has no Property table")
-        properties = dict(rows)
+        properties = {row[0]: row[1] for row in rows}
         summary = db.summary()
     return InstallerMetadata(
         kind="msi",
@@ -187,19 +193,22 @@ def _read_msp(path: Path, filename: str) -> InstallerMetadata:
 @contextmanager
 def _open_database(path: Path, filename: str, clsid: str, what: str) -> Iterator[_Database]:
     if not olefile.isOleFile(str(path)):
-        raise InvalidInstaller(f"{filename}: not a {what}: it is no OLE compound file")
+        raise InvalidInstaller(f"{filename}: not a {what}: {_content(path)}")
     try:
         with olefile.OleFileIO(str(path)) as ole:
-            found = ole.root.clsid if ole.root is not None else ""
-            if found.upper() != clsid:
-                raise InvalidInstaller(
-                    f"{filename}: not a {what}: its storage class is {found or 'empty'}"
-                )
+            _check_storage_class(ole, clsid, what, filename)
             yield _Database(ole, filename)
     except InvalidInstaller:
         raise
     except _OLE_ERRORS as error:
         raise InvalidInstaller(f"{filename}: corrupt or truncated {what}: {error}") from error
+
+
+def _check_storage_class(ole: olefile.OleFileIO[str], clsid: str, what: str, filename: str) -> None:
+    found = (ole.root.clsid if ole.root is not None else "").upper()
+    if found != clsid:
+        actual = _STORAGE_CLASSES.get(found, f"of storage class {found or '(none)'}")
+        raise InvalidInstaller(f"{filename}: not a {what}: the content is {actual}")
 
 
 def _table_streams(ole: olefile.OleFileIO[str]) -> dict[str, str]:
@@ -233,7 +242,9 @@ def _parse_string_pool(pool: bytes, data: bytes) -> _StringPool:
     return _StringPool(strings=tuple(strings), reference_size=3 if flags & 0x8000 else 2)
 
 
-def _string_rows(stream: bytes, columns: int, pool: _StringPool, table: str) -> list[tuple[str, ...]]:
+def _string_rows(
+    stream: bytes, columns: int, pool: _StringPool, table: str
+) -> list[tuple[str, ...]]:
     """A table stored column by column, each cell a reference into the string pool."""
     row_size = columns * pool.reference_size
     if len(stream) % row_size:
@@ -242,7 +253,9 @@ def _string_rows(stream: bytes, columns: int, pool: _StringPool, table: str) -> 
     cells: list[list[str]] = []
     for column in range(columns):
         start = column * count * pool.reference_size
-        cells.append([_lookup(pool, stream, start + row * pool.reference_size) for row in range(count)])
+        cells.append(
+            [_lookup(pool, stream, start + row * pool.reference_size) for row in range(count)]
+        )
     return list(zip(*cells, strict=True))
 
 
@@ -269,15 +282,18 @@ def _decode_text(raw: bytes, codepage: int) -> str:
 # --- Programs (.exe) -------------------------------------------------------------------
 
 _RESOURCE_DIRECTORY = "IMAGE_DIRECTORY_ENTRY_RESOURCE"
+_SECURITY_DIRECTORY = "IMAGE_DIRECTORY_ENTRY_SECURITY"
+_PROGRAM_CONTENT = "the content is a Windows program (MZ header)"
 
 
 def _read_exe(path: Path, filename: str) -> InstallerMetadata:
-    pe = _load_pe(path, filename)
-    try:
+    with _program(path, filename) as pe:
+        if bool(pe.is_dll()):
+            raise InvalidInstaller(f"{filename}: not a Windows program: it is a library (DLL)")
+        _check_complete(pe, path.stat().st_size, filename)
+        pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY[_RESOURCE_DIRECTORY]])
         strings = _version_strings(pe)
         fixed_version = _fixed_file_version(pe)
-    finally:
-        pe.close()
     return InstallerMetadata(
         kind="exe",
         product_name=strings.get("ProductName"),
@@ -288,23 +304,42 @@ def _read_exe(path: Path, filename: str) -> InstallerMetadata:
     )
 
 
-def _load_pe(path: Path, filename: str) -> pefile.PE:
+@contextmanager
+def _program(path: Path, filename: str) -> Iterator[pefile.PE]:
+    """The program's headers (sections and data directories parsed on demand), then closed."""
     try:
         pe = pefile.PE(name=str(path), fast_load=True)
     except pefile.PEFormatError as error:
-        raise InvalidInstaller(f"{filename}: not a Windows program: {error.value}") from error
+        content = _content(path)
+        detail = error.value if content == _PROGRAM_CONTENT else content
+        raise InvalidInstaller(f"{filename}: not a Windows program: {detail}") from error
     try:
-        if bool(pe.is_dll()):
-            raise InvalidInstaller(f"{filename}: a library (DLL), not a program")
-        resource = pefile.DIRECTORY_ENTRY[_RESOURCE_DIRECTORY]
-        pe.parse_data_directories(directories=[resource])
+        yield pe
     except pefile.PEFormatError as error:
-        pe.close()
         raise InvalidInstaller(f"{filename}: corrupt Windows program: {error.value}") from error
-    except InvalidInstaller:
+    finally:
         pe.close()
-        raise
-    return pe
+
+
+def _check_complete(pe: pefile.PE, size: int, filename: str) -> None:
+    """Refuse a program cut short: its sections or signature reach past the end of the file."""
+    ends = [_section_end(section) for section in pe.sections]
+    security = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY[_SECURITY_DIRECTORY]]
+    if int(security.Size):  # the signature's address is a file offset, usually the very end
+        ends.append(int(security.VirtualAddress) + int(security.Size))
+    needed = max(ends, default=0)
+    if needed > size:
+        raise InvalidInstaller(
+            f"{filename}: truncated Windows program: {size} bytes, its headers need {needed}"
+        )
+
+
+def _section_end(section: pefile.SectionStructure) -> int:
+    """Offset just past the bytes of a section that Windows loads from the file (0: none)."""
+    # the loader reads no more than the virtual size, so raw padding past the end is harmless
+    raw, virtual = int(section.SizeOfRawData), int(section.Misc_VirtualSize)
+    loaded = min(raw, virtual) if virtual else raw
+    return int(section.PointerToRawData) + loaded if loaded else 0
 
 
 def _version_strings(pe: pefile.PE) -> dict[str, str]:
@@ -315,7 +350,7 @@ def _version_strings(pe: pefile.PE) -> dict[str, str]:
             for table in getattr(block, "StringTable", None) or []:
                 for key, value in table.entries.items():
                     text = _text(_pe_text(value))
-                    if isinstance(key, bytes) and text is not None:
+                    if text is not None:
                         strings.setdefault(_pe_text(key), text)
     return strings
 
@@ -331,6 +366,19 @@ def _fixed_file_version(pe: pefile.PE) -> str | None:
 def _pe_text(value: object) -> str:
     # pefile hands version strings over as UTF-8 bytes
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _content(path: Path) -> str:
+    """What the file's first bytes say it is, to explain a refusal."""
+    with path.open("rb") as file:
+        head = file.read(len(_OLE_MAGIC))
+    if head.startswith(b"MZ"):
+        return _PROGRAM_CONTENT
+    if head == _OLE_MAGIC:
+        return "the content is an OLE compound file, such as an .msi or .msp"
+    if not head.strip(b"\x00"):
+        return "the content starts with zero bytes"
+    return "the content is not recognised"
 
 
 def _text(value: str | None) -> str | None:

@@ -13,7 +13,7 @@ from xml.sax.saxutils import quoteattr
 
 ENSURE_HINT = (
     "run scripts/ensure-debian-packages.sh wixl msitools gcc-mingw-w64-x86-64 "
-    "binutils-mingw-w64-x86-64 (make pytest does it)"
+    "binutils-mingw-w64-x86-64 (the Makefile runs it before pytest)"
 )
 
 # Building an .msp needs WiX's torch/pyro or Microsoft's patch tools; Debian ships neither
@@ -39,8 +39,13 @@ def build_msi(
     version: str,
     manufacturer: str,
     description: str = "Lockgate test package",
+    extra_properties: int = 0,
 ) -> BuiltMsi:
-    """A real .msi installing one small file, with a fresh ProductCode."""
+    """A real .msi installing one small file, with a fresh ProductCode.
+
+    `extra_properties` adds that many distinct properties; past about 32,800 the string pool
+    holds over 65,535 strings and tables switch to 3-byte string references.
+    """
     wixl = _tool("wixl")
     work = Path(tempfile.mkdtemp(prefix="msi-", dir=directory))
     (work / "readme.txt").write_text(f"{name} {version}\n", encoding="utf-8")
@@ -53,6 +58,7 @@ def build_msi(
             version=version,
             manufacturer=manufacturer,
             description=description,
+            extra_properties=extra_properties,
         ),
         encoding="utf-8",
     )
@@ -102,9 +108,20 @@ def _guid() -> str:
     return "{" + str(uuid.uuid4()).upper() + "}"
 
 
-def _wxs(*, product_code: str, name: str, version: str, manufacturer: str, description: str) -> str:
+def _wxs(
+    *,
+    product_code: str,
+    name: str,
+    version: str,
+    manufacturer: str,
+    description: str,
+    extra_properties: int,
+) -> str:
     component = _guid().strip("{}")
     upgrade = _guid().strip("{}")
+    extras = "".join(
+        f'    <Property Id="Extra{i}" Value="value {i}" />\n' for i in range(extra_properties)
+    )
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
   <Product Id={quoteattr(product_code.strip("{}"))} Name={quoteattr(name)} Language="1033"
@@ -112,7 +129,7 @@ def _wxs(*, product_code: str, name: str, version: str, manufacturer: str, descr
            UpgradeCode="{upgrade}">
     <Package InstallerVersion="200" Compressed="yes" Description={quoteattr(description)}
              Comments="Built by the Lockgate tests" />
-    <Media Id="1" Cabinet="product.cab" EmbedCab="yes" />
+{extras}    <Media Id="1" Cabinet="product.cab" EmbedCab="yes" />
     <Directory Id="TARGETDIR" Name="SourceDir">
       <Directory Id="ProgramFilesFolder">
         <Directory Id="INSTALLDIR" Name="LockgateTest">

@@ -1,0 +1,165 @@
+"""Third-party update uploads (DOMAIN.md section 4): one command per step, one session view."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from libs.contracts.catalog import (
+    DetectionRule,
+    InstallerKind,
+    ReturnCode,
+    UpdateDetail,
+    UploadFile,
+    command_spec,
+)
+from libs.contracts.spec import Contract
+
+UploadState = Literal["receiving", "received", "committed", "refused"]
+ThirdPartyClassification = Literal[
+    "Updates", "Critical Updates", "Security Updates", "Update Rollups", "Service Packs"
+]
+
+
+class Extracted(Contract):
+    """What the catalog read from the installer itself."""
+
+    kind: InstallerKind = Field(description="Installer type.")
+    product_name: str | None = Field(description="MSI ProductName / EXE ProductName.")
+    version: str | None = Field(description="MSI ProductVersion / EXE FileVersion.")
+    manufacturer: str | None = Field(description="MSI Manufacturer / EXE CompanyName.")
+    product_code: str | None = Field(description="MSI ProductCode (or MSP patch code).")
+    description: str | None = Field(description="EXE FileDescription / MSI summary subject.")
+
+
+class UploadSession(Contract):
+    """Where an upload stands: every step's answer so far, and what is still missing."""
+
+    upload_id: str = Field(description="Id of the upload session.")
+    state: UploadState = Field(description="receiving, received (all bytes), committed, refused.")
+    refusal: str | None = Field(description="Why the upload was refused, if it was.")
+    files: list[UploadFile] = Field(description="Declared files, installer first.")
+    total_bytes: int = Field(description="Total size to upload (as uploaded, not expanded).")
+    received_bytes: int = Field(description="Bytes received so far.")
+    extracted: Extracted | None = Field(description="Read from the installer once received.")
+    title: str | None = Field(description="Name (step 2; defaults to the extracted one).")
+    description: str | None = Field(description="Description (step 2).")
+    classification: ThirdPartyClassification | None = Field(description="Classification.")
+    architecture: Literal["x86", "x64", "both"] | None = Field(description="Step 3.")
+    operating_systems: list[str] = Field(description="Step 3.")
+    detection_rules: list[DetectionRule] = Field(description="Step 4.")
+    prerequisite_package: str | None = Field(description="Step 5: another managed package.")
+    prerequisite_rules: list[DetectionRule] = Field(description="Step 5: rules.")
+    command_line: str | None = Field(description="Step 6.")
+    return_codes: list[ReturnCode] = Field(description="Step 7 (defaults included).")
+    missing: list[str] = Field(description="Steps still to answer before commit.")
+    update_id: str | None = Field(description="The update created by commit.")
+
+
+class StartUpload(Contract):
+    """Step 1: declare the installer and any extra files, with their sizes."""
+
+    installer: UploadFile = Field(description="The .msi, .msp or .exe.")
+    extra_files: list[UploadFile] = Field(default_factory=list, description="Other files.")
+
+
+class SendChunk(Contract):
+    """Part of one file's bytes; the storage quota is checked on every chunk."""
+
+    upload_id: str = Field(description="Upload session.")
+    path: str = Field(description="Which declared file.")
+    offset: int = Field(ge=0, description="Byte offset of this chunk in the file.")
+    data_b64: str = Field(min_length=1, description="The bytes, base64-encoded.")
+
+
+class UploadRef(Contract):
+    """Names an upload session (summary, commit, cancel)."""
+
+    upload_id: str = Field(description="Upload session.")
+
+
+class Describe(Contract):
+    """Step 2: name, description and classification (extracted values if left out)."""
+
+    upload_id: str = Field(description="Upload session.")
+    title: str | None = Field(default=None, max_length=300, description="Display name.")
+    description: str | None = Field(default=None, max_length=4000, description="Description.")
+    classification: ThirdPartyClassification = Field(
+        default="Updates", description="Classification."
+    )
+
+
+class SetRequirements(Contract):
+    """Step 3: architecture and operating systems."""
+
+    upload_id: str = Field(description="Upload session.")
+    architecture: Literal["x86", "x64", "both"] = Field(description="Required architecture.")
+    operating_systems: list[str] = Field(min_length=1, description="e.g. `Windows 11`.")
+
+
+class SetDetectionRules(Contract):
+    """Step 4 (not for .msi/.msp): empty = install once per computer."""
+
+    upload_id: str = Field(description="Upload session.")
+    rules: list[DetectionRule] = Field(default_factory=list, description="Any of these holds.")
+
+
+class SetPrerequisites(Contract):
+    """Step 5: none, another managed package, or rules."""
+
+    upload_id: str = Field(description="Upload session.")
+    package: str | None = Field(default=None, description="Update id of a managed package.")
+    rules: list[DetectionRule] = Field(default_factory=list, description="Rules that must hold.")
+
+
+class SetCommandLine(Contract):
+    """Step 6: installer arguments (a silent switch for .exe)."""
+
+    upload_id: str = Field(description="Upload session.")
+    arguments: str = Field(max_length=2000, description="e.g. `/q` or `/S /norestart`.")
+
+
+class SetReturnCodes(Contract):
+    """Step 7: add or change return codes (0 and 3010 are there by default)."""
+
+    upload_id: str = Field(description="Upload session.")
+    codes: list[ReturnCode] = Field(description="Entries to add or change.")
+
+
+class EditUpdate(Contract):
+    """Change a third-party update (Microsoft updates refuse)."""
+
+    update: str = Field(description="Update id.")
+    title: str | None = Field(default=None, max_length=300, description="New name.")
+    description: str | None = Field(default=None, max_length=4000, description="New text.")
+    classification: ThirdPartyClassification | None = Field(default=None, description="New.")
+    command_line: str | None = Field(default=None, max_length=2000, description="New args.")
+    return_codes: list[ReturnCode] | None = Field(default=None, description="Full new map.")
+
+
+class DeleteUpdate(Contract):
+    """Delete a third-party update (Microsoft updates refuse)."""
+
+    update: str = Field(description="Update id.")
+
+
+class Deleted(Contract):
+    """Reply to DeleteUpdate."""
+
+    update_id: str = Field(description="The deleted update.")
+    freed_bytes: int = Field(description="Storage freed (content no other update uses).")
+
+
+START_UPLOAD = command_spec("upload.start", StartUpload, UploadSession, "Step 1: declare files.")
+SEND_CHUNK = command_spec("upload.chunk", SendChunk, UploadSession, "Send bytes; quota-checked.")
+DESCRIBE = command_spec("upload.describe", Describe, UploadSession, "Step 2: description.")
+SET_REQUIREMENTS = command_spec("upload.requirements", SetRequirements, UploadSession, "Step 3.")
+SET_DETECTION = command_spec("upload.detection", SetDetectionRules, UploadSession, "Step 4.")
+SET_PREREQUISITES = command_spec("upload.prerequisites", SetPrerequisites, UploadSession, "Step 5.")
+SET_COMMAND_LINE = command_spec("upload.command-line", SetCommandLine, UploadSession, "Step 6.")
+SET_RETURN_CODES = command_spec("upload.return-codes", SetReturnCodes, UploadSession, "Step 7.")
+GET_UPLOAD = command_spec("upload.get", UploadRef, UploadSession, "Step 8: the summary.")
+COMMIT_UPLOAD = command_spec("upload.commit", UploadRef, UpdateDetail, "Store it as an update.")
+EDIT_UPDATE = command_spec("update.edit", EditUpdate, UpdateDetail, "Edit a third-party update.")
+DELETE_UPDATE = command_spec("update.delete", DeleteUpdate, Deleted, "Delete a third-party update.")
