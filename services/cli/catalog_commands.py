@@ -11,6 +11,7 @@ from libs.bus import RpcClient
 from libs.contracts import catalog as c
 from libs.settings import Settings
 from services.catalog.sources.base import open_location
+from services.cli import upload_commands
 from services.cli.common import Output, with_rpc
 
 IMPORT_TIMEOUT_SECONDS = 120.0
@@ -164,3 +165,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     st.add_argument("--products", nargs="*", default=None)
     st.add_argument("--classifications", nargs="*", default=None)
     st.set_defaults(handler=cmd_settings)
+
+    upload_commands.add_parsers(commands)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hashlib
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -331,3 +334,58 @@ async def test_bad_uploads_are_refused_naming_the_problem(
         await catalog.db.fetchval("SELECT count(*) FROM catalog.uploads WHERE state = 'refused'")
         == 1
     )
+
+
+async def test_cli_uploads_a_real_exe(
+    catalog_with: CatalogFactory, infra: Infra, tmp_path: Path
+) -> None:
+    """The operator's command runs every step and publishes the update in one go."""
+    catalog: Catalog = await catalog_with()
+    exe = build_exe(
+        tmp_path,
+        product_name="Northwind Sync",
+        version="3.2.0.0",
+        company="Northwind",
+        description="sync client",
+    )
+    readme = exe.parent / "notes" / "readme.txt"
+    readme.parent.mkdir()
+    readme.write_text("notes\n")
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "services.cli.main",
+            "--json",
+            "catalog",
+            "upload",
+            str(exe),
+            "--extra",
+            str(readme),
+            "--arch",
+            "x64",
+            "--os",
+            "Windows 11",
+            "--command-line",
+            "/S",
+            "--detect",
+            "registry_key=HKLM\\Software\\Northwind\\Sync",
+            "--return-code",
+            "1641=success_restart_required",
+        ],
+        cwd=ROOT,
+        env=infra.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    update = c.UpdateDetail.model_validate_json(done.stdout).update
+    assert update.title == "Northwind Sync 3.2.0.0"
+    assert update.package is not None
+    assert [f.path for f in update.package.files] == [exe.name, "notes/readme.txt"]
+    assert [r.code for r in update.return_codes] == [0, 1641, 3010]
+    listed = await catalog.rpc.call(c.LIST_UPDATES, c.ListUpdates(origin="third_party"))
+    assert [u.update_id for u in listed.updates] == [update.update_id]

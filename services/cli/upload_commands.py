@@ -1,0 +1,205 @@
+"""`lockgate catalog upload|edit|delete`: third-party updates from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any, get_args
+
+from libs.bus import RpcClient
+from libs.contracts import catalog as c
+from libs.contracts import uploads as u
+from libs.settings import Settings
+from services.cli.common import Output, with_rpc
+
+CHUNK = 256 * 1024
+
+
+def _pair(text: str, what: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"{what} {text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def _rule(text: str) -> c.DetectionRule:
+    kind, value = _pair(text, "rule")
+    return c.DetectionRule.model_validate({"kind": kind, "value": value})
+
+
+def _code(text: str) -> c.ReturnCode:
+    code, outcome = _pair(text, "return code")
+    return c.ReturnCode.model_validate({"code": int(code), "outcome": outcome})
+
+
+def _declare(installer: Path, extras: list[Path]) -> u.StartUpload:
+    """Step 1's declaration: names relative to the installer's folder, sizes from disk."""
+    folder = installer.parent
+    return u.StartUpload(
+        installer=c.UploadFile(path=installer.name, size=installer.stat().st_size),
+        extra_files=[
+            c.UploadFile(path=p.relative_to(folder).as_posix(), size=p.stat().st_size)
+            for p in extras
+        ],
+    )
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+async def _send(client: RpcClient, upload_id: str, name: str, path: Path) -> None:
+    data = await asyncio.to_thread(_read, path)
+    for offset in range(0, len(data), CHUNK):
+        await client.call(
+            u.SEND_CHUNK,
+            u.SendChunk(
+                upload_id=upload_id,
+                path=name,
+                offset=offset,
+                data_b64=base64.b64encode(data[offset : offset + CHUNK]).decode(),
+            ),
+        )
+
+
+async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    installer = Path(args.installer)
+    extras = [Path(p) for p in args.extra]
+    folder = installer.parent
+
+    declared = await asyncio.to_thread(_declare, installer, extras)
+
+    async def run(client: RpcClient) -> int:
+        session = await client.call(u.START_UPLOAD, declared)
+        upload_id = session.upload_id
+        if not args.json:
+            print(f"uploading {session.total_bytes} bytes (upload {upload_id})")
+        await _send(client, upload_id, installer.name, installer)
+        for extra in extras:
+            await _send(client, upload_id, extra.relative_to(folder).as_posix(), extra)
+        steps: list[tuple[Any, Any]] = [
+            (
+                u.DESCRIBE,
+                u.Describe(
+                    upload_id=upload_id,
+                    title=args.title,
+                    description=args.description,
+                    classification=args.classification,
+                ),
+            ),
+            (
+                u.SET_REQUIREMENTS,
+                u.SetRequirements(
+                    upload_id=upload_id, architecture=args.arch, operating_systems=args.os
+                ),
+            ),
+        ]
+        if args.detect:
+            steps.append(
+                (u.SET_DETECTION, u.SetDetectionRules(upload_id=upload_id, rules=args.detect))
+            )
+        if args.prerequisite or args.prerequisite_rule:
+            steps.append(
+                (
+                    u.SET_PREREQUISITES,
+                    u.SetPrerequisites(
+                        upload_id=upload_id, package=args.prerequisite, rules=args.prerequisite_rule
+                    ),
+                )
+            )
+        if args.command_line is not None:
+            steps.append(
+                (
+                    u.SET_COMMAND_LINE,
+                    u.SetCommandLine(upload_id=upload_id, arguments=args.command_line),
+                )
+            )
+        if args.return_code:
+            steps.append(
+                (u.SET_RETURN_CODES, u.SetReturnCodes(upload_id=upload_id, codes=args.return_code))
+            )
+        for spec, request in steps:
+            await client.call(spec, request)
+        detail = await client.call(u.COMMIT_UPLOAD, u.UploadRef(upload_id=upload_id))
+        update = detail.update
+        out.result(
+            detail,
+            f"published {update.title} as {update.update_id} "
+            f"({update.size_bytes} bytes, sha256 {update.sha256})",
+        )
+        return 0
+
+    return await with_rpc(settings, run)
+
+
+async def cmd_edit(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    request = u.EditUpdate(
+        update=args.update,
+        title=args.title,
+        description=args.description,
+        classification=args.classification,
+        command_line=args.command_line,
+        return_codes=args.return_code or None,
+    )
+
+    async def run(client: RpcClient) -> int:
+        detail = await client.call(u.EDIT_UPDATE, request)
+        out.result(detail, f"{detail.update.title}: revision {detail.update.revision}")
+        return 0
+
+    return await with_rpc(settings, run)
+
+
+async def cmd_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def run(client: RpcClient) -> int:
+        deleted = await client.call(u.DELETE_UPDATE, u.DeleteUpdate(update=args.update))
+        out.result(deleted, f"deleted {deleted.update_id}, freed {deleted.freed_bytes} bytes")
+        return 0
+
+    return await with_rpc(settings, run)
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's private generic
+    """`catalog upload`, `catalog edit`, `catalog delete`."""
+    classes = list(get_args(u.ThirdPartyClassification))
+    up = commands.add_parser("upload", help="upload a third-party installer and publish it")
+    up.add_argument("installer", help=".msi, .msp or .exe")
+    up.add_argument("--extra", nargs="*", default=[], help="extra files from the same folder")
+    up.add_argument("--title", default=None, help="default: read from the installer")
+    up.add_argument("--description", default=None)
+    up.add_argument("--classification", choices=classes, default="Updates")
+    up.add_argument("--arch", choices=["x86", "x64", "both"], required=True)
+    up.add_argument("--os", nargs="+", required=True, help="e.g. 'Windows 11'")
+    up.add_argument("--command-line", default=None, help="e.g. /S (required for .exe)")
+    up.add_argument(
+        "--detect",
+        type=_rule,
+        nargs="*",
+        default=[],
+        help="KIND=VALUE: file_exists, msi_product_code or registry_key",
+    )
+    up.add_argument("--prerequisite", default=None, help="update id of a managed package")
+    up.add_argument("--prerequisite-rule", type=_rule, nargs="*", default=[])
+    up.add_argument(
+        "--return-code",
+        type=_code,
+        nargs="*",
+        default=[],
+        help="CODE=OUTCOME (success, success_restart_required, failure)",
+    )
+    up.set_defaults(handler=cmd_upload)
+
+    ed = commands.add_parser("edit", help="edit a third-party update")
+    ed.add_argument("update", help="update id")
+    ed.add_argument("--title", default=None)
+    ed.add_argument("--description", default=None)
+    ed.add_argument("--classification", choices=classes, default=None)
+    ed.add_argument("--command-line", default=None)
+    ed.add_argument("--return-code", type=_code, nargs="*", default=[])
+    ed.set_defaults(handler=cmd_edit)
+
+    de = commands.add_parser("delete", help="delete a third-party update and its content")
+    de.add_argument("update", help="update id")
+    de.set_defaults(handler=cmd_delete)
