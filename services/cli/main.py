@@ -26,6 +26,7 @@ from services.cli.catalogue import migrations_dir, subscriptions
 from services.cli.common import EXIT_FAILED, Output, with_rpc
 
 EXIT_DRIFT = 2
+MSRC_DIR = Path(__file__).resolve().parents[2] / "data" / "msrc"
 
 
 def _services(choice: str) -> list[ServiceName]:
@@ -165,7 +166,13 @@ async def cmd_demo(settings: Settings, out: Output, _: argparse.Namespace) -> in
         return 0
 
     await with_rpc(settings, run)
-    return await cmd_status(settings, out, argparse.Namespace(service=None, all=False))
+    if await cmd_status(settings, out, argparse.Namespace(service=None, all=False)):
+        return EXIT_FAILED
+    for document in sorted(MSRC_DIR.glob("cvrf-*.xml")):
+        args = argparse.Namespace(location=str(document))
+        if await catalog_commands.cmd_import_msrc(settings, out, args):
+            return EXIT_FAILED
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
