@@ -138,6 +138,10 @@ def _add_event(
     channel = _ident(event.type)
     models[event.model.__name__] = event.model
     messages[channel] = _message(channel, event.model, event.summary, event.type)
+    if event.example is not None:
+        messages[channel]["examples"] = [
+            {"name": f"{channel}_example", "payload": event.example.model_dump(mode="json")}
+        ]
     is_agent = isinstance(event, AgentEventSpec)
     entry: dict[str, Any] = {
         "address": event.type,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from libs.contracts import catalog, reporting, scheduler, system, uploads
+from libs.contracts import approval, catalog, reporting, scheduler, system, uploads
 from libs.contracts.spec import CommandSpec, EventSpec
 
 AnyEventSpec = EventSpec[Any]
@@ -60,6 +60,7 @@ REGISTRY = Registry(
         catalog.UPDATE_EXPIRED,
         catalog.UPDATE_DELETED,
         catalog.SETTINGS_CHANGED,
+        *approval.EVENTS,
     ],
     commands=[
         *system.PING.values(),
@@ -82,5 +83,6 @@ REGISTRY = Registry(
         uploads.COMMIT_UPLOAD,
         uploads.EDIT_UPDATE,
         uploads.DELETE_UPDATE,
+        *approval.COMMANDS,
     ],
 )

@@ -49,6 +49,8 @@ class EventSpec(Generic[M]):
     summary: str
     subject: str = ""
     """What the CloudEvents `subject` holds for this event (empty: no subject)."""
+    example: M | None = None
+    """A realistic message, shown in the AsyncAPI document (public events have one)."""
 
     exchange = Exchange.EVENTS
 

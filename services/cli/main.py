@@ -12,7 +12,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from libs.bus import RpcClient, RpcError, RpcTimeout, ServiceUnavailable
+from libs.bus.codec import describe_validation_error
 from libs.contracts import REGISTRY
 from libs.contracts.asyncapi import build, render
 from libs.contracts.reporting import LIST_SERVICE_INSTANCES, ListServiceInstances
@@ -21,7 +24,7 @@ from libs.db.migrations import migrate
 from libs.db.pool import ensure_database
 from libs.service.runner import lockgate_version
 from libs.settings import SERVICE_NAMES, ServiceName, Settings
-from services.cli import catalog_commands
+from services.cli import approval_commands, catalog_commands
 from services.cli.catalogue import migrations_dir, subscriptions
 from services.cli.common import EXIT_FAILED, Output, with_rpc
 
@@ -211,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
     ready.set_defaults(handler=cmd_wait_ready)
 
     catalog_commands.add_parser(sub)
+    approval_commands.add_parsers(sub)
 
     demo = sub.add_parser("demo", help="show the running system working (used by make run)")
     demo.set_defaults(handler=cmd_demo)
@@ -228,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(handler(settings, out, args))
     except (RpcError, RpcTimeout, ServiceUnavailable, OSError) as error:
         out.error(str(error))
+        return EXIT_FAILED
+    except ValidationError as error:  # refused before sending: say which option and why
+        out.error(describe_validation_error(error, args.command))
         return EXIT_FAILED
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from libs.contracts import REGISTRY
-from libs.contracts.asyncapi import build, render
+from libs.contracts import REGISTRY, approval
+from libs.contracts.asyncapi import _ident, build, render
 from libs.service.runner import lockgate_version
 from services.cli.catalogue import subscriptions
 
@@ -74,3 +74,13 @@ def test_payload_schemas_keep_field_descriptions() -> None:
     schemas = generated()["components"]["schemas"]
     checkin = schemas["AgentCheckin"]["properties"]
     assert all(field.get("description") for field in checkin.values())
+
+
+def test_public_approval_events_carry_a_valid_example() -> None:
+    """Other systems integrate on approval's events: each is documented with an example that
+    its own model accepts."""
+    document = generated()
+    for event in approval.EVENTS:
+        assert event.example is not None, event.type
+        (example,) = document["components"]["messages"][_ident(event.type)]["examples"]
+        assert event.model.model_validate(example["payload"]) == event.example

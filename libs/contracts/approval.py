@@ -1,0 +1,646 @@
+"""The approval service's events and commands: groups, approvals, declines, rules.
+
+Its events are Lockgate's public integration surface: other systems bind to
+`approval.#` on `lockgate.events` to follow what is approved for whom and by when.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Self, get_args
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from libs.contracts.catalog import ClassificationName, Origin, SeverityName
+from libs.contracts.spec import CommandSpec, Contract, EventSpec, M, Rep, Req
+
+ROOT_GROUP_NAME = "All computers"
+ROOT_GROUP_ID = "00000000-0000-0000-0000-000000000001"
+"""The root of the group tree; every computer belongs to it."""
+
+ActionName = Literal["required_install", "do_not_install", "available_install", "uninstall"]
+ACTIONS: tuple[ActionName, ...] = get_args(ActionName)
+ChoiceAction = Literal[
+    "required_install", "do_not_install", "available_install", "uninstall", "inherit"
+]
+DeadlineKind = Literal[
+    "none", "as_soon_as_possible", "custom", "one_week", "two_weeks", "one_month"
+]
+RuleDeadlineKind = Literal["none", "as_soon_as_possible", "one_week", "two_weeks", "one_month"]
+UpdateState = Literal["new", "approved", "declined", "superseded", "expired", "third_party"]
+UPDATE_STATES: tuple[UpdateState, ...] = get_args(UpdateState)
+ACTIONS_WITH_DEADLINE: tuple[ActionName, ...] = ("required_install", "uninstall")
+
+
+# --- shared shapes -------------------------------------------------------------------------
+
+
+class DeadlineChoice(Contract):
+    """A deadline as the operator chooses it; relative ones are resolved at approval time."""
+
+    kind: DeadlineKind = Field(
+        default="none",
+        description="`none` (users may postpone forever), `as_soon_as_possible`, `custom` "
+        "(give `at`), `one_week`, `two_weeks` or `one_month` from the approval.",
+    )
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="The custom instant (with a time zone); only with kind `custom`. "
+        "A custom deadline already past means as soon as possible.",
+    )
+
+    @model_validator(mode="after")
+    def _at_only_with_custom(self) -> Self:
+        if self.kind == "custom" and self.at is None:
+            raise ValueError("deadline.at is required when deadline.kind is 'custom'")
+        if self.kind != "custom" and self.at is not None:
+            raise ValueError(f"deadline.at is only allowed with kind 'custom', not {self.kind!r}")
+        return self
+
+
+class Deadline(Contract):
+    """A resolved deadline: what was chosen and the absolute UTC instant it means."""
+
+    kind: DeadlineKind = Field(description="What the operator chose.")
+    at: AwareDatetime | None = Field(
+        description="The instant (UTC) installs are due; null when kind is `none`."
+    )
+
+
+class Approval(Contract):
+    """An action and deadline, with where it was decided."""
+
+    action: ActionName = Field(description="What computers of the group do with the update.")
+    deadline: Deadline = Field(description="By when (required install and uninstall only).")
+    source_group_id: str = Field(
+        description="The group where this was set explicitly (this group, or the ancestor it "
+        "is inherited from)."
+    )
+    source_group_name: str = Field(description="That group's name.")
+    approved_at: AwareDatetime = Field(description="When it was set on the source group.")
+    approved_by: str = Field(description="`operator`, or `rule:<rule id>` for auto-approvals.")
+
+
+class GroupApprovalState(Contract):
+    """One (group, update): what is set on the group and what applies to it."""
+
+    group_id: str = Field(description="The group.")
+    group_name: str = Field(description="Its name.")
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="The update's KB number, if any.")
+    title: str = Field(description="The update's title.")
+    explicit: Approval | None = Field(description="Set on this group itself; null: inherits.")
+    effective: Approval | None = Field(
+        description="What applies to the group's computers (explicit, or inherited from the "
+        "nearest ancestor); null: not approved."
+    )
+    why: str = Field(description="In words: `explicit here` or `inherited from <group>`.")
+
+
+class Group(Contract):
+    """A computer group in the tree under "All computers"."""
+
+    group_id: str = Field(description="Stable id (UUID).")
+    name: str = Field(description="Name, unique in the whole tree (case-insensitive).")
+    parent_id: str | None = Field(description="Parent group; null only for All computers.")
+    path: list[str] = Field(description="Names from All computers down to this group.")
+
+
+class GroupView(Group):
+    """A group with its counts, as listed to operators."""
+
+    computers: int = Field(description="Computers that are direct members.")
+    children: int = Field(description="Direct child groups.")
+
+
+class UpdateView(Contract):
+    """An update as the approval views list it."""
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="KB number, if any.")
+    revision: int = Field(description="Catalog revision known here.")
+    title: str = Field(description="Title.")
+    origin: Origin = Field(description="`microsoft` or `third_party`.")
+    classification: ClassificationName = Field(description="Classification.")
+    severity: SeverityName | None = Field(description="Highest MSRC severity.")
+    product_families: list[str] = Field(description="Product categories.")
+    release_date: AwareDatetime = Field(description="Release date.")
+    states: list[UpdateState] = Field(description="Every state that applies (filters).")
+    approved_groups: int = Field(description="Groups with an explicit approval.")
+    superseded_by: list[str] = Field(description="Update ids replacing it.")
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+GroupName = Field(
+    min_length=1,
+    max_length=100,
+    pattern=r"^[^\x00-\x1f/]+$",
+    description="Group name: 1-100 characters, no '/' or control characters.",
+)
+GroupRef = Field(description="A group id, or a group name (names are unique).")
+
+
+class CreateGroup(Contract):
+    """Create a group under a parent (All computers by default)."""
+
+    name: str = GroupName
+    parent: str = Field(default=ROOT_GROUP_NAME, description="Parent group id or name.")
+
+
+class RenameGroup(Contract):
+    """Rename a group."""
+
+    group: str = GroupRef
+    name: str = GroupName
+
+
+class MoveGroup(Contract):
+    """Move a group (with its subtree) under another parent; cycles are refused."""
+
+    group: str = GroupRef
+    parent: str = Field(description="New parent group id or name.")
+
+
+class DeleteGroup(Contract):
+    """Delete an empty group: refused while it has child groups, computers, or rules use it."""
+
+    group: str = GroupRef
+
+
+class ListGroups(Contract):
+    """Ask for the whole tree."""
+
+
+class GroupList(Contract):
+    """The tree, parents before children."""
+
+    groups: list[GroupView] = Field(description="Every group, All computers first.")
+
+
+class GroupDeleted(Contract):
+    """A deleted group."""
+
+    group_id: str = Field(description="The deleted group.")
+    name: str = Field(description="Its name.")
+
+
+class GroupChanged(Contract):
+    """A group as it is after being created, renamed or moved."""
+
+    group: Group = Field(description="The group now.")
+
+
+# --- membership -----------------------------------------------------------------------------
+
+
+class ChangeMembership(Contract):
+    """Add computers to a group, or remove them from it."""
+
+    computers: list[str] = Field(min_length=1, max_length=10_000, description="Computer ids.")
+    group: str = GroupRef
+    member: bool = Field(default=True, description="true: add; false: remove.")
+
+
+class MembershipResult(Contract):
+    """How many memberships changed."""
+
+    changed: int = Field(description="Computers whose membership of the group changed.")
+
+
+class MembershipChanged(Contract):
+    """A computer's groups changed; carries the whole list, so consumers need no history."""
+
+    computer_id: str = Field(description="The computer.")
+    group_ids: list[str] = Field(description="Every group it belongs to, All computers first.")
+
+
+# --- approvals ------------------------------------------------------------------------------
+
+
+class GroupChoice(Contract):
+    """What to do for one group."""
+
+    group: str = GroupRef
+    action: ChoiceAction = Field(
+        description="`required_install`, `do_not_install`, `available_install`, `uninstall`, "
+        "or `inherit` to drop the group's explicit approval and follow its parent again."
+    )
+    deadline: DeadlineChoice = Field(
+        default_factory=DeadlineChoice,
+        description="Deadline; only for `required_install` and `uninstall`.",
+    )
+
+
+class Approve(Contract):
+    """Approve updates for groups, an action and a deadline per group."""
+
+    updates: list[str] = Field(
+        min_length=1, max_length=1000, description="Update ids or KB numbers."
+    )
+    groups: list[GroupChoice] = Field(min_length=1, max_length=1000, description="Per group.")
+
+
+class ApproveResult(Contract):
+    """What an approval changed."""
+
+    explicit_changed: int = Field(description="(group, update) explicit approvals written.")
+    effective_changed: int = Field(
+        description="(group, update) effective approvals that changed (events published)."
+    )
+
+
+class Decline(Contract):
+    """Decline updates: their approvals go, they leave the default views."""
+
+    updates: list[str] = Field(
+        min_length=1, max_length=1000, description="Update ids or KB numbers."
+    )
+
+
+class DeclineResult(Contract):
+    """What a decline changed."""
+
+    declined: list[str] = Field(description="Update ids newly declined.")
+    effective_changed: int = Field(description="(group, update) approvals removed.")
+
+
+class ApprovalChanged(Contract):
+    """What applies to one group for one update changed (set, inherited or removed)."""
+
+    state: GroupApprovalState = Field(description="The (group, update) state now.")
+    cause: str = Field(
+        description="What changed it: `approve`, `decline`, `rule:<id>`, `group.moved`, "
+        "`group.deleted`, `update.deleted`."
+    )
+
+
+class UpdateDeclined(Contract):
+    """An update was declined: approvals removed; reporting deletes its data."""
+
+    update_id: str = Field(description="The declined update.")
+    kb: str | None = Field(description="Its KB number, if any.")
+    declined_at: AwareDatetime = Field(description="When.")
+
+
+class ListUpdates(Contract):
+    """List updates with their approval state."""
+
+    states: list[UpdateState] = Field(
+        default_factory=list,
+        description="Only updates in one of these states; empty: every update not declined.",
+    )
+    classification: ClassificationName | None = Field(default=None, description="Only this.")
+    product_family: str | None = Field(default=None, description="Only this product category.")
+    limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many.")
+
+
+class UpdateList(Contract):
+    """Updates, newest release first."""
+
+    updates: list[UpdateView] = Field(description="The updates.")
+    total: int = Field(description="How many match (before limit).")
+
+
+class GroupApprovals(Contract):
+    """Ask for every approval of a group (explicit and effective, with why)."""
+
+    group: str = GroupRef
+
+
+class GroupApprovalList(Contract):
+    """A group's approvals."""
+
+    group: Group = Field(description="The group.")
+    approvals: list[GroupApprovalState] = Field(description="One per update approved here.")
+
+
+class ComputerApprovals(Contract):
+    """Ask for what applies to one computer, resolved across its groups."""
+
+    computer: str = Field(description="Computer id.")
+
+
+class ComputerApproval(Contract):
+    """One update for one computer, after resolving its groups."""
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="KB number, if any.")
+    action: ActionName = Field(description="The action that wins.")
+    deadline: Deadline = Field(description="The earliest deadline among the winning groups.")
+    from_groups: list[str] = Field(description="Names of the groups whose approval won.")
+    conflict: str | None = Field(
+        description="Set when groups disagree in a way operators should know (uninstall "
+        "overruled by required install)."
+    )
+
+
+class ComputerApprovalList(Contract):
+    """What applies to one computer."""
+
+    computer_id: str = Field(description="The computer.")
+    hostname: str = Field(description="Its host name.")
+    groups: list[Group] = Field(description="Its groups, All computers first.")
+    approvals: list[ComputerApproval] = Field(description="One per approved update.")
+
+
+# --- auto-approval rules ---------------------------------------------------------------------
+
+
+class RuleSpec(Contract):
+    """What an auto-approval rule matches and what it does."""
+
+    name: str = Field(min_length=1, max_length=100, description="Unique name.")
+    description: str = Field(default="", max_length=1000, description="Free text.")
+    products: list[str] = Field(
+        default_factory=list,
+        description="Product categories (families) to match; empty: every product.",
+    )
+    classifications: list[ClassificationName] = Field(
+        min_length=1, description="Classifications to match; at least one."
+    )
+    severities: list[SeverityName] = Field(
+        default_factory=list, description="Only these MSRC severities; empty: any."
+    )
+    title_contains: str | None = Field(
+        default=None, max_length=200, description="Only titles containing this (any case)."
+    )
+    groups: list[str] = Field(min_length=1, description="Target group ids or names.")
+    deadline: RuleDeadlineKind = Field(
+        default="none", description="Deadline of its approvals, counted from each approval."
+    )
+
+
+class Rule(Contract):
+    """A stored auto-approval rule."""
+
+    rule_id: str = Field(description="Stable id (UUID).")
+    name: str = Field(description="Unique name.")
+    description: str = Field(description="Free text.")
+    products: list[str] = Field(description="Product categories; empty: every product.")
+    classifications: list[ClassificationName] = Field(description="Classifications.")
+    severities: list[SeverityName] = Field(description="Severities; empty: any.")
+    title_contains: str | None = Field(description="Title filter.")
+    group_ids: list[str] = Field(description="Target groups.")
+    deadline: RuleDeadlineKind = Field(description="Deadline of its approvals.")
+    created_at: AwareDatetime = Field(description="Creation time.")
+    updated_at: AwareDatetime = Field(description="Last edit.")
+
+
+class CreateRule(Contract):
+    """Create a rule; it approves only updates published from now on until it is run."""
+
+    rule: RuleSpec = Field(description="The rule.")
+
+
+class EditRule(Contract):
+    """Replace a rule's definition (its approvals stay)."""
+
+    rule: str = Field(description="Rule id or name.")
+    definition: RuleSpec = Field(description="The new definition.")
+
+
+class RuleRef(Contract):
+    """Name one rule (delete, run)."""
+
+    rule: str = Field(description="Rule id or name.")
+
+
+class ListRules(Contract):
+    """Ask for every rule."""
+
+
+class RuleList(Contract):
+    """Every rule, by name."""
+
+    rules: list[Rule] = Field(description="The rules.")
+
+
+class RuleDeleted(Contract):
+    """A rule was deleted; the approvals it made stay."""
+
+    rule_id: str = Field(description="The deleted rule.")
+    name: str = Field(description="Its name.")
+
+
+class RuleChanged(Contract):
+    """A rule as it is after being created or edited."""
+
+    rule: Rule = Field(description="The rule now.")
+
+
+class RuleRan(Contract):
+    """A rule was run over the updates already in the catalog (or matched a new update)."""
+
+    rule_id: str = Field(description="The rule.")
+    updates_approved: list[str] = Field(description="Update ids it approved.")
+    explicit_changed: int = Field(description="(group, update) approvals it wrote.")
+
+
+# --- specs ----------------------------------------------------------------------------------
+
+
+def _event(name: str, model: type[M], summary: str, subject: str, example: M) -> EventSpec[M]:
+    return EventSpec(
+        type=f"approval.{name}.v1",
+        model=model,
+        producer="approval",
+        summary=summary,
+        subject=subject,
+        example=example,
+    )
+
+
+def _command(
+    name: str, request: type[Req], reply: type[Rep], summary: str
+) -> CommandSpec[Req, Rep]:
+    return CommandSpec(
+        type=f"approval.{name}.v1",
+        request=request,
+        reply=reply,
+        handler="approval",
+        summary=summary,
+    )
+
+
+# Examples shown in docs/asyncapi.yaml (validated by their models when this module loads).
+_AT = datetime(2026, 2, 10, 18, 0, tzinfo=UTC)
+_UPDATE_ID = "3f0c5d8e-8a52-5c8e-9d0e-2b7f4c1a9e11"
+_PILOT = Group(
+    group_id="6b3e2f0a-1c4d-4e5f-8a9b-0c1d2e3f4a5b",
+    name="Pilot",
+    parent_id=ROOT_GROUP_ID,
+    path=[ROOT_GROUP_NAME, "Pilot"],
+)
+_ROOT_APPROVAL = Approval(
+    action="required_install",
+    deadline=Deadline(kind="one_week", at=_AT + timedelta(weeks=1)),
+    source_group_id=ROOT_GROUP_ID,
+    source_group_name=ROOT_GROUP_NAME,
+    approved_at=_AT,
+    approved_by="operator",
+)
+_RULE = Rule(
+    rule_id="9d5b7c1e-2f3a-4b5c-8d9e-0f1a2b3c4d5e",
+    name="Security for pilots",
+    description="Critical and security updates of Windows go to the pilot group first.",
+    products=["Windows"],
+    classifications=["Critical Updates", "Security Updates"],
+    severities=[],
+    title_contains=None,
+    group_ids=[_PILOT.group_id],
+    deadline="one_week",
+    created_at=_AT,
+    updated_at=_AT,
+)
+
+APPROVAL_CHANGED = _event(
+    "changed",
+    ApprovalChanged,
+    "What applies to one group for one update changed (set, inherited or removed).",
+    "the update id",
+    ApprovalChanged(
+        state=GroupApprovalState(
+            group_id=_PILOT.group_id,
+            group_name=_PILOT.name,
+            update_id=_UPDATE_ID,
+            kb="5073455",
+            title="2026-02 Cumulative Update for Windows 11 Version 25H2",
+            explicit=None,
+            effective=_ROOT_APPROVAL,
+            why=f"inherited from {ROOT_GROUP_NAME}",
+        ),
+        cause="approve",
+    ),
+)
+UPDATE_DECLINED = _event(
+    "update.declined",
+    UpdateDeclined,
+    "An update was declined: its approvals are gone and its report data should go.",
+    "the update id",
+    UpdateDeclined(update_id=_UPDATE_ID, kb="5073455", declined_at=_AT),
+)
+GROUP_CREATED = _event(
+    "group.created",
+    GroupChanged,
+    "A computer group was created.",
+    "the group id",
+    GroupChanged(group=_PILOT),
+)
+GROUP_RENAMED = _event(
+    "group.renamed",
+    GroupChanged,
+    "A computer group was renamed.",
+    "the group id",
+    GroupChanged(group=_PILOT),
+)
+GROUP_MOVED = _event(
+    "group.moved",
+    GroupChanged,
+    "A group moved (with its subtree) under another parent.",
+    "the group id",
+    GroupChanged(group=_PILOT),
+)
+GROUP_DELETED = _event(
+    "group.deleted",
+    GroupDeleted,
+    "A computer group was deleted.",
+    "the group id",
+    GroupDeleted(group_id=_PILOT.group_id, name=_PILOT.name),
+)
+MEMBERSHIP_CHANGED = _event(
+    "membership.changed",
+    MembershipChanged,
+    "A computer's groups changed; the message lists all of them.",
+    "the computer id",
+    MembershipChanged(computer_id="pc-0042", group_ids=[ROOT_GROUP_ID, _PILOT.group_id]),
+)
+RULE_CREATED = _event(
+    "rule.created",
+    RuleChanged,
+    "An auto-approval rule was created.",
+    "the rule id",
+    RuleChanged(rule=_RULE),
+)
+RULE_EDITED = _event(
+    "rule.edited",
+    RuleChanged,
+    "An auto-approval rule was edited.",
+    "the rule id",
+    RuleChanged(rule=_RULE),
+)
+RULE_DELETED = _event(
+    "rule.deleted",
+    RuleDeleted,
+    "An auto-approval rule was deleted; its approvals stay.",
+    "the rule id",
+    RuleDeleted(rule_id=_RULE.rule_id, name=_RULE.name),
+)
+RULE_RAN = _event(
+    "rule.ran",
+    RuleRan,
+    "A rule approved updates (it was run, or a new update matched it).",
+    "the rule id",
+    RuleRan(rule_id=_RULE.rule_id, updates_approved=[_UPDATE_ID], explicit_changed=1),
+)
+
+EVENTS = (
+    APPROVAL_CHANGED,
+    UPDATE_DECLINED,
+    GROUP_CREATED,
+    GROUP_RENAMED,
+    GROUP_MOVED,
+    GROUP_DELETED,
+    MEMBERSHIP_CHANGED,
+    RULE_CREATED,
+    RULE_EDITED,
+    RULE_DELETED,
+    RULE_RAN,
+)
+
+CREATE_GROUP = _command("group.create", CreateGroup, Group, "Create a computer group.")
+RENAME_GROUP = _command("group.rename", RenameGroup, Group, "Rename a computer group.")
+MOVE_GROUP = _command("group.move", MoveGroup, Group, "Move a group under another parent.")
+DELETE_GROUP = _command("group.delete", DeleteGroup, GroupDeleted, "Delete an empty group.")
+LIST_GROUPS = _command("group.list", ListGroups, GroupList, "The group tree with counts.")
+CHANGE_MEMBERSHIP = _command(
+    "membership.change", ChangeMembership, MembershipResult, "Add or remove computers."
+)
+APPROVE = _command("update.approve", Approve, ApproveResult, "Approve updates for groups.")
+DECLINE = _command("update.decline", Decline, DeclineResult, "Decline updates.")
+LIST_UPDATES = _command(
+    "update.list", ListUpdates, UpdateList, "Updates with their approval state."
+)
+GROUP_APPROVALS = _command(
+    "group.approvals", GroupApprovals, GroupApprovalList, "A group's approvals, with why."
+)
+COMPUTER_APPROVALS = _command(
+    "computer.approvals",
+    ComputerApprovals,
+    ComputerApprovalList,
+    "What applies to a computer, resolved across its groups.",
+)
+CREATE_RULE = _command("rule.create", CreateRule, Rule, "Create an auto-approval rule.")
+EDIT_RULE = _command("rule.edit", EditRule, Rule, "Replace a rule's definition.")
+DELETE_RULE = _command("rule.delete", RuleRef, RuleDeleted, "Delete a rule (approvals stay).")
+RUN_RULE = _command("rule.run", RuleRef, RuleRan, "Apply a rule to the updates already known.")
+LIST_RULES = _command("rule.list", ListRules, RuleList, "Every auto-approval rule.")
+
+COMMANDS = (
+    CREATE_GROUP,
+    RENAME_GROUP,
+    MOVE_GROUP,
+    DELETE_GROUP,
+    LIST_GROUPS,
+    CHANGE_MEMBERSHIP,
+    APPROVE,
+    DECLINE,
+    LIST_UPDATES,
+    GROUP_APPROVALS,
+    COMPUTER_APPROVALS,
+    CREATE_RULE,
+    EDIT_RULE,
+    DELETE_RULE,
+    RUN_RULE,
+    LIST_RULES,
+)

@@ -1,0 +1,1 @@
+"""approval domain rules: pure functions over plain values, no I/O."""

@@ -1,0 +1,365 @@
+"""`lockgate group|approve|decline|updates|computer|rule ...`: the approval service."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, get_args
+
+from libs.bus import RpcClient
+from libs.contracts import approval as a
+from libs.contracts.catalog import CLASSIFICATIONS
+from libs.contracts.spec import Contract
+from libs.settings import Settings
+from services.cli.common import Output, with_rpc
+
+Handler = Callable[[Settings, Output, argparse.Namespace], Awaitable[int]]
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date-time, e.g. 2026-12-01T18:00+01:00"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add one, e.g. +01:00 or Z")
+    return value
+
+
+def _deadline(value: a.Deadline | None) -> str:
+    if value is None or value.at is None:
+        return "no deadline"
+    return f"{value.kind} ({value.at:%Y-%m-%d %H:%M} UTC)"
+
+
+def _approval(value: a.Approval | None) -> str:
+    return "-" if value is None else f"{value.action}, {_deadline(value.deadline)}"
+
+
+def _group_line(group: a.GroupView) -> str:
+    depth = len(group.path) - 1
+    return f"{'  ' * depth}{group.name}  ({group.computers} computers)  {group.group_id}"
+
+
+async def _call_and_show(
+    settings: Settings, out: Output, produce: Callable[[RpcClient], Awaitable[tuple[Contract, str]]]
+) -> int:
+    async def run(client: RpcClient) -> int:
+        result, text = await produce(client)
+        out.result(result, text)
+        return 0
+
+    return await with_rpc(settings, run)
+
+
+async def cmd_groups(settings: Settings, out: Output, _: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        found = await client.call(a.LIST_GROUPS, a.ListGroups())
+        return found, "\n".join(_group_line(g) for g in found.groups)
+
+    return await _call_and_show(settings, out, produce)
+
+
+def _group_text(group: a.Group) -> str:
+    return f"{' / '.join(group.path)}  {group.group_id}"
+
+
+async def cmd_group_create(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        group = await client.call(a.CREATE_GROUP, a.CreateGroup(name=args.name, parent=args.parent))
+        return group, _group_text(group)
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_group_rename(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        group = await client.call(a.RENAME_GROUP, a.RenameGroup(group=args.group, name=args.name))
+        return group, _group_text(group)
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_group_move(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        group = await client.call(a.MOVE_GROUP, a.MoveGroup(group=args.group, parent=args.parent))
+        return group, _group_text(group)
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_group_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        deleted = await client.call(a.DELETE_GROUP, a.DeleteGroup(group=args.group))
+        return deleted, f"deleted {deleted.name}"
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_group_members(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        result = await client.call(
+            a.CHANGE_MEMBERSHIP,
+            a.ChangeMembership(computers=args.computers, group=args.group, member=args.member),
+        )
+        verb = "added to" if args.member else "removed from"
+        return result, f"{result.changed} computer(s) {verb} {args.group}"
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_group_approvals(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        found = await client.call(a.GROUP_APPROVALS, a.GroupApprovals(group=args.group))
+        lines = [
+            f"KB{s.kb or '-':<8} {_approval(s.effective):<60} {s.why}" for s in found.approvals
+        ]
+        return found, "\n".join([_group_text(found.group), *lines])
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_approve(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    deadline = (
+        a.DeadlineChoice(kind="custom", at=args.at)
+        if args.at is not None
+        else a.DeadlineChoice(kind=args.deadline)
+    )
+    request = a.Approve(
+        updates=args.updates,
+        groups=[
+            a.GroupChoice(group=group, action=args.action, deadline=deadline)
+            for group in args.group
+        ],
+    )
+
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        result = await client.call(a.APPROVE, request)
+        return result, (
+            f"{result.explicit_changed} approval(s) set; "
+            f"{result.effective_changed} group approval(s) changed"
+        )
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_decline(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        result = await client.call(a.DECLINE, a.Decline(updates=args.updates))
+        return result, (
+            f"{len(result.declined)} update(s) declined; "
+            f"{result.effective_changed} group approval(s) removed"
+        )
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_updates(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    query = a.ListUpdates(
+        states=args.state or [],
+        classification=args.classification,
+        product_family=args.product,
+        limit=args.limit,
+    )
+
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        found = await client.call(a.LIST_UPDATES, query)
+        lines = [
+            f"KB{u.kb or '-':<8} {','.join(u.states):<24} {u.classification:<17} {u.title}"
+            for u in found.updates
+        ]
+        return found, "\n".join([*lines, f"{len(found.updates)} of {found.total}"])
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_computer_approvals(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        found = await client.call(a.COMPUTER_APPROVALS, a.ComputerApprovals(computer=args.computer))
+        lines = [
+            f"{found.computer_id} ({found.hostname}) in {', '.join(g.name for g in found.groups)}"
+        ]
+        for item in found.approvals:
+            line = f"KB{item.kb or '-':<8} {item.action:<18} {_deadline(item.deadline)}"
+            line += f"  from {', '.join(item.from_groups)}"
+            if item.conflict:
+                line += f"  CONFLICT: {item.conflict}"
+            lines.append(line)
+        return found, "\n".join(lines)
+
+    return await _call_and_show(settings, out, produce)
+
+
+def _rule_spec(args: argparse.Namespace) -> a.RuleSpec:
+    return a.RuleSpec(
+        name=args.name,
+        description=args.description,
+        products=args.product or [],
+        classifications=args.classification or [],
+        severities=args.severity or [],
+        title_contains=args.title,
+        groups=args.group or [],
+        deadline=args.deadline,
+    )
+
+
+def _rule_text(rule: a.Rule) -> str:
+    return (
+        f"{rule.name}: {', '.join(rule.classifications)} of "
+        f"{', '.join(rule.products) or 'every product'} -> {len(rule.group_ids)} group(s), "
+        f"deadline {rule.deadline}  {rule.rule_id}"
+    )
+
+
+async def cmd_rules(settings: Settings, out: Output, _: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        found = await client.call(a.LIST_RULES, a.ListRules())
+        return found, "\n".join(_rule_text(r) for r in found.rules) or "no rules"
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_rule_create(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        rule = await client.call(a.CREATE_RULE, a.CreateRule(rule=_rule_spec(args)))
+        return rule, _rule_text(rule)
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_rule_edit(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        rule = await client.call(
+            a.EDIT_RULE, a.EditRule(rule=args.rule, definition=_rule_spec(args))
+        )
+        return rule, _rule_text(rule)
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_rule_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        deleted = await client.call(a.DELETE_RULE, a.RuleRef(rule=args.rule))
+        return deleted, f"deleted rule {deleted.name} (its approvals stay)"
+
+    return await _call_and_show(settings, out, produce)
+
+
+async def cmd_rule_run(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    async def produce(client: RpcClient) -> tuple[Contract, str]:
+        ran = await client.call(a.RUN_RULE, a.RuleRef(rule=args.rule))
+        return ran, (
+            f"approved {len(ran.updates_approved)} update(s), {ran.explicit_changed} approval(s)"
+        )
+
+    return await _call_and_show(settings, out, produce)
+
+
+def _rule_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--description", default="")
+    parser.add_argument("--product", action="append", help="product category (repeat)")
+    parser.add_argument(
+        "--classification", action="append", choices=CLASSIFICATIONS, help="(repeat; one needed)"
+    )
+    parser.add_argument(
+        "--severity", action="append", choices=["Low", "Moderate", "Important", "Critical"]
+    )
+    parser.add_argument("--title", default=None, help="only titles containing this")
+    parser.add_argument("--group", action="append", help="target group id or name (repeat)")
+    parser.add_argument("--deadline", choices=get_args(a.RuleDeadlineKind), default="none")
+
+
+if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def add_parsers(sub: Commands) -> None:
+    """The approval commands, at the top level of `lockgate`."""
+    _group_parsers(sub)
+    _approval_parsers(sub)
+    _rule_parsers(sub)
+
+
+def _group_parsers(sub: Commands) -> None:
+    group = sub.add_parser("group", help="computer groups and their members")
+    groups = group.add_subparsers(dest="group_command", required=True)
+    groups.add_parser("list", help="the group tree").set_defaults(handler=cmd_groups)
+    create = groups.add_parser("create", help="create a group")
+    create.add_argument("name")
+    create.add_argument("--parent", default=a.ROOT_GROUP_NAME)
+    create.set_defaults(handler=cmd_group_create)
+    rename = groups.add_parser("rename", help="rename a group")
+    rename.add_argument("group")
+    rename.add_argument("name")
+    rename.set_defaults(handler=cmd_group_rename)
+    move = groups.add_parser("move", help="move a group under another parent")
+    move.add_argument("group")
+    move.add_argument("parent")
+    move.set_defaults(handler=cmd_group_move)
+    delete = groups.add_parser("delete", help="delete an empty group")
+    delete.add_argument("group")
+    delete.set_defaults(handler=cmd_group_delete)
+    for name, member in (("add", True), ("remove", False)):
+        change = groups.add_parser(name, help=f"{name} computers")
+        change.add_argument("group")
+        change.add_argument("computers", nargs="+")
+        change.set_defaults(handler=cmd_group_members, member=member)
+    approvals = groups.add_parser("approvals", help="a group's approvals, with why")
+    approvals.add_argument("group")
+    approvals.set_defaults(handler=cmd_group_approvals)
+
+
+def _approval_parsers(sub: Commands) -> None:
+    approve = sub.add_parser("approve", help="approve updates for groups")
+    approve.add_argument("updates", nargs="+", help="KB numbers or update ids")
+    approve.add_argument("--group", action="append", required=True, help="group (repeat)")
+    approve.add_argument("--action", choices=get_args(a.ChoiceAction), default="required_install")
+    approve.add_argument(
+        "--deadline",
+        choices=[k for k in get_args(a.DeadlineKind) if k != "custom"],
+        default="none",
+    )
+    approve.add_argument("--at", type=_instant, default=None, help="custom deadline (ISO 8601)")
+    approve.set_defaults(handler=cmd_approve)
+
+    decline = sub.add_parser("decline", help="decline updates (removes their approvals)")
+    decline.add_argument("updates", nargs="+", help="KB numbers or update ids")
+    decline.set_defaults(handler=cmd_decline)
+
+    updates = sub.add_parser("updates", help="updates with their approval state")
+    updates.add_argument("--state", action="append", choices=a.UPDATE_STATES, help="(repeat)")
+    updates.add_argument("--classification", choices=CLASSIFICATIONS, default=None)
+    updates.add_argument("--product", default=None, help="product category")
+    updates.add_argument("--limit", type=int, default=1000)
+    updates.set_defaults(handler=cmd_updates)
+
+    computer = sub.add_parser("computer", help="one managed computer")
+    computers = computer.add_subparsers(dest="computer_command", required=True)
+    resolved = computers.add_parser("approvals", help="what applies to it, resolved")
+    resolved.add_argument("computer")
+    resolved.set_defaults(handler=cmd_computer_approvals)
+
+
+def _rule_parsers(sub: Commands) -> None:
+    rule = sub.add_parser("rule", help="auto-approval rules")
+    rules = rule.add_subparsers(dest="rule_command", required=True)
+    rules.add_parser("list", help="every rule").set_defaults(handler=cmd_rules)
+    create_rule = rules.add_parser("create", help="create a rule (new updates only until run)")
+    create_rule.add_argument("name")
+    _rule_options(create_rule)
+    create_rule.set_defaults(handler=cmd_rule_create)
+    edit = rules.add_parser("edit", help="replace a rule's definition")
+    edit.add_argument("rule", help="rule id or current name")
+    edit.add_argument("--name", required=True)
+    _rule_options(edit)
+    edit.set_defaults(handler=cmd_rule_edit)
+    for name, handler, text in (
+        ("delete", cmd_rule_delete, "delete a rule (approvals stay)"),
+        ("run", cmd_rule_run, "apply a rule to the updates already known"),
+    ):
+        command = rules.add_parser(name, help=text)
+        command.add_argument("rule", help="rule id or name")
+        command.set_defaults(handler=handler)

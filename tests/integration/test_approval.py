@@ -1,0 +1,652 @@
+"""The approval service with the real catalog and scheduler, against real RabbitMQ and PostgreSQL.
+
+Updates come from importing the real MSRC documents into the catalog; computers from agent
+check-ins handled by the scheduler. Every event approval publishes is read back from the
+broker and validated against its model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+from pydantic import BaseModel
+
+from libs.bus import Bus, RpcClient, RpcError, to_amqp
+from libs.contracts import approval as a
+from libs.contracts import catalog as c
+from libs.contracts.envelope import Envelope
+from libs.contracts.names import Exchange, dead_letter_queue_name
+from libs.contracts.registry import REGISTRY
+from libs.contracts.spec import CommandSpec, Contract
+from libs.db.pool import drop_database, ensure_database
+from libs.service.handlers import ServiceDefinition
+from libs.service.pipeline import REASON_CLASS_HEADER, REASON_HEADER
+from libs.service.runner import ServiceProcess
+from libs.settings import Settings
+from services.approval.handlers import SERVICE as APPROVAL
+from services.catalog.handlers import SERVICE as CATALOG
+from services.scheduler.handlers import SERVICE as SCHEDULER
+from tests.integration.test_catalog_msrc import FEB, JAN, import_request
+from tests.support.infra import Infra
+from tests.support.messages import checkin, eventually, publish_checkins
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.integration
+
+SERVICES = (CATALOG, APPROVAL, SCHEDULER)
+
+
+async def delete_queues(bus: Bus, services: tuple[ServiceDefinition, ...]) -> None:
+    """Remove the services' queues so later tests' events do not pile up in them."""
+    channel = await bus.connection.channel()
+    for service in services:
+        for queue in service.queues():
+            await channel.queue_delete(queue)
+            await channel.queue_delete(dead_letter_queue_name(queue))
+    await channel.close()
+
+
+class System:
+    """Catalog, approval and scheduler in this event loop on one database, plus a tap on
+    every `approval.*` event."""
+
+    def __init__(self, rpc: RpcClient, db: asyncpg.Connection, bus: Bus, infra: Infra) -> None:
+        self.rpc, self.db, self.bus, self.infra = rpc, db, bus, infra
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.seen = 0
+        """Events seen since the start (tests clear `events`, not this)."""
+
+    async def tap(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        event_type = str((message.headers or {})["ce-type"])
+        spec = REGISTRY.event(event_type)
+        if event_type.endswith(".heartbeat.v1"):
+            await message.ack()
+            return
+        spec.model.model_validate_json(message.body)  # every event matches its model
+        self.events.append((event_type, json.loads(message.body)))
+        self.seen += 1
+        await message.ack()
+
+    def of(self, spec: Any) -> list[dict[str, Any]]:
+        return [body for event_type, body in self.events if event_type == spec.type]
+
+    async def settle(self) -> None:
+        """Until every outbox event is published and the tap has seen them."""
+
+        async def drained() -> bool:
+            pending = await self.db.fetchval(
+                "SELECT (SELECT count(*) FROM approval.outbox WHERE published_at IS NULL)"
+                " + (SELECT count(*) FROM catalog.outbox WHERE published_at IS NULL)"
+            )
+            published = await self.db.fetchval(
+                "SELECT count(*) FROM approval.outbox WHERE published_at IS NOT NULL"
+                " AND routing_key NOT LIKE '%.heartbeat.v1'"
+            )
+            return bool(pending == 0 and self.seen >= published)
+
+        await eventually(drained, timeout=30, what="outboxes drained and events seen")
+
+    async def import_msrc(self, *paths: Any) -> None:
+        for path in paths:
+            await self.rpc.call(c.IMPORT_DOCUMENT, import_request(path))
+        expected = await self.db.fetchval("SELECT count(*) FROM catalog.updates")
+
+        async def learnt() -> bool:
+            return bool(await self.db.fetchval("SELECT count(*) FROM approval.updates") == expected)
+
+        await eventually(learnt, timeout=60, what="approval learning the catalog's updates")
+        await self.settle()
+
+    async def catalog_updates(self) -> dict[str, c.UpdateSnapshot]:
+        found = await self.rpc.call(c.LIST_UPDATES, c.ListUpdates(limit=10_000))
+        return {u.kb or u.update_id: u for u in found.updates}
+
+    async def group(self, name: str, parent: str = a.ROOT_GROUP_NAME) -> a.Group:
+        return await self.rpc.call(a.CREATE_GROUP, a.CreateGroup(name=name, parent=parent))
+
+    async def approvals_of(self, group: str) -> dict[str, a.GroupApprovalState]:
+        found = await self.rpc.call(a.GROUP_APPROVALS, a.GroupApprovals(group=group))
+        return {s.kb or s.update_id: s for s in found.approvals}
+
+
+@pytest.fixture
+async def system(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> AsyncIterator[System]:
+    url = f"{infra.database_url}_appr{abs(hash(request.node.name)) % 100_000}"
+    await ensure_database(url)
+    settings = Settings(amqp_url=infra.amqp_url, database_url=url, heartbeat_seconds=60)
+    processes = [ServiceProcess(service, settings, http_port=0) for service in SERVICES]
+    for process in processes:
+        await process.start()
+    channel = await bus.connection.channel()
+    tap = await channel.declare_queue("tests.approval-tap", exclusive=True)
+    await tap.bind(Exchange.EVENTS.value, routing_key="approval.#")
+    db = await asyncpg.connect(url)
+    found = System(RpcClient(bus, source="tests", timeout=60), db, bus, infra)
+    await tap.consume(found.tap)
+    try:
+        yield found
+    finally:
+        await channel.close()
+        await db.close()
+        for process in processes:
+            await process.stop()
+        await delete_queues(bus, SERVICES)
+        await drop_database(url)
+
+
+async def register(system: System, *computer_ids: str) -> None:
+    """Agents check in; the scheduler registers them; approval learns them."""
+    await publish_checkins(system.bus, [checkin(cid) for cid in computer_ids])
+
+    async def known() -> bool:
+        count = await system.db.fetchval(
+            "SELECT count(*) FROM approval.computers WHERE computer_id = ANY ($1::text[])",
+            list(computer_ids),
+        )
+        return bool(count == len(computer_ids))
+
+    await eventually(known, timeout=30, what="approval learning the computers")
+
+
+def windows_security(update: c.UpdateSnapshot) -> bool:
+    return "Windows" in update.product_families and update.classification == "Security Updates"
+
+
+async def test_rule_approves_newly_imported_msrc_updates(system: System) -> None:
+    """A rule approves, as soon as the catalog publishes them, the new updates it matches,
+    for its groups and with its deadline; a rule created later waits until it is run."""
+    pilot = await system.group("Pilot")
+    rule = await system.rpc.call(
+        a.CREATE_RULE,
+        a.CreateRule(
+            rule=a.RuleSpec(
+                name="Windows security to pilots",
+                products=["Windows"],
+                classifications=["Security Updates"],
+                groups=["Pilot"],
+                deadline="one_week",
+            )
+        ),
+    )
+    before = datetime.now(UTC)
+    await system.import_msrc(JAN)
+    jan = await system.catalog_updates()
+    wanted = {kb for kb, u in jan.items() if windows_security(u)}
+    assert wanted, "January has Windows security updates"
+    approved = await system.approvals_of("Pilot")
+    assert set(approved) == wanted
+    for state in approved.values():
+        assert state.explicit is not None
+        assert state.explicit.action == "required_install"
+        assert state.explicit.approved_by == f"rule:{rule.rule_id}"
+        assert state.explicit.deadline.kind == "one_week"
+        assert state.explicit.deadline.at is not None
+        assert before + timedelta(days=7) <= state.explicit.deadline.at
+        assert state.explicit.deadline.at <= datetime.now(UTC) + timedelta(days=7)
+    # Nothing else was approved anywhere: All computers has no approvals.
+    assert await system.approvals_of(a.ROOT_GROUP_NAME) == {}
+    changed = system.of(a.APPROVAL_CHANGED)
+    assert {e["state"]["kb"] for e in changed if e["state"]["group_id"] == pilot.group_id} == wanted
+    assert all(e["cause"] == f"rule:{rule.rule_id}" for e in changed)
+    assert len(system.of(a.RULE_RAN)) == len(wanted)
+
+    # A rule created now does not touch January's updates until it is run ...
+    late = await system.rpc.call(
+        a.CREATE_RULE,
+        a.CreateRule(
+            rule=a.RuleSpec(
+                name="Everything critical", classifications=["Critical Updates"], groups=["Pilot"]
+            )
+        ),
+    )
+    critical = {kb for kb, u in jan.items() if u.classification == "Critical Updates"}
+    assert not critical & set(await system.approvals_of("Pilot"))
+    ran = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule=late.name))
+    assert {jan[kb].update_id for kb in critical} == set(ran.updates_approved)
+
+    # ... and February's new updates are approved as they arrive, the superseded ones not.
+    await system.import_msrc(FEB)
+    both = await system.catalog_updates()
+    feb_new = {kb for kb, u in both.items() if kb not in jan and windows_security(u)}
+    assert feb_new <= set(await system.approvals_of("Pilot"))
+    assert all(not both[kb].superseded_by for kb in feb_new)
+
+
+async def test_rule_runs_pick_the_superseding_update(system: System) -> None:
+    """Run over January + February, a rule approves what replaces, never what is replaced."""
+    await system.import_msrc(JAN, FEB)
+    await system.group("Ring 1")
+    updates = await system.catalog_updates()
+    rule = await system.rpc.call(
+        a.CREATE_RULE,
+        a.CreateRule(
+            rule=a.RuleSpec(
+                name="all windows security",
+                classifications=["Security Updates"],
+                products=["windows"],
+                groups=["Ring 1"],
+            )
+        ),
+    )
+    ran = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule=rule.rule_id))
+    expected = {
+        u.update_id for u in updates.values() if windows_security(u) and not u.superseded_by
+    }
+    assert set(ran.updates_approved) == expected
+    superseded = {u.update_id for u in updates.values() if u.superseded_by}
+    assert superseded
+    assert not superseded & set(ran.updates_approved)
+    again = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule=rule.name))
+    assert again.updates_approved == [], "a second run finds everything already approved"
+
+
+async def test_inheritance_through_three_levels_with_an_override(system: System) -> None:
+    await system.import_msrc(JAN)
+    kb = next(iter(sorted(await system.catalog_updates())))
+    europe = await system.group("Europe")
+    france = await system.group("France", parent="Europe")
+    paris = await system.group("Paris", parent="France")
+    lab = await system.group("Paris lab", parent="Paris")
+    await system.settle()
+    system.events.clear()
+
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[kb],
+            groups=[
+                a.GroupChoice(
+                    group="Europe",
+                    action="required_install",
+                    deadline=a.DeadlineChoice(kind="two_weeks"),
+                )
+            ],
+        ),
+    )
+    for name in ("France", "Paris", "Paris lab"):
+        state = (await system.approvals_of(name))[kb]
+        assert state.explicit is None
+        assert state.effective is not None
+        assert state.effective.action == "required_install"
+        assert state.effective.source_group_id == europe.group_id
+        assert state.why == "inherited from Europe"
+    assert (await system.approvals_of("Europe"))[kb].why == "explicit here"
+
+    # An explicit uninstall on Paris overrides for Paris and below, not above.
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(updates=[kb], groups=[a.GroupChoice(group=paris.group_id, action="uninstall")]),
+    )
+    assert (await system.approvals_of("Paris"))[kb].why == "explicit here"
+    lab_state = (await system.approvals_of("Paris lab"))[kb]
+    assert lab_state.effective is not None
+    assert (lab_state.effective.action, lab_state.why) == ("uninstall", "inherited from Paris")
+    france_state = (await system.approvals_of("France"))[kb]
+    assert france_state.effective is not None
+    assert france_state.effective.action == "required_install"
+
+    # Changing the parent changes every inheriting descendant, and only those.
+    await system.settle()
+    system.events.clear()
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[kb],
+            groups=[
+                a.GroupChoice(
+                    group="Europe",
+                    action="required_install",
+                    deadline=a.DeadlineChoice(kind="as_soon_as_possible"),
+                )
+            ],
+        ),
+    )
+    await system.settle()
+    touched = {e["state"]["group_name"] for e in system.of(a.APPROVAL_CHANGED)}
+    assert touched == {"Europe", "France"}
+    france_state = (await system.approvals_of("France"))[kb]
+    assert france_state.effective is not None
+    assert france_state.effective.deadline.kind == "as_soon_as_possible"
+
+    # Back to inheriting: Paris and its lab follow Europe again.
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(updates=[kb], groups=[a.GroupChoice(group="Paris", action="inherit")]),
+    )
+    for name in ("Paris", "Paris lab"):
+        state = (await system.approvals_of(name))[kb]
+        assert state.effective is not None
+        assert (state.effective.action, state.why) == ("required_install", "inherited from Europe")
+
+    # Moving the lab under All computers drops what it inherited from Europe.
+    await system.rpc.call(a.MOVE_GROUP, a.MoveGroup(group=lab.group_id, parent=a.ROOT_GROUP_NAME))
+    assert kb not in await system.approvals_of("Paris lab")
+    assert france.group_id != paris.group_id
+
+
+async def test_decline_and_approve_again_and_expired_updates(system: System) -> None:
+    await system.import_msrc(JAN)
+    kbs = sorted(await system.catalog_updates())
+    kb, other = kbs[0], kbs[1]
+    await system.group("Servers")
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[kb, other],
+            groups=[a.GroupChoice(group=a.ROOT_GROUP_NAME, action="required_install")],
+        ),
+    )
+    assert kb in await system.approvals_of("Servers")
+
+    result = await system.rpc.call(a.DECLINE, a.Decline(updates=[f"KB{kb}"]))
+    assert len(result.declined) == 1
+    assert result.effective_changed == 2  # All computers and Servers
+    assert kb not in await system.approvals_of("Servers")
+    assert other in await system.approvals_of("Servers")
+    default = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates())
+    assert kb not in {u.kb for u in default.updates}
+    declined = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(states=["declined"]))
+    assert [u.kb for u in declined.updates] == [kb]
+    await system.settle()
+    assert [e["kb"] for e in system.of(a.UPDATE_DECLINED)] == [kb]
+    removed = [e for e in system.of(a.APPROVAL_CHANGED) if e["cause"] == "decline"]
+    assert len(removed) == 2
+    assert all(e["state"]["effective"] is None for e in removed)
+
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[kb], groups=[a.GroupChoice(group="Servers", action="available_install")]
+        ),
+    )
+    approved = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(states=["approved"]))
+    assert kb in {u.kb for u in approved.updates}
+
+    # The catalog expires it: approval learns it from the event and refuses new approvals.
+    await system.rpc.call(c.EXPIRE_UPDATE, c.ExpireUpdate(update=kb))
+
+    async def expired() -> bool:
+        return bool(
+            await system.db.fetchval(
+                "SELECT expired_at IS NOT NULL FROM approval.updates WHERE kb = $1", kb
+            )
+        )
+
+    await eventually(expired, timeout=30, what="approval learning the expiry")
+    with pytest.raises(RpcError) as refused:
+        await system.rpc.call(
+            a.APPROVE,
+            a.Approve(updates=[kb], groups=[a.GroupChoice(group="Servers", action="uninstall")]),
+        )
+    assert refused.value.body.field == "updates[0]"
+    assert "expired" in refused.value.body.message
+
+
+async def test_computer_in_several_groups_resolves_each_update(system: System) -> None:
+    await system.import_msrc(JAN)
+    kb = sorted(await system.catalog_updates())[0]
+    await register(system, "pc-1", "pc-2")
+    for name in ("Ring 1", "Lab", "Retire"):
+        await system.group(name)
+    result = await system.rpc.call(
+        a.CHANGE_MEMBERSHIP, a.ChangeMembership(computers=["pc-1"], group="Ring 1")
+    )
+    assert result.changed == 1
+    for group in ("Lab", "Retire"):
+        await system.rpc.call(
+            a.CHANGE_MEMBERSHIP, a.ChangeMembership(computers=["pc-1", "pc-2"], group=group)
+        )
+    now = datetime.now(UTC)
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[kb],
+            groups=[
+                a.GroupChoice(
+                    group="Ring 1",
+                    action="required_install",
+                    deadline=a.DeadlineChoice(kind="custom", at=now + timedelta(days=3)),
+                ),
+                a.GroupChoice(
+                    group="Lab",
+                    action="required_install",
+                    deadline=a.DeadlineChoice(kind="two_weeks"),
+                ),
+                a.GroupChoice(
+                    group="Retire",
+                    action="uninstall",
+                    deadline=a.DeadlineChoice(kind="as_soon_as_possible"),
+                ),
+            ],
+        ),
+    )
+    pc1 = await system.rpc.call(a.COMPUTER_APPROVALS, a.ComputerApprovals(computer="pc-1"))
+    assert [g.name for g in pc1.groups] == [
+        a.ROOT_GROUP_NAME,
+        *sorted(
+            ["Ring 1", "Lab", "Retire"], key=lambda n: {g.name: g.group_id for g in pc1.groups}[n]
+        ),
+    ]
+    (only,) = pc1.approvals
+    assert only.action == "required_install"
+    assert only.deadline.kind == "custom"  # three days beats two weeks
+    assert sorted(only.from_groups) == ["Lab", "Ring 1"]
+    assert only.conflict is not None
+    assert "Retire" in only.conflict
+    pc2 = await system.rpc.call(a.COMPUTER_APPROVALS, a.ComputerApprovals(computer="pc-2"))
+    assert pc2.approvals[0].deadline.kind == "two_weeks"
+
+    await system.settle()
+    memberships = system.of(a.MEMBERSHIP_CHANGED)
+    last = [e for e in memberships if e["computer_id"] == "pc-1"][-1]
+    assert len(last["group_ids"]) == 4
+    assert last["group_ids"][0] == a.ROOT_GROUP_ID
+
+    # Groups with computers cannot be deleted; emptied ones can.
+    with pytest.raises(RpcError) as refused:
+        await system.rpc.call(a.DELETE_GROUP, a.DeleteGroup(group="Retire"))
+    assert "computer" in refused.value.body.message
+    await system.rpc.call(
+        a.CHANGE_MEMBERSHIP,
+        a.ChangeMembership(computers=["pc-1", "pc-2"], group="Retire", member=False),
+    )
+    await system.rpc.call(a.DELETE_GROUP, a.DeleteGroup(group="Retire"))
+    pc1 = await system.rpc.call(a.COMPUTER_APPROVALS, a.ComputerApprovals(computer="pc-1"))
+    assert pc1.approvals[0].conflict is None
+
+
+class RawChoice(Contract):
+    group: str
+    action: str
+    deadline: dict[str, Any]
+
+
+class RawApprove(Contract):
+    updates: list[str]
+    groups: list[RawChoice]
+
+
+RAW_APPROVE: CommandSpec[RawApprove, a.ApproveResult] = CommandSpec(
+    type=a.APPROVE.type,
+    request=RawApprove,
+    reply=a.ApproveResult,
+    handler="approval",
+    summary="An approval request as an arbitrary client might send it.",
+)
+
+
+async def refused(system: System, spec: CommandSpec[Any, Any], request: BaseModel) -> RpcError:
+    with pytest.raises(RpcError) as error:
+        await system.rpc.call(spec, request)
+    return error.value
+
+
+async def test_bad_input_is_refused_naming_the_field_and_stores_nothing(system: System) -> None:
+    await system.import_msrc(JAN)
+    kb = sorted(await system.catalog_updates())[0]
+    await system.group("Desktops")
+    await system.group("Laptops", parent="Desktops")
+
+    unknown_update = await refused(
+        system,
+        a.APPROVE,
+        a.Approve(
+            updates=[kb, "KB0000001"],
+            groups=[a.GroupChoice(group="Desktops", action="required_install")],
+        ),
+    )
+    assert unknown_update.body.field == "updates[1]"
+    assert "KB0000001" in unknown_update.body.message
+    unknown_group = await refused(
+        system,
+        a.APPROVE,
+        a.Approve(
+            updates=[kb],
+            groups=[
+                a.GroupChoice(group="Desktops", action="required_install"),
+                a.GroupChoice(group="Nowhere", action="required_install"),
+            ],
+        ),
+    )
+    assert unknown_group.body.field == "groups[1].group"
+    bad_action = await refused(
+        system,
+        RAW_APPROVE,
+        RawApprove(
+            updates=[kb], groups=[RawChoice(group="Desktops", action="install", deadline={})]
+        ),
+    )
+    assert "action" in (bad_action.body.field or bad_action.body.message)
+    assert "required_install" in bad_action.body.message
+    bad_deadline = await refused(
+        system,
+        RAW_APPROVE,
+        RawApprove(
+            updates=[kb],
+            groups=[
+                RawChoice(
+                    group="Desktops",
+                    action="required_install",
+                    deadline={"kind": "custom", "at": "next tuesday"},
+                )
+            ],
+        ),
+    )
+    assert "deadline" in (bad_deadline.body.field or "") + bad_deadline.body.message
+    assert "next tuesday" in bad_deadline.body.message
+    deadline_on_do_not_install = await refused(
+        system,
+        a.APPROVE,
+        a.Approve(
+            updates=[kb],
+            groups=[
+                a.GroupChoice(
+                    group="Desktops",
+                    action="do_not_install",
+                    deadline=a.DeadlineChoice(kind="one_week"),
+                )
+            ],
+        ),
+    )
+    assert deadline_on_do_not_install.body.field == "groups[0].deadline"
+    assert await system.db.fetchval("SELECT count(*) FROM approval.explicit_approvals") == 0
+    assert await system.db.fetchval("SELECT count(*) FROM approval.effective_approvals") == 0
+
+    cycle = await refused(system, a.MOVE_GROUP, a.MoveGroup(group="Desktops", parent="Laptops"))
+    assert cycle.body.field == "parent"
+    assert "cycle" in cycle.body.message
+    parents = await system.db.fetch("SELECT name, parent_id FROM approval.groups ORDER BY name")
+    assert len(parents) == 3
+    duplicate = await refused(system, a.CREATE_GROUP, a.CreateGroup(name="laptops"))
+    assert duplicate.body.field == "name"
+    with_children = await refused(system, a.DELETE_GROUP, a.DeleteGroup(group="Desktops"))
+    assert "Laptops" in with_children.body.message
+    unknown_computer = await refused(
+        system, a.CHANGE_MEMBERSHIP, a.ChangeMembership(computers=["ghost"], group="Laptops")
+    )
+    assert unknown_computer.body.field == "computers"
+
+    class RawRule(Contract):
+        rule: dict[str, Any]
+
+    raw_create_rule: CommandSpec[RawRule, a.Rule] = CommandSpec(
+        type=a.CREATE_RULE.type, request=RawRule, reply=a.Rule, handler="approval", summary="raw"
+    )
+    no_classification = await refused(
+        system,
+        raw_create_rule,
+        RawRule(rule={"name": "r", "classifications": [], "groups": ["Desktops"]}),
+    )
+    assert (
+        "classifications" in (no_classification.body.field or "") + no_classification.body.message
+    )
+    assert await system.db.fetchval("SELECT count(*) FROM approval.rules") == 0
+
+
+async def test_malformed_catalog_event_goes_to_the_dead_letter_queue(system: System) -> None:
+    """A catalog event approval cannot read is parked with the reason; the next is handled."""
+    envelope = Envelope.new(source="lockgate/catalog", type=c.UPDATE_EXPIRED.type)
+    bad = to_amqp(envelope, b'{"update_id": 42}')
+    await system.bus.publish(bad, exchange=Exchange.EVENTS.value, routing_key=c.UPDATE_EXPIRED.type)
+    await system.import_msrc(JAN)  # the next good events are handled
+
+    channel = await system.bus.connection.channel()
+    dlq = await channel.get_queue(dead_letter_queue_name("approval.updates"))
+    parked = await dlq.get(timeout=10, fail=False)
+    await channel.close()
+    assert parked is not None
+    assert parked.message_id == envelope.id
+    headers = parked.headers or {}
+    assert headers[REASON_CLASS_HEADER] == "InvalidMessage"
+    assert "update_id" in str(headers[REASON_HEADER])
+
+
+async def lockgate(system: System, *args: str) -> tuple[int, Any, str]:
+    """Run the `lockgate` command with --json; (exit code, parsed stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        str(ROOT / ".venv" / "bin" / "lockgate"),
+        "--json",
+        *args,
+        env=system.infra.env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    code = await process.wait()
+    return code, json.loads(out) if out.strip() else None, err.decode()
+
+
+async def test_operators_use_the_cli(system: System) -> None:
+    """Groups, approvals, rules and their errors through `lockgate`, as an operator would."""
+    await system.import_msrc(JAN)
+    kb = sorted(await system.catalog_updates())[0]
+    code, created, _ = await lockgate(system, "group", "create", "Accounting")
+    assert code == 0
+    assert created["path"] == [a.ROOT_GROUP_NAME, "Accounting"]
+    code, result, _ = await lockgate(
+        system, "approve", f"KB{kb}", "--group", "Accounting", "--deadline", "one_week"
+    )
+    assert (code, result["explicit_changed"]) == (0, 1)
+    code, listed, _ = await lockgate(system, "group", "approvals", "Accounting")
+    (state,) = listed["approvals"]
+    assert (state["kb"], state["why"]) == (kb, "explicit here")
+    assert state["effective"]["deadline"]["kind"] == "one_week"
+    code, tree, _ = await lockgate(system, "group", "list")
+    assert [g["name"] for g in tree["groups"]] == [a.ROOT_GROUP_NAME, "Accounting"]
+
+    code, _, err = await lockgate(system, "rule", "create", "no class", "--group", "Accounting")
+    assert code == 1
+    assert "classifications" in err
+    code, _, err = await lockgate(system, "group", "move", "Accounting", "Nowhere")
+    assert code == 1
+    assert "Nowhere" in err
+    code, _, err = await lockgate(system, "approve", kb, "--group", "Accounting", "--at", "soon")
+    assert code == 2
+    assert "'soon' is not an ISO 8601 date-time" in err
