@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 from libs.contracts.envelope import CONTENT_TYPE, Envelope
 from libs.contracts.names import EXCHANGE_TYPES, Exchange
 from libs.contracts.registry import AnyCommandSpec, AnyEventSpec, Registry
-from libs.contracts.spec import AgentEventSpec
+from libs.contracts.spec import AgentEventSpec, InstructionSpec
 from libs.contracts.system import RpcError
 
 AMQP_BINDING_VERSION = "0.3.0"
@@ -152,6 +152,9 @@ def _add_event(
     if is_agent:
         entry["address"] = "agent.{computer_id}." + event.type.removeprefix("agent.")
         entry["parameters"] = {"computer_id": {"description": "Id of the sending computer."}}
+    if isinstance(event, InstructionSpec):
+        entry["address"] = "computer.{computer_id}." + event.type.removeprefix("computer.")
+        entry["parameters"] = {"computer_id": {"description": "Id of the computer told."}}
     channels[channel] = entry
     operations[f"{event.producer}_sends_{channel}"] = {
         "action": "send",

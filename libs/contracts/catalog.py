@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 from pydantic import AwareDatetime, Field
@@ -35,13 +36,31 @@ class ProductRef(Contract):
     family: str = Field(description="Product family / category, e.g. `Windows`.")
 
 
+ReturnOutcome = Literal["success", "success_restart_required", "failure"]
+
+
 class ReturnCode(Contract):
     """How one installer return code is read."""
 
     code: int = Field(description="Process exit code.")
-    outcome: Literal["success", "success_restart_required", "failure"] = Field(
+    outcome: ReturnOutcome = Field(
         description="What the code means; codes not listed are failures."
     )
+
+
+DEFAULT_RETURN_CODES = (
+    ReturnCode(code=0, outcome="success"),
+    ReturnCode(code=3010, outcome="success_restart_required"),
+)
+"""DOMAIN.md section 4: 0 = success, 3010 = success with restart; anything else fails."""
+
+
+def outcome_of(code: int, return_codes: Sequence[ReturnCode]) -> ReturnOutcome:
+    """Read an installer exit code through an update's map (the default map if empty)."""
+    for entry in return_codes or DEFAULT_RETURN_CODES:
+        if entry.code == code:
+            return entry.outcome
+    return "failure"
 
 
 InstallerKind = Literal["msi", "msp", "exe"]

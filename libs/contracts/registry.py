@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from libs.contracts import approval, catalog, reporting, scheduler, system, uploads
+from libs.contracts import (
+    agents,
+    approval,
+    catalog,
+    policies,
+    reporting,
+    scheduler,
+    system,
+    uploads,
+)
 from libs.contracts.spec import CommandSpec, EventSpec
 
 AnyEventSpec = EventSpec[Any]
@@ -61,6 +70,8 @@ REGISTRY = Registry(
         catalog.UPDATE_DELETED,
         catalog.SETTINGS_CHANGED,
         *approval.EVENTS,
+        *agents.EVENTS,
+        *policies.EVENTS,
     ],
     commands=[
         *system.PING.values(),
@@ -84,5 +95,7 @@ REGISTRY = Registry(
         uploads.EDIT_UPDATE,
         uploads.DELETE_UPDATE,
         *approval.COMMANDS,
+        agents.GET_PLAN,
+        *policies.COMMANDS,
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Literal
 from zoneinfo import available_timezones
 
 from pydantic import AwareDatetime, Field, field_validator
@@ -38,6 +39,17 @@ class AgentCheckin(Contract):
     )
     agent_version: str = Field(default="", max_length=50, description="Agent software version.")
     checked_in_at: AwareDatetime = Field(description="Agent's clock at check-in.")
+    hardware_id: str = Field(default="", max_length=200, description="Hardware id (SMBIOS UUID).")
+    architecture: Literal["x86", "x64", "arm64"] = Field(
+        default="x64", description="Processor architecture."
+    )
+    user_logged_on: bool = Field(
+        default=False, description="A user is logged on (restarts then follow the policy)."
+    )
+    reason: Literal["start", "periodic", "restart"] = Field(
+        default="periodic",
+        description="Why it checks in: agent start, the detection frequency, or after a restart.",
+    )
 
     @field_validator("timezone")
     @classmethod

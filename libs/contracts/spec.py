@@ -93,6 +93,31 @@ class AgentEventSpec(EventSpec[M]):
 
 
 @dataclass(frozen=True, kw_only=True)
+class InstructionSpec(EventSpec[M]):
+    """An instruction to one computer on `lockgate.agents`: `computer.<computer_id>.<rest>`.
+
+    Each agent's queue binds `computer.<its id>.#`; the subject is the computer id.
+    """
+
+    exchange = Exchange.AGENTS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.type.startswith("computer."):
+            raise ValueError(f"instruction type {self.type!r} must start with 'computer.'")
+
+    def routing_key(self, subject: str | None = None) -> str:
+        """`computer.<computer_id>.<rest of type>`."""
+        if subject is None or not SUBJECT.fullmatch(subject):
+            raise ValueError(f"subject {subject!r} is not a computer id")
+        return f"computer.{subject}.{self.type.removeprefix('computer.')}"
+
+    @property
+    def binding_key(self) -> str:
+        return f"computer.*.{self.type.removeprefix('computer.')}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class CommandSpec(Generic[Req, Rep]):
     """A command or query on `lockgate.commands`, answered over RPC with `reply`."""
 

@@ -45,3 +45,15 @@ OUTBOX_LAG = Gauge(
 OUTBOX_PUBLISH_ERRORS = Counter(
     "lockgate_outbox_publish_errors_total", "Outbox batches that failed to publish and will retry."
 )
+TIMERS_FIRED = Counter(
+    "lockgate_timers_fired_total", "Durable timers fired (claimed, handled, committed).", ["kind"]
+)
+TIMER_LAG = Histogram(
+    "lockgate_timer_lag_seconds",
+    "How late a timer fired: firing time minus due time.",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)
+PLANS_PUBLISHED = Counter(
+    "lockgate_plans_published_total", "Computer plans published (changed, or on check-in)."
+)

@@ -8,11 +8,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from libs.contracts.envelope import Envelope
+from libs.contracts.envelope import Envelope, source_of
 from libs.contracts.names import queue_name
 from libs.contracts.spec import CommandSpec, Contract, EventSpec
 from libs.db.outbox import Outbox
-from libs.db.pool import Connection
+from libs.db.pool import Connection, Pool
+from libs.service.clock import Clock
 from libs.settings import Settings
 
 M = TypeVar("M", bound=Contract)
@@ -49,6 +50,25 @@ class HandlerContext:
     """The process settings (quota, directories, ...)."""
 
 
+@dataclass
+class TaskContext:
+    """What a periodic task gets: the pool, the clock, and how to open an outbox."""
+
+    pool: Pool
+    clock: Clock
+    instance: Instance
+    settings: Settings
+
+    def outbox(self, conn: Connection) -> Outbox:
+        """An outbox on `conn`'s open transaction, sourced from this service."""
+        return Outbox(
+            conn,
+            schema=self.instance.service,
+            source=source_of(self.instance.service),
+            now=self.clock.now(),
+        )
+
+
 EventHandler = Callable[[HandlerContext, M], Awaitable[None]]
 CommandHandler = Callable[[HandlerContext, Req], Awaitable[Rep]]
 
@@ -80,6 +100,19 @@ class Answer(Generic[Req, Rep]):
 
 
 @dataclass(frozen=True)
+class Every:
+    """A periodic task: `work` runs every `seconds` (read from settings) on every replica.
+
+    Tasks that must not run twice at once across replicas claim their rows with
+    `FOR UPDATE SKIP LOCKED` inside `work`.
+    """
+
+    name: str
+    seconds: Callable[[Settings], float]
+    work: Callable[[TaskContext], Awaitable[object]]
+
+
+@dataclass(frozen=True)
 class ServiceDefinition:
     """Everything the runtime needs to run one service."""
 
@@ -88,6 +121,8 @@ class ServiceDefinition:
     migrations: Path
     events: Sequence[On[Any]] = field(default_factory=tuple)
     commands: Sequence[Answer[Any, Any]] = field(default_factory=tuple)
+    tasks: Sequence[Every] = field(default_factory=tuple)
+    """Periodic work (timers, batch planning) besides handling messages."""
     heartbeat: bool = True
     """Publish `<name>.service.heartbeat.v1` periodically (the four services do)."""
 

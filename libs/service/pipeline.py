@@ -32,6 +32,7 @@ from libs.db import inbox
 from libs.db.outbox import Outbox
 from libs.db.pool import Pool
 from libs.observability import metrics
+from libs.service.clock import SYSTEM_CLOCK, Clock
 from libs.service.errors import DomainError, Refused
 from libs.service.handlers import Answer, HandlerContext, Instance, On
 from libs.settings import Settings
@@ -86,6 +87,7 @@ class Pipeline:
         delivery_limit: int,
         in_flight: InFlight,
         stopping: asyncio.Event,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.queue = queue
         self._routes = {route.spec.type: route for route in routes}
@@ -96,6 +98,7 @@ class Pipeline:
         self._delivery_limit = delivery_limit
         self._in_flight = in_flight
         self._stopping = stopping
+        self._clock = clock
         self._source = source_of(instance.service)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
@@ -188,7 +191,7 @@ class Pipeline:
                     conn=conn,
                     envelope=envelope,
                     outbox=outbox,
-                    now=datetime.now(UTC),
+                    now=self._clock.now(),
                     instance=self._instance,
                     settings=self._settings,
                 )

@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import asyncpg
@@ -23,7 +24,8 @@ from libs.db.outbox import OutboxRelay
 from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability.http import HealthServer
 from libs.observability.logging import configure_logging
-from libs.service.handlers import Instance, On, ServiceDefinition
+from libs.service.clock import SYSTEM_CLOCK, Clock
+from libs.service.handlers import Instance, On, ServiceDefinition, TaskContext
 from libs.service.pipeline import InFlight, Pipeline
 from libs.service.system import emit_heartbeat
 from libs.settings import SERVICE_NAMES, Settings
@@ -52,9 +54,15 @@ class ServiceProcess:
     """One running instance of a service; N replicas are N of these in N processes."""
 
     def __init__(
-        self, definition: ServiceDefinition, settings: Settings, *, http_port: int | None = None
+        self,
+        definition: ServiceDefinition,
+        settings: Settings,
+        *,
+        http_port: int | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.definition = definition
+        self.clock = clock
         self.settings = settings
         self.instance = Instance(
             service=definition.name,
@@ -122,6 +130,7 @@ class ServiceProcess:
                 delivery_limit=settings.delivery_limit,
                 in_flight=self._in_flight,
                 stopping=self._stopping,
+                clock=self.clock,
             )
             await bus.consume(queue, pipeline, prefetch=settings.prefetch)
         self._tasks = [
@@ -129,6 +138,15 @@ class ServiceProcess:
                 self._every(HOUSEKEEPING_SECONDS, "housekeeping", self._housekeeping)
             )
         ]
+        context = TaskContext(
+            pool=pool, clock=self.clock, instance=self.instance, settings=settings
+        )
+        for task in self.definition.tasks:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(task.seconds(settings), task.name, partial(task.work, context))
+                )
+            )
         if self.definition.heartbeat:
             self._tasks.append(
                 asyncio.create_task(
@@ -158,7 +176,9 @@ class ServiceProcess:
         broker = self._bus is not None and await self._bus.check()
         return {"database": database, "broker": broker}
 
-    async def _every(self, seconds: float, name: str, work: Callable[[], Awaitable[None]]) -> None:
+    async def _every(
+        self, seconds: float, name: str, work: Callable[[], Awaitable[object]]
+    ) -> None:
         """Run `work` now and every `seconds` until stopping; a failure is logged, not fatal."""
         while not self._stopping.is_set():
             try:

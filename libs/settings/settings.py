@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Interval between a service's heartbeat events."
     )
+    timer_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the scheduler looks for due timers."
+    )
+    timer_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Due timers one transaction claims and fires."
+    )
+    planner_poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often the scheduler recomputes plans marked dirty."
+    )
     content_dir: str = Field(
         default="var/content",
         description="Directory of the catalog's content store (uploaded installers, by sha256).",

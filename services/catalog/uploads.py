@@ -15,7 +15,6 @@ from libs.service import Conflict, HandlerContext, InvalidInput, NotFound, Refus
 from services.catalog import store, upload_store
 from services.catalog.content import LocalContentStore
 from services.catalog.domain.uploads import (
-    DEFAULT_RETURN_CODES,
     check_files,
     check_path,
     check_quota,
@@ -50,7 +49,7 @@ def _view(row: upload_store.UploadRow) -> u.UploadSession:
         prerequisite_package=steps.get("prerequisite_package"),
         prerequisite_rules=steps.get("prerequisite_rules", []),
         command_line=steps.get("command_line"),
-        return_codes=steps.get("return_codes", [r.model_dump() for r in DEFAULT_RETURN_CODES]),
+        return_codes=steps.get("return_codes", [r.model_dump() for r in c.DEFAULT_RETURN_CODES]),
         missing=missing_steps(kind_of(row.files[0].path), steps, row.state),
         update_id=row.update_id,
     )
@@ -251,7 +250,7 @@ async def set_return_codes(ctx: HandlerContext, command: u.SetReturnCodes) -> u.
     row = await _open(ctx, command.upload_id, states=("receiving", "received"))
     current = [
         c.ReturnCode.model_validate(r)
-        for r in row.steps.get("return_codes", [r.model_dump() for r in DEFAULT_RETURN_CODES])
+        for r in row.steps.get("return_codes", [r.model_dump() for r in c.DEFAULT_RETURN_CODES])
     ]
     merged = merge_return_codes(current, command.codes)
     return await _step(ctx, command.upload_id, {"return_codes": [r.model_dump() for r in merged]})
@@ -306,7 +305,7 @@ def _third_party_fields(
         "supersedes": [],
         "size_bytes": sum(f.size for f in row.files),
         "sha256": installer_sha,
-        "return_codes": steps.get("return_codes", [r.model_dump() for r in DEFAULT_RETURN_CODES]),
+        "return_codes": steps.get("return_codes", [r.model_dump() for r in c.DEFAULT_RETURN_CODES]),
         "package": _package(row).model_dump(),
     }
 

@@ -96,10 +96,17 @@ class System:
     async def import_msrc(self, *paths: Any) -> None:
         for path in paths:
             await self.rpc.call(c.IMPORT_DOCUMENT, import_request(path))
-        expected = await self.db.fetchval("SELECT count(*) FROM catalog.updates")
+        expected = await self.db.fetchrow(
+            "SELECT count(*) AS updates, count(*) FILTER (WHERE superseded_at IS NOT NULL)"
+            " AS superseded FROM catalog.updates"
+        )
 
         async def learnt() -> bool:
-            return bool(await self.db.fetchval("SELECT count(*) FROM approval.updates") == expected)
+            known = await self.db.fetchrow(
+                "SELECT count(*) AS updates, count(*) FILTER (WHERE superseded_by <> '{}')"
+                " AS superseded FROM approval.updates"
+            )
+            return known is not None and tuple(known) == tuple(expected or ())
 
         await eventually(learnt, timeout=60, what="approval learning the catalog's updates")
         await self.settle()

@@ -42,8 +42,10 @@ async def outbox_state(db: asyncpg.Connection, prefix: str) -> asyncpg.Record:
     row = await db.fetchrow(
         "SELECT count(*) AS events, count(*) FILTER (WHERE published_at IS NULL) AS pending,"
         "       array_agg(id::text) AS ids"
-        " FROM scheduler.outbox WHERE envelope->>'subject' LIKE $1 || '%'",
+        " FROM scheduler.outbox WHERE envelope->>'subject' LIKE $1 || '%'"
+        " AND routing_key = $2",
         prefix,
+        COMPUTER_REGISTERED.routing_key(),
     )
     assert row is not None
     return row

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from libs.contracts.approval import DeadlineKind
+from libs.resolution import NO_DEADLINE, Deadline, earliest
+
+__all__ = ["NO_DEADLINE", "Deadline", "add_month", "earliest", "resolve"]
 
 RELATIVE = {"one_week": timedelta(weeks=1), "two_weeks": timedelta(weeks=2)}
-
-
-@dataclass(frozen=True, order=True)
-class Deadline:
-    """`at` is None only for kind `none` (no deadline)."""
-
-    kind: DeadlineKind
-    at: datetime | None
-
-    @property
-    def sort_key(self) -> datetime:
-        """Earlier deadlines sort first; no deadline sorts last."""
-        return self.at if self.at is not None else datetime.max.replace(tzinfo=UTC)
-
-
-NO_DEADLINE = Deadline("none", None)
 
 
 def add_month(instant: datetime) -> datetime:
@@ -54,8 +40,3 @@ def resolve(kind: DeadlineKind, at: datetime | None, now: datetime) -> Deadline:
     if kind == "one_month":
         return Deadline(kind, add_month(now))
     return Deadline(kind, now + RELATIVE[kind])
-
-
-def earliest(deadlines: list[Deadline]) -> Deadline:
-    """The earliest deadline; `none` only when none has one."""
-    return min(deadlines, key=lambda d: (d.sort_key, d.kind), default=NO_DEADLINE)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from libs.contracts.catalog import DEFAULT_RETURN_CODES
 from libs.service.errors import InvalidInput
 from services.catalog.domain.model import SourceUpdate
 
@@ -76,13 +77,6 @@ def content_hash(update: SourceUpdate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-DEFAULT_RETURN_CODES = (
-    {"code": 0, "outcome": "success"},
-    {"code": 3010, "outcome": "success_restart_required"},
-)
-"""DOMAIN.md section 4: 0 = success, 3010 = success with restart; anything else fails."""
-
-
 def catalog_fields(update: SourceUpdate) -> dict[str, Any]:
     """The stored content of a Microsoft update (UpdateSnapshot's static fields)."""
     return {
@@ -104,7 +98,7 @@ def catalog_fields(update: SourceUpdate) -> dict[str, Any]:
         "supersedes": list(update.supersedes),
         "size_bytes": None,
         "sha256": None,
-        "return_codes": list(DEFAULT_RETURN_CODES),
+        "return_codes": [r.model_dump() for r in DEFAULT_RETURN_CODES],
     }
 
 

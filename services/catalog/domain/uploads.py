@@ -10,10 +10,6 @@ from libs.contracts.catalog import DetectionRule, ReturnCode, UploadFile
 from libs.service.errors import InvalidInput, Refused
 
 INSTALLER_EXTENSIONS = (".msi", ".msp", ".exe")
-DEFAULT_RETURN_CODES = (
-    ReturnCode(code=0, outcome="success"),
-    ReturnCode(code=3010, outcome="success_restart_required"),
-)
 _GUID = re.compile(r"\{[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}\}")
 _HIVES = (
     "HKLM\\",

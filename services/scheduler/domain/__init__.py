@@ -1,1 +1,1 @@
-"""scheduler's pure rules (no I/O): check-ins so far; policies and plans to come."""
+"""scheduler's pure rules (no I/O, clock passed in): windows, policies, plans, restarts."""

@@ -1,0 +1,204 @@
+"""The agent protocol on `lockgate.agents`: what agents report and what they are told.
+
+Agents publish under `agent.<computer_id>.<kind>.v1` (check-in is in scheduler.py) and each
+agent's queue binds `computer.<its id>.#` to receive its plan and instructions. Instructions
+are hints: an agent that missed them gets everything due in the plan at its next check-in.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from libs.contracts.approval import ActionName
+from libs.contracts.catalog import RestartName, ReturnCode
+from libs.contracts.policies import PolicySettings
+from libs.contracts.scheduler import COMPUTER_ID_PATTERN
+from libs.contracts.spec import AgentEventSpec, CommandSpec, Contract, InstructionSpec
+
+ComputerId = Field(pattern=COMPUTER_ID_PATTERN, description="The computer.")
+DetectionState = Literal["installed", "needed", "not_applicable"]
+
+
+class DetectionResult(Contract):
+    """What the agent found for one update."""
+
+    update_id: str = Field(description="The update.")
+    state: DetectionState = Field(description="`installed`, `needed` or `not_applicable`.")
+
+
+class InstallResult(Contract):
+    """How one install (or uninstall) ended."""
+
+    update_id: str = Field(description="The update.")
+    operation: Literal["install", "uninstall"] = Field(default="install", description="What ran.")
+    return_code: int = Field(description="Installer exit code, read through the update's map.")
+    started_at: AwareDatetime = Field(description="When it started.")
+    finished_at: AwareDatetime = Field(description="When it ended.")
+
+
+class AgentStatus(Contract):
+    """Detection and install results of one computer."""
+
+    computer_id: str = ComputerId
+    reported_at: AwareDatetime = Field(description="Agent's clock when reporting.")
+    detections: list[DetectionResult] = Field(
+        default_factory=list, max_length=5000, description="Per update: installed, needed..."
+    )
+    installs: list[InstallResult] = Field(
+        default_factory=list, max_length=1000, description="Installs that ended since last time."
+    )
+    user_logged_on: bool = Field(default=False, description="A user is logged on now.")
+
+
+class AgentRestart(Contract):
+    """What happened with a restart the scheduler asked for."""
+
+    computer_id: str = ComputerId
+    event: Literal["prompted", "postponed", "restarted"] = Field(
+        description="`prompted` (the user saw it), `postponed` (the user chose later), "
+        "`restarted` (the computer restarted)."
+    )
+    at: AwareDatetime = Field(description="Agent's clock.")
+    user_logged_on: bool = Field(default=False, description="A user is logged on now.")
+
+
+class PlanItem(Contract):
+    """One approved update in a computer's plan."""
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="KB number, if any.")
+    title: str = Field(description="Title.")
+    action: ActionName = Field(description="What to do (resolved across the computer's groups).")
+    deadline: AwareDatetime | None = Field(description="Install by then; null: no deadline.")
+    state: Literal["installed", "needed", "not_applicable", "unknown"] = Field(
+        description="What the agent last reported for it."
+    )
+    install_at: AwareDatetime | None = Field(
+        description="When the scheduler will have it installed (window, deadline or at once); "
+        "null when nothing is to be done."
+    )
+    restart: RestartName = Field(description="Restart behaviour of its installation.")
+    command_line: str | None = Field(description="Installer arguments (third-party updates).")
+    return_codes: list[ReturnCode] = Field(description="How to read the installer's exit code.")
+
+
+class ComputerPlan(Contract):
+    """Everything an agent needs: its policy and what to do with each approved update."""
+
+    computer_id: str = ComputerId
+    policy_id: str | None = Field(description="The policy in force; null: no policy.")
+    policy_name: str = Field(description="Its name, or `no policy` (recommended values).")
+    policy_conflict: str | None = Field(
+        description="Set when the computer's groups carry different policies."
+    )
+    settings: PolicySettings = Field(description="Settings in force.")
+    timezone: str = Field(description="The computer's IANA time zone (windows are local).")
+    next_window: AwareDatetime | None = Field(description="Next install window (UTC).")
+    items: list[PlanItem] = Field(description="Approved updates, by update id.")
+    computed_at: AwareDatetime = Field(description="When the scheduler computed it.")
+
+
+class InstallItem(Contract):
+    """One update to install or uninstall now."""
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="KB number, if any.")
+    action: Literal["required_install", "uninstall"] = Field(description="Install or remove.")
+    command_line: str | None = Field(description="Installer arguments (third-party updates).")
+    forced: bool = Field(description="Its deadline passed: install without asking.")
+
+
+class InstallInstruction(Contract):
+    """Install (or remove) these updates now."""
+
+    computer_id: str = ComputerId
+    reason: Literal["window", "deadline", "immediate", "catch_up"] = Field(
+        description="`window` (scheduled), `deadline` (forced), `immediate` (needs no "
+        "restart), `catch_up` (missed while offline, after the missed-install delay)."
+    )
+    updates: list[InstallItem] = Field(description="What to install or remove.")
+    prompt_user: bool = Field(description="Ask the user first (install mode prompt_user).")
+    issued_at: AwareDatetime = Field(description="When the timer fired.")
+
+
+class RestartPrompt(Contract):
+    """Ask the logged-on user to restart."""
+
+    computer_id: str = ComputerId
+    may_postpone: bool = Field(description="The user may postpone (policy).")
+    restart_at: AwareDatetime | None = Field(
+        description="When Windows restarts anyway (user may not postpone); null otherwise."
+    )
+    prompt: int = Field(ge=1, description="1 for the first prompt, then 2, 3, ...")
+    issued_at: AwareDatetime = Field(description="When the timer fired.")
+
+
+class RestartInstruction(Contract):
+    """Restart now."""
+
+    computer_id: str = ComputerId
+    reason: Literal["nobody_logged_on", "warning_elapsed"] = Field(
+        description="Why without asking: nobody is logged on, or the 5-minute warning ended."
+    )
+    issued_at: AwareDatetime = Field(description="When the timer fired.")
+
+
+class GetPlan(Contract):
+    """Ask for a computer's plan as the scheduler has it now."""
+
+    computer: str = Field(description="Computer id.")
+
+
+AGENT_STATUS: AgentEventSpec[AgentStatus] = AgentEventSpec(
+    type="agent.status.v1",
+    model=AgentStatus,
+    producer="agent",
+    summary="Detection and install results; routing key agent.<computer_id>.status.v1.",
+    subject="the computer id",
+)
+AGENT_RESTART: AgentEventSpec[AgentRestart] = AgentEventSpec(
+    type="agent.restart.v1",
+    model=AgentRestart,
+    producer="agent",
+    summary="A restart was prompted, postponed or done; agent.<computer_id>.restart.v1.",
+    subject="the computer id",
+)
+PLAN: InstructionSpec[ComputerPlan] = InstructionSpec(
+    type="computer.plan.v1",
+    model=ComputerPlan,
+    producer="scheduler",
+    summary="A computer's plan: sent after each check-in and whenever it changes.",
+    subject="the computer id",
+)
+INSTALL: InstructionSpec[InstallInstruction] = InstructionSpec(
+    type="computer.install.v1",
+    model=InstallInstruction,
+    producer="scheduler",
+    summary="Install now: a window, a deadline, an immediate install or a catch-up fired.",
+    subject="the computer id",
+)
+RESTART_PROMPT: InstructionSpec[RestartPrompt] = InstructionSpec(
+    type="computer.restart-prompt.v1",
+    model=RestartPrompt,
+    producer="scheduler",
+    summary="Ask the user to restart (or warn that Windows restarts in 5 minutes).",
+    subject="the computer id",
+)
+RESTART: InstructionSpec[RestartInstruction] = InstructionSpec(
+    type="computer.restart.v1",
+    model=RestartInstruction,
+    producer="scheduler",
+    summary="Restart now.",
+    subject="the computer id",
+)
+GET_PLAN: CommandSpec[GetPlan, ComputerPlan] = CommandSpec(
+    type="scheduler.computer.plan.v1",
+    request=GetPlan,
+    reply=ComputerPlan,
+    handler="scheduler",
+    summary="A computer's plan (what its agent was last sent).",
+)
+
+EVENTS = (AGENT_STATUS, AGENT_RESTART, PLAN, INSTALL, RESTART_PROMPT, RESTART)

@@ -1,0 +1,205 @@
+"""Agent update policies (DOMAIN.md section 1): settings, assignment to groups, events."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import AwareDatetime, Field
+
+from libs.contracts.spec import CommandSpec, Contract, EventSpec, M, Rep, Req
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
+ScheduledDay = Literal[
+    "every_day", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+]
+TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+"""HH:MM from 00:00 to 23:59."""
+
+
+class AgentUpdateSchedule(Contract):
+    """When mandatory agent (client) updates install."""
+
+    day: ScheduledDay = Field(description="`every_day` or one weekday.")
+    time: str = Field(pattern=TIME_OF_DAY, description="Local time HH:MM (00:00-23:59).")
+
+
+class PolicySettings(Contract):
+    """Every setting of an agent update policy; a setting left out takes its recommended value.
+
+    Keys are the ones of DOMAIN.md section 1, used alike in messages, API and CLI.
+    """
+
+    detection_frequency_hours: int = Field(
+        default=8, ge=8, le=22, description="How often the agent looks for updates (8-22 h)."
+    )
+    install_mode: Literal["automatic_scheduled", "prompt_user"] = Field(
+        default="automatic_scheduled",
+        description="`automatic_scheduled`: install on the schedule; `prompt_user`: ask the "
+        "user when updates are ready.",
+    )
+    scheduled_day: ScheduledDay = Field(
+        default="every_day", description="`every_day` or one weekday (`monday` ... `sunday`)."
+    )
+    scheduled_time: str = Field(
+        default="03:00",
+        pattern=TIME_OF_DAY,
+        description="Install time, computer's local time, HH:MM (00:00-23:59).",
+    )
+    use_maintenance_window: bool = Field(
+        default=True,
+        description="Install in Windows automatic maintenance (02:00 local) instead of the "
+        "scheduled day and time.",
+    )
+    allow_immediate_install: bool = Field(
+        default=True, description="Install at once updates that need no restart."
+    )
+    restart_delay_minutes: int = Field(
+        default=15, ge=1, le=30, description="Delay before restarting after an install (1-30)."
+    )
+    missed_install_delay_minutes: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="After a restart, wait this long before missed scheduled installs (1-60).",
+    )
+    user_controls_restart: bool = Field(
+        default=True,
+        description="The logged-on user may postpone the restart; false: warn, then restart "
+        "after 5 minutes.",
+    )
+    prompt_agent_update_restart: bool = Field(
+        default=True, description="Prompt the user to restart for mandatory agent updates."
+    )
+    agent_update_schedule: AgentUpdateSchedule | None = Field(
+        default=None, description="When mandatory agent updates install; null: not configured."
+    )
+    restart_prompt_interval_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=1440,
+        description="Wait between restart prompts when the user postpones (1-1440).",
+    )
+
+
+RECOMMENDED = PolicySettings()
+"""The recommended values: also what a computer with no policy gets."""
+
+
+class Policy(Contract):
+    """A named policy and the groups it is assigned to."""
+
+    policy_id: str = Field(description="Stable id (UUID).")
+    name: str = Field(description="Unique name.")
+    settings: PolicySettings = Field(description="Every setting (unset ones are recommended).")
+    groups: list[str] = Field(description="Group ids it is assigned to.")
+    created_at: AwareDatetime = Field(description="Creation time.")
+    updated_at: AwareDatetime = Field(description="Last change.")
+
+
+class CreatePolicy(Contract):
+    """Create a policy; settings left out take their recommended values."""
+
+    name: str = Field(min_length=1, max_length=100, description="Unique name.")
+    settings: PolicySettings = Field(
+        default_factory=PolicySettings, description="The settings (partial is fine)."
+    )
+
+
+class EditPolicy(Contract):
+    """Change some settings of a policy (others keep their values)."""
+
+    policy: str = Field(description="Policy id or name.")
+    settings: dict[str, object] = Field(
+        description="Settings to change, by key; each is range-checked."
+    )
+
+
+class PolicyRef(Contract):
+    """Name one policy."""
+
+    policy: str = Field(description="Policy id or name.")
+
+
+class AssignPolicy(Contract):
+    """Assign a policy to a group (a group has at most one policy)."""
+
+    policy: str = Field(description="Policy id or name.")
+    group: str = Field(description="Group id or name.")
+
+
+class UnassignPolicy(Contract):
+    """Remove the policy of a group; its computers fall back to what else applies."""
+
+    group: str = Field(description="Group id or name.")
+
+
+class ListPolicies(Contract):
+    """Ask for every policy."""
+
+
+class PolicyList(Contract):
+    """Every policy."""
+
+    policies: list[Policy] = Field(description="By name.")
+    recommended: PolicySettings = Field(description="What applies where no policy does.")
+
+
+class PolicyDeleted(Contract):
+    """A policy was deleted (and unassigned everywhere)."""
+
+    policy_id: str = Field(description="The deleted policy.")
+    name: str = Field(description="Its name.")
+
+
+class PolicyChanged(Contract):
+    """A policy as it is after being created, edited, assigned or unassigned."""
+
+    policy: Policy = Field(description="The policy now.")
+
+
+def _command(
+    name: str, request: type[Req], reply: type[Rep], summary: str
+) -> CommandSpec[Req, Rep]:
+    return CommandSpec(
+        type=f"scheduler.{name}.v1",
+        request=request,
+        reply=reply,
+        handler="scheduler",
+        summary=summary,
+    )
+
+
+def _event(name: str, model: type[M], summary: str) -> EventSpec[M]:
+    return EventSpec(
+        type=f"scheduler.{name}.v1",
+        model=model,
+        producer="scheduler",
+        summary=summary,
+        subject="the policy id",
+    )
+
+
+CREATE_POLICY = _command("policy.create", CreatePolicy, Policy, "Create an update policy.")
+EDIT_POLICY = _command("policy.edit", EditPolicy, Policy, "Change settings of a policy.")
+DELETE_POLICY = _command("policy.delete", PolicyRef, PolicyDeleted, "Delete a policy.")
+ASSIGN_POLICY = _command("policy.assign", AssignPolicy, Policy, "Assign a policy to a group.")
+UNASSIGN_POLICY = _command(
+    "policy.unassign", UnassignPolicy, PolicyList, "Remove a group's policy."
+)
+LIST_POLICIES = _command("policy.list", ListPolicies, PolicyList, "Every policy.")
+
+POLICY_CHANGED = _event(
+    "policy.changed", PolicyChanged, "A policy was created, edited, assigned or unassigned."
+)
+POLICY_DELETED = _event("policy.deleted", PolicyDeleted, "A policy was deleted.")
+
+COMMANDS = (
+    CREATE_POLICY,
+    EDIT_POLICY,
+    DELETE_POLICY,
+    ASSIGN_POLICY,
+    UNASSIGN_POLICY,
+    LIST_POLICIES,
+)
+EVENTS = (POLICY_CHANGED, POLICY_DELETED)

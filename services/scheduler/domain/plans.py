@@ -1,0 +1,199 @@
+"""A computer's plan: what applies to it, when each update installs, which timers to keep."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from libs.contracts.agents import ComputerPlan, InstallItem, PlanItem
+from libs.contracts.approval import ActionName
+from libs.contracts.catalog import RestartName, ReturnCode
+from libs.contracts.policies import PolicySettings
+from libs.resolution import Deadline, resolve
+from services.scheduler.domain.windows import next_window
+
+NO_POLICY = "no policy"
+
+
+@dataclass(frozen=True)
+class UpdateFacts:
+    """What the catalog said of an update (scheduler's read copy)."""
+
+    kb: str | None
+    title: str
+    restart: RestartName
+    command_line: str | None
+    return_codes: list[ReturnCode]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the agent reported of one update and what was already sent for it."""
+
+    state: str = "unknown"
+    planned_at: datetime | None = None
+    immediate_sent_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Computer:
+    computer_id: str
+    timezone: str
+    deadline_fired_through: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PolicyInForce:
+    policy_id: str | None
+    name: str
+    settings: PolicySettings
+    conflict: str | None
+
+
+@dataclass
+class Schedule:
+    """The timers a plan asks for (None: no such timer)."""
+
+    window: datetime | None = None
+    deadline: datetime | None = None
+    immediate: datetime | None = None
+    immediate_updates: list[str] = field(default_factory=list)
+
+
+def pending(action: ActionName, state: str) -> bool:
+    """Whether something is left to do: install what is missing, remove what is there."""
+    if action == "required_install":
+        return state in ("needed", "unknown")
+    if action == "uninstall":
+        return state in ("installed", "unknown")
+    return False
+
+
+def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thing
+    computer: Computer,
+    policy: PolicyInForce,
+    approvals: Iterable[tuple[str, str, ActionName, Deadline]],
+    facts: Mapping[str, UpdateFacts],
+    progress: Mapping[str, Progress],
+    now: datetime,
+) -> tuple[ComputerPlan, Schedule]:
+    """The plan of one computer from its groups' approvals (group, update, action, deadline).
+
+    Updates the scheduler has no facts for yet are left out until the catalog event arrives.
+    """
+    per_update: dict[str, list[tuple[str, ActionName, Deadline]]] = {}
+    for group, update_id, action, chosen in approvals:
+        per_update.setdefault(update_id, []).append((group, action, chosen))
+    settings = policy.settings
+    window = next_window(settings, computer.timezone, now)
+    schedule = Schedule()
+    items: list[PlanItem] = []
+    for update_id in sorted(per_update):
+        resolved = resolve(per_update[update_id])
+        fact = facts.get(update_id)
+        if resolved is None or fact is None:
+            continue
+        done = progress.get(update_id, Progress())
+        deadline = resolved.deadline.at
+        install_at = None
+        if pending(resolved.action, done.state):
+            install_at = _install_at(resolved.action, fact, done, deadline, window, settings, now)
+            schedule.window = window
+            if deadline is not None and (
+                computer.deadline_fired_through is None
+                or deadline > computer.deadline_fired_through
+            ):
+                schedule.deadline = (
+                    deadline if schedule.deadline is None else min(schedule.deadline, deadline)
+                )
+            if _immediate(resolved.action, fact, done, settings):
+                schedule.immediate = now
+                schedule.immediate_updates.append(update_id)
+        items.append(
+            PlanItem(
+                update_id=update_id,
+                kb=fact.kb,
+                title=fact.title,
+                action=resolved.action,
+                deadline=deadline,
+                state=done.state,
+                install_at=install_at,
+                restart=fact.restart,
+                command_line=fact.command_line,
+                return_codes=fact.return_codes,
+            )
+        )
+    plan = ComputerPlan(
+        computer_id=computer.computer_id,
+        policy_id=policy.policy_id,
+        policy_name=policy.name,
+        policy_conflict=policy.conflict,
+        settings=settings,
+        timezone=computer.timezone,
+        next_window=window if schedule.window else None,
+        items=items,
+        computed_at=now,
+    )
+    return plan, schedule
+
+
+def _immediate(
+    action: ActionName, fact: UpdateFacts, done: Progress, settings: PolicySettings
+) -> bool:
+    """Updates needing no restart install at once when the policy allows, once."""
+    return (
+        settings.allow_immediate_install
+        and action == "required_install"
+        and fact.restart == "never"
+        and done.immediate_sent_at is None
+    )
+
+
+def _install_at(  # noqa: PLR0917 - private helper of build_plan
+    action: ActionName,
+    fact: UpdateFacts,
+    done: Progress,
+    deadline: datetime | None,
+    window: datetime,
+    settings: PolicySettings,
+    now: datetime,
+) -> datetime:
+    if _immediate(action, fact, done, settings):
+        return done.planned_at or now
+    if deadline is not None and deadline <= window:
+        return deadline  # a deadline before the next window (or already past) forces it
+    return window
+
+
+def plan_digest(plan: ComputerPlan) -> str:
+    """What identifies a plan's content (not when it was computed)."""
+    return hashlib.sha256(plan.model_dump_json(exclude={"computed_at"}).encode()).hexdigest()
+
+
+def due_items(
+    plan: ComputerPlan, *, forced_only: bool, now: datetime, only: Sequence[str] | None = None
+) -> list[InstallItem]:
+    """Items of a plan to install now: every pending one, or those whose deadline passed."""
+    found: list[InstallItem] = []
+    for item in plan.items:
+        if item.action not in ("required_install", "uninstall") or not pending(
+            item.action, item.state
+        ):
+            continue
+        if only is not None and item.update_id not in only:
+            continue
+        forced = item.deadline is not None and item.deadline <= now
+        if forced_only and not forced:
+            continue
+        found.append(
+            InstallItem(
+                update_id=item.update_id,
+                kb=item.kb,
+                action=item.action,
+                command_line=item.command_line,
+                forced=forced,
+            )
+        )
+    return found

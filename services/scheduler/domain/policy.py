@@ -1,0 +1,66 @@
+"""Which policy applies to a computer in several groups.
+
+[decided] (DOMAIN.md section 1): the policy assigned to the nearest group wins (the
+computer's own group before a parent); ties go to the most recent assignment, and the
+conflict is reported. No policy at all: the recommended values, and "no policy".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from libs.contracts.approval import ROOT_GROUP_ID
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A policy assigned to a group at some instant."""
+
+    policy_id: str
+    group_id: str
+    assigned_at: datetime
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The policy in force for a computer (None: no policy) and any conflict."""
+
+    assignment: Assignment | None
+    conflict: str | None
+
+
+def effective_policy(
+    groups: Iterable[str],
+    parents: Mapping[str, str | None],
+    assignments: Mapping[str, Assignment],
+) -> Chosen:
+    """Walk up from each of the computer's groups to the first group with a policy.
+
+    All computers counts as a group of its own only for computers in no other group:
+    for the others it is the ancestor every walk ends at, the farthest of all.
+    """
+    own = set(groups) - {ROOT_GROUP_ID} or {ROOT_GROUP_ID}
+    candidates: list[tuple[int, Assignment]] = []
+    for group in own:
+        node: str | None = group
+        distance = 0
+        while node is not None:
+            if node in assignments:
+                candidates.append((distance, assignments[node]))
+                break
+            node, distance = parents.get(node), distance + 1
+    if not candidates:
+        return Chosen(None, None)
+    distance, best = min(
+        candidates, key=lambda c: (c[0], -c[1].assigned_at.timestamp(), c[1].policy_id)
+    )
+    policies = {a.policy_id for _, a in candidates}
+    conflict = None
+    if len(policies) > 1:
+        conflict = (
+            f"the computer's groups carry {len(policies)} policies; the nearest group's "
+            f"(distance {distance}, most recently assigned on a tie) wins"
+        )
+    return Chosen(best, conflict)
