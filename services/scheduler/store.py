@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from libs.contracts.agents import ComputerPlan
 from libs.contracts.approval import ROOT_GROUP_ID, ActionName
 from libs.contracts.catalog import ReturnCode, UpdateSnapshot
 from libs.contracts.policies import Policy, PolicySettings
@@ -329,18 +330,6 @@ async def mark_planned(
     )
 
 
-async def mark_immediate_sent(
-    conn: Connection, computer_id: str, update_ids: Sequence[str], now: datetime
-) -> None:
-    await conn.execute(
-        "UPDATE computer_updates SET immediate_sent_at = $3"
-        " WHERE computer_id = $1 AND update_id = ANY ($2::uuid[])",
-        computer_id,
-        list(update_ids),
-        now,
-    )
-
-
 async def record_states(
     conn: Connection, computer_id: str, states: Sequence[tuple[str, str]], at: datetime
 ) -> None:
@@ -374,23 +363,80 @@ async def save_plan(
     )
 
 
+async def plans(
+    conn: Connection, computer_ids: Sequence[str]
+) -> dict[str, tuple[ComputerPlan, ComputerRow]]:
+    """Stored plans with their computers (computers never planned are left out)."""
+    rows = await conn.fetch(
+        "SELECT computer_id, timezone, user_logged_on, last_checkin_at, last_window_at,"
+        " deadline_fired_through, plan_hash, restart_phase, restart_due_at, restart_prompts,"
+        " plan::text AS plan FROM computers"
+        " WHERE computer_id = ANY ($1::text[]) AND plan IS NOT NULL",
+        list(computer_ids),
+    )
+    return {
+        r["computer_id"]: (ComputerPlan.model_validate_json(r["plan"]), _computer(r)) for r in rows
+    }
+
+
+async def set_timers(conn: Connection, timers: Sequence[tuple[str, str, datetime | None]]) -> None:
+    """Set or drop many timers at once: (computer, kind, due or None)."""
+    dropped = [(c, k) for c, k, due in timers if due is None]
+    kept = [(c, k, due) for c, k, due in timers if due is not None]
+    if dropped:
+        await conn.execute(
+            "DELETE FROM timers t USING unnest($1::text[], $2::text[]) AS d (computer_id, kind)"
+            " WHERE t.computer_id = d.computer_id AND t.kind = d.kind",
+            [c for c, _ in dropped],
+            [k for _, k in dropped],
+        )
+    if kept:
+        await conn.execute(
+            "INSERT INTO timers (computer_id, kind, due_at)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
+            " ON CONFLICT (computer_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at",
+            [c for c, _, _ in kept],
+            [k for _, k, _ in kept],
+            [d for _, _, d in kept],
+        )
+
+
+async def set_marks(
+    conn: Connection, *, last_window: Sequence[str], deadline_fired: Sequence[str], at: datetime
+) -> None:
+    """Remember that windows and deadlines fired at `at` for these computers."""
+    if last_window:
+        await conn.execute(
+            "UPDATE computers SET last_window_at = $2 WHERE computer_id = ANY ($1::text[])",
+            list(last_window),
+            at,
+        )
+    if deadline_fired:
+        await conn.execute(
+            "UPDATE computers SET deadline_fired_through = $2 WHERE computer_id = ANY ($1::text[])",
+            list(deadline_fired),
+            at,
+        )
+
+
+async def mark_immediate_sent_many(
+    conn: Connection, sent: Sequence[tuple[str, str]], at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE computer_updates c SET immediate_sent_at = $3"
+        " FROM unnest($1::text[], $2::uuid[]) AS s (computer_id, update_id)"
+        " WHERE c.computer_id = s.computer_id AND c.update_id = s.update_id",
+        [c for c, _ in sent],
+        [u for _, u in sent],
+        at,
+    )
+
+
 async def stored_plan(conn: Connection, computer_id: str) -> str | None:
     found: str | None = await conn.fetchval(
         "SELECT plan::text FROM computers WHERE computer_id = $1", computer_id
     )
     return found
-
-
-async def set_last_window(conn: Connection, computer_id: str, at: datetime) -> None:
-    await conn.execute(
-        "UPDATE computers SET last_window_at = $2 WHERE computer_id = $1", computer_id, at
-    )
-
-
-async def set_deadline_fired(conn: Connection, computer_id: str, at: datetime) -> None:
-    await conn.execute(
-        "UPDATE computers SET deadline_fired_through = $2 WHERE computer_id = $1", computer_id, at
-    )
 
 
 async def set_restart(conn: Connection, computer_id: str, state: RestartState) -> None:

@@ -8,7 +8,9 @@ never fire the same one: the second skips the locked row, then sees its new due 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 import structlog
 
@@ -35,6 +37,20 @@ log = structlog.get_logger(__name__)
 KINDS = ("window", "deadline", "immediate", "catch_up", "restart")
 
 
+@dataclass
+class Decision:
+    """What firing one timer does (computed without I/O, applied in bulk)."""
+
+    next_due: datetime | None = None
+    install: InstallInstruction | None = None
+    prompt: RestartPrompt | None = None
+    restart_now: RestartInstruction | None = None
+    last_window_at: datetime | None = None
+    deadline_fired: datetime | None = None
+    immediate_sent: list[str] = field(default_factory=list)
+    restart: restarts.RestartState | None = None
+
+
 async def fire_due_timers(task: TaskContext) -> int:
     """Fire every due timer, a batch per transaction; returns how many fired."""
     fired = 0
@@ -44,102 +60,99 @@ async def fire_due_timers(task: TaskContext) -> int:
             claimed = await store.claim_due_timers(conn, now, task.settings.timer_batch_size)
             if not claimed:
                 return fired
-            outbox = task.outbox(conn)
+            found = await store.plans(conn, sorted({c for c, _, _ in claimed}))
+            decisions = []
             for computer_id, kind, due_at in claimed:
-                await fire(conn, outbox, computer_id, kind, now)
+                plan, computer = found.get(computer_id, (None, None))
+                decision = (
+                    Decision()
+                    if plan is None or computer is None
+                    else decide(kind, plan, computer, now)
+                )
+                decisions.append((computer_id, kind, decision))
                 metrics.TIMERS_FIRED.labels(kind).inc()
                 metrics.TIMER_LAG.labels(kind).observe(max((now - due_at).total_seconds(), 0.0))
+            await apply(conn, task.outbox(conn), decisions, now)
         fired += len(claimed)
 
 
-async def fire(
-    conn: Connection, outbox: Outbox, computer_id: str, kind: str, now: datetime
-) -> None:
-    """One timer: publish its instruction and set (or drop) its next due time."""
-    raw = await store.stored_plan(conn, computer_id)
-    computers = await store.computers(conn, [computer_id])
-    if raw is None or computer_id not in computers:
-        await store.set_timer(conn, computer_id, kind, None)
-        return
-    plan = ComputerPlan.model_validate_json(raw)
-    computer = computers[computer_id]
+def decide(kind: str, plan: ComputerPlan, computer: store.ComputerRow, now: datetime) -> Decision:
+    """One timer: which instruction to send and when it fires next (None: dropped)."""
     if kind == "restart":
-        await _fire_restart(conn, outbox, plan, computer, now)
-        return
+        state, told = restarts.on_due(
+            computer.restart, plan.settings, now, user_logged_on=computer.user_logged_on
+        )
+        decision = Decision(next_due=state.due_at, restart=state)
+        if isinstance(told, restarts.Prompt):
+            decision.prompt = RestartPrompt(
+                computer_id=plan.computer_id,
+                may_postpone=told.may_postpone,
+                restart_at=told.restart_at,
+                prompt=told.number,
+                issued_at=now,
+            )
+        elif isinstance(told, restarts.Restart):
+            decision.restart_now = RestartInstruction(
+                computer_id=plan.computer_id, reason=told.reason, issued_at=now
+            )
+        return decision
+    decision = Decision()
+    reason: Literal["window", "deadline", "immediate", "catch_up"]
     if kind == "window":
         items = due_items(plan, forced_only=False, now=now)
-        await store.set_last_window(conn, computer_id, now)
-        following = next_window(plan.settings, plan.timezone, now)
-        await store.set_timer(conn, computer_id, kind, following if items else None)
+        decision.last_window_at = now
+        decision.next_due = next_window(plan.settings, plan.timezone, now) if items else None
         reason = "window"
     elif kind == "deadline":
         items = due_items(plan, forced_only=True, now=now)
-        await store.set_deadline_fired(conn, computer_id, now)
+        decision.deadline_fired = now
         later = [
             i.deadline
             for i in plan.items
             if i.deadline is not None and i.deadline > now and i.install_at is not None
         ]
-        await store.set_timer(conn, computer_id, kind, min(later, default=None))
+        decision.next_due = min(later, default=None)
         reason = "deadline"
     elif kind == "immediate":
         immediate = [i.update_id for i in plan.items if i.restart == "never"]
         items = due_items(plan, forced_only=False, now=now, only=immediate)
-        await store.mark_immediate_sent(conn, computer_id, [i.update_id for i in items], now)
-        await store.set_timer(conn, computer_id, kind, None)
+        decision.immediate_sent = [i.update_id for i in items]
         reason = "immediate"
-    else:  # catch_up
+    else:
         items = due_items(plan, forced_only=False, now=now)
-        await store.set_timer(conn, computer_id, kind, None)
         reason = "catch_up"
-    if not items:
-        return
-    await outbox.add(
-        INSTALL,
-        InstallInstruction(
-            computer_id=computer_id,
+    if items:
+        decision.install = InstallInstruction(
+            computer_id=plan.computer_id,
             reason=reason,
             updates=items,
             prompt_user=plan.settings.install_mode == "prompt_user"
             and not all(i.forced for i in items),
             issued_at=now,
-        ),
-        subject=computer_id,
-    )
+        )
+    return decision
 
 
-async def _fire_restart(
-    conn: Connection,
-    outbox: Outbox,
-    plan: ComputerPlan,
-    computer: store.ComputerRow,
-    now: datetime,
+async def apply(
+    conn: Connection, outbox: Outbox, decisions: list[tuple[str, str, Decision]], now: datetime
 ) -> None:
-    state, instruction = restarts.on_due(
-        computer.restart, plan.settings, now, user_logged_on=computer.user_logged_on
+    """Write a batch of decisions in a handful of statements."""
+    await store.set_timers(conn, [(c, k, d.next_due) for c, k, d in decisions])
+    await store.set_marks(
+        conn,
+        last_window=[c for c, _, d in decisions if d.last_window_at],
+        deadline_fired=[c for c, _, d in decisions if d.deadline_fired],
+        at=now,
     )
-    await store.set_restart(conn, computer.computer_id, state)
-    await store.set_timer(conn, computer.computer_id, "restart", state.due_at)
-    if isinstance(instruction, restarts.Prompt):
-        await outbox.add(
-            RESTART_PROMPT,
-            RestartPrompt(
-                computer_id=computer.computer_id,
-                may_postpone=instruction.may_postpone,
-                restart_at=instruction.restart_at,
-                prompt=instruction.number,
-                issued_at=now,
-            ),
-            subject=computer.computer_id,
-        )
-    elif isinstance(instruction, restarts.Restart):
-        await outbox.add(
-            RESTART,
-            RestartInstruction(
-                computer_id=computer.computer_id, reason=instruction.reason, issued_at=now
-            ),
-            subject=computer.computer_id,
-        )
+    sent = [(c, u) for c, _, d in decisions for u in d.immediate_sent]
+    if sent:
+        await store.mark_immediate_sent_many(conn, sent, now)
+    for computer_id, _, decision in decisions:
+        if decision.restart is not None:
+            await store.set_restart(conn, computer_id, decision.restart)
+    await outbox.add_many(INSTALL, [(d.install, c) for c, _, d in decisions if d.install])
+    await outbox.add_many(RESTART_PROMPT, [(d.prompt, c) for c, _, d in decisions if d.prompt])
+    await outbox.add_many(RESTART, [(d.restart_now, c) for c, _, d in decisions if d.restart_now])
 
 
 def catch_up_at(
