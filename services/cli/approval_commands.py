@@ -276,11 +276,13 @@ if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
-def add_parsers(sub: Commands) -> None:
-    """The approval commands, at the top level of `lockgate`."""
+def add_parsers(sub: Commands) -> Commands:
+    """The approval commands, at the top level of `lockgate`; returns `lockgate computer`'s
+    subcommands, which other services' commands join."""
     _group_parsers(sub)
-    _approval_parsers(sub)
+    computers = _approval_parsers(sub)
     _rule_parsers(sub)
+    return computers
 
 
 def _group_parsers(sub: Commands) -> None:
@@ -312,7 +314,7 @@ def _group_parsers(sub: Commands) -> None:
     approvals.set_defaults(handler=cmd_group_approvals)
 
 
-def _approval_parsers(sub: Commands) -> None:
+def _approval_parsers(sub: Commands) -> Commands:
     approve = sub.add_parser("approve", help="approve updates for groups")
     approve.add_argument("updates", nargs="+", help="KB numbers or update ids")
     approve.add_argument("--group", action="append", required=True, help="group (repeat)")
@@ -341,6 +343,7 @@ def _approval_parsers(sub: Commands) -> None:
     resolved = computers.add_parser("approvals", help="what applies to it, resolved")
     resolved.add_argument("computer")
     resolved.set_defaults(handler=cmd_computer_approvals)
+    return computers
 
 
 def _rule_parsers(sub: Commands) -> None:

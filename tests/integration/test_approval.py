@@ -615,13 +615,13 @@ async def test_malformed_catalog_event_goes_to_the_dead_letter_queue(system: Sys
     assert "update_id" in str(headers[REASON_HEADER])
 
 
-async def lockgate(system: System, *args: str) -> tuple[int, Any, str]:
+async def lockgate(infra: Infra, *args: str) -> tuple[int, Any, str]:
     """Run the `lockgate` command with --json; (exit code, parsed stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
         str(ROOT / ".venv" / "bin" / "lockgate"),
         "--json",
         *args,
-        env=system.infra.env(),
+        env=infra.env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -634,26 +634,30 @@ async def test_operators_use_the_cli(system: System) -> None:
     """Groups, approvals, rules and their errors through `lockgate`, as an operator would."""
     await system.import_msrc(JAN)
     kb = sorted(await system.catalog_updates())[0]
-    code, created, _ = await lockgate(system, "group", "create", "Accounting")
+    code, created, _ = await lockgate(system.infra, "group", "create", "Accounting")
     assert code == 0
     assert created["path"] == [a.ROOT_GROUP_NAME, "Accounting"]
     code, result, _ = await lockgate(
-        system, "approve", f"KB{kb}", "--group", "Accounting", "--deadline", "one_week"
+        system.infra, "approve", f"KB{kb}", "--group", "Accounting", "--deadline", "one_week"
     )
     assert (code, result["explicit_changed"]) == (0, 1)
-    code, listed, _ = await lockgate(system, "group", "approvals", "Accounting")
+    code, listed, _ = await lockgate(system.infra, "group", "approvals", "Accounting")
     (state,) = listed["approvals"]
     assert (state["kb"], state["why"]) == (kb, "explicit here")
     assert state["effective"]["deadline"]["kind"] == "one_week"
-    code, tree, _ = await lockgate(system, "group", "list")
+    code, tree, _ = await lockgate(system.infra, "group", "list")
     assert [g["name"] for g in tree["groups"]] == [a.ROOT_GROUP_NAME, "Accounting"]
 
-    code, _, err = await lockgate(system, "rule", "create", "no class", "--group", "Accounting")
+    code, _, err = await lockgate(
+        system.infra, "rule", "create", "no class", "--group", "Accounting"
+    )
     assert code == 1
     assert "classifications" in err
-    code, _, err = await lockgate(system, "group", "move", "Accounting", "Nowhere")
+    code, _, err = await lockgate(system.infra, "group", "move", "Accounting", "Nowhere")
     assert code == 1
     assert "Nowhere" in err
-    code, _, err = await lockgate(system, "approve", kb, "--group", "Accounting", "--at", "soon")
+    code, _, err = await lockgate(
+        system.infra, "approve", kb, "--group", "Accounting", "--at", "soon"
+    )
     assert code == 2
     assert "'soon' is not an ISO 8601 date-time" in err

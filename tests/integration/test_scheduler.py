@@ -37,7 +37,7 @@ from libs.settings import Settings
 from services.approval.handlers import SERVICE as APPROVAL
 from services.catalog.handlers import SERVICE as CATALOG
 from services.scheduler.handlers import SERVICE as SCHEDULER
-from tests.integration.test_approval import delete_queues
+from tests.integration.test_approval import delete_queues, lockgate
 from tests.integration.test_catalog_msrc import JAN, import_request
 from tests.support.infra import Infra
 from tests.support.messages import checkin, eventually, publish_checkins
@@ -612,3 +612,34 @@ async def test_two_replicas_never_fire_the_same_timer_twice(
         await channel.close()
     finally:
         await second.stop()
+
+
+async def test_operators_manage_policies_from_the_cli(fleet: Fleet, infra: Infra) -> None:
+    await fleet.agent("pc-cli")
+    code, created, _ = await lockgate(
+        infra,
+        "policy",
+        "create",
+        "Evenings",
+        "--set",
+        "scheduled_time=19:30",
+        "--set",
+        "use_maintenance_window=false",
+        "--set",
+        "restart_delay_minutes=20",
+    )
+    assert code == 0
+    assert created["settings"]["scheduled_time"] == "19:30"
+    assert created["settings"]["detection_frequency_hours"] == 8, "unset: recommended"
+    code, _, _ = await lockgate(infra, "policy", "assign", "Evenings", a.ROOT_GROUP_NAME)
+    assert code == 0
+    code, plan, _ = await lockgate(infra, "computer", "plan", "pc-cli")
+    assert (code, plan["policy_name"]) == (0, "Evenings")
+    code, _, err = await lockgate(
+        infra, "policy", "edit", "Evenings", "--set", "restart_prompt_interval_minutes=2000"
+    )
+    assert code == 1
+    assert "restart_prompt_interval_minutes" in err
+    assert "2000" in err
+    code, listed, _ = await lockgate(infra, "policy", "list")
+    assert listed["policies"][0]["settings"]["restart_prompt_interval_minutes"] == 30
