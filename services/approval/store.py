@@ -391,6 +391,11 @@ def _deadline(r: Record) -> Deadline:
     return Deadline(r["deadline_kind"], r["deadline_at"])
 
 
+def _effective(r: Record) -> Effective:
+    """An effective approval from a row with its columns."""
+    return _effective(r)
+
+
 async def explicit_for(conn: Connection, update_id: str) -> dict[str, Explicit]:
     rows = await conn.fetch(
         "SELECT group_id::text, action, deadline_kind, deadline_at, approved_at, approved_by"
@@ -444,12 +449,7 @@ async def effective_for(conn: Connection, update_id: str) -> dict[str, Effective
         " approved_at, approved_by FROM effective_approvals WHERE update_id = $1",
         uuid.UUID(update_id),
     )
-    return {
-        r["group_id"]: Effective(
-            r["action"], _deadline(r), r["source_group_id"], r["approved_at"], r["approved_by"]
-        )
-        for r in rows
-    }
+    return {r["group_id"]: _effective(r) for r in rows}
 
 
 async def save_effective(
@@ -514,9 +514,7 @@ async def group_approvals(
                 r["x_approved_by"],
             )
         )
-        effective = Effective(
-            r["action"], _deadline(r), r["source_group_id"], r["approved_at"], r["approved_by"]
-        )
+        effective = _effective(r)
         found.append((_update(r), explicit, effective))
     return found
 
@@ -536,13 +534,7 @@ async def effective_of_groups(
         found.setdefault(r["update_id"], []).append(
             (
                 r["group_id"],
-                Effective(
-                    r["action"],
-                    _deadline(r),
-                    r["source_group_id"],
-                    r["approved_at"],
-                    r["approved_by"],
-                ),
+                _effective(r),
             )
         )
     return found

@@ -12,7 +12,7 @@ from libs.contracts import approval as a
 from libs.contracts.catalog import CLASSIFICATIONS
 from libs.contracts.spec import Contract
 from libs.settings import Settings
-from services.cli.common import Output, with_rpc
+from services.cli.common import Output, show
 
 Handler = Callable[[Settings, Output, argparse.Namespace], Awaitable[int]]
 
@@ -44,23 +44,12 @@ def _group_line(group: a.GroupView) -> str:
     return f"{'  ' * depth}{group.name}  ({group.computers} computers)  {group.group_id}"
 
 
-async def _call_and_show(
-    settings: Settings, out: Output, produce: Callable[[RpcClient], Awaitable[tuple[Contract, str]]]
-) -> int:
-    async def run(client: RpcClient) -> int:
-        result, text = await produce(client)
-        out.result(result, text)
-        return 0
-
-    return await with_rpc(settings, run)
-
-
 async def cmd_groups(settings: Settings, out: Output, _: argparse.Namespace) -> int:
     async def produce(client: RpcClient) -> tuple[Contract, str]:
         found = await client.call(a.LIST_GROUPS, a.ListGroups())
         return found, "\n".join(_group_line(g) for g in found.groups)
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 def _group_text(group: a.Group) -> str:
@@ -72,7 +61,7 @@ async def cmd_group_create(settings: Settings, out: Output, args: argparse.Names
         group = await client.call(a.CREATE_GROUP, a.CreateGroup(name=args.name, parent=args.parent))
         return group, _group_text(group)
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_group_rename(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -80,7 +69,7 @@ async def cmd_group_rename(settings: Settings, out: Output, args: argparse.Names
         group = await client.call(a.RENAME_GROUP, a.RenameGroup(group=args.group, name=args.name))
         return group, _group_text(group)
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_group_move(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -88,7 +77,7 @@ async def cmd_group_move(settings: Settings, out: Output, args: argparse.Namespa
         group = await client.call(a.MOVE_GROUP, a.MoveGroup(group=args.group, parent=args.parent))
         return group, _group_text(group)
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_group_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -96,7 +85,7 @@ async def cmd_group_delete(settings: Settings, out: Output, args: argparse.Names
         deleted = await client.call(a.DELETE_GROUP, a.DeleteGroup(group=args.group))
         return deleted, f"deleted {deleted.name}"
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_group_members(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -108,7 +97,7 @@ async def cmd_group_members(settings: Settings, out: Output, args: argparse.Name
         verb = "added to" if args.member else "removed from"
         return result, f"{result.changed} computer(s) {verb} {args.group}"
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_group_approvals(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -119,7 +108,7 @@ async def cmd_group_approvals(settings: Settings, out: Output, args: argparse.Na
         ]
         return found, "\n".join([_group_text(found.group), *lines])
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_approve(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -143,7 +132,7 @@ async def cmd_approve(settings: Settings, out: Output, args: argparse.Namespace)
             f"{result.effective_changed} group approval(s) changed"
         )
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_decline(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -154,7 +143,7 @@ async def cmd_decline(settings: Settings, out: Output, args: argparse.Namespace)
             f"{result.effective_changed} group approval(s) removed"
         )
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_updates(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -173,7 +162,7 @@ async def cmd_updates(settings: Settings, out: Output, args: argparse.Namespace)
         ]
         return found, "\n".join([*lines, f"{len(found.updates)} of {found.total}"])
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_computer_approvals(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -190,7 +179,7 @@ async def cmd_computer_approvals(settings: Settings, out: Output, args: argparse
             lines.append(line)
         return found, "\n".join(lines)
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 def _rule_spec(args: argparse.Namespace) -> a.RuleSpec:
@@ -219,7 +208,7 @@ async def cmd_rules(settings: Settings, out: Output, _: argparse.Namespace) -> i
         found = await client.call(a.LIST_RULES, a.ListRules())
         return found, "\n".join(_rule_text(r) for r in found.rules) or "no rules"
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_rule_create(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -227,7 +216,7 @@ async def cmd_rule_create(settings: Settings, out: Output, args: argparse.Namesp
         rule = await client.call(a.CREATE_RULE, a.CreateRule(rule=_rule_spec(args)))
         return rule, _rule_text(rule)
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_rule_edit(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -237,7 +226,7 @@ async def cmd_rule_edit(settings: Settings, out: Output, args: argparse.Namespac
         )
         return rule, _rule_text(rule)
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_rule_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -245,7 +234,7 @@ async def cmd_rule_delete(settings: Settings, out: Output, args: argparse.Namesp
         deleted = await client.call(a.DELETE_RULE, a.RuleRef(rule=args.rule))
         return deleted, f"deleted rule {deleted.name} (its approvals stay)"
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_rule_run(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -255,7 +244,7 @@ async def cmd_rule_run(settings: Settings, out: Output, args: argparse.Namespace
             f"approved {len(ran.updates_approved)} update(s), {ran.explicit_changed} approval(s)"
         )
 
-    return await _call_and_show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 def _rule_options(parser: argparse.ArgumentParser) -> None:

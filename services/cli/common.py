@@ -44,6 +44,21 @@ def _plain(data: Any) -> Any:  # noqa: ANN401 - converts any model tree to JSON-
     return data
 
 
+async def show(
+    settings: Settings,
+    out: Output,
+    produce: Callable[[RpcClient], Awaitable[tuple[BaseModel, str]]],
+) -> int:
+    """Call over RPC and print what `produce` returns: (result for --json, text)."""
+
+    async def run(client: RpcClient) -> int:
+        result, text = await produce(client)
+        out.result(result, text)
+        return 0
+
+    return await with_rpc(settings, run)
+
+
 async def with_rpc(settings: Settings, call: Callable[[RpcClient], Awaitable[int]]) -> int:
     bus = await Bus.connect(settings.amqp_url, name="lockgate-cli")
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from libs.bus import RpcClient
@@ -12,7 +11,7 @@ from libs.contracts import agents as ag
 from libs.contracts import policies as p
 from libs.contracts.spec import Contract
 from libs.settings import Settings
-from services.cli.common import Output, with_rpc
+from services.cli.common import Output, show
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -46,23 +45,12 @@ def _policy_text(policy: p.Policy) -> str:
     return f"{policy.name}: {shown}; {len(policy.groups)} group(s)  {policy.policy_id}"
 
 
-async def _show(
-    settings: Settings, out: Output, produce: Callable[[RpcClient], Awaitable[tuple[Contract, str]]]
-) -> int:
-    async def run(client: RpcClient) -> int:
-        result, text = await produce(client)
-        out.result(result, text)
-        return 0
-
-    return await with_rpc(settings, run)
-
-
 async def cmd_list(settings: Settings, out: Output, _: argparse.Namespace) -> int:
     async def produce(client: RpcClient) -> tuple[Contract, str]:
         found = await client.call(p.LIST_POLICIES, p.ListPolicies())
         return found, "\n".join(_policy_text(x) for x in found.policies) or "no policies"
 
-    return await _show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_create(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -74,7 +62,7 @@ async def cmd_create(settings: Settings, out: Output, args: argparse.Namespace) 
         policy = await client.call(p.CREATE_POLICY, request)
         return policy, _policy_text(policy)
 
-    return await _show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_edit(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -84,7 +72,7 @@ async def cmd_edit(settings: Settings, out: Output, args: argparse.Namespace) ->
         )
         return policy, _policy_text(policy)
 
-    return await _show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -92,7 +80,7 @@ async def cmd_delete(settings: Settings, out: Output, args: argparse.Namespace) 
         deleted = await client.call(p.DELETE_POLICY, p.PolicyRef(policy=args.policy))
         return deleted, f"deleted policy {deleted.name}"
 
-    return await _show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_assign(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -102,7 +90,7 @@ async def cmd_assign(settings: Settings, out: Output, args: argparse.Namespace) 
         )
         return policy, _policy_text(policy)
 
-    return await _show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_unassign(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -110,7 +98,7 @@ async def cmd_unassign(settings: Settings, out: Output, args: argparse.Namespace
         found = await client.call(p.UNASSIGN_POLICY, p.UnassignPolicy(group=args.group))
         return found, f"{args.group} has no policy of its own now"
 
-    return await _show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 async def cmd_plan(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -128,7 +116,7 @@ async def cmd_plan(settings: Settings, out: Output, args: argparse.Namespace) ->
         ]
         return plan, "\n".join(lines)
 
-    return await _show(settings, out, produce)
+    return await show(settings, out, produce)
 
 
 def add_parsers(sub: Commands, computer: Commands) -> None:
