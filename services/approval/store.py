@@ -393,7 +393,9 @@ def _deadline(r: Record) -> Deadline:
 
 def _effective(r: Record) -> Effective:
     """An effective approval from a row with its columns."""
-    return _effective(r)
+    return Effective(
+        r["action"], _deadline(r), r["source_group_id"], r["approved_at"], r["approved_by"]
+    )
 
 
 async def explicit_for(conn: Connection, update_id: str) -> dict[str, Explicit]:
