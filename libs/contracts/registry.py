@@ -72,6 +72,7 @@ REGISTRY = Registry(
         *approval.EVENTS,
         *agents.EVENTS,
         *policies.EVENTS,
+        reporting.COMPLIANCE_CHANGED,
     ],
     commands=[
         *system.PING.values(),
@@ -97,5 +98,6 @@ REGISTRY = Registry(
         *approval.COMMANDS,
         agents.GET_PLAN,
         *policies.COMMANDS,
+        *reporting.COMMANDS,
     ],
 )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import AwareDatetime, Field
 
-from libs.contracts.spec import CommandSpec, Contract
+from libs.contracts.spec import CommandSpec, Contract, EventSpec, Rep, Req
 from libs.settings import ServiceName
 
 
@@ -45,3 +47,166 @@ LIST_SERVICE_INSTANCES: CommandSpec[ListServiceInstances, ServiceInstances] = Co
     handler="reporting",
     summary="List the service instances reporting has heard from, with their last heartbeat.",
 )
+
+
+# --- compliance --------------------------------------------------------------------------------
+
+ComplianceState = Literal[
+    "installed", "needed", "failed", "installed_pending_restart", "not_applicable", "no_status"
+]
+COMPLIANCE_STATES: tuple[ComplianceState, ...] = get_args(ComplianceState)
+
+
+class StateCounts(Contract):
+    """How many computers are in each state for an update (or a set of updates)."""
+
+    applies_to: int = Field(
+        description="Computers it applies to: installed + needed + failed + pending restart."
+    )
+    installed: int = Field(description="Installed.")
+    needed: int = Field(description="Needed, not installed yet.")
+    failed: int = Field(description="Last install attempt failed.")
+    installed_pending_restart: int = Field(description="Installed, restart pending.")
+    not_applicable: int = Field(description="Reported not applicable.")
+    no_status: int = Field(description="Targeted by an approval but never reported.")
+
+
+class UpdateCompliance(Contract):
+    """One update's counts."""
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="KB number, if any.")
+    title: str = Field(description="Title.")
+    classification: str = Field(description="Classification.")
+    superseded: bool = Field(description="Superseded (still counted).")
+    approved: bool = Field(description="Approved for at least one group.")
+    counts: StateCounts = Field(description="Computers per state.")
+
+
+class Page(Contract):
+    """Which slice of a long list to return."""
+
+    offset: int = Field(default=0, ge=0, description="Items to skip.")
+    limit: int = Field(default=100, ge=1, le=1000, description="Items to return.")
+
+
+class Summary(Contract):
+    """Ask for the fleet-wide per-update summary."""
+
+    page: Page = Field(default_factory=Page, description="Which updates.")
+
+
+class SummaryReport(Contract):
+    """Per update counts over the whole fleet, and the overview's notification."""
+
+    new_updates_to_approve: bool = Field(
+        description="At least one managed computer needs an update neither approved nor declined."
+    )
+    computers: int = Field(description="Managed computers.")
+    updates: list[UpdateCompliance] = Field(description="Most needed first.")
+    total: int = Field(description="Updates with any report or approval.")
+
+
+class AttemptView(Contract):
+    """One install attempt as reported."""
+
+    computer_id: str = Field(description="The computer.")
+    return_code: int = Field(description="Installer exit code.")
+    outcome: Literal["success", "success_restart_required", "failure"] = Field(
+        description="The code read through the update's map."
+    )
+    started_at: AwareDatetime = Field(description="Start.")
+    finished_at: AwareDatetime = Field(description="End.")
+
+
+class UpdateReportQuery(Contract):
+    """Ask for one update's report."""
+
+    update: str = Field(description="Update id or KB number.")
+    page: Page = Field(default_factory=Page, description="Which failed attempts.")
+
+
+class UpdateReport(Contract):
+    """One update: counts, and installs that succeeded or failed."""
+
+    update: UpdateCompliance = Field(description="The update and its counts.")
+    successes: int = Field(description="Install attempts that succeeded.")
+    failures: int = Field(description="Install attempts that failed.")
+    failed_attempts: list[AttemptView] = Field(description="Failed attempts, latest first.")
+
+
+class GroupReportQuery(Contract):
+    """Ask for a group's report (its computers and those of its subgroups)."""
+
+    group: str = Field(description="Group id or name.")
+    page: Page = Field(default_factory=Page, description="Which updates.")
+
+
+class GroupReport(Contract):
+    """Counts per update among a group's computers, subgroups included."""
+
+    group_id: str = Field(description="The group.")
+    name: str = Field(description="Its name.")
+    computers: int = Field(description="Computers in it or its subgroups.")
+    totals: StateCounts = Field(description="Sum over its updates.")
+    updates: list[UpdateCompliance] = Field(description="Per update, most needed first.")
+
+
+class ComputerReportQuery(Contract):
+    """Ask for a computer's report."""
+
+    computer: str = Field(description="Computer id.")
+    page: Page = Field(default_factory=Page, description="Which updates.")
+
+
+class ComputerUpdate(Contract):
+    """One update on one computer."""
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="KB number, if any.")
+    title: str = Field(description="Title.")
+    state: ComplianceState = Field(description="Its state on this computer.")
+    reported_at: AwareDatetime | None = Field(description="Agent's time of the last report.")
+    last_return_code: int | None = Field(description="Last install exit code, if any.")
+
+
+class ComputerReport(Contract):
+    """Every update reported by or targeted at one computer."""
+
+    computer_id: str = Field(description="The computer.")
+    totals: StateCounts = Field(description="Its updates per state.")
+    updates: list[ComputerUpdate] = Field(description="Per update.")
+
+
+class ComplianceChanged(Contract):
+    """An update's counts changed (published at most once per interval per update)."""
+
+    update: UpdateCompliance = Field(description="The update and its counts now.")
+
+
+def _command(
+    name: str, request: type[Req], reply: type[Rep], summary: str
+) -> CommandSpec[Req, Rep]:
+    return CommandSpec(
+        type=f"reporting.{name}.v1",
+        request=request,
+        reply=reply,
+        handler="reporting",
+        summary=summary,
+    )
+
+
+SUMMARY = _command("summary", Summary, SummaryReport, "Fleet-wide per-update counts.")
+UPDATE_REPORT = _command("update.report", UpdateReportQuery, UpdateReport, "One update's report.")
+GROUP_REPORT = _command("group.report", GroupReportQuery, GroupReport, "A group's report.")
+COMPUTER_REPORT = _command(
+    "computer.report", ComputerReportQuery, ComputerReport, "A computer's report."
+)
+COMPLIANCE_CHANGED: EventSpec[ComplianceChanged] = EventSpec(
+    type="reporting.compliance.changed.v1",
+    model=ComplianceChanged,
+    producer="reporting",
+    summary="An update's compliance counts changed (throttled per update).",
+    subject="the update id",
+)
+COMMANDS = (SUMMARY, UPDATE_REPORT, GROUP_REPORT, COMPUTER_REPORT)

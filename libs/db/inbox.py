@@ -60,3 +60,14 @@ async def purge(pool: Pool, older_than: timedelta) -> int:
         "DELETE FROM inbox WHERE processed_at < now() - $1::interval", older_than
     )
     return rows_affected(status)
+
+
+async def claim_many(conn: Connection, message_ids: list[str], handler: str) -> set[str]:
+    """Claim many ids at once; returns those not handled before (in this transaction)."""
+    rows = await conn.fetch(
+        "INSERT INTO inbox (message_id, handler) SELECT unnest($1::text[]), $2"
+        " ON CONFLICT DO NOTHING RETURNING message_id",
+        message_ids,
+        handler,
+    )
+    return {r["message_id"] for r in rows}

@@ -57,3 +57,14 @@ TIMER_LAG = Histogram(
 PLANS_PUBLISHED = Counter(
     "lockgate_plans_published_total", "Computer plans published (changed, or on check-in)."
 )
+REPORTS_IGNORED = Counter(
+    "lockgate_reports_ignored_total",
+    "Agent report entries not applied, by reason (unknown computer or update, declined "
+    "update, older than what is stored, impossible transition).",
+    ["reason"],
+)
+COMPLIANCE_COMPUTERS = Gauge(
+    "lockgate_compliance_computers",
+    "Computer x update pairs per state, by classification and severity (bounded labels).",
+    ["classification", "severity", "state"],
+)

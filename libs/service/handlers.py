@@ -70,6 +70,7 @@ class TaskContext:
 
 
 EventHandler = Callable[[HandlerContext, M], Awaitable[None]]
+BatchHandler = Callable[[HandlerContext, list[tuple[Envelope, M]]], Awaitable[None]]
 CommandHandler = Callable[[HandlerContext, Req], Awaitable[Rep]]
 
 
@@ -80,6 +81,11 @@ class On(Generic[M]):
     spec: EventSpec[M]
     queue: str
     handle: EventHandler[M]
+    handle_many: BatchHandler[M] | None = None
+    """Bulk path: deliveries of this type are taken in batches (up to the prefetch, within
+    `batch_wait_seconds`) and handed over together in one transaction, acked after its
+    commit. If a batch fails, each of its messages goes through `handle` alone, so one bad
+    message is retried or dead-lettered on its own."""
 
     @property
     def name(self) -> str:

@@ -110,7 +110,7 @@ class Pipeline:
         try:
             envelope = from_amqp(message)
             route = self._route(envelope)
-            envelope = self._check_sender(route, envelope, message.routing_key or "")
+            envelope = self.check_sender(route, envelope, message.routing_key or "")
             payload = self._decode(route, envelope, message.body)
         except InvalidMessage as error:
             return await self._refuse(message, None, error)
@@ -130,7 +130,7 @@ class Pipeline:
         return outcome
 
     @staticmethod
-    def _check_sender(
+    def check_sender(
         route: On[Any] | Answer[Any, Any], envelope: Envelope, routing_key: str
     ) -> Envelope:
         """An agent's identity is the routing key it may publish under, not a header it writes.

@@ -24,6 +24,7 @@ from libs.db.outbox import OutboxRelay
 from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability.http import HealthServer
 from libs.observability.logging import configure_logging
+from libs.service.batching import BatchingPipeline
 from libs.service.clock import SYSTEM_CLOCK, Clock
 from libs.service.handlers import Instance, On, ServiceDefinition, TaskContext
 from libs.service.pipeline import InFlight, Pipeline
@@ -132,7 +133,18 @@ class ServiceProcess:
                 stopping=self._stopping,
                 clock=self.clock,
             )
-            await bus.consume(queue, pipeline, prefetch=settings.prefetch)
+            consumer: Pipeline | BatchingPipeline = pipeline
+            if any(isinstance(r, On) and r.handle_many is not None for r in routes):
+                consumer = BatchingPipeline(
+                    pipeline,
+                    routes=routes,
+                    pool=pool,
+                    instance=self.instance,
+                    settings=settings,
+                    clock=self.clock,
+                    in_flight=self._in_flight,
+                )
+            await bus.consume(queue, consumer, prefetch=settings.prefetch)
         self._tasks = [
             asyncio.create_task(
                 self._every(HOUSEKEEPING_SECONDS, "housekeeping", self._housekeeping)

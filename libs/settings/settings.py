@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Interval between a service's heartbeat events."
     )
+    batch_wait_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        description="Bulk handlers: how long a batch waits to fill before it is committed.",
+    )
+    compliance_publish_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Reporting: at most one compliance.changed event per update this often.",
+    )
     timer_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the scheduler looks for due timers."
     )

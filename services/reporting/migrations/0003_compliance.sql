@@ -1,0 +1,78 @@
+-- Agent results per computer and update, their history, counters, and read copies.
+
+CREATE TABLE computers (
+    computer_id   text        PRIMARY KEY,
+    hostname      text        NOT NULL,
+    registered_at timestamptz NOT NULL
+);
+
+CREATE TABLE groups (
+    group_id  uuid PRIMARY KEY,
+    name      text NOT NULL,
+    parent_id uuid
+);
+INSERT INTO groups (group_id, name, parent_id)
+VALUES ('00000000-0000-0000-0000-000000000001', 'All computers', NULL);
+
+CREATE TABLE memberships (
+    computer_id text NOT NULL,
+    group_id    uuid NOT NULL,
+    PRIMARY KEY (computer_id, group_id)
+);
+CREATE INDEX memberships_group ON memberships (group_id);
+
+CREATE TABLE updates (
+    update_id      uuid        PRIMARY KEY,
+    revision       integer     NOT NULL,
+    kb             text,
+    title          text        NOT NULL,
+    classification text        NOT NULL,
+    severity       text,
+    return_codes   jsonb       NOT NULL,
+    superseded     boolean     NOT NULL DEFAULT false,
+    declined_at    timestamptz
+);
+CREATE INDEX updates_kb ON updates (kb);
+
+-- Effective approvals per group (from approval.changed.v1): who is targeted.
+CREATE TABLE group_approvals (
+    group_id  uuid NOT NULL,
+    update_id uuid NOT NULL,
+    action    text NOT NULL,
+    PRIMARY KEY (update_id, group_id)
+);
+
+-- The state of each update on each computer; `none` rows are placeholders being locked.
+CREATE TABLE computer_updates (
+    computer_id      text        NOT NULL,
+    update_id        uuid        NOT NULL,
+    state            text        NOT NULL,
+    reported_at      timestamptz,
+    last_return_code integer,
+    PRIMARY KEY (update_id, computer_id)
+);
+CREATE INDEX computer_updates_computer ON computer_updates (computer_id);
+
+CREATE TABLE install_attempts (
+    computer_id text        NOT NULL,
+    update_id   uuid        NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    return_code integer     NOT NULL,
+    outcome     text        NOT NULL,
+    operation   text        NOT NULL,
+    PRIMARY KEY (update_id, computer_id, started_at)
+);
+
+-- Counters kept with every state change, so fleet-wide summaries read a few rows.
+CREATE TABLE update_counts (
+    update_id uuid    NOT NULL,
+    state     text    NOT NULL,
+    n         bigint  NOT NULL,
+    PRIMARY KEY (update_id, state)
+);
+
+-- Updates whose counts changed since reporting.compliance.changed.v1 last said so.
+CREATE TABLE compliance_dirty (
+    update_id uuid PRIMARY KEY
+);
