@@ -24,7 +24,12 @@ from libs.db.migrations import migrate
 from libs.db.pool import ensure_database
 from libs.service.runner import lockgate_version
 from libs.settings import SERVICE_NAMES, ServiceName, Settings
-from services.cli import approval_commands, catalog_commands, policy_commands
+from services.cli import (
+    approval_commands,
+    catalog_commands,
+    policy_commands,
+    report_commands,
+)
 from services.cli.catalogue import migrations_dir, subscriptions
 from services.cli.common import EXIT_FAILED, Output, with_rpc
 
@@ -216,6 +221,7 @@ def parser() -> argparse.ArgumentParser:
     catalog_commands.add_parser(sub)
     computer = approval_commands.add_parsers(sub)
     policy_commands.add_parsers(sub, computer)
+    report_commands.add_parsers(sub)
 
     demo = sub.add_parser("demo", help="show the running system working (used by make run)")
     demo.set_defaults(handler=cmd_demo)

@@ -29,7 +29,7 @@ from services.approval.handlers import SERVICE as APPROVAL
 from services.catalog.handlers import SERVICE as CATALOG
 from services.reporting.handlers import SERVICE as REPORTING
 from services.scheduler.handlers import SERVICE as SCHEDULER
-from tests.integration.test_approval import delete_queues
+from tests.integration.test_approval import delete_queues, lockgate
 from tests.integration.test_catalog_msrc import JAN, import_request
 from tests.integration.test_scheduler import tool_update
 from tests.support.infra import Infra
@@ -186,7 +186,9 @@ async def approve(reports: Reports, update_id: str, group: str = a.ROOT_GROUP_NA
     )
 
 
-async def test_every_state_counted_per_update_computer_and_group(reports: Reports) -> None:
+async def test_every_state_counted_per_update_computer_and_group(
+    reports: Reports, infra: Infra
+) -> None:
     computers = [f"pc-s{i}" for i in range(1, 8)]
     updates = await setup(reports, computers)
     u = updates[0].update_id
@@ -235,6 +237,11 @@ async def test_every_state_counted_per_update_computer_and_group(reports: Report
     assert (floor.totals.installed, floor.totals.failed) == (1, 1)
     summary = await reports.rpc.call(r.SUMMARY, r.Summary())
     assert summary.computers == len(computers)
+    code, printed, _ = await lockgate(infra, "report", "update", u)
+    assert code == 0
+    assert printed["update"]["counts"] == counts.model_dump()
+    code, printed, _ = await lockgate(infra, "report", "computer", "pc-s4")
+    assert printed["updates"][0]["state"] == "installed_pending_restart"
     assert summary.updates[0].update_id == u
     await reports.recount_matches()
 
