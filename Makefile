@@ -24,9 +24,14 @@ TEST_PACKAGES := wixl gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64
 test-packages:
 	scripts/ensure-debian-packages.sh $(TEST_PACKAGES)
 
+# The console's first admin token for this checkout: var/dev-token, made once, never committed.
+# Export LOCKGATE_TOKEN=$$(cat var/dev-token) to use the CLI against `make run`.
 run: install services
 	$(BIN)/lockgate db create
 	$(BIN)/lockgate migrate
+	@mkdir -p var && test -s var/dev-token || $(BIN)/python -c 'import secrets; print("lg_" + secrets.token_urlsafe(32))' > var/dev-token
+	@echo "console: http://127.0.0.1:8080/api/v1/docs   admin token: var/dev-token"
+	LOCKGATE_BOOTSTRAP_TOKEN="$$(cat var/dev-token)" LOCKGATE_TOKEN="$$(cat var/dev-token)" \
 	PATH="$(CURDIR)/$(BIN):$$PATH" DEMO=$(DEMO) $(BIN)/honcho start -f Procfile
 
 lint: install

@@ -116,6 +116,7 @@ class GroupView(Group):
 class UpdateView(Contract):
     """An update as the approval views list it."""
 
+    id: str = Field(description="The update id (the same as `update_id`).")
     update_id: str = Field(description="The update.")
     kb: str | None = Field(description="KB number, if any.")
     revision: int = Field(description="Catalog revision known here.")
@@ -125,9 +126,13 @@ class UpdateView(Contract):
     severity: SeverityName | None = Field(description="Highest MSRC severity.")
     product_families: list[str] = Field(description="Product categories.")
     release_date: AwareDatetime = Field(description="Release date.")
+    products: list[str] = Field(description="Product names.")
     states: list[UpdateState] = Field(description="Every state that applies (filters).")
     approved_groups: int = Field(description="Groups with an explicit approval.")
+    supersedes: list[str] = Field(description="KBs (or update ids) it replaces.")
     superseded_by: list[str] = Field(description="Update ids replacing it.")
+    expired: bool = Field(description="Expired: can no longer be approved.")
+    declined: bool = Field(description="Declined: hidden from default views.")
 
 
 # --- groups ---------------------------------------------------------------------------------
@@ -292,6 +297,10 @@ class ListUpdates(Contract):
     )
     classification: ClassificationName | None = Field(default=None, description="Only this.")
     product_family: str | None = Field(default=None, description="Only this product category.")
+    search: str | None = Field(
+        default=None, max_length=200, description="Only titles or KB numbers containing this."
+    )
+    offset: int = Field(default=0, ge=0, description="Updates to skip.")
     limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many.")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["catalog", "approval", "scheduler", "reporting"]
@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     reporting_http_port: int = Field(
         default=8084, ge=0, le=65535, description="reporting's /metrics, /healthz, /readyz port."
     )
+    console_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of the operators' console HTTP API."
+    )
+    bootstrap_token: SecretStr | None = Field(
+        default=None,
+        description="First admin API token (else one is generated and printed once at the "
+        "console's first start).",
+    )
+    url: str = Field(
+        default="http://127.0.0.1:8080", description="Where the CLI finds the console API."
+    )
+    token: SecretStr | None = Field(default=None, description="API token the CLI sends.")
     prefetch: int = Field(
         default=64, ge=1, le=10_000, description="Unacked messages a consumer may hold at once."
     )

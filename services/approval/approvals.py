@@ -209,6 +209,7 @@ async def list_updates(ctx: HandlerContext, query: a.ListUpdates) -> a.UpdateLis
     return a.UpdateList(
         updates=[
             a.UpdateView(
+                id=u.update_id,
                 update_id=u.update_id,
                 kb=u.kb,
                 revision=u.revision,
@@ -218,9 +219,13 @@ async def list_updates(ctx: HandlerContext, query: a.ListUpdates) -> a.UpdateLis
                 severity=u.severity,
                 product_families=u.product_families,
                 release_date=u.release_date,
+                products=u.products,
                 states=store.update_states(u, approved),
                 approved_groups=approved,
+                supersedes=u.supersedes,
                 superseded_by=u.superseded_by,
+                expired=u.expired_at is not None,
+                declined=u.declined_at is not None,
             )
             for u, approved in found
         ],

@@ -217,6 +217,8 @@ class Update:
     superseded_by: list[str]
     expired_at: datetime | None
     declined_at: datetime | None
+    products: list[str]
+    supersedes: list[str]
 
 
 _COLUMNS = (
@@ -232,6 +234,8 @@ _COLUMNS = (
     "superseded_by::text[]",
     "expired_at",
     "declined_at",
+    "products",
+    "supersedes",
 )
 _UPDATE_COLUMNS = ", ".join(_COLUMNS)
 _U_COLUMNS = ", ".join(f"u.{column}" for column in _COLUMNS)
@@ -252,6 +256,8 @@ def _update(r: Record) -> Update:
         superseded_by=list(r["superseded_by"]),
         expired_at=r["expired_at"],
         declined_at=r["declined_at"],
+        products=list(r["products"]),
+        supersedes=list(r["supersedes"]),
     )
 
 
@@ -259,14 +265,15 @@ async def learn_update(conn: Connection, snapshot: UpdateSnapshot) -> str | None
     """Keep the newest revision seen: `new`, `revised`, or None (older or repeated)."""
     inserted: bool | None = await conn.fetchval(
         "INSERT INTO updates (update_id, kb, revision, origin, title, classification, severity,"
-        " product_families, release_date, superseded_by, expired_at)"
+        " product_families, release_date, superseded_by, expired_at, products, supersedes)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid[],"
-        "         CASE WHEN $11 THEN now() END)"
+        "         CASE WHEN $11 THEN now() END, $12, $13)"
         " ON CONFLICT (update_id) DO UPDATE SET kb = EXCLUDED.kb, revision = EXCLUDED.revision,"
         " origin = EXCLUDED.origin, title = EXCLUDED.title,"
         " classification = EXCLUDED.classification, severity = EXCLUDED.severity,"
         " product_families = EXCLUDED.product_families, release_date = EXCLUDED.release_date,"
-        " superseded_by = EXCLUDED.superseded_by,"
+        " superseded_by = EXCLUDED.superseded_by, products = EXCLUDED.products,"
+        " supersedes = EXCLUDED.supersedes,"
         " expired_at = coalesce(updates.expired_at, EXCLUDED.expired_at)"
         " WHERE updates.revision < EXCLUDED.revision RETURNING xmax = 0",
         uuid.UUID(snapshot.update_id),
@@ -280,6 +287,8 @@ async def learn_update(conn: Connection, snapshot: UpdateSnapshot) -> str | None
         snapshot.release_date,
         snapshot.superseded_by,
         snapshot.expired,
+        [p.name for p in snapshot.products],
+        snapshot.supersedes,
     )
     if inserted is None:
         return None
@@ -353,9 +362,11 @@ async def list_updates(
         "   WHERE e.update_id = u.update_id) AS approved_groups"
         " FROM updates u WHERE ($1::text IS NULL OR classification = $1)"
         " AND ($2::text IS NULL OR $2 = ANY (product_families))"
+        " AND ($3::text IS NULL OR u.title ILIKE '%' || $3 || '%' OR u.kb ILIKE '%' || $3 || '%')"
         " ORDER BY release_date DESC, kb",
         query.classification,
         query.product_family,
+        query.search.strip().removeprefix("KB").removeprefix("kb") if query.search else None,
     )
     wanted = set(query.states)
     found: list[tuple[Update, int]] = []
@@ -364,7 +375,7 @@ async def list_updates(
         states = update_states(update, approved)
         if (wanted and wanted & set(states)) or (not wanted and "declined" not in states):
             found.append((update, approved))
-    return found[: query.limit], len(found)
+    return found[query.offset : query.offset + query.limit], len(found)
 
 
 def update_states(update: Update, approved_groups: int) -> list[a.UpdateState]:

@@ -7,12 +7,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, get_args
 
-from libs.bus import RpcClient
 from libs.contracts import approval as a
+from libs.contracts import catalog as c
+from libs.contracts import reporting as r
 from libs.contracts.catalog import CLASSIFICATIONS
 from libs.contracts.spec import Contract
 from libs.settings import Settings
-from services.cli.common import Output, show
+from services.cli import upload_commands
+from services.cli.common import ApiClient, ApiFailure, Output, show, with_api
 
 Handler = Callable[[Settings, Output, argparse.Namespace], Awaitable[int]]
 
@@ -45,7 +47,7 @@ def _group_line(group: a.GroupView) -> str:
 
 
 async def cmd_groups(settings: Settings, out: Output, _: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(a.LIST_GROUPS, a.ListGroups())
         return found, "\n".join(_group_line(g) for g in found.groups)
 
@@ -57,7 +59,7 @@ def _group_text(group: a.Group) -> str:
 
 
 async def cmd_group_create(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         group = await client.call(a.CREATE_GROUP, a.CreateGroup(name=args.name, parent=args.parent))
         return group, _group_text(group)
 
@@ -65,7 +67,7 @@ async def cmd_group_create(settings: Settings, out: Output, args: argparse.Names
 
 
 async def cmd_group_rename(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         group = await client.call(a.RENAME_GROUP, a.RenameGroup(group=args.group, name=args.name))
         return group, _group_text(group)
 
@@ -73,7 +75,7 @@ async def cmd_group_rename(settings: Settings, out: Output, args: argparse.Names
 
 
 async def cmd_group_move(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         group = await client.call(a.MOVE_GROUP, a.MoveGroup(group=args.group, parent=args.parent))
         return group, _group_text(group)
 
@@ -81,7 +83,7 @@ async def cmd_group_move(settings: Settings, out: Output, args: argparse.Namespa
 
 
 async def cmd_group_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         deleted = await client.call(a.DELETE_GROUP, a.DeleteGroup(group=args.group))
         return deleted, f"deleted {deleted.name}"
 
@@ -89,7 +91,7 @@ async def cmd_group_delete(settings: Settings, out: Output, args: argparse.Names
 
 
 async def cmd_group_members(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         result = await client.call(
             a.CHANGE_MEMBERSHIP,
             a.ChangeMembership(computers=args.computers, group=args.group, member=args.member),
@@ -101,7 +103,7 @@ async def cmd_group_members(settings: Settings, out: Output, args: argparse.Name
 
 
 async def cmd_group_approvals(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(a.GROUP_APPROVALS, a.GroupApprovals(group=args.group))
         lines = [
             f"KB{s.kb or '-':<8} {_approval(s.effective):<60} {s.why}" for s in found.approvals
@@ -112,20 +114,15 @@ async def cmd_group_approvals(settings: Settings, out: Output, args: argparse.Na
 
 
 async def cmd_approve(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    deadline = (
-        a.DeadlineChoice(kind="custom", at=args.at)
-        if args.at is not None
-        else a.DeadlineChoice(kind=args.deadline)
-    )
     request = a.Approve(
         updates=args.updates,
         groups=[
-            a.GroupChoice(group=group, action=args.action, deadline=deadline)
+            a.GroupChoice(group=group, action=ACTIONS[args.action], deadline=args.deadline)
             for group in args.group
         ],
     )
 
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         result = await client.call(a.APPROVE, request)
         return result, (
             f"{result.explicit_changed} approval(s) set; "
@@ -136,7 +133,7 @@ async def cmd_approve(settings: Settings, out: Output, args: argparse.Namespace)
 
 
 async def cmd_decline(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         result = await client.call(a.DECLINE, a.Decline(updates=args.updates))
         return result, (
             f"{len(result.declined)} update(s) declined; "
@@ -148,13 +145,14 @@ async def cmd_decline(settings: Settings, out: Output, args: argparse.Namespace)
 
 async def cmd_updates(settings: Settings, out: Output, args: argparse.Namespace) -> int:
     query = a.ListUpdates(
-        states=args.state or [],
+        states=[state.replace("-", "_") for state in args.state or []],
+        search=args.search,
         classification=args.classification,
         product_family=args.product,
         limit=args.limit,
     )
 
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(a.LIST_UPDATES, query)
         lines = [
             f"KB{u.kb or '-':<8} {','.join(u.states):<24} {u.classification:<17} {u.title}"
@@ -165,8 +163,64 @@ async def cmd_updates(settings: Settings, out: Output, args: argparse.Namespace)
     return await show(settings, out, produce)
 
 
+async def cmd_update_show(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    """Catalog properties, approval state and how many computers it applies to, together."""
+
+    async def run(client: ApiClient) -> int:
+        detail = await client.call(c.GET_UPDATE, c.GetUpdate(update=args.update))
+        update = detail.update
+        listed = await client.call(
+            a.LIST_UPDATES,
+            a.ListUpdates(states=list(a.UPDATE_STATES), search=update.kb or update.title),
+        )
+        view = next((v for v in listed.updates if v.update_id == update.update_id), None)
+        states = list(view.states) if view else []
+        try:
+            report = await client.call(
+                r.UPDATE_REPORT, r.UpdateReportQuery(update=update.update_id)
+            )
+            counts: r.StateCounts | None = report.update.counts
+        except ApiFailure:
+            counts = None  # reporting has not heard of it yet
+        shown = {
+            "id": update.update_id,
+            "kb": update.kb,
+            "title": update.title,
+            "classification": update.classification,
+            "products": [p.name for p in update.products],
+            "severity": update.severity,
+            "supersedes": update.supersedes,
+            "superseded_by": update.superseded_by_kbs or update.superseded_by,
+            "expired": update.expired,
+            "declined": bool(view and view.declined),
+            "states": states,
+            "computers": counts.model_dump() if counts else None,
+            "update": update.model_dump(mode="json"),
+        }
+        lines = [
+            f"KB{update.kb or '-'}  {update.title}",
+            (
+                f"id {update.update_id} revision {update.revision}; {update.classification}, "
+                f"severity {update.severity or '-'}, restart {update.restart}"
+            ),
+            f"state: {', '.join(states) or '-'}",
+            (
+                f"supersedes: {', '.join(update.supersedes) or '-'}; superseded by: "
+                f"{', '.join(update.superseded_by_kbs) or '-'}"
+            ),
+            f"computers: {counts.applies_to} apply, {counts.installed} installed, "
+            f"{counts.needed} needed, {counts.failed} failed"
+            if counts
+            else "computers: no report yet",
+        ]
+        out.result(shown, "\n".join(lines))
+        return 0
+
+    return await with_api(settings, run)
+
+
 async def cmd_computer_approvals(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(a.COMPUTER_APPROVALS, a.ComputerApprovals(computer=args.computer))
         lines = [
             f"{found.computer_id} ({found.hostname}) in {', '.join(g.name for g in found.groups)}"
@@ -204,7 +258,7 @@ def _rule_text(rule: a.Rule) -> str:
 
 
 async def cmd_rules(settings: Settings, out: Output, _: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(a.LIST_RULES, a.ListRules())
         return found, "\n".join(_rule_text(r) for r in found.rules) or "no rules"
 
@@ -212,7 +266,7 @@ async def cmd_rules(settings: Settings, out: Output, _: argparse.Namespace) -> i
 
 
 async def cmd_rule_create(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         rule = await client.call(a.CREATE_RULE, a.CreateRule(rule=_rule_spec(args)))
         return rule, _rule_text(rule)
 
@@ -220,7 +274,7 @@ async def cmd_rule_create(settings: Settings, out: Output, args: argparse.Namesp
 
 
 async def cmd_rule_edit(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         rule = await client.call(
             a.EDIT_RULE, a.EditRule(rule=args.rule, definition=_rule_spec(args))
         )
@@ -230,7 +284,7 @@ async def cmd_rule_edit(settings: Settings, out: Output, args: argparse.Namespac
 
 
 async def cmd_rule_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         deleted = await client.call(a.DELETE_RULE, a.RuleRef(rule=args.rule))
         return deleted, f"deleted rule {deleted.name} (its approvals stay)"
 
@@ -238,7 +292,7 @@ async def cmd_rule_delete(settings: Settings, out: Output, args: argparse.Namesp
 
 
 async def cmd_rule_run(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         ran = await client.call(a.RUN_RULE, a.RuleRef(rule=args.rule))
         return ran, (
             f"approved {len(ran.updates_approved)} update(s), {ran.explicit_changed} approval(s)"
@@ -265,17 +319,51 @@ if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
+ACTIONS = {
+    "required": "required_install",
+    "not-install": "do_not_install",
+    "available": "available_install",
+    "uninstall": "uninstall",
+    "inherit": "inherit",
+}
+DEADLINES = {
+    "none": "none",
+    "asap": "as_soon_as_possible",
+    "1w": "one_week",
+    "2w": "two_weeks",
+    "1m": "one_month",
+}
+
+
+def deadline(text: str) -> a.DeadlineChoice:
+    """none, asap, 1w, 2w, 1m, or an ISO 8601 date-time with its time zone."""
+    if text in DEADLINES:
+        return a.DeadlineChoice(kind=DEADLINES[text])
+    try:
+        return a.DeadlineChoice(kind="custom", at=_instant(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a deadline: none, asap, 1w, 2w, 1m or an ISO 8601 date-time "
+            "with a time zone (e.g. 2026-12-01T18:00+01:00)"
+        ) from None
+
+
 def add_parsers(sub: Commands) -> Commands:
-    """The approval commands, at the top level of `lockgate`; returns `lockgate computer`'s
-    subcommands, which other services' commands join."""
+    """`groups`, `updates`, `rules` and `computers`; returns `computers`' subcommands, which
+    other services' commands join."""
     _group_parsers(sub)
-    computers = _approval_parsers(sub)
+    _update_parsers(sub)
     _rule_parsers(sub)
+    computer = sub.add_parser("computers", help="one managed computer")
+    computers = computer.add_subparsers(dest="computer_command", required=True)
+    resolved = computers.add_parser("approvals", help="what applies to it, resolved")
+    resolved.add_argument("computer")
+    resolved.set_defaults(handler=cmd_computer_approvals)
     return computers
 
 
 def _group_parsers(sub: Commands) -> None:
-    group = sub.add_parser("group", help="computer groups and their members")
+    group = sub.add_parser("groups", help="computer groups and their members")
     groups = group.add_subparsers(dest="group_command", required=True)
     groups.add_parser("list", help="the group tree").set_defaults(handler=cmd_groups)
     create = groups.add_parser("create", help="create a group")
@@ -293,50 +381,56 @@ def _group_parsers(sub: Commands) -> None:
     delete = groups.add_parser("delete", help="delete an empty group")
     delete.add_argument("group")
     delete.set_defaults(handler=cmd_group_delete)
-    for name, member in (("add", True), ("remove", False)):
-        change = groups.add_parser(name, help=f"{name} computers")
+    for name, member in (("add-computer", True), ("remove-computer", False)):
+        change = groups.add_parser(name, help=f"{name.split('-')[0]} computers")
         change.add_argument("group")
         change.add_argument("computers", nargs="+")
         change.set_defaults(handler=cmd_group_members, member=member)
-    approvals = groups.add_parser("approvals", help="a group's approvals, with why")
+    approvals = groups.add_parser(
+        "show", help="effective approvals: action, deadline, set here or inherited from where"
+    )
     approvals.add_argument("group")
     approvals.set_defaults(handler=cmd_group_approvals)
 
 
-def _approval_parsers(sub: Commands) -> Commands:
-    approve = sub.add_parser("approve", help="approve updates for groups")
+def _update_parsers(sub: Commands) -> None:
+    update = sub.add_parser("updates", help="updates: list, show, approve, decline, edit, delete")
+    updates = update.add_subparsers(dest="updates_command", required=True)
+    listing = updates.add_parser("list", help="updates with their approval state")
+    listing.add_argument(
+        "--filter",
+        dest="state",
+        action="append",
+        choices=[s.replace("_", "-") for s in a.UPDATE_STATES],
+        help="(repeat) default: every update not declined",
+    )
+    listing.add_argument("--search", default=None, help="in title or KB")
+    listing.add_argument("--classification", choices=CLASSIFICATIONS, default=None)
+    listing.add_argument("--product", default=None, help="product category")
+    listing.add_argument("--limit", type=int, default=10_000)
+    listing.set_defaults(handler=cmd_updates)
+
+    shown = updates.add_parser("show", help="properties, supersession, computers it applies to")
+    shown.add_argument("update", help="KB number or update id")
+    shown.set_defaults(handler=cmd_update_show)
+
+    approve = updates.add_parser("approve", help="approve updates for groups")
     approve.add_argument("updates", nargs="+", help="KB numbers or update ids")
     approve.add_argument("--group", action="append", required=True, help="group (repeat)")
-    approve.add_argument("--action", choices=get_args(a.ChoiceAction), default="required_install")
+    approve.add_argument("--action", choices=list(ACTIONS), default="required")
     approve.add_argument(
-        "--deadline",
-        choices=[k for k in get_args(a.DeadlineKind) if k != "custom"],
-        default="none",
+        "--deadline", type=deadline, default=a.DeadlineChoice(), help="none|asap|1w|2w|1m|ISO-8601"
     )
-    approve.add_argument("--at", type=_instant, default=None, help="custom deadline (ISO 8601)")
     approve.set_defaults(handler=cmd_approve)
 
-    decline = sub.add_parser("decline", help="decline updates (removes their approvals)")
+    decline = updates.add_parser("decline", help="decline updates (removes their approvals)")
     decline.add_argument("updates", nargs="+", help="KB numbers or update ids")
     decline.set_defaults(handler=cmd_decline)
-
-    updates = sub.add_parser("updates", help="updates with their approval state")
-    updates.add_argument("--state", action="append", choices=a.UPDATE_STATES, help="(repeat)")
-    updates.add_argument("--classification", choices=CLASSIFICATIONS, default=None)
-    updates.add_argument("--product", default=None, help="product category")
-    updates.add_argument("--limit", type=int, default=1000)
-    updates.set_defaults(handler=cmd_updates)
-
-    computer = sub.add_parser("computer", help="one managed computer")
-    computers = computer.add_subparsers(dest="computer_command", required=True)
-    resolved = computers.add_parser("approvals", help="what applies to it, resolved")
-    resolved.add_argument("computer")
-    resolved.set_defaults(handler=cmd_computer_approvals)
-    return computers
+    upload_commands.add_edit_parsers(updates)
 
 
 def _rule_parsers(sub: Commands) -> None:
-    rule = sub.add_parser("rule", help="auto-approval rules")
+    rule = sub.add_parser("rules", help="auto-approval rules")
     rules = rule.add_subparsers(dest="rule_command", required=True)
     rules.add_parser("list", help="every rule").set_defaults(handler=cmd_rules)
     create_rule = rules.add_parser("create", help="create a rule (new updates only until run)")

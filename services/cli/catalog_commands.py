@@ -7,12 +7,10 @@ import asyncio
 import base64
 import gzip
 
-from libs.bus import RpcClient
 from libs.contracts import catalog as c
 from libs.settings import Settings
 from services.catalog.sources.base import open_location
-from services.cli import upload_commands
-from services.cli.common import Output, with_rpc
+from services.cli.common import ApiClient, Output, with_api
 
 IMPORT_TIMEOUT_SECONDS = 120.0
 
@@ -28,7 +26,7 @@ async def cmd_import_msrc(settings: Settings, out: Output, args: argparse.Namesp
         content_gzip_b64=base64.b64encode(gzip.compress(raw)).decode(), label=args.location
     )
 
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         result = await client.call(c.IMPORT_DOCUMENT, request, timeout=IMPORT_TIMEOUT_SECONDS)
         out.result(
             result,
@@ -42,7 +40,7 @@ async def cmd_import_msrc(settings: Settings, out: Output, args: argparse.Namesp
         )
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
 def _line(update: c.UpdateSnapshot) -> str:
@@ -61,13 +59,13 @@ async def cmd_list(settings: Settings, out: Output, args: argparse.Namespace) ->
         limit=args.limit,
     )
 
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         found = await client.call(c.LIST_UPDATES, query)
         lines = [_line(u) for u in found.updates] + [f"{len(found.updates)} of {found.total}"]
         out.result(found, "\n".join(lines))
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
 def _detail_text(detail: c.UpdateDetail) -> str:
@@ -87,27 +85,27 @@ def _detail_text(detail: c.UpdateDetail) -> str:
 
 
 async def cmd_show(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         detail = await client.call(c.GET_UPDATE, c.GetUpdate(update=args.update))
         out.result(detail, _detail_text(detail))
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
 async def cmd_expire(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         detail = await client.call(
             c.EXPIRE_UPDATE, c.ExpireUpdate(update=args.update, reason=args.reason)
         )
         out.result(detail, _detail_text(detail))
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
 async def cmd_settings(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         if args.products is None and args.classifications is None:
             view = await client.call(c.GET_SETTINGS, c.GetSettings())
         else:
@@ -129,7 +127,7 @@ async def cmd_settings(settings: Settings, out: Output, args: argparse.Namespace
         )
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
 def _tristate(value: str) -> bool | None:
@@ -165,5 +163,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     st.add_argument("--products", nargs="*", default=None)
     st.add_argument("--classifications", nargs="*", default=None)
     st.set_defaults(handler=cmd_settings)
-
-    upload_commands.add_parsers(commands)

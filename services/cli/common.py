@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from pydantic import BaseModel
 
 from libs.bus import Bus, RpcClient
+from libs.contracts.api import PREFIX, route_for
+from libs.contracts.spec import CommandSpec, Rep
 from libs.settings import Settings
 
 EXIT_FAILED = 1
@@ -47,19 +51,95 @@ def _plain(data: Any) -> Any:  # noqa: ANN401 - converts any model tree to JSON-
 async def show(
     settings: Settings,
     out: Output,
-    produce: Callable[[RpcClient], Awaitable[tuple[BaseModel, str]]],
+    produce: Callable[[ApiClient], Awaitable[tuple[BaseModel, str]]],
 ) -> int:
-    """Call over RPC and print what `produce` returns: (result for --json, text)."""
+    """Call the API and print what `produce` returns: (result for --json, text)."""
 
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         result, text = await produce(client)
         out.result(result, text)
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
+
+
+class ApiFailure(Exception):
+    """The console answered an error (problem details) or could not be reached."""
+
+
+class ApiClient:
+    """Sends commands through the console's HTTP API, by the routes of libs/contracts/api.py."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def call(
+        self, spec: CommandSpec[Any, Rep], request: BaseModel, *, timeout: float | None = None
+    ) -> Rep:
+        route = route_for(spec)
+        limit: float | httpx.USE_CLIENT_DEFAULT = (  # type: ignore[valid-type]
+            httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        )
+        data = request.model_dump(mode="json")
+        path = route.path.format(
+            **{f: urllib.parse.quote(str(data.pop(f)), safe="") for f in route.path_fields}
+        )
+        if route.method in ("GET", "DELETE"):
+            response = await self._http.request(
+                route.method, PREFIX + path, params=_query(data), timeout=limit
+            )
+        else:
+            response = await self._http.request(
+                route.method, PREFIX + path, json=data, timeout=limit
+            )
+        if response.status_code >= 400:
+            raise ApiFailure(problem_text(response))
+        return spec.reply.model_validate_json(response.content)
+
+
+def _query(data: dict[str, Any]) -> list[tuple[str, str | int | float | bool | None]]:
+    """Query parameters: nested models flattened, lists repeated, nulls left out."""
+    found: list[tuple[str, str | int | float | bool | None]] = []
+    for name, value in data.items():
+        if isinstance(value, dict):
+            found += _query(value)
+        elif isinstance(value, list):
+            found += [(name, str(item)) for item in value]
+        elif isinstance(value, bool):
+            found.append((name, "true" if value else "false"))
+        elif value is not None:
+            found.append((name, str(value)))
+    return found
+
+
+def problem_text(response: httpx.Response) -> str:
+    try:
+        problem = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:300]}"
+    detail = problem.get("detail", problem)
+    title = problem.get("title", "")
+    return f"HTTP {response.status_code} {title}: {detail}".replace("  ", " ")
+
+
+async def with_api(settings: Settings, call: Callable[[ApiClient], Awaitable[int]]) -> int:
+    """Run `call` with a client of the console at LOCKGATE_URL, with LOCKGATE_TOKEN."""
+    token = settings.token.get_secret_value() if settings.token else ""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with httpx.AsyncClient(
+            base_url=settings.url, headers=headers, timeout=settings.rpc_timeout_seconds + 5
+        ) as http:
+            return await call(ApiClient(http))
+    except httpx.TransportError as error:
+        raise ApiFailure(
+            f"cannot reach the console at {settings.url} ({type(error).__name__}); "
+            "is it running (python -m services.console) and is LOCKGATE_URL right?"
+        ) from None
 
 
 async def with_rpc(settings: Settings, call: Callable[[RpcClient], Awaitable[int]]) -> int:
+    """Diagnostics only (`lockgate ping`): straight to the services over RabbitMQ."""
     bus = await Bus.connect(settings.amqp_url, name="lockgate-cli")
     try:
         client = RpcClient(bus, source="lockgate/cli", timeout=settings.rpc_timeout_seconds)

@@ -29,9 +29,11 @@ from services.cli import (
     catalog_commands,
     policy_commands,
     report_commands,
+    token_commands,
+    upload_commands,
 )
 from services.cli.catalogue import migrations_dir, subscriptions
-from services.cli.common import EXIT_FAILED, Output, with_rpc
+from services.cli.common import EXIT_FAILED, ApiClient, ApiFailure, Output, with_api, with_rpc
 
 EXIT_DRIFT = 2
 MSRC_DIR = Path(__file__).resolve().parents[2] / "data" / "msrc"
@@ -112,7 +114,7 @@ async def cmd_ping(settings: Settings, out: Output, args: argparse.Namespace) ->
 
 
 async def cmd_status(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         reply = await client.call(
             LIST_SERVICE_INSTANCES,
             ListServiceInstances(service=args.service, include_stale=args.all),
@@ -126,7 +128,7 @@ async def cmd_status(settings: Settings, out: Output, args: argparse.Namespace) 
         out.result(reply.instances, "\n".join(lines))
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
 def _ready(url: str) -> bool:
@@ -146,6 +148,8 @@ async def cmd_wait_ready(settings: Settings, out: Output, args: argparse.Namespa
             s: _ready(f"http://{settings.http_host}:{settings.http_port(s)}/readyz")
             for s in services
         }
+        if args.service == "all":
+            status["console"] = _ready(f"{settings.url}/readyz")
         if all(status.values()) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
@@ -163,7 +167,7 @@ async def cmd_demo(settings: Settings, out: Output, _: argparse.Namespace) -> in
     if await cmd_ping(settings, out, argparse.Namespace(service="all", echo="hello")):
         return EXIT_FAILED
 
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         # Heartbeats sent before reporting's queue existed are gone; wait for fresh ones.
         deadline = time.monotonic() + 3 * settings.heartbeat_seconds
         while time.monotonic() < deadline:
@@ -173,7 +177,7 @@ async def cmd_demo(settings: Settings, out: Output, _: argparse.Namespace) -> in
             await asyncio.sleep(1.0)
         return 0
 
-    await with_rpc(settings, run)
+    await with_api(settings, run)
     if await cmd_status(settings, out, argparse.Namespace(service=None, all=False)):
         return EXIT_FAILED
     for document in sorted(MSRC_DIR.glob("cvrf-*.xml")):
@@ -219,9 +223,11 @@ def parser() -> argparse.ArgumentParser:
     ready.set_defaults(handler=cmd_wait_ready)
 
     catalog_commands.add_parser(sub)
-    computer = approval_commands.add_parsers(sub)
-    policy_commands.add_parsers(sub, computer)
+    computers = approval_commands.add_parsers(sub)
+    policy_commands.add_parsers(sub, computers)
     report_commands.add_parsers(sub)
+    upload_commands.add_upload_parser(sub)
+    token_commands.add_parsers(sub)
 
     demo = sub.add_parser("demo", help="show the running system working (used by make run)")
     demo.set_defaults(handler=cmd_demo)
@@ -237,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return asyncio.run(handler(settings, out, args))
-    except (RpcError, RpcTimeout, ServiceUnavailable, OSError) as error:
+    except (ApiFailure, RpcError, RpcTimeout, ServiceUnavailable, OSError) as error:
         out.error(str(error))
         return EXIT_FAILED
     except ValidationError as error:  # refused before sending: say which option and why

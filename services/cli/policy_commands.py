@@ -6,12 +6,11 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from libs.bus import RpcClient
 from libs.contracts import agents as ag
 from libs.contracts import policies as p
 from libs.contracts.spec import Contract
 from libs.settings import Settings
-from services.cli.common import Output, show
+from services.cli.common import ApiClient, Output, show
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -46,7 +45,7 @@ def _policy_text(policy: p.Policy) -> str:
 
 
 async def cmd_list(settings: Settings, out: Output, _: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(p.LIST_POLICIES, p.ListPolicies())
         return found, "\n".join(_policy_text(x) for x in found.policies) or "no policies"
 
@@ -58,7 +57,7 @@ async def cmd_create(settings: Settings, out: Output, args: argparse.Namespace) 
         name=args.name, settings=p.PolicySettings.model_validate(dict(args.set or []))
     )
 
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         policy = await client.call(p.CREATE_POLICY, request)
         return policy, _policy_text(policy)
 
@@ -66,7 +65,7 @@ async def cmd_create(settings: Settings, out: Output, args: argparse.Namespace) 
 
 
 async def cmd_edit(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         policy = await client.call(
             p.EDIT_POLICY, p.EditPolicy(policy=args.policy, settings=dict(args.set))
         )
@@ -76,7 +75,7 @@ async def cmd_edit(settings: Settings, out: Output, args: argparse.Namespace) ->
 
 
 async def cmd_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         deleted = await client.call(p.DELETE_POLICY, p.PolicyRef(policy=args.policy))
         return deleted, f"deleted policy {deleted.name}"
 
@@ -84,7 +83,7 @@ async def cmd_delete(settings: Settings, out: Output, args: argparse.Namespace) 
 
 
 async def cmd_assign(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         policy = await client.call(
             p.ASSIGN_POLICY, p.AssignPolicy(policy=args.policy, group=args.group)
         )
@@ -94,7 +93,7 @@ async def cmd_assign(settings: Settings, out: Output, args: argparse.Namespace) 
 
 
 async def cmd_unassign(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(p.UNASSIGN_POLICY, p.UnassignPolicy(group=args.group))
         return found, f"{args.group} has no policy of its own now"
 
@@ -102,7 +101,7 @@ async def cmd_unassign(settings: Settings, out: Output, args: argparse.Namespace
 
 
 async def cmd_plan(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         plan = await client.call(ag.GET_PLAN, ag.GetPlan(computer=args.computer))
         lines = [
             f"{plan.computer_id}: policy {plan.policy_name}"
@@ -121,7 +120,7 @@ async def cmd_plan(settings: Settings, out: Output, args: argparse.Namespace) ->
 
 def add_parsers(sub: Commands, computer: Commands) -> None:
     """`lockgate policy ...`, and `plan` under `lockgate computer`."""
-    policy = sub.add_parser("policy", help="agent update policies")
+    policy = sub.add_parser("policies", help="agent update policies")
     commands = policy.add_subparsers(dest="policy_command", required=True)
     commands.add_parser("list", help="every policy").set_defaults(handler=cmd_list)
     create = commands.add_parser("create", help="create a policy (unset = recommended)")
@@ -137,7 +136,7 @@ def add_parsers(sub: Commands, computer: Commands) -> None:
     delete.set_defaults(handler=cmd_delete)
     assign = commands.add_parser("assign", help="assign a policy to a group")
     assign.add_argument("policy")
-    assign.add_argument("group")
+    assign.add_argument("--group", required=True)
     assign.set_defaults(handler=cmd_assign)
     unassign = commands.add_parser("unassign", help="remove a group's policy")
     unassign.add_argument("group")

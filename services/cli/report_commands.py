@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from libs.bus import RpcClient
 from libs.contracts import reporting as r
 from libs.contracts.spec import Contract
 from libs.settings import Settings
-from services.cli.common import Output, show
+from services.cli.common import ApiClient, Output, show
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -33,7 +32,7 @@ def _page(args: argparse.Namespace) -> r.Page:
 
 
 async def cmd_summary(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(r.SUMMARY, r.Summary(page=_page(args)))
         head = f"{found.computers} computers; new updates to approve: " + (
             "yes" if found.new_updates_to_approve else "no"
@@ -44,7 +43,7 @@ async def cmd_summary(settings: Settings, out: Output, args: argparse.Namespace)
 
 
 async def cmd_update(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(
             r.UPDATE_REPORT, r.UpdateReportQuery(update=args.update, page=_page(args))
         )
@@ -62,7 +61,7 @@ async def cmd_update(settings: Settings, out: Output, args: argparse.Namespace) 
 
 
 async def cmd_group(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(
             r.GROUP_REPORT, r.GroupReportQuery(group=args.group, page=_page(args))
         )
@@ -73,7 +72,7 @@ async def cmd_group(settings: Settings, out: Output, args: argparse.Namespace) -
 
 
 async def cmd_computer(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def produce(client: RpcClient) -> tuple[Contract, str]:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(
             r.COMPUTER_REPORT, r.ComputerReportQuery(computer=args.computer, page=_page(args))
         )
@@ -89,7 +88,7 @@ def add_parsers(sub: Commands) -> None:
     report = sub.add_parser("report", help="compliance reports")
     commands = report.add_subparsers(dest="report_command", required=True)
     for name, handler, argument, text in (
-        ("summary", cmd_summary, None, "per update over the fleet, and the notification"),
+        ("overview", cmd_summary, None, "per update over the fleet, and the notification"),
         ("update", cmd_update, "update", "one update: counts and failed installs"),
         ("group", cmd_group, "group", "a group and its subgroups"),
         ("computer", cmd_computer, "computer", "one computer's updates"),

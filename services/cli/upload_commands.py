@@ -8,11 +8,10 @@ import base64
 from pathlib import Path
 from typing import Any, get_args
 
-from libs.bus import RpcClient
 from libs.contracts import catalog as c
 from libs.contracts import uploads as u
 from libs.settings import Settings
-from services.cli.common import Output, with_rpc
+from services.cli.common import ApiClient, Output, with_api
 
 CHUNK = 256 * 1024
 
@@ -50,7 +49,7 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-async def _send(client: RpcClient, upload_id: str, name: str, path: Path) -> None:
+async def _send(client: ApiClient, upload_id: str, name: str, path: Path) -> None:
     data = await asyncio.to_thread(_read, path)
     for offset in range(0, len(data), CHUNK):
         await client.call(
@@ -71,7 +70,7 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
 
     declared = await asyncio.to_thread(_declare, installer, extras)
 
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         session = await client.call(u.START_UPLOAD, declared)
         upload_id = session.upload_id
         if not args.json:
@@ -131,7 +130,7 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
         )
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
 async def cmd_edit(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -144,35 +143,35 @@ async def cmd_edit(settings: Settings, out: Output, args: argparse.Namespace) ->
         return_codes=args.return_code or None,
     )
 
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         detail = await client.call(u.EDIT_UPDATE, request)
         out.result(detail, f"{detail.update.title}: revision {detail.update.revision}")
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
 async def cmd_delete(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    async def run(client: RpcClient) -> int:
+    async def run(client: ApiClient) -> int:
         deleted = await client.call(u.DELETE_UPDATE, u.DeleteUpdate(update=args.update))
         out.result(deleted, f"deleted {deleted.update_id}, freed {deleted.freed_bytes} bytes")
         return 0
 
-    return await with_rpc(settings, run)
+    return await with_api(settings, run)
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's private generic
-    """`catalog upload`, `catalog edit`, `catalog delete`."""
+def add_upload_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's private generic
+    """`lockgate upload`: the eight steps in one command."""
     classes = list(get_args(u.ThirdPartyClassification))
     up = commands.add_parser("upload", help="upload a third-party installer and publish it")
     up.add_argument("installer", help=".msi, .msp or .exe")
     up.add_argument("--extra", nargs="*", default=[], help="extra files from the same folder")
-    up.add_argument("--title", default=None, help="default: read from the installer")
+    up.add_argument("--title", "--name", default=None, help="default: read from the installer")
     up.add_argument("--description", default=None)
     up.add_argument("--classification", choices=classes, default="Updates")
     up.add_argument("--arch", choices=["x86", "x64", "both"], required=True)
     up.add_argument("--os", nargs="+", required=True, help="e.g. 'Windows 11'")
-    up.add_argument("--command-line", default=None, help="e.g. /S (required for .exe)")
+    up.add_argument("--command-line", "--cmdline", default=None, help="e.g. /S (required for .exe)")
     up.add_argument(
         "--detect",
         type=_rule,
@@ -191,12 +190,16 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
     up.set_defaults(handler=cmd_upload)
 
+
+def add_edit_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's private generic
+    """`updates edit` and `updates delete`: third-party updates only."""
+    classes = list(get_args(u.ThirdPartyClassification))
     ed = commands.add_parser("edit", help="edit a third-party update")
     ed.add_argument("update", help="update id")
-    ed.add_argument("--title", default=None)
+    ed.add_argument("--title", "--name", default=None)
     ed.add_argument("--description", default=None)
     ed.add_argument("--classification", choices=classes, default=None)
-    ed.add_argument("--command-line", default=None)
+    ed.add_argument("--command-line", "--cmdline", default=None)
     ed.add_argument("--return-code", type=_code, nargs="*", default=[])
     ed.set_defaults(handler=cmd_edit)
 

@@ -34,6 +34,7 @@ from services.approval.handlers import SERVICE as APPROVAL
 from services.catalog.handlers import SERVICE as CATALOG
 from services.scheduler.handlers import SERVICE as SCHEDULER
 from tests.integration.test_catalog_msrc import FEB, JAN, import_request
+from tests.support.console import running_console
 from tests.support.infra import Infra
 from tests.support.messages import checkin, eventually, publish_checkins
 from tests.support.processes import ROOT
@@ -59,6 +60,8 @@ class System:
 
     def __init__(self, rpc: RpcClient, db: asyncpg.Connection, bus: Bus, infra: Infra) -> None:
         self.rpc, self.db, self.bus, self.infra = rpc, db, bus, infra
+        self.cli: dict[str, str] = infra.env()
+        """Environment for `lockgate` (pointed at the console once it runs)."""
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.seen = 0
         """Events seen since the start (tests clear `events`, not this)."""
@@ -138,7 +141,9 @@ async def system(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> Asyn
     found = System(RpcClient(bus, source="tests", timeout=60), db, bus, infra)
     await tap.consume(found.tap)
     try:
-        yield found
+        async with running_console(settings) as console:
+            found.cli = console.cli_env(infra.env())
+            yield found
     finally:
         await channel.close()
         await db.close()
@@ -615,13 +620,13 @@ async def test_malformed_catalog_event_goes_to_the_dead_letter_queue(system: Sys
     assert "update_id" in str(headers[REASON_HEADER])
 
 
-async def lockgate(infra: Infra, *args: str) -> tuple[int, Any, str]:
+async def lockgate(env: dict[str, str], *args: str) -> tuple[int, Any, str]:
     """Run the `lockgate` command with --json; (exit code, parsed stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
         str(ROOT / ".venv" / "bin" / "lockgate"),
         "--json",
         *args,
-        env=infra.env(),
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -634,30 +639,49 @@ async def test_operators_use_the_cli(system: System) -> None:
     """Groups, approvals, rules and their errors through `lockgate`, as an operator would."""
     await system.import_msrc(JAN)
     kb = sorted(await system.catalog_updates())[0]
-    code, created, _ = await lockgate(system.infra, "group", "create", "Accounting")
+    code, created, _ = await lockgate(system.cli, "groups", "create", "Accounting")
     assert code == 0
     assert created["path"] == [a.ROOT_GROUP_NAME, "Accounting"]
     code, result, _ = await lockgate(
-        system.infra, "approve", f"KB{kb}", "--group", "Accounting", "--deadline", "one_week"
+        system.cli,
+        "updates",
+        "approve",
+        f"KB{kb}",
+        "--group",
+        "Accounting",
+        "--action",
+        "required",
+        "--deadline",
+        "1w",
     )
     assert (code, result["explicit_changed"]) == (0, 1)
-    code, listed, _ = await lockgate(system.infra, "group", "approvals", "Accounting")
+    code, listed, _ = await lockgate(system.cli, "groups", "show", "Accounting")
     (state,) = listed["approvals"]
     assert (state["kb"], state["why"]) == (kb, "explicit here")
     assert state["effective"]["deadline"]["kind"] == "one_week"
-    code, tree, _ = await lockgate(system.infra, "group", "list")
+    code, tree, _ = await lockgate(system.cli, "groups", "list")
     assert [g["name"] for g in tree["groups"]] == [a.ROOT_GROUP_NAME, "Accounting"]
 
     code, _, err = await lockgate(
-        system.infra, "rule", "create", "no class", "--group", "Accounting"
+        system.cli, "rules", "create", "no class", "--group", "Accounting"
     )
     assert code == 1
     assert "classifications" in err
-    code, _, err = await lockgate(system.infra, "group", "move", "Accounting", "Nowhere")
+    code, _, err = await lockgate(system.cli, "groups", "move", "Accounting", "Nowhere")
     assert code == 1
     assert "Nowhere" in err
     code, _, err = await lockgate(
-        system.infra, "approve", kb, "--group", "Accounting", "--at", "soon"
+        system.cli, "updates", "approve", kb, "--group", "Accounting", "--deadline", "soon"
     )
     assert code == 2
-    assert "'soon' is not an ISO 8601 date-time" in err
+    assert "'soon' is not a deadline" in err
+    code, shown, _ = await lockgate(system.cli, "updates", "show", kb)
+    assert code == 0
+    for key in ("id", "kb", "title", "classification", "products", "severity", "supersedes"):
+        assert key in shown
+    assert (shown["expired"], shown["declined"], shown["superseded_by"]) == (False, False, [])
+    code, listing, _ = await lockgate(system.cli, "updates", "list", "--filter", "approved")
+    assert [u["kb"] for u in listing["updates"]] == [kb]
+    assert listing["updates"][0]["id"] == listing["updates"][0]["update_id"]
+    code, searched, _ = await lockgate(system.cli, "updates", "list", "--search", kb[-4:])
+    assert kb in [u["kb"] for u in searched["updates"]]

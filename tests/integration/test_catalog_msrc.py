@@ -22,6 +22,7 @@ from libs.db.pool import drop_database, ensure_database
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
 from services.catalog.handlers import SERVICE as CATALOG
+from tests.support.console import running_console
 from tests.support.infra import Infra
 from tests.support.processes import ROOT
 
@@ -218,30 +219,30 @@ async def test_settings_defaults_change_and_refusal(catalog: Catalog) -> None:
 
 async def test_cli_imports_both_documents(catalog: Catalog, infra: Infra) -> None:
     """The operator's command: `lockgate catalog import-msrc PATH` for both real documents."""
-    env = infra.env(LOCKGATE_DATABASE_URL=catalog.process.settings.database_url)
     results: list[dict[str, Any]] = []
-    for path in (JAN, FEB):
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [
-                sys.executable,
-                "-m",
-                "services.cli.main",
-                "--json",
-                "catalog",
-                "import-msrc",
-                str(path),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+    async with running_console(catalog.process.settings) as console:
+        env = console.cli_env(
+            infra.env(LOCKGATE_DATABASE_URL=catalog.process.settings.database_url)
         )
-        assert done.returncode == 0, done.stderr
-        results.append(json.loads(done.stdout))
+        results = await asyncio.gather(*[_cli_import(path, env) for path in (JAN,)])
+        results += await asyncio.gather(*[_cli_import(path, env) for path in (FEB,)])
     kbs, links = expected(JAN, FEB)
     assert sum(r["published"] for r in results) == len(kbs)
     assert sum(r["supersession_links"] for r in results) == len(links)
     assert [r["document_id"] for r in results] == ["2026-Jan", "2026-Feb"]
+
+
+async def _cli_import(path: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.cli.main", "--json", "catalog", "import-msrc", str(path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found

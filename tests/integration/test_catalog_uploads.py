@@ -24,6 +24,7 @@ from libs.db.pool import drop_database, ensure_database
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
 from services.catalog.handlers import SERVICE as CATALOG
+from tests.support.console import running_console
 from tests.support.infra import Infra
 from tests.support.installers import build_exe, build_msi
 from tests.support.processes import ROOT
@@ -36,8 +37,10 @@ CHUNK = 64 * 1024
 class Catalog:
     """An in-process catalog with its own database and content directory."""
 
-    def __init__(self, rpc: RpcClient, db: asyncpg.Connection, content: Path) -> None:
-        self.rpc, self.db, self.content = rpc, db, content
+    def __init__(
+        self, rpc: RpcClient, db: asyncpg.Connection, content: Path, settings: Settings
+    ) -> None:
+        self.rpc, self.db, self.content, self.settings = rpc, db, content, settings
 
     async def upload(
         self, installer: tuple[str, bytes], extra: list[tuple[str, bytes]] | None = None
@@ -93,7 +96,9 @@ async def catalog_with(infra: Infra, bus: Bus, tmp_path: Path) -> AsyncIterator[
         await process.start()
         db = await asyncpg.connect(url)
         started.append((process, db, url))
-        return Catalog(RpcClient(bus, source="tests", timeout=30), db, tmp_path / "content")
+        return Catalog(
+            RpcClient(bus, source="tests", timeout=30), db, tmp_path / "content", settings
+        )
 
     yield start
     for process, db, url in started:
@@ -351,14 +356,28 @@ async def test_cli_uploads_a_real_exe(
     readme = exe.parent / "notes" / "readme.txt"
     readme.parent.mkdir()
     readme.write_text("notes\n")
-    done = await asyncio.to_thread(
+    async with running_console(catalog.settings) as console:
+        done = await _cli_upload(exe, readme, console.cli_env(infra.env()))
+    assert done.returncode == 0, done.stderr
+    update = c.UpdateDetail.model_validate_json(done.stdout).update
+    assert update.title == "Northwind Sync 3.2.0.0"
+    assert update.package is not None
+    assert [f.path for f in update.package.files] == [exe.name, "notes/readme.txt"]
+    assert [r.code for r in update.return_codes] == [0, 1641, 3010]
+    listed = await catalog.rpc.call(c.LIST_UPDATES, c.ListUpdates(origin="third_party"))
+    assert [u.update_id for u in listed.updates] == [update.update_id]
+
+
+async def _cli_upload(
+    exe: Path, readme: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
         subprocess.run,
         [
             sys.executable,
             "-m",
             "services.cli.main",
             "--json",
-            "catalog",
             "upload",
             str(exe),
             "--extra",
@@ -375,17 +394,9 @@ async def test_cli_uploads_a_real_exe(
             "1641=success_restart_required",
         ],
         cwd=ROOT,
-        env=infra.env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    update = c.UpdateDetail.model_validate_json(done.stdout).update
-    assert update.title == "Northwind Sync 3.2.0.0"
-    assert update.package is not None
-    assert [f.path for f in update.package.files] == [exe.name, "notes/readme.txt"]
-    assert [r.code for r in update.return_codes] == [0, 1641, 3010]
-    listed = await catalog.rpc.call(c.LIST_UPDATES, c.ListUpdates(origin="third_party"))
-    assert [u.update_id for u in listed.updates] == [update.update_id]

@@ -32,6 +32,7 @@ from services.scheduler.handlers import SERVICE as SCHEDULER
 from tests.integration.test_approval import delete_queues, lockgate
 from tests.integration.test_catalog_msrc import JAN, import_request
 from tests.integration.test_scheduler import tool_update
+from tests.support.console import running_console
 from tests.support.infra import Infra
 from tests.support.messages import checkin, eventually, publish_checkins
 
@@ -44,6 +45,8 @@ T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 class Reports:
     def __init__(self, bus: Bus, rpc: RpcClient, db: asyncpg.Connection) -> None:
         self.bus, self.rpc, self.db = bus, rpc, db
+        self.cli: dict[str, str] = {}
+        """Environment for `lockgate`, pointed at the console."""
 
     async def status(
         self,
@@ -145,8 +148,11 @@ async def reports(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> Asy
     for process in processes:
         await process.start()
     db = await asyncpg.connect(url)
+    found = Reports(bus, RpcClient(bus, source="tests", timeout=60), db)
     try:
-        yield Reports(bus, RpcClient(bus, source="tests", timeout=60), db)
+        async with running_console(settings) as console:
+            found.cli = console.cli_env(infra.env())
+            yield found
     finally:
         await db.close()
         for process in processes:
@@ -186,9 +192,7 @@ async def approve(reports: Reports, update_id: str, group: str = a.ROOT_GROUP_NA
     )
 
 
-async def test_every_state_counted_per_update_computer_and_group(
-    reports: Reports, infra: Infra
-) -> None:
+async def test_every_state_counted_per_update_computer_and_group(reports: Reports) -> None:
     computers = [f"pc-s{i}" for i in range(1, 8)]
     updates = await setup(reports, computers)
     u = updates[0].update_id
@@ -237,10 +241,10 @@ async def test_every_state_counted_per_update_computer_and_group(
     assert (floor.totals.installed, floor.totals.failed) == (1, 1)
     summary = await reports.rpc.call(r.SUMMARY, r.Summary())
     assert summary.computers == len(computers)
-    code, printed, _ = await lockgate(infra, "report", "update", u)
+    code, printed, _ = await lockgate(reports.cli, "report", "update", u)
     assert code == 0
     assert printed["update"]["counts"] == counts.model_dump()
-    code, printed, _ = await lockgate(infra, "report", "computer", "pc-s4")
+    code, printed, _ = await lockgate(reports.cli, "report", "computer", "pc-s4")
     assert printed["updates"][0]["state"] == "installed_pending_restart"
     assert summary.updates[0].update_id == u
     await reports.recount_matches()

@@ -39,6 +39,7 @@ from services.catalog.handlers import SERVICE as CATALOG
 from services.scheduler.handlers import SERVICE as SCHEDULER
 from tests.integration.test_approval import delete_queues, lockgate
 from tests.integration.test_catalog_msrc import JAN, import_request
+from tests.support.console import running_console
 from tests.support.infra import Infra
 from tests.support.messages import checkin, eventually, publish_checkins
 
@@ -134,6 +135,8 @@ class Fleet:
     ) -> None:
         self.bus, self.rpc, self.db, self.clock = bus, rpc, db, clock
         self.channel: aio_pika.abc.AbstractChannel | None = None
+        self.cli: dict[str, str] = {}
+        """Environment for `lockgate`, pointed at the console."""
 
     async def agent(self, computer_id: str, timezone: str = PARIS) -> Agent:
         agent = Agent(self, computer_id, timezone)
@@ -214,7 +217,9 @@ async def fleet(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> Async
     found = Fleet(bus, RpcClient(bus, source="tests", timeout=60), db, clock)
     found.channel = await bus.connection.channel()
     try:
-        yield found
+        async with running_console(settings) as console:
+            found.cli = console.cli_env(infra.env())
+            yield found
     finally:
         await found.channel.close()
         await db.close()
@@ -614,11 +619,11 @@ async def test_two_replicas_never_fire_the_same_timer_twice(
         await second.stop()
 
 
-async def test_operators_manage_policies_from_the_cli(fleet: Fleet, infra: Infra) -> None:
+async def test_operators_manage_policies_from_the_cli(fleet: Fleet) -> None:
     await fleet.agent("pc-cli")
     code, created, _ = await lockgate(
-        infra,
-        "policy",
+        fleet.cli,
+        "policies",
         "create",
         "Evenings",
         "--set",
@@ -631,15 +636,17 @@ async def test_operators_manage_policies_from_the_cli(fleet: Fleet, infra: Infra
     assert code == 0
     assert created["settings"]["scheduled_time"] == "19:30"
     assert created["settings"]["detection_frequency_hours"] == 8, "unset: recommended"
-    code, _, _ = await lockgate(infra, "policy", "assign", "Evenings", a.ROOT_GROUP_NAME)
+    code, _, _ = await lockgate(
+        fleet.cli, "policies", "assign", "Evenings", "--group", a.ROOT_GROUP_NAME
+    )
     assert code == 0
-    code, plan, _ = await lockgate(infra, "computer", "plan", "pc-cli")
+    code, plan, _ = await lockgate(fleet.cli, "computers", "plan", "pc-cli")
     assert (code, plan["policy_name"]) == (0, "Evenings")
     code, _, err = await lockgate(
-        infra, "policy", "edit", "Evenings", "--set", "restart_prompt_interval_minutes=2000"
+        fleet.cli, "policies", "edit", "Evenings", "--set", "restart_prompt_interval_minutes=2000"
     )
     assert code == 1
     assert "restart_prompt_interval_minutes" in err
     assert "2000" in err
-    code, listed, _ = await lockgate(infra, "policy", "list")
+    code, listed, _ = await lockgate(fleet.cli, "policies", "list")
     assert listed["policies"][0]["settings"]["restart_prompt_interval_minutes"] == 30

@@ -1,0 +1,1 @@
+"""console: the operators' HTTP API, a gateway turning each call into a command over RabbitMQ."""

@@ -1,0 +1,326 @@
+"""The console API: every route of libs/contracts/api.py, tokens, audit, health.
+
+Stateless towards the services: each call becomes the route's command over RabbitMQ RPC;
+the console's own schema holds only API tokens and the audit log.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError, create_model
+
+from libs.bus import Bus, RpcClient, RpcError
+from libs.bus.codec import describe_validation_error
+from libs.bus.rpc import BrokerUnavailable, RpcTimeout, ServiceUnavailable
+from libs.contracts.api import PREFIX, ROUTES, Route
+from libs.db.migrations import migrate
+from libs.db.pool import Pool, create_pool, ensure_database
+from libs.settings import Settings
+from services.console import auth
+from services.console.models import (
+    AuditLog,
+    CreatedToken,
+    NewToken,
+    Problem,
+    TokenList,
+)
+
+log = structlog.get_logger(__name__)
+MIGRATIONS = auth.MIGRATIONS
+PROBLEM = "application/problem+json"
+STATUS_OF_ERROR = {
+    "NotFound": 404,
+    "Conflict": 409,
+    "InvalidInput": 422,
+    "InvalidMessage": 422,
+    "QuotaExceeded": 413,
+    "Refused": 409,
+}
+
+
+class ApiError(Exception):
+    """An error answered as problem details."""
+
+    def __init__(self, status: int, title: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.problem = Problem(title=title, status=status, detail=detail, field=field)
+
+
+@dataclass
+class Console:
+    """What the routes share once started."""
+
+    settings: Settings
+    pool: Pool
+    bus: Bus
+    rpc: RpcClient
+
+
+def problem_response(problem: Problem, correlation_id: str | None = None) -> JSONResponse:
+    headers = {"X-Correlation-Id": correlation_id} if correlation_id else None
+    return JSONResponse(
+        problem.model_dump(), status_code=problem.status, media_type=PROBLEM, headers=headers
+    )
+
+
+async def _call(console: Console, route: Route, request: BaseModel) -> BaseModel:
+    try:
+        reply: BaseModel = await console.rpc.call(
+            route.spec, request, timeout=route.timeout_seconds
+        )
+    except RpcError as error:
+        body = error.body
+        status = STATUS_OF_ERROR.get(body.error, 502)
+        raise ApiError(status, body.error, body.message, body.field) from None
+    except RpcTimeout as error:
+        raise ApiError(504, "Service timeout", str(error)) from None
+    except (ServiceUnavailable, BrokerUnavailable) as error:
+        raise ApiError(503, "Service unavailable", str(error)) from None
+    return reply
+
+
+def _flat_fields(model: type[BaseModel], skip: list[str]) -> dict[str, tuple[str | None, Any]]:
+    """Query parameters of a model: its fields, a nested model's fields flattened."""
+    found: dict[str, tuple[str | None, Any]] = {}
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub, sub_info in annotation.model_fields.items():
+                found[sub] = (name, sub_info)
+        else:
+            found[name] = (None, info)
+    return found
+
+
+def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awaitable[Any]]:
+    """A FastAPI endpoint for one route, its signature built from the command's model."""
+    model = route.spec.request
+    path_fields = route.path_fields
+    params = [
+        inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+        inspect.Parameter(
+            "caller",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[auth.Caller, Depends(auth.admin if route.writes else auth.viewer)],
+        ),
+    ]
+    params += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
+        for name in path_fields
+    ]
+    query: dict[str, tuple[str | None, Any]] = {}
+    body_model: type[BaseModel] | None = None
+    if route.method in ("GET", "DELETE"):
+        query = _flat_fields(model, path_fields)
+        for name, (_, info) in query.items():
+            default = None if not info.is_required() else ...
+            params.append(
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    annotation=Annotated[
+                        info.annotation | None, Query(description=info.description)
+                    ]
+                    if default is None
+                    else Annotated[info.annotation, Query(description=info.description)],
+                    default=default if default is None else inspect.Parameter.empty,
+                )
+            )
+    else:
+        rest = {n: (i.annotation, i) for n, i in model.model_fields.items() if n not in path_fields}
+        if rest:
+            body_model = (
+                model
+                if not path_fields
+                else create_model(  # type: ignore[call-overload]
+                    f"{model.__name__}Body", __config__=model.model_config, **rest
+                )
+            )
+            params.append(
+                inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body_model)
+            )
+
+    async def endpoint(**kwargs: Any) -> Any:  # noqa: ANN401 - the reply model, any of them
+        request: Request = kwargs.pop("request")
+        caller: auth.Caller = kwargs.pop("caller")
+        data: dict[str, Any] = {name: kwargs.pop(name) for name in path_fields}
+        body = kwargs.pop("body", None)
+        if body is not None:
+            data.update(body.model_dump(exclude_unset=True))
+        for name, value in kwargs.items():
+            if value is None:
+                continue
+            parent, _ = query[name]
+            if parent is None:
+                data[name] = value
+            else:
+                data.setdefault(parent, {})[name] = value
+        correlation_id = request.headers.get("X-Correlation-Id") or str(uuid.uuid4())
+        status = 200
+        try:
+            try:
+                command = model.model_validate(data)
+            except ValidationError as error:
+                raise ApiError(
+                    422, "Invalid input", describe_validation_error(error, route.spec.type)
+                ) from None
+            return await _call(console(), route, command)
+        except ApiError as error:
+            status = error.problem.status
+            raise
+        finally:
+            if route.writes:
+                await auth.audit(
+                    console().pool,
+                    caller,
+                    request,
+                    command=route.spec.type,
+                    status=status,
+                    correlation_id=correlation_id,
+                )
+
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        params, return_annotation=route.spec.reply
+    )
+    endpoint.__name__ = route.name
+    return endpoint
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The console application; it migrates its schema and connects on startup."""
+    state: dict[str, Console] = {}
+
+    def console() -> Console:
+        return state["console"]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_database(settings.database_url)
+        await migrate(settings.database_url, "console", MIGRATIONS)
+        pool = await create_pool(settings.database_url, "console")
+        bus = await Bus.connect(settings.amqp_url, name="lockgate-console")
+        rpc = RpcClient(bus, source="lockgate/console", timeout=settings.rpc_timeout_seconds)
+        state["console"] = Console(settings, pool, bus, rpc)
+        app.state.pool = pool
+        await auth.bootstrap(pool, settings)
+        try:
+            yield
+        finally:
+            await bus.close()
+            await pool.close()
+
+    app = FastAPI(
+        title="Lockgate console API",
+        version="1",
+        description="Operators' API: each call is a command to the service that owns it.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return problem_response(error.problem, request.headers.get("X-Correlation-Id"))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        parts = []
+        for item in error.errors()[:5]:
+            field = ".".join(str(p) for p in item["loc"] if p not in ("body", "query", "path"))
+            parts.append(f"field {field!r} = {str(item.get('input'))[:80]!r}: {item['msg']}")
+        first = error.errors()[0]["loc"] if error.errors() else ()
+        named = ".".join(str(p) for p in first if p not in ("body", "query", "path"))
+        return problem_response(
+            Problem(title="Invalid input", status=422, detail="; ".join(parts), field=named or None)
+        )
+
+    for route in ROUTES:
+        app.add_api_route(
+            PREFIX + route.path,
+            _endpoint(route, console),
+            methods=[route.method],
+            response_model=route.spec.reply,
+            summary=route.spec.summary,
+            tags=[route.tag],
+            name=route.name,
+            responses={code: {"model": Problem} for code in (401, 403, 404, 409, 422, 503, 504)},
+        )
+    _console_routes(app, console)
+    return app
+
+
+def _console_routes(app: FastAPI, console: Callable[[], Console]) -> None:
+    """Tokens, audit and health: the console's own resources."""
+
+    @app.post(f"{PREFIX}/tokens", tags=["access"], response_model=CreatedToken, status_code=201)
+    async def create_token(
+        body: NewToken, request: Request, caller: Annotated[auth.Caller, Depends(auth.admin)]
+    ) -> CreatedToken:
+        created = await auth.create_token(console().pool, body.name, body.role)
+        await auth.audit(
+            console().pool,
+            caller,
+            request,
+            command=None,
+            status=201,
+            correlation_id=str(uuid.uuid4()),
+        )
+        return created
+
+    @app.get(f"{PREFIX}/tokens", tags=["access"], response_model=TokenList)
+    async def list_tokens(_: Annotated[auth.Caller, Depends(auth.admin)]) -> TokenList:
+        return TokenList(tokens=await auth.tokens(console().pool))
+
+    @app.delete(f"{PREFIX}/tokens/{{token_id}}", tags=["access"], response_model=TokenList)
+    async def revoke_token(
+        token_id: str, request: Request, caller: Annotated[auth.Caller, Depends(auth.admin)]
+    ) -> TokenList:
+        if not await auth.revoke(console().pool, token_id):
+            raise ApiError(404, "NotFound", f"token {token_id!r} does not exist", "token_id")
+        await auth.audit(
+            console().pool,
+            caller,
+            request,
+            command=None,
+            status=200,
+            correlation_id=str(uuid.uuid4()),
+        )
+        return TokenList(tokens=await auth.tokens(console().pool))
+
+    @app.get(f"{PREFIX}/audit", tags=["access"], response_model=AuditLog)
+    async def audit_log(
+        _: Annotated[auth.Caller, Depends(auth.viewer)],
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> AuditLog:
+        return await auth.audit_log(console().pool, offset, limit)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, bool]:
+        return {"alive": True}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        broker = await console().bus.check()
+        database = False
+        try:
+            database = bool(await console().pool.fetchval("SELECT true"))
+        except Exception:  # noqa: BLE001 - not ready is the answer
+            database = False
+        ready = broker and database
+        return JSONResponse(
+            {"broker": broker, "database": database}, status_code=200 if ready else 503
+        )

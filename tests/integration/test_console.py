@@ -1,0 +1,219 @@
+"""The console HTTP API in front of the four real services, over real HTTP, RabbitMQ and
+PostgreSQL: resources, tokens and roles, problem details, audit, a stopped service."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from libs.bus import Bus
+from libs.contracts.api import PREFIX, ROUTES
+from libs.db.pool import drop_database, ensure_database
+from libs.service.runner import ServiceProcess
+from libs.settings import Settings
+from services.approval.handlers import SERVICE as APPROVAL
+from services.catalog.handlers import SERVICE as CATALOG
+from services.reporting.handlers import SERVICE as REPORTING
+from services.scheduler.handlers import SERVICE as SCHEDULER
+from tests.integration.test_approval import delete_queues
+from tests.integration.test_catalog_msrc import JAN
+from tests.support.console import ConsoleUnderTest, running_console
+from tests.support.infra import Infra
+from tests.support.messages import checkin, eventually, publish_checkins
+
+pytestmark = pytest.mark.integration
+
+SERVICES = (CATALOG, APPROVAL, SCHEDULER, REPORTING)
+
+
+class Api:
+    def __init__(
+        self, console: ConsoleUnderTest, processes: dict[str, ServiceProcess], bus: Bus
+    ) -> None:
+        self.console, self.processes, self.bus = console, processes, bus
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = (
+            {} if token == "" else {"Authorization": f"Bearer {token or self.console.admin_token}"}
+        )
+        return httpx.AsyncClient(base_url=self.console.url + PREFIX, headers=headers, timeout=60)
+
+
+@pytest.fixture
+async def api(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> AsyncIterator[Api]:
+    url = f"{infra.database_url}_con{abs(hash(request.node.name)) % 100_000}"
+    await ensure_database(url)
+    settings = Settings(
+        amqp_url=infra.amqp_url, database_url=url, heartbeat_seconds=60, rpc_timeout_seconds=3
+    )
+    processes = {s.name: ServiceProcess(s, settings, http_port=0) for s in SERVICES}
+    for process in processes.values():
+        await process.start()
+    try:
+        async with running_console(settings) as console:
+            yield Api(console, processes, bus)
+    finally:
+        for process in processes.values():
+            await process.stop()
+        await delete_queues(bus, SERVICES)
+        await drop_database(url)
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def test_the_seed_flow_through_the_api(api: Api) -> None:
+    """Import, settings, groups, a rule, approval with a deadline, policies, reports."""
+    async with api.client() as http:
+        document = base64.b64encode(gzip.compress(JAN.read_bytes())).decode()
+        imported = ok(await http.post("/catalog/imports", json={"content_gzip_b64": document}))
+        assert imported["published"] > 0
+        settings = ok(await http.get("/catalog/settings"))
+        assert "Windows" in settings["available_products"]
+        ok(await http.put("/catalog/settings", json={"classifications": ["Security Updates"]}))
+        group = ok(await http.post("/groups", json={"name": "Pilot"}))
+        assert group["path"] == ["All computers", "Pilot"]
+        rule = ok(
+            await http.post(
+                "/rules",
+                json={
+                    "rule": {
+                        "name": "pilot security",
+                        "classifications": ["Security Updates"],
+                        "groups": ["Pilot"],
+                        "deadline": "one_week",
+                    }
+                },
+            )
+        )
+        ran = ok(await http.post(f"/rules/{rule['rule_id']}/run"))
+        assert ran["updates_approved"]
+
+        async def listed() -> bool:
+            found = ok(await http.get("/updates", params={"states": ["new"], "limit": 5}))
+            return bool(found["updates"])
+
+        await eventually(listed, timeout=30, what="approval to know the updates")
+        new = ok(await http.get("/updates", params={"states": ["new"], "limit": 5}))
+        kb = new["updates"][0]["kb"]
+        approved = ok(
+            await http.post(
+                "/updates/approve",
+                json={
+                    "updates": [kb],
+                    "groups": [
+                        {
+                            "group": "All computers",
+                            "action": "required_install",
+                            "deadline": {"kind": "custom", "at": "2030-01-01T18:00:00+01:00"},
+                        }
+                    ],
+                },
+            )
+        )
+        assert approved["explicit_changed"] == 1
+        why = ok(await http.get("/groups/Pilot/approvals"))
+        assert any(a["why"] == "inherited from All computers" for a in why["approvals"])
+        policy = ok(
+            await http.post(
+                "/policies", json={"name": "Nights", "settings": {"scheduled_time": "22:00"}}
+            )
+        )
+        ok(await http.post("/policies/Nights/assignments", json={"group": "Pilot"}))
+        assert policy["settings"]["restart_delay_minutes"] == 15
+
+        await publish_checkins(api.bus, [checkin("pc-api")])
+
+        async def planned() -> bool:
+            response = await http.get("/computers/pc-api/plan")
+            return response.status_code == 200 and bool(response.json()["items"])
+
+        await eventually(planned, timeout=30, what="the computer's plan")
+        overview = ok(await http.get("/reports/overview", params={"limit": 10}))
+        assert "new_updates_to_approve" in overview
+        report = ok(await http.get(f"/reports/updates/{kb}"))
+        assert report["update"]["kb"] == kb
+        declined = ok(await http.post("/updates/decline", json={"updates": [kb]}))
+        assert declined["declined"]
+        audit = ok(await http.get("/audit", params={"limit": 100}))
+        commands = [e["command"] for e in audit["entries"]]
+        assert "approval.update.approve.v1" in commands
+        assert all(e["token_name"] == "bootstrap" for e in audit["entries"])  # noqa: S105 - a name
+
+
+async def test_tokens_and_roles(api: Api) -> None:
+    async with api.client("") as anonymous:
+        response = await anonymous.get("/groups")
+        assert response.status_code == 401
+    async with api.client("lg_not_a_token") as stranger:
+        assert (await stranger.get("/groups")).status_code == 401
+    async with api.client() as admin:
+        viewer = ok(await admin.post("/tokens", json={"name": "auditor", "role": "viewer"}), 201)
+        assert viewer["token"].startswith("lg_")
+        listed = ok(await admin.get("/tokens"))
+        assert all("token" not in t for t in listed["tokens"])
+    async with api.client(viewer["token"]) as reader:
+        ok(await reader.get("/groups"))
+        refused = await reader.post("/groups", json={"name": "Nope"})
+        assert refused.status_code == 403
+        assert refused.json()["detail"]
+    async with api.client() as admin:
+        ok(await admin.delete(f"/tokens/{viewer['token_id']}"))
+    async with api.client(viewer["token"]) as revoked:
+        assert (await revoked.get("/groups")).status_code == 401
+
+
+async def test_errors_are_problem_details_naming_the_field(api: Api) -> None:
+    async with api.client() as http:
+        bad_range = await http.post(
+            "/policies", json={"name": "x", "settings": {"restart_delay_minutes": 99}}
+        )
+        assert bad_range.status_code == 422
+        assert bad_range.headers["content-type"].startswith("application/problem+json")
+        problem = bad_range.json()
+        assert "restart_delay_minutes" in problem["detail"]
+        assert "99" in problem["detail"]
+        missing = await http.get("/groups/Nowhere/approvals")
+        assert missing.status_code == 404
+        assert missing.json()["field"] == "group"
+        cycle_parent = ok(await http.post("/groups", json={"name": "A"}))
+        ok(await http.post("/groups", json={"name": "B", "parent": "A"}))
+        cycle = await http.put("/groups/A/parent", json={"parent": "B"})
+        assert cycle.status_code == 409
+        assert cycle.json()["field"] == "parent"
+        assert cycle_parent["name"] == "A"
+        bad_action = await http.post(
+            "/updates/approve",
+            json={"updates": ["1"], "groups": [{"group": "A", "action": "install"}]},
+        )
+        assert bad_action.status_code == 422
+        assert "action" in bad_action.json()["detail"]
+
+
+async def test_a_stopped_service_gives_504_and_the_others_still_answer(api: Api) -> None:
+    await api.processes["reporting"].stop()
+    async with api.client() as http:
+        stopped = await http.get("/reports/overview")
+        assert stopped.status_code == 504
+        assert "reporting" in stopped.json()["detail"]
+        ok(await http.get("/groups"))
+        ok(await http.get("/catalog/settings"))
+    async with httpx.AsyncClient(base_url=api.console.url) as plain:
+        assert (await plain.get("/readyz")).status_code == 200
+
+
+async def test_openapi_document_lists_every_route(api: Api) -> None:
+    async with httpx.AsyncClient(base_url=api.console.url) as plain:
+        document = ok(await plain.get(f"{PREFIX}/openapi.json"))
+    paths = document["paths"]
+    for route in ROUTES:
+        assert route.method.lower() in paths[PREFIX + route.path], route.path
+    approve = paths[f"{PREFIX}/updates/approve"]["post"]
+    assert approve["requestBody"]["content"]["application/json"]["schema"]
