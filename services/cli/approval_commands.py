@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING
 
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
@@ -245,7 +245,7 @@ def _rule_spec(args: argparse.Namespace) -> a.RuleSpec:
         severities=args.severity or [],
         title_contains=args.title,
         groups=args.group or [],
-        deadline=args.deadline,
+        deadline=DEADLINES[args.deadline],
     )
 
 
@@ -312,7 +312,9 @@ def _rule_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--title", default=None, help="only titles containing this")
     parser.add_argument("--group", action="append", help="target group id or name (repeat)")
-    parser.add_argument("--deadline", choices=get_args(a.RuleDeadlineKind), default="none")
+    parser.add_argument(
+        "--deadline", choices=list(DEADLINES), default="none", help="none|asap|1w|2w|1m"
+    )
 
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time

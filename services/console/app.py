@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import structlog
@@ -18,6 +19,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from libs.bus import Bus, RpcClient, RpcError
 from libs.bus.codec import describe_validation_error
@@ -234,6 +236,16 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         return problem_response(error.problem, request.headers.get("X-Correlation-Id"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        title = HTTPStatus(error.status_code).phrase
+        response = problem_response(
+            Problem(title=title, status=error.status_code, detail=str(error.detail)),
+            request.headers.get("X-Correlation-Id"),
+        )
+        response.headers.update(error.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -152,6 +152,8 @@ async def test_tokens_and_roles(api: Api) -> None:
     async with api.client("") as anonymous:
         response = await anonymous.get("/groups")
         assert response.status_code == 401
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["title"] == "Unauthorized"
     async with api.client("lg_not_a_token") as stranger:
         assert (await stranger.get("/groups")).status_code == 401
     async with api.client() as admin:
