@@ -662,6 +662,19 @@ async def test_operators_use_the_cli(system: System) -> None:
     code, tree, _ = await lockgate(system.cli, "groups", "list")
     assert [g["name"] for g in tree["groups"]] == [a.ROOT_GROUP_NAME, "Accounting"]
 
+    code, rule, _ = await lockgate(
+        system.cli,
+        "rules",
+        "create",
+        "weekly",
+        "--classification",
+        "Updates",
+        "--group",
+        "Accounting",
+        "--deadline",
+        "1w",
+    )
+    assert (code, rule["deadline"]) == (0, "one_week")
     code, _, err = await lockgate(
         system.cli, "rules", "create", "no class", "--group", "Accounting"
     )
