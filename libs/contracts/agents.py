@@ -33,7 +33,12 @@ class InstallResult(Contract):
 
     update_id: str = Field(description="The update.")
     operation: Literal["install", "uninstall"] = Field(default="install", description="What ran.")
-    return_code: int = Field(description="Installer exit code, read through the update's map.")
+    return_code: int = Field(
+        ge=-(2**31),
+        le=2**32 - 1,
+        description="Installer exit code (32-bit, signed or unsigned), read through the "
+        "update's map.",
+    )
     started_at: AwareDatetime = Field(description="When it started.")
     finished_at: AwareDatetime = Field(description="When it ended.")
 

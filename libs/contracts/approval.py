@@ -300,7 +300,7 @@ class ListUpdates(Contract):
     search: str | None = Field(
         default=None, max_length=200, description="Only titles or KB numbers containing this."
     )
-    offset: int = Field(default=0, ge=0, description="Updates to skip.")
+    offset: int = Field(default=0, ge=0, le=2_000_000_000, description="Updates to skip.")
     limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many.")
 
 

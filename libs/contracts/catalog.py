@@ -42,7 +42,9 @@ ReturnOutcome = Literal["success", "success_restart_required", "failure"]
 class ReturnCode(Contract):
     """How one installer return code is read."""
 
-    code: int = Field(description="Process exit code.")
+    code: int = Field(
+        ge=-(2**31), le=2**32 - 1, description="Process exit code (32-bit, signed or unsigned)."
+    )
     outcome: ReturnOutcome = Field(
         description="What the code means; codes not listed are failures."
     )
@@ -70,7 +72,9 @@ class UploadFile(Contract):
     """A file of the upload, named relative to the installer's folder."""
 
     path: str = Field(min_length=1, max_length=400, description="Relative path, e.g. `a/b.cab`.")
-    size: int = Field(gt=0, description="Size in bytes as uploaded (compressed, not expanded).")
+    size: int = Field(
+        gt=0, le=2**40, description="Size in bytes as uploaded (compressed, not expanded)."
+    )
 
 
 class DetectionRule(Contract):

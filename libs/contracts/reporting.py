@@ -86,7 +86,7 @@ class UpdateCompliance(Contract):
 class Page(Contract):
     """Which slice of a long list to return."""
 
-    offset: int = Field(default=0, ge=0, description="Items to skip.")
+    offset: int = Field(default=0, ge=0, le=2_000_000_000, description="Items to skip.")
     limit: int = Field(default=100, ge=1, le=1000, description="Items to return.")
 
 

@@ -5,17 +5,36 @@ from __future__ import annotations
 import builtins
 import re
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from libs.contracts.names import Exchange
 
 
 class Contract(BaseModel):
-    """Base of every message body: immutable, and unknown fields are refused."""
+    """Base of every message body: immutable, unknown fields refused, no NUL characters."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:  # noqa: ANN401 - any input, checked then passed on
+        """Text with a NUL character cannot be stored (PostgreSQL refuses it): say so here."""
+        _refuse_nul(data, "")
+        return data
+
+
+def _refuse_nul(value: object, where: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where or 'text'}: NUL characters (\\x00) are not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{index}]")
 
 
 M = TypeVar("M", bound=Contract)

@@ -69,7 +69,7 @@ class SendChunk(Contract):
 
     upload_id: str = Field(description="Upload session.")
     path: str = Field(description="Which declared file.")
-    offset: int = Field(ge=0, description="Byte offset of this chunk in the file.")
+    offset: int = Field(ge=0, le=2**40, description="Byte offset of this chunk in the file.")
     data_b64: str = Field(min_length=1, description="The bytes, base64-encoded.")
 
 

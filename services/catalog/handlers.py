@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import gzip
 import hashlib
 import io
@@ -37,7 +36,7 @@ def _document_bytes(command: c.ImportDocument) -> bytes:
         packed = base64.b64decode(command.content_gzip_b64, validate=True)
         with gzip.GzipFile(fileobj=io.BytesIO(packed)) as unpacked:
             raw = unpacked.read(MAX_DOCUMENT_BYTES + 1)
-    except (binascii.Error, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError) as error:  # binascii.Error is a ValueError
         raise InvalidInput(
             f"content_gzip_b64 is not base64 of gzip data ({error}); send the document "
             "gzip-compressed then base64-encoded",

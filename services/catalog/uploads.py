@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import uuid
 from pathlib import Path
 from typing import Any
@@ -97,7 +96,7 @@ async def send_chunk(ctx: HandlerContext, command: u.SendChunk) -> u.UploadSessi
         )
     try:
         data = base64.b64decode(command.data_b64, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII
         raise InvalidInput("data_b64 is not valid base64", field="data_b64") from None
     have = await upload_store.received(ctx.conn, row.upload_id, path)
     if command.offset != have:

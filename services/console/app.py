@@ -300,7 +300,11 @@ def _console_routes(app: FastAPI, console: Callable[[], Console]) -> None:
     async def revoke_token(
         token_id: str, request: Request, caller: Annotated[auth.Caller, Depends(auth.admin)]
     ) -> TokenList:
-        if not await auth.revoke(console().pool, token_id):
+        try:
+            revoked = await auth.revoke(console().pool, token_id)
+        except auth.LastAdmin as error:
+            raise ApiError(409, "Conflict", str(error), "token_id") from None
+        if not revoked:
             raise ApiError(404, "NotFound", f"token {token_id!r} does not exist", "token_id")
         await auth.audit(
             console().pool,
@@ -315,7 +319,7 @@ def _console_routes(app: FastAPI, console: Callable[[], Console]) -> None:
     @app.get(f"{PREFIX}/audit", tags=["access"], response_model=AuditLog)
     async def audit_log(
         _: Annotated[auth.Caller, Depends(auth.viewer)],
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2_000_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> AuditLog:
         return await auth.audit_log(console().pool, offset, limit)

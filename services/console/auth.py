@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from libs.db.pool import Pool
 from libs.settings import Settings
@@ -66,15 +67,21 @@ def _pool(request: Request) -> Pool:
     return pool
 
 
-async def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+BEARER = HTTPBearer(auto_error=False, description="An API token: `lockgate tokens create`.")
+
+
+async def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+) -> Caller:
     """Who calls: a valid, unrevoked bearer token, else 401."""
-    if not authorization or not authorization.lower().startswith("bearer "):
+    if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             401, "send an API token: Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
         )
     row = await _pool(request).fetchrow(
         "SELECT token_id::text, name, role FROM tokens WHERE sha256 = $1 AND revoked_at IS NULL",
-        digest(authorization[7:].strip()),
+        digest(credentials.credentials.strip()),
     )
     if row is None:
         raise HTTPException(401, "unknown or revoked API token", {"WWW-Authenticate": "Bearer"})
@@ -115,11 +122,21 @@ async def tokens(pool: Pool) -> list[Token]:
     return [Token(**dict(row)) for row in rows]
 
 
+class LastAdmin(Exception):
+    """Revoking this token would leave no admin token: nobody could administer any more."""
+
+
 async def revoke(pool: Pool, token_id: str) -> bool:
+    """Revoke a token (False: no such active token); never the last admin token."""
     try:
         as_id = uuid.UUID(token_id)
     except ValueError:
         return False
+    admins = await pool.fetch(
+        "SELECT token_id FROM tokens WHERE role = 'admin' AND revoked_at IS NULL"
+    )
+    if [row["token_id"] for row in admins] == [as_id]:
+        raise LastAdmin(f"token {token_id} is the last admin token; create another first")
     found = await pool.fetchval(
         "UPDATE tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL"
         " RETURNING true",

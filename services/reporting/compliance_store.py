@@ -198,7 +198,7 @@ async def save_states(conn: Connection, changes: Sequence[tuple[Observation, str
     await conn.execute(
         "UPDATE computer_updates cu SET state = k.state, reported_at = k.at,"
         " last_return_code = coalesce(k.code, cu.last_return_code)"
-        " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int[])"
+        " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bigint[])"
         "   AS k (c, u, state, at, code)"
         " WHERE cu.computer_id = k.c AND cu.update_id = k.u",
         [o.computer_id for o, _ in changes],
@@ -244,7 +244,7 @@ async def save_attempts(
         "INSERT INTO install_attempts (computer_id, update_id, started_at, finished_at,"
         " return_code, outcome, operation)"
         " SELECT * FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[],"
-        " $5::int[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING",
+        " $5::bigint[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING",
         *[list(column) for column in zip(*attempts, strict=True)],
     )
 
