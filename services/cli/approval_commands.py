@@ -143,9 +143,23 @@ async def cmd_decline(settings: Settings, out: Output, args: argparse.Namespace)
     return await show(settings, out, produce)
 
 
+async def _failed_update_ids(client: ApiClient) -> set[str]:
+    """Updates with at least one failed install, from reporting (approval does not know)."""
+    found: set[str] = set()
+    offset = 0
+    while True:
+        page = await client.call(r.SUMMARY, r.Summary(page=r.Page(offset=offset, limit=1000)))
+        found |= {u.update_id for u in page.updates if u.counts.failed}
+        offset += len(page.updates)
+        if not page.updates or offset >= page.total:
+            return found
+
+
 async def cmd_updates(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    wanted = [state.replace("-", "_") for state in args.state or []]
+    failed_only = "failed" in wanted
     query = a.ListUpdates(
-        states=[state.replace("-", "_") for state in args.state or []],
+        states=[s for s in wanted if s != "failed"],
         search=args.search,
         classification=args.classification,
         product_family=args.product,
@@ -154,6 +168,10 @@ async def cmd_updates(settings: Settings, out: Output, args: argparse.Namespace)
 
     async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(a.LIST_UPDATES, query)
+        if failed_only:
+            failed = await _failed_update_ids(client)
+            kept = [u for u in found.updates if u.update_id in failed]
+            found = a.UpdateList(updates=kept, total=len(kept))
         lines = [
             f"KB{u.kb or '-':<8} {','.join(u.states):<24} {u.classification:<17} {u.title}"
             for u in found.updates
@@ -403,7 +421,7 @@ def _update_parsers(sub: Commands) -> None:
         "--filter",
         dest="state",
         action="append",
-        choices=[s.replace("_", "-") for s in a.UPDATE_STATES],
+        choices=[*(s.replace("_", "-") for s in a.UPDATE_STATES), "failed"],
         help="(repeat) default: every update not declined",
     )
     listing.add_argument("--search", default=None, help="in title or KB")

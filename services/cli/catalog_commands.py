@@ -10,7 +10,7 @@ import gzip
 from libs.contracts import catalog as c
 from libs.settings import Settings
 from services.catalog.sources.base import open_location
-from services.cli.common import ApiClient, Output, with_api
+from services.cli.common import ApiClient, Output, Progress, with_api
 
 IMPORT_TIMEOUT_SECONDS = 120.0
 
@@ -27,7 +27,9 @@ async def cmd_import_msrc(settings: Settings, out: Output, args: argparse.Namesp
     )
 
     async def run(client: ApiClient) -> int:
+        progress = Progress(f"importing {args.location}", len(raw), enabled=not args.json)
         result = await client.call(c.IMPORT_DOCUMENT, request, timeout=IMPORT_TIMEOUT_SECONDS)
+        progress.advance(len(raw))
         out.result(
             result,
             (

@@ -63,6 +63,25 @@ async def show(
     return await with_api(settings, run)
 
 
+class Progress:
+    """A one-line progress bar on stderr (not with --json, whose output scripts read)."""
+
+    def __init__(self, label: str, total: int, *, enabled: bool) -> None:
+        self.label, self.total, self.enabled, self.done = label, max(total, 1), enabled, 0
+
+    def advance(self, amount: int) -> None:
+        self.done += amount
+        if self.enabled:
+            share = min(self.done / self.total, 1.0)
+            bar = "#" * int(share * 30)
+            print(
+                f"\r{self.label} [{bar:<30}] {share:4.0%} ({self.done} of {self.total} bytes)",
+                end="" if share < 1 else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 class ApiFailure(Exception):
     """The console answered an error (problem details) or could not be reached."""
 

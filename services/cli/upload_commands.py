@@ -11,7 +11,7 @@ from typing import Any, get_args
 from libs.contracts import catalog as c
 from libs.contracts import uploads as u
 from libs.settings import Settings
-from services.cli.common import ApiClient, Output, with_api
+from services.cli.common import ApiClient, Output, Progress, with_api
 
 CHUNK = 256 * 1024
 
@@ -49,7 +49,9 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-async def _send(client: ApiClient, upload_id: str, name: str, path: Path) -> None:
+async def _send(
+    client: ApiClient, upload_id: str, name: str, path: Path, progress: Progress
+) -> None:
     data = await asyncio.to_thread(_read, path)
     for offset in range(0, len(data), CHUNK):
         await client.call(
@@ -61,6 +63,7 @@ async def _send(client: ApiClient, upload_id: str, name: str, path: Path) -> Non
                 data_b64=base64.b64encode(data[offset : offset + CHUNK]).decode(),
             ),
         )
+        progress.advance(len(data[offset : offset + CHUNK]))
 
 
 async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) -> int:
@@ -73,11 +76,12 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
     async def run(client: ApiClient) -> int:
         session = await client.call(u.START_UPLOAD, declared)
         upload_id = session.upload_id
-        if not args.json:
-            print(f"uploading {session.total_bytes} bytes (upload {upload_id})")
-        await _send(client, upload_id, installer.name, installer)
+        progress = Progress(
+            f"uploading {installer.name}", session.total_bytes, enabled=not args.json
+        )
+        await _send(client, upload_id, installer.name, installer, progress)
         for extra in extras:
-            await _send(client, upload_id, extra.relative_to(folder).as_posix(), extra)
+            await _send(client, upload_id, extra.relative_to(folder).as_posix(), extra, progress)
         steps: list[tuple[Any, Any]] = [
             (
                 u.DESCRIBE,

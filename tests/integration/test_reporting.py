@@ -244,6 +244,8 @@ async def test_every_state_counted_per_update_computer_and_group(reports: Report
     code, printed, _ = await lockgate(reports.cli, "report", "update", u)
     assert code == 0
     assert printed["update"]["counts"] == counts.model_dump()
+    code, failing, _ = await lockgate(reports.cli, "updates", "list", "--filter", "failed")
+    assert (code, [x["update_id"] for x in failing["updates"]]) == (0, [u])
     code, printed, _ = await lockgate(reports.cli, "report", "computer", "pc-s4")
     assert printed["updates"][0]["state"] == "installed_pending_restart"
     assert summary.updates[0].update_id == u
