@@ -13,28 +13,37 @@ from libs.contracts.names import Exchange
 
 
 class Contract(BaseModel):
-    """Base of every message body: immutable, unknown fields refused, no NUL characters."""
+    """Base of every message body: immutable, unknown fields refused, text storable (no
+    NUL character, no lone surrogate)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:  # noqa: ANN401 - any input, checked then passed on
-        """Text with a NUL character cannot be stored (PostgreSQL refuses it): say so here."""
-        _refuse_nul(data, "")
+        """Text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (lone surrogates) is
+        refused here, naming the field, rather than failing deep inside a handler."""
+        _refuse_unstorable(data, "")
         return data
 
 
-def _refuse_nul(value: object, where: str) -> None:
+def _refuse_unstorable(value: object, where: str) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError(f"{where or 'text'}: NUL characters (\\x00) are not allowed")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"{where or 'text'}: not valid Unicode text (a lone surrogate)"
+                ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            _refuse_nul(item, f"{where}.{key}" if where else str(key))
+            _refuse_unstorable(item, f"{where}.{key}" if where else str(key))
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _refuse_nul(item, f"{where}[{index}]")
+            _refuse_unstorable(item, f"{where}[{index}]")
 
 
 M = TypeVar("M", bound=Contract)

@@ -7,6 +7,7 @@ the console's own schema holds only API tokens and the audit log.
 from __future__ import annotations
 
 import inspect
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -68,11 +69,26 @@ class Console:
     rpc: RpcClient
 
 
+_CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def correlation_of(request: Request) -> str:
+    """The caller's X-Correlation-Id if it is a plain token, else a new one."""
+    given = request.headers.get("X-Correlation-Id", "")
+    return given if _CORRELATION.fullmatch(given) else str(uuid.uuid4())
+
+
+def _printable(text: str) -> str:
+    """Text that UTF-8 can carry (generated input may hold lone surrogates)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def problem_response(problem: Problem, correlation_id: str | None = None) -> JSONResponse:
     headers = {"X-Correlation-Id": correlation_id} if correlation_id else None
-    return JSONResponse(
-        problem.model_dump(), status_code=problem.status, media_type=PROBLEM, headers=headers
-    )
+    body = problem.model_dump()
+    body["detail"] = _printable(problem.detail)
+    body["field"] = None if problem.field is None else _printable(problem.field)
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM, headers=headers)
 
 
 async def _call(console: Console, route: Route, request: BaseModel) -> BaseModel:
@@ -169,7 +185,7 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
                 data[name] = value
             else:
                 data.setdefault(parent, {})[name] = value
-        correlation_id = request.headers.get("X-Correlation-Id") or str(uuid.uuid4())
+        correlation_id = correlation_of(request)
         status = 200
         try:
             try:
@@ -235,14 +251,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        return problem_response(error.problem, request.headers.get("X-Correlation-Id"))
+        return problem_response(error.problem, correlation_of(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         title = HTTPStatus(error.status_code).phrase
         response = problem_response(
             Problem(title=title, status=error.status_code, detail=str(error.detail)),
-            request.headers.get("X-Correlation-Id"),
+            correlation_of(request),
         )
         response.headers.update(error.headers or {})
         return response
