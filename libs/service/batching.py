@@ -154,9 +154,9 @@ class BatchingPipeline:
                 await route.handle_many(ctx, [(i.envelope, i.payload) for i in new])
                 metrics.MESSAGES_HANDLED.labels(name).inc(len(new))
                 metrics.MESSAGES_DUPLICATE.labels(name).inc(len(items) - len(new))
-        for item in batch:
-            try:
-                await item.message.ack()
-            except Exception as error:  # noqa: BLE001 - committed: a lost ack means a skipped redelivery
-                log.warning("message.ack_failed", error=repr(error))
+        # Committed: ack the whole batch at once (a lost ack means a redelivery the inbox skips).
+        results = await asyncio.gather(*(i.message.ack() for i in batch), return_exceptions=True)
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("message.ack_failed", error=repr(result))
             item.done.set_result(None)
