@@ -11,6 +11,7 @@ from libs.contracts import agents as ag
 from libs.contracts import reporting as r
 from libs.contracts.catalog import outcome_of
 from libs.contracts.envelope import Envelope
+from libs.db import group_copy
 from libs.observability import metrics
 from libs.service import HandlerContext, NotFound, TaskContext
 from services.reporting import compliance_store as store
@@ -136,7 +137,7 @@ def _sum(counts: list[r.StateCounts]) -> r.StateCounts:
 
 async def group_report(ctx: HandlerContext, query: r.GroupReportQuery) -> r.GroupReport:
     """Counts among the group's computers and its subgroups', per update."""
-    group = await store.find_group(ctx.conn, query.group)
+    group = await group_copy.find_group(ctx.conn, query.group)
     if group is None:
         raise NotFound(f"group: {query.group!r} is unknown to reporting", field="group")
     computers = await store.group_computers(ctx.conn, group[0])

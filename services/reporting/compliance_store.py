@@ -13,6 +13,7 @@ from typing import Any
 from libs.contracts import reporting as r
 from libs.contracts.approval import ROOT_GROUP_ID
 from libs.contracts.catalog import ReturnCode, UpdateSnapshot
+from libs.db import group_copy
 from libs.db.pool import Connection
 from services.reporting.domain.states import NONE, Observation
 
@@ -82,30 +83,9 @@ async def set_declined(conn: Connection, update_id: str, at: datetime | None) ->
     )
 
 
-async def put_group(conn: Connection, group_id: str, name: str, parent_id: str | None) -> None:
-    await conn.execute(
-        "INSERT INTO groups (group_id, name, parent_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name,"
-        " parent_id = EXCLUDED.parent_id",
-        uuid.UUID(group_id),
-        name,
-        None if parent_id is None else uuid.UUID(parent_id),
-    )
-
-
 async def delete_group(conn: Connection, group_id: str) -> None:
-    gid = uuid.UUID(group_id)
-    await conn.execute("DELETE FROM group_approvals WHERE group_id = $1", gid)
-    await conn.execute("DELETE FROM groups WHERE group_id = $1", gid)
-
-
-async def set_memberships(conn: Connection, computer_id: str, group_ids: Sequence[str]) -> None:
-    await conn.execute("DELETE FROM memberships WHERE computer_id = $1", computer_id)
-    await conn.execute(
-        "INSERT INTO memberships (computer_id, group_id) SELECT $1, unnest($2::uuid[])",
-        computer_id,
-        [g for g in group_ids if g != ROOT_GROUP_ID],
-    )
+    await conn.execute("DELETE FROM group_approvals WHERE group_id = $1", uuid.UUID(group_id))
+    await group_copy.delete_group(conn, group_id)
 
 
 async def set_group_approval(
@@ -401,20 +381,6 @@ async def attempts(
     )
     views = [r.AttemptView(**dict(row)) for row in rows]
     return (totals["ok"] if totals else 0), (totals["failed"] if totals else 0), views
-
-
-async def find_group(conn: Connection, reference: str) -> tuple[str, str] | None:
-    try:
-        as_id: uuid.UUID | None = uuid.UUID(reference)
-    except ValueError:
-        as_id = None
-    row = await conn.fetchrow(
-        "SELECT group_id::text, name FROM groups WHERE group_id = $1::uuid"
-        " OR lower(name) = lower($2) LIMIT 1",
-        as_id,
-        reference,
-    )
-    return None if row is None else (row["group_id"], row["name"])
 
 
 async def group_computers(conn: Connection, group_id: str) -> list[str]:

@@ -19,6 +19,7 @@ from libs.contracts.reporting import (
 )
 from libs.contracts.scheduler import COMPUTER_REGISTERED, ComputerRegistered
 from libs.contracts.system import HEARTBEAT, PING, ServiceHeartbeat
+from libs.db import group_copy
 from libs.service import Answer, Every, HandlerContext, On, ServiceDefinition
 from libs.service.system import answer_ping
 from libs.settings import SERVICE_NAMES
@@ -74,7 +75,7 @@ async def learn_declined(ctx: HandlerContext, event: a.UpdateDeclined) -> None:
 
 async def learn_group(ctx: HandlerContext, event: a.GroupChanged) -> None:
     group = event.group
-    await reports.put_group(ctx.conn, group.group_id, group.name, group.parent_id)
+    await group_copy.put_group(ctx.conn, group.group_id, group.name, group.parent_id)
 
 
 async def forget_group(ctx: HandlerContext, event: a.GroupDeleted) -> None:
@@ -82,7 +83,7 @@ async def forget_group(ctx: HandlerContext, event: a.GroupDeleted) -> None:
 
 
 async def learn_membership(ctx: HandlerContext, event: a.MembershipChanged) -> None:
-    await reports.set_memberships(ctx.conn, event.computer_id, event.group_ids)
+    await group_copy.set_memberships(ctx.conn, event.computer_id, event.group_ids)
 
 
 SERVICE = ServiceDefinition(

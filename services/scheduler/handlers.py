@@ -21,6 +21,7 @@ from libs.contracts.scheduler import (
     ComputerRegistered,
 )
 from libs.contracts.system import PING
+from libs.db import group_copy
 from libs.resolution import Deadline
 from libs.service import (
     Answer,
@@ -165,7 +166,7 @@ async def learn_approval(ctx: HandlerContext, event: a.ApprovalChanged) -> None:
 async def learn_group(ctx: HandlerContext, event: a.GroupChanged) -> None:
     """Created, renamed or moved: the nearest-group policy rule may pick differently."""
     group = event.group
-    await store.put_group(ctx.conn, group.group_id, group.name, group.parent_id)
+    await group_copy.put_group(ctx.conn, group.group_id, group.name, group.parent_id)
     if ctx.envelope.type == a.GROUP_MOVED.type:
         await store.mark_all_dirty(ctx.conn, ctx.now)
 
@@ -176,7 +177,7 @@ async def forget_group(ctx: HandlerContext, event: a.GroupDeleted) -> None:
 
 
 async def learn_membership(ctx: HandlerContext, event: a.MembershipChanged) -> None:
-    await store.set_memberships(ctx.conn, event.computer_id, event.group_ids)
+    await group_copy.set_memberships(ctx.conn, event.computer_id, event.group_ids)
     await store.mark_dirty(ctx.conn, [event.computer_id], ctx.now)
 
 

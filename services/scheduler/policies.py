@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from libs.bus.codec import describe_validation_error
 from libs.contracts import policies as p
+from libs.db import group_copy
 from libs.service import Conflict, HandlerContext, InvalidInput, NotFound
 from services.scheduler import store
 
@@ -20,12 +21,12 @@ async def _find(ctx: HandlerContext, reference: str) -> p.Policy:
 
 
 async def _group(ctx: HandlerContext, reference: str) -> str:
-    found = await store.find_group(ctx.conn, reference)
+    found = await group_copy.find_group(ctx.conn, reference)
     if found is None:
         raise NotFound(
             f"group: {reference!r} is not a group the scheduler knows (id or name)", field="group"
         )
-    return found
+    return found[0]
 
 
 async def _changed(ctx: HandlerContext, policy_id: str) -> p.Policy:

@@ -14,6 +14,7 @@ from libs.contracts.approval import ROOT_GROUP_ID, ActionName
 from libs.contracts.catalog import ReturnCode, UpdateSnapshot
 from libs.contracts.policies import Policy, PolicySettings
 from libs.contracts.scheduler import AgentCheckin
+from libs.db import group_copy
 from libs.db.pool import Connection, rows_affected
 from libs.resolution import Deadline
 from services.scheduler.domain.plans import Progress, UpdateFacts
@@ -120,51 +121,16 @@ async def claim_dirty(conn: Connection, limit: int) -> list[tuple[str, datetime]
 # --- read copies: groups, membership, approvals, updates ------------------------------------
 
 
-async def put_group(conn: Connection, group_id: str, name: str, parent_id: str | None) -> None:
-    await conn.execute(
-        "INSERT INTO groups (group_id, name, parent_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name,"
-        " parent_id = EXCLUDED.parent_id",
-        uuid.UUID(group_id),
-        name,
-        None if parent_id is None else uuid.UUID(parent_id),
-    )
-
-
 async def delete_group(conn: Connection, group_id: str) -> None:
     gid = uuid.UUID(group_id)
     await conn.execute("DELETE FROM group_approvals WHERE group_id = $1", gid)
     await conn.execute("DELETE FROM policy_assignments WHERE group_id = $1", gid)
-    await conn.execute("DELETE FROM groups WHERE group_id = $1", gid)
+    await group_copy.delete_group(conn, group_id)
 
 
 async def parents(conn: Connection) -> dict[str, str | None]:
     rows = await conn.fetch("SELECT group_id::text, parent_id::text FROM groups")
     return {r["group_id"]: r["parent_id"] for r in rows}
-
-
-async def find_group(conn: Connection, reference: str) -> str | None:
-    try:
-        as_id: uuid.UUID | None = uuid.UUID(reference)
-    except ValueError:
-        as_id = None
-    found: str | None = await conn.fetchval(
-        "SELECT group_id::text FROM groups WHERE group_id = $1::uuid OR lower(name) = lower($2)"
-        " ORDER BY group_id = $1::uuid DESC LIMIT 1",
-        as_id,
-        reference,
-    )
-    return found
-
-
-async def set_memberships(conn: Connection, computer_id: str, group_ids: Sequence[str]) -> None:
-    """Replace a computer's groups (All computers is implicit)."""
-    await conn.execute("DELETE FROM memberships WHERE computer_id = $1", computer_id)
-    await conn.execute(
-        "INSERT INTO memberships (computer_id, group_id) SELECT $1, unnest($2::uuid[])",
-        computer_id,
-        [g for g in group_ids if g != ROOT_GROUP_ID],
-    )
 
 
 async def put_group_approval(
