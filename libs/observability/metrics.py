@@ -68,3 +68,9 @@ COMPLIANCE_COMPUTERS = Gauge(
     "Computer x update pairs per state, by classification and severity (bounded labels).",
     ["classification", "severity", "state"],
 )
+GROUP_COMPUTERS = Gauge(
+    "lockgate_group_update_states",
+    "Computer x update pairs per state in a group and its subgroups, for groups no deeper "
+    "than LOCKGATE_REPORT_GROUP_DEPTH (bounded labels).",
+    ["group", "state"],
+)

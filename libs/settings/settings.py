@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Reporting: at most one compliance.changed event per update this often.",
     )
+    report_group_depth: int = Field(
+        default=1,
+        ge=0,
+        le=3,
+        description="Reporting: Prometheus gauges per group for groups this deep or less "
+        "(All computers is 0); bounded so label counts stay small.",
+    )
     timer_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the scheduler looks for due timers."
     )

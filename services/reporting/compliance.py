@@ -209,4 +209,12 @@ async def publish_changes(task: TaskContext) -> int:
             metrics.COMPLIANCE_COMPUTERS.labels(
                 row["classification"], row["severity"], row["state"]
             ).set(row["n"])
+        metrics.GROUP_COMPUTERS.clear()
+        for group_id, name in await store.groups_to_depth(conn, task.settings.report_group_depth):
+            per_update = await store.states_of(conn, await store.group_computers(conn, group_id))
+            totals: Counter[str] = Counter()
+            for states_here in per_update.values():
+                totals.update(states_here)
+            for state in store.COUNTED:
+                metrics.GROUP_COMPUTERS.labels(name, state).set(totals.get(state, 0))
     return published

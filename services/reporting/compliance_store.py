@@ -437,3 +437,16 @@ async def gauge_rows(conn: Connection) -> list[Record]:
         " WHERE u.declined_at IS NULL GROUP BY 1, 2, 3"
     )
     return rows
+
+
+async def groups_to_depth(conn: Connection, depth: int) -> list[tuple[str, str]]:
+    """(id, name) of the groups at most `depth` levels below All computers."""
+    rows = await conn.fetch(
+        "WITH RECURSIVE tree (group_id, name, depth) AS ("
+        "   SELECT group_id, name, 0 FROM groups WHERE parent_id IS NULL"
+        "   UNION ALL SELECT g.group_id, g.name, t.depth + 1 FROM groups g"
+        "   JOIN tree t ON g.parent_id = t.group_id WHERE t.depth < $1"
+        " ) SELECT group_id::text, name FROM tree ORDER BY depth, name",
+        depth,
+    )
+    return [(row["group_id"], row["name"]) for row in rows]

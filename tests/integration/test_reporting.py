@@ -13,6 +13,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from libs.bus import Bus, RpcClient, to_amqp
 from libs.contracts import agents as ag
@@ -239,6 +240,20 @@ async def test_every_state_counted_per_update_computer_and_group(reports: Report
     floor = await reports.rpc.call(r.GROUP_REPORT, r.GroupReportQuery(group="Floor 1"))
     assert floor.computers == 2
     assert (floor.totals.installed, floor.totals.failed) == (1, 1)
+
+    async def gauged() -> bool:  # bounded labels: groups down to LOCKGATE_REPORT_GROUP_DEPTH
+        sample = REGISTRY.get_sample_value(
+            "lockgate_group_update_states", {"group": "Floor 1", "state": "failed"}
+        )
+        return sample == 1
+
+    await eventually(gauged, timeout=10, what="the per-group gauge")
+    assert (
+        REGISTRY.get_sample_value(
+            "lockgate_group_update_states", {"group": "Room 101", "state": "failed"}
+        )
+        is None
+    ), "Room 101 is deeper than the default depth 1"
     summary = await reports.rpc.call(r.SUMMARY, r.Summary())
     assert summary.computers == len(computers)
     code, printed, _ = await lockgate(reports.cli, "report", "update", u)
