@@ -25,7 +25,7 @@ from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability.http import HealthServer
 from libs.observability.logging import configure_logging
 from libs.service.batching import BatchingPipeline
-from libs.service.clock import SYSTEM_CLOCK, Clock
+from libs.service.clock import Clock, clock_from
 from libs.service.handlers import Instance, On, ServiceDefinition, TaskContext
 from libs.service.pipeline import InFlight, Pipeline
 from libs.service.system import emit_heartbeat
@@ -60,10 +60,10 @@ class ServiceProcess:
         settings: Settings,
         *,
         http_port: int | None = None,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
     ) -> None:
         self.definition = definition
-        self.clock = clock
+        self.clock = clock or clock_from(settings.clock_speed, settings.clock_epoch)
         self.settings = settings
         self.instance = Instance(
             service=definition.name,

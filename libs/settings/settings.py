@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["catalog", "approval", "scheduler", "reporting"]
@@ -96,6 +96,17 @@ class Settings(BaseSettings):
         le=3,
         description="Reporting: Prometheus gauges per group for groups this deep or less "
         "(All computers is 0); bounded so label counts stay small.",
+    )
+    clock_speed: float = Field(
+        default=1.0,
+        ge=1,
+        le=100_000,
+        description="Demos and end-to-end tests only: time runs this many times faster.",
+    )
+    clock_epoch: AwareDatetime | None = Field(
+        default=None,
+        description="With clock_speed: the instant the faster time starts from (the same in "
+        "every process).",
     )
     timer_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the scheduler looks for due timers."

@@ -29,6 +29,7 @@ from services.cli import (
     catalog_commands,
     policy_commands,
     report_commands,
+    sim_commands,
     token_commands,
     upload_commands,
 )
@@ -228,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
     report_commands.add_parsers(sub)
     upload_commands.add_upload_parser(sub)
     token_commands.add_parsers(sub)
+    sim_commands.add_parsers(sub)
 
     demo = sub.add_parser("demo", help="show the running system working (used by make run)")
     demo.set_defaults(handler=cmd_demo)

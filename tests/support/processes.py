@@ -43,7 +43,8 @@ class ServiceRunner:
     def __init__(self, service: str, infra: Infra, log_dir: Path, **env: str) -> None:
         self.service = service
         self.port = free_port()
-        self.env = infra.env(**{f"LOCKGATE_{service.upper()}_HTTP_PORT": str(self.port)}, **env)
+        port_setting = "CONSOLE_PORT" if service == "console" else f"{service.upper()}_HTTP_PORT"
+        self.env = infra.env(**{f"LOCKGATE_{port_setting}": str(self.port)}, **env)
         self.log_path = log_dir / f"{service}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -1,0 +1,1 @@
+"""The agent fleet simulator: many simulated Windows agents speaking the agent protocol."""

@@ -1,0 +1,277 @@
+"""End to end: every service as its own process, the console, and a simulated fleet, with
+time running 3,600 times faster (an hour a second) for all of them.
+
+The source document's flow: import MSRC, a rule for Workstations with a one-week deadline
+and an explicit as-soon-as-possible override on its child Pilot, agents checking in,
+detecting, installing (in windows or at deadlines) and restarting, a third-party MSI with a
+scripted failure, a decline; then the reports must match what the fleet says it did.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from libs.bus import Bus
+from libs.contracts.api import PREFIX
+from libs.db.pool import drop_database
+from libs.service.clock import SpeedClock
+from services.approval.handlers import SERVICE as APPROVAL
+from services.catalog.handlers import SERVICE as CATALOG
+from services.reporting.handlers import SERVICE as REPORTING
+from services.scheduler.handlers import SERVICE as SCHEDULER
+from services.simulator.fleet import FAILURE_CODE, Fleet, Options
+from tests.integration.test_approval import delete_queues
+from tests.integration.test_catalog_msrc import FEB, JAN
+from tests.support.infra import Infra
+from tests.support.installers import build_msi
+from tests.support.messages import eventually
+from tests.support.processes import ServiceRunner
+
+pytestmark = pytest.mark.integration
+
+SPEED = 3600.0
+COMPUTERS = 30
+PILOT = 10
+
+
+class Estate:
+    def __init__(self, http: httpx.AsyncClient, fleet: Fleet) -> None:
+        self.http, self.fleet = http, fleet
+
+    async def ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.http.request(method, PREFIX + path, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.text}"
+        return response.json()
+
+
+@pytest.fixture
+async def estate(infra: Infra, bus: Bus, log_dir: Path, tmp_path: Path) -> AsyncIterator[Estate]:
+    epoch = datetime.now(UTC)
+    database = f"{infra.database_url}_e2e{secrets.token_hex(3)}"
+    token = "lg_e2e_" + secrets.token_urlsafe(12)
+    env = {
+        "LOCKGATE_CLOCK_SPEED": str(SPEED),
+        "LOCKGATE_CLOCK_EPOCH": epoch.isoformat(),
+        "LOCKGATE_TIMER_POLL_SECONDS": "0.2",
+        "LOCKGATE_PLANNER_POLL_SECONDS": "0.2",
+        "LOCKGATE_COMPLIANCE_PUBLISH_SECONDS": "0.5",
+        "LOCKGATE_HEARTBEAT_SECONDS": "60",
+        "LOCKGATE_BOOTSTRAP_TOKEN": token,
+        "LOCKGATE_CONTENT_DIR": str(tmp_path / "content"),
+        "LOCKGATE_DATABASE_URL": database,
+    }
+    runners = [
+        ServiceRunner(name, infra, log_dir, **env).start()
+        for name in ("catalog", "approval", "scheduler", "reporting", "console")
+    ]
+    fleet = Fleet(
+        bus,
+        SpeedClock(epoch, SPEED),
+        Options(computers=COMPUTERS, prefix="e2e", offline_rate=0.0, failure_rate=0.0),
+    )
+    try:
+        for runner in runners:
+            await runner.wait_ready(60)
+        console = runners[-1]
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{console.port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        ) as http:
+            yield Estate(http, fleet)
+    finally:
+        await fleet.stop()
+        for runner in runners:
+            runner.stop_quietly()
+        await delete_queues(bus, (CATALOG, APPROVAL, SCHEDULER, REPORTING))
+        await drop_database(database)
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(gzip.compress(path.read_bytes())).decode()
+
+
+async def test_the_whole_flow_with_a_simulated_fleet(estate: Estate, tmp_path: Path) -> None:
+    ok = estate.ok
+    fleet = estate.fleet
+    await ok("POST", "/groups", json={"name": "Workstations"})
+    await ok("POST", "/groups", json={"name": "Pilot", "parent": "Workstations"})
+    # 1. January then February: February's KBs supersede January's.
+    await ok("POST", "/catalog/imports", json={"content_gzip_b64": _b64(JAN)})
+    # A rule created now approves only what arrives from now on: February's updates.
+    await ok(
+        "POST",
+        "/rules",
+        json={
+            "rule": {
+                "name": "Workstation security",
+                "products": ["Windows"],
+                "classifications": ["Security Updates"],
+                "groups": ["Workstations"],
+                "deadline": "one_week",
+            }
+        },
+    )
+    feb = await ok("POST", "/catalog/imports", json={"content_gzip_b64": _b64(FEB)})
+    assert feb["superseded"] > 0
+    updates = (await ok("GET", "/catalog/updates", params={"limit": 1000}))["updates"]
+    superseded = [u for u in updates if u["superseded_by"]]
+    assert superseded
+
+    # 2. The rule approved February's Windows security updates for Workstations (none of
+    # the January ones they supersede); Pilot overrides one to required as soon as possible.
+    async def approved() -> bool:
+        found = await ok("GET", "/groups/Workstations/approvals")
+        return bool(found["approvals"])
+
+    await eventually(approved, timeout=60, what="the rule's approvals")
+    ws = (await ok("GET", "/groups/Workstations/approvals"))["approvals"]
+    approved_ids = {a["update_id"] for a in ws}
+    assert not approved_ids & {u["update_id"] for u in superseded}
+    target = sorted(ws, key=lambda a: a["kb"] or "")[0]
+    await ok(
+        "POST",
+        "/updates/approve",
+        json={
+            "updates": [target["update_id"]],
+            "groups": [
+                {
+                    "group": "Pilot",
+                    "action": "required_install",
+                    "deadline": {"kind": "as_soon_as_possible"},
+                }
+            ],
+        },
+    )
+
+    # 3. Agents check in; put them in their groups.
+    await fleet.start()
+    computers = sorted(fleet.agents)
+
+    async def registered() -> bool:
+        listed = await ok("GET", "/groups")
+        return bool(listed["groups"][0]["computers"] >= COMPUTERS)
+
+    await eventually(registered, timeout=60, what="every agent registered")
+    await ok("POST", "/groups/Pilot/members", json={"computers": computers[:PILOT]})
+    await ok("POST", "/groups/Workstations/members", json={"computers": computers[PILOT:]})
+
+    # Pilot installs at once (deadline ASAP); restarts follow the 3010s.
+    async def pilot_installed() -> bool:
+        """Every Pilot computer that needed it has reported installing it."""
+        first = [fleet.detected.get((c, target["update_id"])) for c in computers[:PILOT]]
+        needing = [
+            c for c, state in zip(computers[:PILOT], first, strict=True) if state == "needed"
+        ]
+        return None not in first and all(
+            (c, target["update_id"]) in fleet.installs for c in needing
+        )
+
+    await eventually(pilot_installed, timeout=90, what="Pilot's forced installs")
+
+    # Workstations install in their maintenance windows (02:00 local, within a simulated day).
+    async def windows_ran() -> bool:
+        return any(c in computers[PILOT:] for c, _ in fleet.installs)
+
+    await eventually(windows_ran, timeout=120, what="installs in the Workstations' windows")
+
+    async def restarted() -> bool:
+        return fleet.stats["restarts"] > 0
+
+    await eventually(restarted, timeout=60, what="a restart cycle after a 3010")
+
+    # 4. A third-party MSI, required for Pilot, with one scripted failure.
+    msi = build_msi(tmp_path, name="Contoso Notes", version="2.1.0", manufacturer="Contoso")
+    data = msi.path.read_bytes()
+    session = await ok(
+        "POST", "/uploads", json={"installer": {"path": msi.path.name, "size": len(data)}}
+    )
+    upload = session["upload_id"]
+    await ok(
+        "POST",
+        f"/uploads/{upload}/chunks",
+        json={"path": msi.path.name, "offset": 0, "data_b64": base64.b64encode(data).decode()},
+    )
+    await ok("PUT", f"/uploads/{upload}/description", json={"classification": "Updates"})
+    await ok(
+        "PUT",
+        f"/uploads/{upload}/requirements",
+        json={"architecture": "both", "operating_systems": ["Windows 11"]},
+    )
+    third_party = (await ok("POST", f"/uploads/{upload}/commit"))["update"]
+    failing = computers[0]
+    fleet.failures.add((failing, third_party["update_id"]))
+
+    async def known_to_approval() -> bool:
+        found = await ok("GET", "/updates", params={"states": ["third_party"]})
+        return bool(found["updates"])
+
+    await eventually(known_to_approval, timeout=30, what="approval learning the MSI")
+    await ok(
+        "POST",
+        "/updates/approve",
+        json={
+            "updates": [third_party["update_id"]],
+            "groups": [
+                {
+                    "group": "Pilot",
+                    "action": "required_install",
+                    "deadline": {"kind": "as_soon_as_possible"},
+                }
+            ],
+        },
+    )
+
+    async def msi_reported() -> bool:
+        report = await ok("GET", f"/reports/updates/{third_party['update_id']}")
+        counts = report["update"]["counts"]
+        done = counts["installed"] + counts["installed_pending_restart"] + counts["failed"]
+        applicable = [
+            c
+            for c in computers[:PILOT]
+            if fleet.agents[c].states.get(third_party["update_id"]) != "not_applicable"
+        ]
+        return done >= len(applicable) and bool(applicable)
+
+    await eventually(msi_reported, timeout=90, what="the MSI's installs reported")
+    report = await ok("GET", f"/reports/updates/{third_party['update_id']}")
+    assert report["update"]["counts"]["failed"] == 1
+    assert [(f["computer_id"], f["return_code"]) for f in report["failed_attempts"]] == [
+        (failing, FAILURE_CODE)
+    ]
+
+    # 6. Reports match what the fleet did, computer by computer.
+    for computer in computers[:PILOT]:
+        seen = await ok("GET", f"/reports/computers/{computer}")
+        states = {u["update_id"]: u for u in seen["updates"]}
+        for (who, update_id), code in fleet.installs.items():
+            if who != computer or update_id not in states:
+                continue
+            state = states[update_id]["state"]
+            if code == FAILURE_CODE:
+                assert state == "failed", (computer, update_id)
+            else:
+                assert state in ("installed", "installed_pending_restart"), (computer, update_id)
+
+    # 5. Declining the Pilot update deletes its report data.
+    before = await ok("GET", f"/reports/updates/{target['update_id']}")
+    assert before["update"]["counts"]["applies_to"] > 0
+    await ok("POST", "/updates/decline", json={"updates": [target["update_id"]]})
+
+    async def deleted() -> bool:
+        after = await ok("GET", f"/reports/updates/{target['update_id']}")
+        counts = after["update"]["counts"]
+        return bool(
+            counts["applies_to"] == counts["not_applicable"] == 0 and after["failures"] == 0
+        )
+
+    await eventually(deleted, timeout=30, what="the declined update's report data gone")
