@@ -27,6 +27,7 @@ from libs.settings import SERVICE_NAMES, ServiceName, Settings
 from services.cli import (
     approval_commands,
     catalog_commands,
+    demo,
     policy_commands,
     report_commands,
     sim_commands,
@@ -181,11 +182,12 @@ async def cmd_demo(settings: Settings, out: Output, _: argparse.Namespace) -> in
     await with_api(settings, run)
     if await cmd_status(settings, out, argparse.Namespace(service=None, all=False)):
         return EXIT_FAILED
-    for document in sorted(MSRC_DIR.glob("cvrf-*.xml")):
-        args = argparse.Namespace(location=str(document))
-        if await catalog_commands.cmd_import_msrc(settings, out, args):
-            return EXIT_FAILED
-    return 0
+    for month in ("Jan", "Feb"):  # in release order
+        for document in sorted(MSRC_DIR.glob(f"cvrf-*-{month}.xml")):
+            args = argparse.Namespace(location=str(document), json=out.as_json)
+            if await catalog_commands.cmd_import_msrc(settings, out, args):
+                return EXIT_FAILED
+    return await demo.show_fleet(settings, out)
 
 
 def parser() -> argparse.ArgumentParser:
