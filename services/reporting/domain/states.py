@@ -70,10 +70,18 @@ def latest(observations: Iterable[Observation]) -> dict[tuple[str, str], Observa
     return found
 
 
+STICKY = {("failed", "needed"), ("installed_pending_restart", "installed")}
+"""(held state, detected state) pairs where a later detection adds nothing: after a failed
+install the update is still needed (the failure is what matters), and an update installed
+pending a restart looks installed until the restart completes it."""
+
+
 def moves(current: str, current_at: datetime | None, seen: Observation) -> bool:
     """Whether an observation replaces what a row holds (never backwards in time)."""
     if current == NONE or current_at is None:
         return True
+    if seen.rank == 0 and (current, seen.state) in STICKY:
+        return False
     if seen.reported_at != current_at:
         return seen.reported_at > current_at
     return seen.rank >= 1 and seen.state != current
