@@ -203,6 +203,22 @@ class Bus:
             return False
         return True
 
+    async def queue_state(self, queue: str, timeout: float = 2.0) -> tuple[int, int] | None:
+        """(messages ready, consumers) of a queue, by passive declare; None if not answered."""
+        try:
+            channel = await asyncio.wait_for(self.connection.channel(), timeout)
+            try:
+                declared = await asyncio.wait_for(
+                    channel.declare_queue(queue, passive=True), timeout
+                )
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+        except (TimeoutError, AMQPError, ConnectionError, RuntimeError):
+            return None
+        result = declared.declaration_result
+        return result.message_count or 0, result.consumer_count or 0
+
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.connection.close(), self._publish_timeout)

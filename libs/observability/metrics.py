@@ -74,3 +74,54 @@ GROUP_COMPUTERS = Gauge(
     "than LOCKGATE_REPORT_GROUP_DEPTH (bounded labels).",
     ["group", "state"],
 )
+QUEUE_MESSAGES = Gauge(
+    "lockgate_queue_messages",
+    "Messages ready in one of this service's queues or their dead-letter queues, sampled "
+    "every LOCKGATE_METRICS_SAMPLE_SECONDS by passive declare (the queue's owner reports it).",
+    ["queue"],
+)
+QUEUE_CONSUMERS = Gauge(
+    "lockgate_queue_consumers",
+    "Consumers attached to one of this service's queues, sampled with lockgate_queue_messages.",
+    ["queue"],
+)
+TIMERS_DUE = Gauge(
+    "lockgate_timers_due",
+    "Durable timers due now and not fired yet, by kind (the backlog the firing task works on).",
+    ["kind"],
+)
+TIMERS_SCHEDULED = Gauge(
+    "lockgate_timers_scheduled", "Durable timers stored (due or not), by kind.", ["kind"]
+)
+RESTARTS_PENDING = Gauge(
+    "lockgate_restarts_pending",
+    "Computers whose plan has a restart pending (prompted, postponed or scheduled).",
+)
+UPDATE_COMPUTERS = Gauge(
+    "lockgate_update_computers",
+    "Computers per state for each approved, not declined update, at most "
+    "LOCKGATE_REPORT_UPDATE_LIMIT updates, those with the most computers needing them first.",
+    ["update", "classification", "severity", "state"],
+)
+UPDATE_DEADLINE = Gauge(
+    "lockgate_update_deadline_timestamp_seconds",
+    "Earliest installation deadline of an update over its approvals (Unix time), for the "
+    "updates in lockgate_update_computers that have a deadline.",
+    ["update"],
+)
+UPDATES_AWAITING_APPROVAL = Gauge(
+    "lockgate_updates_awaiting_approval",
+    "Updates needed by at least one computer, neither approved for any group nor declined.",
+    ["classification", "severity"],
+)
+CATALOG_UPDATES = Gauge(
+    "lockgate_catalog_updates",
+    "Updates in the catalog by state (active, superseded, expired).",
+    ["state"],
+)
+CATALOG_STORAGE_BYTES = Gauge(
+    "lockgate_catalog_storage_bytes", "Bytes of uploaded installer content stored."
+)
+CATALOG_STORAGE_QUOTA_BYTES = Gauge(
+    "lockgate_catalog_storage_quota_bytes", "The storage quota (LOCKGATE_STORAGE_QUOTA_BYTES)."
+)

@@ -17,11 +17,12 @@ import asyncpg
 import structlog
 
 from libs.bus.bus import Binding, Bus
-from libs.contracts.names import Exchange
+from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.db import inbox, outbox
 from libs.db.migrations import migrate
 from libs.db.outbox import OutboxRelay
 from libs.db.pool import Pool, create_pool, ensure_database
+from libs.observability import metrics
 from libs.observability.http import HealthServer
 from libs.observability.logging import configure_logging
 from libs.service.batching import BatchingPipeline
@@ -159,6 +160,11 @@ class ServiceProcess:
                     self._every(task.seconds(settings), task.name, partial(task.work, context))
                 )
             )
+        self._tasks.append(
+            asyncio.create_task(
+                self._every(settings.metrics_sample_seconds, "queue-metrics", self._queue_metrics)
+            )
+        )
         if self.definition.heartbeat:
             self._tasks.append(
                 asyncio.create_task(
@@ -206,6 +212,16 @@ class ServiceProcess:
         await emit_heartbeat(
             self._pool, self.instance, self._sequence, self.settings.heartbeat_seconds
         )
+
+    async def _queue_metrics(self) -> None:
+        """Depth and consumers of this service's queues and dead-letter queues."""
+        assert self._bus is not None  # noqa: S101 - started before this task
+        for queue in self.definition.queues():
+            for name in (queue, dead_letter_queue_name(queue)):
+                state = await self._bus.queue_state(name)
+                if state is not None:
+                    metrics.QUEUE_MESSAGES.labels(name).set(state[0])
+                    metrics.QUEUE_CONSUMERS.labels(name).set(state[1])
 
     async def _housekeeping(self) -> None:
         assert self._pool is not None  # noqa: S101 - started before this task

@@ -97,6 +97,19 @@ class Settings(BaseSettings):
         description="Reporting: Prometheus gauges per group for groups this deep or less "
         "(All computers is 0); bounded so label counts stay small.",
     )
+    report_update_limit: int = Field(
+        default=200,
+        ge=0,
+        le=5000,
+        description="Reporting: Prometheus gauges per update (lockgate_update_computers) for at "
+        "most this many approved updates, those with the most computers needing them first.",
+    )
+    metrics_sample_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often services sample gauges from the broker and their database "
+        "(queue depth and consumers, timers due, restarts pending, catalog storage).",
+    )
     clock_speed: float = Field(
         default=1.0,
         ge=1,

@@ -13,9 +13,18 @@ from pathlib import Path
 from libs.contracts import catalog as c
 from libs.contracts import uploads as u
 from libs.contracts.system import PING
-from libs.service import Answer, HandlerContext, InvalidInput, NotFound, ServiceDefinition
+from libs.observability import metrics
+from libs.service import (
+    Answer,
+    Every,
+    HandlerContext,
+    InvalidInput,
+    NotFound,
+    ServiceDefinition,
+    TaskContext,
+)
 from libs.service.system import answer_ping
-from services.catalog import store, uploads
+from services.catalog import store, upload_store, uploads
 from services.catalog.domain.model import SourceDocument
 from services.catalog.domain.settings import check_products, ordered_classifications
 from services.catalog.domain.updates import (
@@ -209,6 +218,17 @@ async def change_settings(ctx: HandlerContext, command: c.ChangeSettings) -> c.S
     return await _settings_view(ctx)
 
 
+async def sample_gauges(task: TaskContext) -> None:
+    """Updates by state and storage used, for Prometheus."""
+    async with task.pool.acquire() as conn:
+        states = await store.update_states(conn)
+        used = await upload_store.used_bytes(conn)
+    for state in ("active", "superseded", "expired"):
+        metrics.CATALOG_UPDATES.labels(state).set(states.get(state, 0))
+    metrics.CATALOG_STORAGE_BYTES.set(used)
+    metrics.CATALOG_STORAGE_QUOTA_BYTES.set(task.settings.storage_quota_bytes)
+
+
 SERVICE = ServiceDefinition(
     name="catalog",
     migrations=Path(__file__).parent / "migrations",
@@ -234,4 +254,5 @@ SERVICE = ServiceDefinition(
         Answer(u.EDIT_UPDATE, uploads.edit_update),
         Answer(u.DELETE_UPDATE, uploads.delete_update),
     ),
+    tasks=(Every("gauges", lambda s: s.metrics_sample_seconds, sample_gauges),),
 )

@@ -258,3 +258,14 @@ def snapshot(stored: StoredUpdate) -> UpdateSnapshot:
             "expired": stored.expired_at is not None,
         }
     )
+
+
+async def update_states(conn: Connection) -> dict[str, int]:
+    """Updates by state for the gauges: expired first, then superseded, else active."""
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE expired_at IS NOT NULL) AS expired,"
+        " count(*) FILTER (WHERE expired_at IS NULL AND superseded_at IS NOT NULL) AS superseded,"
+        " count(*) FILTER (WHERE expired_at IS NULL AND superseded_at IS NULL) AS active"
+        " FROM updates"
+    )
+    return dict(row) if row is not None else {}

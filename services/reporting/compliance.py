@@ -12,6 +12,7 @@ from libs.contracts import reporting as r
 from libs.contracts.catalog import outcome_of
 from libs.contracts.envelope import Envelope
 from libs.db import group_copy
+from libs.db.pool import Connection
 from libs.observability import metrics
 from libs.service import HandlerContext, NotFound, TaskContext
 from services.reporting import compliance_store as store
@@ -217,4 +218,29 @@ async def publish_changes(task: TaskContext) -> int:
                 totals.update(states_here)
             for state in store.COUNTED:
                 metrics.GROUP_COMPUTERS.labels(name, state).set(totals.get(state, 0))
+        await _update_gauges(conn, task.settings.report_update_limit)
     return published
+
+
+async def _update_gauges(conn: Connection, limit: int) -> None:
+    """Per approved update (bounded): computers per state and its earliest deadline; and
+    the updates waiting for an approval."""
+    active = await store.gauged_updates(conn, limit)
+    found = {c.update_id: c for c in await store.compliance(conn, [u["update_id"] for u in active])}
+    metrics.UPDATE_COMPUTERS.clear()
+    metrics.UPDATE_DEADLINE.clear()
+    for row in active:
+        compliance = found.get(row["update_id"])
+        if compliance is None:
+            continue
+        labels = (row["name"], row["classification"], row["severity"])
+        for state, n in compliance.counts.model_dump().items():
+            if state != "applies_to":
+                metrics.UPDATE_COMPUTERS.labels(*labels, state).set(n)
+        if row["deadline"] is not None:
+            metrics.UPDATE_DEADLINE.labels(row["name"]).set(row["deadline"].timestamp())
+    metrics.UPDATES_AWAITING_APPROVAL.clear()
+    for row in await store.awaiting_approval(conn):
+        metrics.UPDATES_AWAITING_APPROVAL.labels(row["classification"], row["severity"]).set(
+            row["n"]
+        )

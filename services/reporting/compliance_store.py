@@ -89,7 +89,11 @@ async def delete_group(conn: Connection, group_id: str) -> None:
 
 
 async def set_group_approval(
-    conn: Connection, group_id: str, update_id: str, action: str | None
+    conn: Connection,
+    group_id: str,
+    update_id: str,
+    action: str | None,
+    deadline: datetime | None = None,
 ) -> None:
     gid, uid = uuid.UUID(group_id), uuid.UUID(update_id)
     if action is None:
@@ -98,11 +102,13 @@ async def set_group_approval(
         )
     else:
         await conn.execute(
-            "INSERT INTO group_approvals (group_id, update_id, action) VALUES ($1, $2, $3)"
-            " ON CONFLICT (update_id, group_id) DO UPDATE SET action = EXCLUDED.action",
+            "INSERT INTO group_approvals (group_id, update_id, action, deadline)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (update_id, group_id)"
+            " DO UPDATE SET action = EXCLUDED.action, deadline = EXCLUDED.deadline",
             gid,
             uid,
             action,
+            deadline,
         )
     await conn.execute(
         "INSERT INTO compliance_dirty (update_id) VALUES ($1) ON CONFLICT DO NOTHING", uid
@@ -450,3 +456,31 @@ async def groups_to_depth(conn: Connection, depth: int) -> list[tuple[str, str]]
         depth,
     )
     return [(row["group_id"], row["name"]) for row in rows]
+
+
+async def gauged_updates(conn: Connection, limit: int) -> list[Record]:
+    """Approved, not declined updates (at most `limit`, most computers behind first): name,
+    classification, severity and earliest approval deadline."""
+    rows: list[Record] = await conn.fetch(
+        "SELECT u.update_id::text, coalesce('KB' || u.kb, u.title) AS name, u.classification,"
+        " coalesce(u.severity, 'none') AS severity, min(a.deadline) AS deadline,"
+        " (SELECT coalesce(sum(n), 0) FROM update_counts c WHERE c.update_id = u.update_id"
+        "   AND c.state IN ('needed', 'failed')) AS behind"
+        " FROM updates u JOIN group_approvals a USING (update_id)"
+        " WHERE u.declined_at IS NULL GROUP BY u.update_id ORDER BY behind DESC, name LIMIT $1",
+        limit,
+    )
+    return rows
+
+
+async def awaiting_approval(conn: Connection) -> list[Record]:
+    """Per (classification, severity): updates needed somewhere, neither approved nor declined."""
+    rows: list[Record] = await conn.fetch(
+        "SELECT u.classification, coalesce(u.severity, 'none') AS severity, count(*) AS n"
+        " FROM updates u WHERE u.declined_at IS NULL"
+        " AND EXISTS (SELECT 1 FROM update_counts c WHERE c.update_id = u.update_id"
+        "   AND c.state = 'needed' AND c.n > 0)"
+        " AND NOT EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = u.update_id)"
+        " GROUP BY 1, 2"
+    )
+    return rows

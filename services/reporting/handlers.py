@@ -61,8 +61,15 @@ async def forget_update(ctx: HandlerContext, event: c.UpdateDeleted) -> None:
 
 async def learn_approval(ctx: HandlerContext, event: a.ApprovalChanged) -> None:
     state = event.state
-    action = None if state.effective is None else state.effective.action
-    await reports.set_group_approval(ctx.conn, state.group_id, state.update_id, action)
+    effective = state.effective
+    await reports.set_group_approval(
+        ctx.conn,
+        state.group_id,
+        state.update_id,
+        None if effective is None else effective.action,
+        None if effective is None else effective.deadline.at,
+    )
+    action = None if effective is None else effective.action
     if action is not None:
         await reports.set_declined(ctx.conn, state.update_id, None)  # approved again
 

@@ -221,5 +221,6 @@ SERVICE = ServiceDefinition(
     tasks=(
         Every("planner", lambda s: s.planner_poll_seconds, planner.plan_dirty_computers),
         Every("timers", lambda s: s.timer_poll_seconds, timers.fire_due_timers),
+        Every("timer-gauges", lambda s: s.metrics_sample_seconds, timers.sample_gauges),
     ),
 )

@@ -555,3 +555,18 @@ async def claim_due_timers(
 async def timers_of(conn: Connection, computer_id: str) -> dict[str, datetime]:
     rows = await conn.fetch("SELECT kind, due_at FROM timers WHERE computer_id = $1", computer_id)
     return {r["kind"]: r["due_at"] for r in rows}
+
+
+async def timer_counts(conn: Connection, now: datetime) -> list[Record]:
+    """Per kind: timers stored and timers due now (for the Prometheus gauges)."""
+    rows: list[Record] = await conn.fetch(
+        "SELECT kind, count(*) AS scheduled, count(*) FILTER (WHERE due_at <= $1) AS due"
+        " FROM timers GROUP BY kind",
+        now,
+    )
+    return rows
+
+
+async def restarts_pending(conn: Connection) -> int:
+    found: int = await conn.fetchval("SELECT count(*) FROM computers WHERE restart_phase <> 'idle'")
+    return found

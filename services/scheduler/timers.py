@@ -51,6 +51,18 @@ class Decision:
     restart: restarts.RestartState | None = None
 
 
+async def sample_gauges(task: TaskContext) -> None:
+    """Timers due and stored per kind, and restarts pending, for Prometheus."""
+    async with task.pool.acquire() as conn:
+        counts = {row["kind"]: row for row in await store.timer_counts(conn, task.clock.now())}
+        pending = await store.restarts_pending(conn)
+    for kind in KINDS:
+        row = counts.get(kind)
+        metrics.TIMERS_DUE.labels(kind).set(row["due"] if row else 0)
+        metrics.TIMERS_SCHEDULED.labels(kind).set(row["scheduled"] if row else 0)
+    metrics.RESTARTS_PENDING.set(pending)
+
+
 async def fire_due_timers(task: TaskContext) -> int:
     """Fire every due timer, a batch per transaction; returns how many fired."""
     fired = 0

@@ -266,6 +266,48 @@ async def test_every_state_counted_per_update_computer_and_group(reports: Report
     assert summary.updates[0].update_id == u
     await reports.recount_matches()
 
+    # Prometheus: per approved update (bounded), and updates needed but not approved.
+    other = updates[1]
+    await reports.status("pc-s2", T0, detections={other.update_id: "needed"})
+    await reports.settled()
+    name = f"KB{updates[0].kb}"
+
+    def sample(metric: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(metric, labels)
+
+    async def per_update() -> bool:
+        awaiting = sample(
+            "lockgate_updates_awaiting_approval",
+            classification=other.classification,
+            severity=other.severity or "none",
+        )
+        return (
+            awaiting == 1
+            and sample(
+                "lockgate_update_computers",
+                update=name,
+                state="failed",
+                classification=updates[0].classification,
+                severity=updates[0].severity or "none",
+            )
+            == 1
+        )
+
+    await eventually(per_update, timeout=10, what="the per-update gauges")
+    assert (
+        sample(
+            "lockgate_update_computers",
+            update=name,
+            state="no_status",
+            classification=updates[0].classification,
+            severity=updates[0].severity or "none",
+        )
+        == 1
+    )
+    assert sample("lockgate_update_deadline_timestamp_seconds", update=name) is None, (
+        "approved without a deadline"
+    )
+
 
 async def test_operator_added_return_code_is_read_through_the_map(reports: Reports) -> None:
     await setup(reports, ["pc-m1", "pc-m2", "pc-m3"])

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import aio_pika
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY as METRICS
 
 from libs.bus import Bus, RpcClient, RpcError, to_amqp
 from libs.contracts import agents as ag
@@ -197,6 +198,7 @@ def scheduler_settings(infra: Infra, url: str) -> Settings:
         timer_poll_seconds=0.05,
         timer_batch_size=20,
         planner_poll_seconds=0.05,
+        metrics_sample_seconds=0.1,
     )
 
 
@@ -327,6 +329,13 @@ async def test_3010_leads_to_delay_prompt_postponement_reprompt_and_restart(
     await fleet.quiet()
     await agent.installed(update.update_id, 3010)
     await fleet.quiet()
+
+    async def gauged(pending: float) -> bool:
+        return METRICS.get_sample_value("lockgate_restarts_pending") == pending
+
+    await eventually(lambda: gauged(1), timeout=10, what="lockgate_restarts_pending 1")
+    assert METRICS.get_sample_value("lockgate_timers_scheduled", {"kind": "restart"}) == 1
+    assert METRICS.get_sample_value("lockgate_timers_due", {"kind": "restart"}) == 0
     await fleet.advance(timedelta(minutes=14))
     assert agent.of(ag.RESTART_PROMPT) == [], "nothing before the restart delay"
     await fleet.advance(timedelta(minutes=1, seconds=1))
@@ -343,6 +352,7 @@ async def test_3010_leads_to_delay_prompt_postponement_reprompt_and_restart(
 
     await agent.restart_event("restarted")
     await fleet.quiet()
+    await eventually(lambda: gauged(0), timeout=10, what="lockgate_restarts_pending 0")
     await fleet.advance(timedelta(hours=2))
     assert len(agent.of(ag.RESTART_PROMPT)) == 2, "no prompt after the restart"
     plan = agent.of(ag.PLAN)[-1]

@@ -159,6 +159,10 @@ async def test_metrics_and_health_endpoints(system: dict[str, ServiceRunner]) ->
         )
 
     await eventually(heartbeat_metric, timeout=15, what="the handled-messages metric")
+    _, body = await asyncio.to_thread(get, "/metrics")
+    # Sampled at start: each service reports its own queues and dead-letter queues.
+    assert 'lockgate_queue_consumers{queue="reporting.service-heartbeats"} 1.0' in body
+    assert 'lockgate_queue_messages{queue="reporting.service-heartbeats.dlq"}' in body
     status, body = await asyncio.to_thread(get, "/healthz")
     assert (status, json.loads(body)["status"]) == (200, "alive")
     status, body = await asyncio.to_thread(get, "/readyz")
