@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 services:
 	scripts/ensure-services.sh
 
-# Debian tools the tests use to build real Windows installers (MSI with wixl, EXE with MinGW).
-TEST_PACKAGES := wixl gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64
+# Debian tools the tests use: real Windows installers (MSI with wixl, EXE with MinGW), and
+# promtool (package prometheus) for the alert rules and the dashboards' PromQL.
+TEST_PACKAGES := wixl gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 prometheus
 test-packages:
 	scripts/ensure-debian-packages.sh $(TEST_PACKAGES)
 

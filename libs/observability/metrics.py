@@ -125,3 +125,14 @@ CATALOG_STORAGE_BYTES = Gauge(
 CATALOG_STORAGE_QUOTA_BYTES = Gauge(
     "lockgate_catalog_storage_quota_bytes", "The storage quota (LOCKGATE_STORAGE_QUOTA_BYTES)."
 )
+HTTP_REQUESTS = Counter(
+    "lockgate_http_requests_total",
+    "Console API requests, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "lockgate_http_request_duration_seconds",
+    "Console API request duration, by route template.",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

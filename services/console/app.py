@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,8 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,6 +30,7 @@ from libs.bus.rpc import BrokerUnavailable, RpcTimeout, ServiceUnavailable
 from libs.contracts.api import PREFIX, ROUTES, Route
 from libs.db.migrations import migrate
 from libs.db.pool import Pool, create_pool, ensure_database
+from libs.observability import metrics
 from libs.settings import Settings
 from services.console import auth
 from services.console.models import (
@@ -339,6 +342,21 @@ def _console_routes(app: FastAPI, console: Callable[[], Console]) -> None:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> AuditLog:
         return await auth.audit_log(console().pool, offset, limit)
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        metrics.HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, bool]:

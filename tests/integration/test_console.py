@@ -216,6 +216,12 @@ async def test_a_stopped_service_gives_504_and_the_others_still_answer(api: Api)
         ok(await http.get("/catalog/settings"))
     async with httpx.AsyncClient(base_url=api.console.url) as plain:
         assert (await plain.get("/readyz")).status_code == 200
+        scraped = (await plain.get("/metrics")).text
+    # Requests are counted by route template, never by raw path (bounded labels).
+    assert (
+        'lockgate_http_requests_total{method="GET",route="/api/v1/reports/overview",status="504"}'
+        in scraped
+    )
 
 
 async def test_openapi_document_lists_every_route(api: Api) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -85,9 +87,39 @@ def test_port_env_matches_settings_default(name: ServiceName) -> None:
 
 @pytest.mark.parametrize("name", SERVICE_NAMES)
 def test_port_env_matches_published_port(name: ServiceName) -> None:
-    """The service listens where compose publishes it, or the host cannot reach its endpoints."""
+    """The service listens where compose publishes it, or the host cannot reach its endpoints.
+
+    Replicated services publish nothing (two replicas cannot share a host port); Prometheus
+    reaches each replica on the compose network.
+    """
     port = _env_port(name)
-    assert [(host, container) for _, host, container in _published(name)] == [(port, port)]
+    published = [(host, container) for _, host, container in _published(name)]
+    replicas = _service(name).get("deploy", {}).get("replicas", 1)
+    assert published == ([(port, port)] if replicas == 1 else [])
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    """Validated offline against the Compose Specification schema check-jsonschema ships."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(COMPOSE_FILE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_some_service_runs_replicated() -> None:
+    replicated = [n for n in SERVICE_NAMES if _service(n).get("deploy", {}).get("replicas", 1) > 1]
+    assert replicated, "docker-compose.yml should show scale-out with 2 replicas of a service"
 
 
 @pytest.mark.parametrize("name", SERVICE_NAMES)
@@ -121,15 +153,21 @@ def test_migrate_runs_once_after_postgres() -> None:
 
 
 def test_prometheus_scrapes_exactly_the_services() -> None:
-    """Each service's metrics are scraped once, and nothing else is scraped by mistake."""
-    targets = [
-        target
-        for job in _load(PROMETHEUS_FILE)["scrape_configs"]
-        for static in job.get("static_configs", [])
-        for target in static["targets"]
-    ]
-    expected = [f"{name}:{_env_port(name)}" for name in SERVICE_NAMES]
-    assert sorted(targets) == sorted(expected)
+    """Each service is scraped once per replica (DNS finds them), under a job of its name,
+    and RabbitMQ's own metrics too; nothing else is scraped by mistake."""
+    targets = {}
+    for job in _load(PROMETHEUS_FILE)["scrape_configs"]:
+        found = [t for static in job.get("static_configs", []) for t in static["targets"]]
+        found += [
+            f"{name}:{dns['port']}"
+            for dns in job.get("dns_sd_configs", [])
+            for name in dns["names"]
+        ]
+        targets[job["job_name"]] = found
+    expected = {name: [f"{name}:{_env_port(name)}"] for name in SERVICE_NAMES}
+    expected["console"] = [f"console:{Settings().console_port}"]
+    expected["rabbitmq"] = ["rabbitmq:15692"]
+    assert targets == expected
 
 
 def test_dockerfile_installs_pinned_requirements() -> None:
