@@ -18,7 +18,10 @@ COPY data/ data/
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info
 
-RUN useradd --system --uid 10001 --no-create-home --home-dir /app lockgate
+# The catalog's content store (LOCKGATE_CONTENT_DIR, var/content) must be writable by the
+# unprivileged user; compose and Kubernetes mount a volume there.
+RUN useradd --system --uid 10001 --no-create-home --home-dir /app lockgate \
+    && mkdir -p /app/var/content && chown -R lockgate /app/var
 USER lockgate
 
 CMD ["lockgate", "--help"]

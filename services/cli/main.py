@@ -26,6 +26,7 @@ from libs.service.runner import lockgate_version
 from libs.settings import SERVICE_NAMES, ServiceName, Settings
 from services.cli import (
     approval_commands,
+    broker_commands,
     catalog_commands,
     demo,
     policy_commands,
@@ -232,6 +233,7 @@ def parser() -> argparse.ArgumentParser:
     upload_commands.add_upload_parser(sub)
     token_commands.add_parsers(sub)
     sim_commands.add_parsers(sub)
+    broker_commands.add_parsers(sub)
 
     demo = sub.add_parser("demo", help="show the running system working (used by make run)")
     demo.set_defaults(handler=cmd_demo)

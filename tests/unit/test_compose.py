@@ -164,7 +164,7 @@ def test_prometheus_scrapes_exactly_the_services() -> None:
             for name in dns["names"]
         ]
         targets[job["job_name"]] = found
-    expected = {name: [f"{name}:{_env_port(name)}"] for name in SERVICE_NAMES}
+    expected: dict[str, list[str]] = {n: [f"{n}:{_env_port(n)}"] for n in SERVICE_NAMES}
     expected["console"] = [f"console:{Settings().console_port}"]
     expected["rabbitmq"] = ["rabbitmq:15692"]
     assert targets == expected
