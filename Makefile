@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO ?= 1
 
-.PHONY: install services test-packages run test lint typecheck pytest asyncapi clean
+.PHONY: install services test-packages run test lint typecheck pytest asyncapi dashboards screenshots clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,17 @@ typecheck: install
 
 asyncapi: install
 	$(BIN)/lockgate asyncapi --output docs/asyncapi.yaml
+
+# deploy/grafana/*.json from libs/observability/dashboards.py (a test fails when they drift).
+dashboards: install
+	$(BIN)/python -m libs.observability.dashboards
+
+# docs/dashboards/*.png from a running system (start `make run` first, in another terminal):
+# a private Prometheus scrapes it for MINUTES, then each dashboard's PromQL is plotted.
+MINUTES ?= 8
+screenshots: install test-packages
+	$(BIN)/pip install --quiet --disable-pip-version-check matplotlib
+	$(BIN)/python scripts/render_dashboards.py --minutes $(MINUTES)
 
 pytest: install services test-packages
 	$(BIN)/pytest

@@ -74,13 +74,9 @@ FAILED = gauge("lockgate_update_computers", 'state="failed"')
 ATTEMPTED = gauge(
     "lockgate_update_computers", 'state=~"installed|installed_pending_restart|failed"'
 )
-BEHIND = gauge("lockgate_update_computers", 'state=~"needed|failed"')
 AWAITING = gauge("lockgate_updates_awaiting_approval")
 GROUP_STATES = gauge("lockgate_group_update_states", 'state!="not_applicable"')
-OVERDUE = (
-    f"{BEHIND} and on (update)"
-    " (max by (update) (lockgate_update_deadline_timestamp_seconds) < time())"
-)
+OVERDUE = gauge("lockgate_update_overdue_computers")
 
 COMPLIANCE = Dashboard(
     uid="lockgate-compliance",
@@ -103,7 +99,8 @@ COMPLIANCE = Dashboard(
             kind="stat",
             width=6,
             height=5,
-            description="Needed or failed, for updates whose earliest deadline has passed.",
+            description="Computers that still need an approved update (needed or failed) "
+            "past their own deadline (the earliest over their groups' approvals).",
         ),
         Panel(
             "Updates waiting for approval",

@@ -109,6 +109,12 @@ UPDATE_DEADLINE = Gauge(
     "updates in lockgate_update_computers that have a deadline.",
     ["update"],
 )
+UPDATE_OVERDUE = Gauge(
+    "lockgate_update_overdue_computers",
+    "Computers that still need an update (needed or failed) past their own deadline: the "
+    "earliest over the approvals of their groups. Same updates as lockgate_update_computers.",
+    ["update", "classification", "severity"],
+)
 UPDATES_AWAITING_APPROVAL = Gauge(
     "lockgate_updates_awaiting_approval",
     "Updates needed by at least one computer, neither approved for any group nor declined.",

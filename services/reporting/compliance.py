@@ -218,17 +218,20 @@ async def publish_changes(task: TaskContext) -> int:
                 totals.update(states_here)
             for state in store.COUNTED:
                 metrics.GROUP_COMPUTERS.labels(name, state).set(totals.get(state, 0))
-        await _update_gauges(conn, task.settings.report_update_limit)
+        await _update_gauges(conn, task.settings.report_update_limit, task.clock.now())
     return published
 
 
-async def _update_gauges(conn: Connection, limit: int) -> None:
-    """Per approved update (bounded): computers per state and its earliest deadline; and
-    the updates waiting for an approval."""
+async def _update_gauges(conn: Connection, limit: int, now: datetime) -> None:
+    """Per approved update (bounded): computers per state, past their deadline, and its
+    earliest deadline; and the updates waiting for an approval."""
     active = await store.gauged_updates(conn, limit)
-    found = {c.update_id: c for c in await store.compliance(conn, [u["update_id"] for u in active])}
+    ids = [u["update_id"] for u in active]
+    found = {c.update_id: c for c in await store.compliance(conn, ids)}
+    late = await store.overdue(conn, [u["update_id"] for u in active if u["deadline"]], now)
     metrics.UPDATE_COMPUTERS.clear()
     metrics.UPDATE_DEADLINE.clear()
+    metrics.UPDATE_OVERDUE.clear()
     for row in active:
         compliance = found.get(row["update_id"])
         if compliance is None:
@@ -237,6 +240,7 @@ async def _update_gauges(conn: Connection, limit: int) -> None:
         for state, n in compliance.counts.model_dump().items():
             if state != "applies_to":
                 metrics.UPDATE_COMPUTERS.labels(*labels, state).set(n)
+        metrics.UPDATE_OVERDUE.labels(*labels).set(late.get(row["update_id"], 0))
         if row["deadline"] is not None:
             metrics.UPDATE_DEADLINE.labels(row["name"]).set(row["deadline"].timestamp())
     metrics.UPDATES_AWAITING_APPROVAL.clear()

@@ -473,6 +473,24 @@ async def gauged_updates(conn: Connection, limit: int) -> list[Record]:
     return rows
 
 
+async def overdue(conn: Connection, update_ids: Sequence[str], now: datetime) -> dict[str, int]:
+    """Per update: computers that still need it (needed or failed) past their own deadline,
+    the earliest over the effective approvals of the groups they are in (approvals carry
+    inheritance already; every computer is in All computers)."""
+    rows = await conn.fetch(
+        "SELECT cu.update_id::text, count(*) AS n FROM computer_updates cu"
+        " WHERE cu.update_id = ANY ($1::uuid[]) AND cu.state IN ('needed', 'failed')"
+        " AND EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = cu.update_id"
+        "   AND a.deadline <= $2 AND (a.group_id = $3::uuid OR a.group_id IN"
+        "     (SELECT m.group_id FROM memberships m WHERE m.computer_id = cu.computer_id)))"
+        " GROUP BY cu.update_id",
+        [uuid.UUID(u) for u in update_ids],
+        now,
+        ROOT_GROUP_ID,
+    )
+    return {row["update_id"]: row["n"] for row in rows}
+
+
 async def awaiting_approval(conn: Connection) -> list[Record]:
     """Per (classification, severity): updates needed somewhere, neither approved nor declined."""
     rows: list[Record] = await conn.fetch(

@@ -308,6 +308,38 @@ async def test_every_state_counted_per_update_computer_and_group(reports: Report
         "approved without a deadline"
     )
 
+    # Past the deadline: counted per computer, by the approvals of the groups it is in.
+    async def approve_now(group: str) -> None:
+        await reports.rpc.call(
+            a.APPROVE,
+            a.Approve(
+                updates=[other.update_id],
+                groups=[
+                    a.GroupChoice(
+                        group=group,
+                        action="required_install",
+                        deadline=a.DeadlineChoice(kind="as_soon_as_possible"),
+                    )
+                ],
+            ),
+        )
+
+    other_name = f"KB{other.kb}"
+    other_labels = {
+        "update": other_name,
+        "classification": other.classification,
+        "severity": other.severity or "none",
+    }
+
+    async def overdue(expected: float) -> bool:
+        return sample("lockgate_update_overdue_computers", **other_labels) == expected
+
+    await approve_now("Floor 1")  # pc-s2, which needs it, is not in Floor 1
+    await eventually(lambda: overdue(0), timeout=10, what="no computer overdue")
+    assert sample("lockgate_update_deadline_timestamp_seconds", update=other_name)
+    await approve_now(a.ROOT_GROUP_NAME)
+    await eventually(lambda: overdue(1), timeout=10, what="pc-s2 overdue")
+
 
 async def test_operator_added_return_code_is_read_through_the_map(reports: Reports) -> None:
     await setup(reports, ["pc-m1", "pc-m2", "pc-m3"])
