@@ -28,6 +28,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from aiormq.exceptions import AMQPError, ChannelAccessRefused, ProbableAuthenticationError
 from pamqp.commands import Basic
+from prometheus_client import REGISTRY as METRICS
 
 from libs.bus import Bus, to_amqp
 from libs.bus.bus import Binding
@@ -42,8 +43,9 @@ from libs.bus.definitions import (
 from libs.contracts import Envelope
 from libs.contracts.agents import AGENT_STATUS, AgentStatus
 from libs.contracts.api import PREFIX
-from libs.contracts.names import Exchange
+from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.db.pool import drop_database, ensure_database
+from libs.observability import metrics
 from libs.service.handlers import On, ServiceDefinition
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
@@ -292,12 +294,28 @@ async def test_services_and_console_work_under_their_own_users(
     ]
     started: list[ServiceProcess] = []
     agent = await aio_pika.connect(broker.url(broker.agent))
+    metrics.QUEUE_MESSAGES.clear()  # sampled again below, under the services' own users
     try:
         for process in processes:
             await process.start()
             started.append(process)
         for process in started:
             assert await process.readiness() == {"database": True, "broker": True}
+        # Each service may still look at its own queues' depth, dead-letter queues included.
+        names = [
+            name
+            for service in (REPORTING, CATALOG, APPROVAL, SCHEDULER)
+            for queue in service.queues()
+            for name in (queue, dead_letter_queue_name(queue))
+        ]
+
+        async def sampled() -> bool:
+            return all(
+                METRICS.get_sample_value("lockgate_queue_messages", {"queue": name}) is not None
+                for name in names
+            )
+
+        await eventually(sampled, timeout=10, what="each service sampling its own queues")
 
         plans: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         listening = await agent.channel()
