@@ -5,7 +5,8 @@ files match, that every expression parses (promtool) and names only metrics that
 `scripts/render_dashboards.py` plots the same expressions from a Prometheus for docs/.
 
 Gauges computed from a service's database are exported identically by each replica, so
-they are read with `max without (instance)` before any sum.
+they are read with `max without (instance)` before any sum. Every process exports every
+Lockgate metric (one registry), so an unlabelled gauge is selected by its service's `job`.
 """
 
 from __future__ import annotations
@@ -354,7 +355,7 @@ SCHEDULER = Dashboard(
         ),
         Panel(
             "Restarts pending",
-            (q(gauge("lockgate_restarts_pending")),),
+            (q('max(lockgate_restarts_pending{job="scheduler"})'),),
             kind="stat",
             width=6,
             height=5,
@@ -400,7 +401,7 @@ SCHEDULER = Dashboard(
         Panel(
             "Restarts pending and plans published",
             (
-                q(gauge("lockgate_restarts_pending"), "restarts pending"),
+                q('max(lockgate_restarts_pending{job="scheduler"})', "restarts pending"),
                 q("sum(rate(lockgate_plans_published_total[5m])) * 60", "plans/min"),
             ),
         ),
