@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,8 @@ def legend(template: str, labels: dict[str, str]) -> str:
 
 
 def fmt(unit: str, value: float) -> str:
+    if math.isnan(value):
+        return "no data"
     if unit in UNIT_FORMAT:
         return UNIT_FORMAT[unit](value)
     return f"{value:,.0f}" if abs(value) >= 10 or value == int(value) else f"{value:.2f}"
