@@ -89,6 +89,19 @@ class PlanItem(Contract):
     return_codes: list[ReturnCode] = Field(description="How to read the installer's exit code.")
 
 
+class AgentUpdatePlan(Contract):
+    """A mandatory agent (client) update this computer has not installed yet."""
+
+    version: str = Field(description="The agent version to install.")
+    install_at: AwareDatetime = Field(
+        description="When: the next occurrence of the policy's agent_update_schedule in the "
+        "computer's time zone, or at once when no schedule is configured."
+    )
+    prompt_restart: bool = Field(
+        description="Prompt the user to restart afterwards (prompt_agent_update_restart)."
+    )
+
+
 class ComputerPlan(Contract):
     """Everything an agent needs: its policy and what to do with each approved update."""
 
@@ -102,6 +115,11 @@ class ComputerPlan(Contract):
     timezone: str = Field(description="The computer's IANA time zone (windows are local).")
     next_window: AwareDatetime | None = Field(description="Next install window (UTC).")
     items: list[PlanItem] = Field(description="Approved updates, by update id.")
+    agent_update: AgentUpdatePlan | None = Field(
+        default=None,
+        description="A mandatory agent update to install; null when the agent is up to date "
+        "(or reports no version).",
+    )
     computed_at: AwareDatetime = Field(description="When the scheduler computed it.")
 
 
@@ -146,6 +164,17 @@ class RestartInstruction(Contract):
     computer_id: str = ComputerId
     reason: Literal["nobody_logged_on", "warning_elapsed"] = Field(
         description="Why without asking: nobody is logged on, or the 5-minute warning ended."
+    )
+    issued_at: AwareDatetime = Field(description="When the timer fired.")
+
+
+class AgentUpdateInstruction(Contract):
+    """Install this mandatory agent version now, then check in with it."""
+
+    computer_id: str = ComputerId
+    version: str = Field(description="The agent version to install.")
+    prompt_restart: bool = Field(
+        description="Prompt the user to restart afterwards (policy prompt_agent_update_restart)."
     )
     issued_at: AwareDatetime = Field(description="When the timer fired.")
 
@@ -198,6 +227,13 @@ RESTART: InstructionSpec[RestartInstruction] = InstructionSpec(
     summary="Restart now.",
     subject="the computer id",
 )
+AGENT_UPDATE: InstructionSpec[AgentUpdateInstruction] = InstructionSpec(
+    type="computer.agent-update.v1",
+    model=AgentUpdateInstruction,
+    producer="scheduler",
+    summary="Install a mandatory agent version (at the policy's agent_update_schedule).",
+    subject="the computer id",
+)
 GET_PLAN: CommandSpec[GetPlan, ComputerPlan] = CommandSpec(
     type="scheduler.computer.plan.v1",
     request=GetPlan,
@@ -206,4 +242,4 @@ GET_PLAN: CommandSpec[GetPlan, ComputerPlan] = CommandSpec(
     summary="A computer's plan (what its agent was last sent).",
 )
 
-EVENTS = (AGENT_STATUS, AGENT_RESTART, PLAN, INSTALL, RESTART_PROMPT, RESTART)
+EVENTS = (AGENT_STATUS, AGENT_RESTART, PLAN, INSTALL, RESTART_PROMPT, RESTART, AGENT_UPDATE)

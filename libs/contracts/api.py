@@ -96,6 +96,8 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "/policies/{policy}/assignments", policies.ASSIGN_POLICY, "policies"),
     _r("DELETE", "/groups/{group}/policy", policies.UNASSIGN_POLICY, "policies"),
     _r("GET", "/computers/{computer}/plan", agents.GET_PLAN, "computers"),
+    _r("GET", "/agent-releases", policies.LIST_AGENT_RELEASES, "policies"),
+    _r("POST", "/agent-releases", policies.PUBLISH_AGENT_RELEASE, "policies"),
     # reports
     _r("GET", "/reports/overview", reporting.SUMMARY, "reports"),
     _r("GET", "/reports/updates/{update}", reporting.UPDATE_REPORT, "reports"),

@@ -158,6 +158,50 @@ class PolicyChanged(Contract):
     policy: Policy = Field(description="The policy now.")
 
 
+VERSION = r"^\d{1,6}\.\d{1,6}\.\d{1,6}$"
+
+
+class AgentRelease(Contract):
+    """A version of the Lockgate agent made available to computers."""
+
+    version: str = Field(description="major.minor.patch, compared numerically.")
+    mandatory: bool = Field(
+        description="Computers with an older agent must install it, at their policy's "
+        "agent_update_schedule."
+    )
+    notes: str = Field(description="What changed, for operators.")
+    published_at: AwareDatetime = Field(description="When it was published.")
+
+
+class PublishAgentRelease(Contract):
+    """Make an agent version available; mandatory ones are scheduled on outdated computers."""
+
+    version: str = Field(
+        pattern=VERSION, description="major.minor.patch (digits), newer than every release."
+    )
+    mandatory: bool = Field(default=True, description="Outdated computers must install it.")
+    notes: str = Field(default="", max_length=2000, description="What changed.")
+
+
+class ListAgentReleases(Contract):
+    """Ask for every agent release."""
+
+
+class AgentReleaseList(Contract):
+    """Every agent release, newest first."""
+
+    releases: list[AgentRelease] = Field(description="Newest first.")
+    latest_mandatory: str | None = Field(
+        description="The version outdated computers are brought to; null: none."
+    )
+
+
+class AgentReleasePublished(Contract):
+    """An agent version was published."""
+
+    release: AgentRelease = Field(description="The release.")
+
+
 def _command(
     name: str, request: type[Req], reply: type[Rep], summary: str
 ) -> CommandSpec[Req, Rep]:
@@ -193,6 +237,22 @@ POLICY_CHANGED = _event(
     "policy.changed", PolicyChanged, "A policy was created, edited, assigned or unassigned."
 )
 POLICY_DELETED = _event("policy.deleted", PolicyDeleted, "A policy was deleted.")
+PUBLISH_AGENT_RELEASE = _command(
+    "agent-release.publish",
+    PublishAgentRelease,
+    AgentRelease,
+    "Publish an agent version; mandatory ones are scheduled on outdated computers.",
+)
+LIST_AGENT_RELEASES = _command(
+    "agent-release.list", ListAgentReleases, AgentReleaseList, "Every agent release."
+)
+AGENT_RELEASE_PUBLISHED = EventSpec(
+    type="scheduler.agent-release.published.v1",
+    model=AgentReleasePublished,
+    producer="scheduler",
+    summary="An agent version was published (mandatory ones reach outdated computers).",
+    subject="the version",
+)
 
 COMMANDS = (
     CREATE_POLICY,
@@ -201,5 +261,7 @@ COMMANDS = (
     ASSIGN_POLICY,
     UNASSIGN_POLICY,
     LIST_POLICIES,
+    PUBLISH_AGENT_RELEASE,
+    LIST_AGENT_RELEASES,
 )
-EVENTS = (POLICY_CHANGED, POLICY_DELETED)
+EVENTS = (POLICY_CHANGED, POLICY_DELETED, AGENT_RELEASE_PUBLISHED)

@@ -1,4 +1,4 @@
-"""`lockgate policy ...` and `lockgate computer plan`: the scheduler's policies and plans."""
+"""`lockgate policies|agent-releases ...` and `lockgate computer plan`: the scheduler's side."""
 
 from __future__ import annotations
 
@@ -113,7 +113,37 @@ async def cmd_plan(settings: Settings, out: Output, args: argparse.Namespace) ->
             f"  deadline {i.deadline or '-'}"
             for i in plan.items
         ]
+        if plan.agent_update is not None:
+            lines.append(
+                f"agent update to {plan.agent_update.version} at {plan.agent_update.install_at}"
+            )
         return plan, "\n".join(lines)
+
+    return await show(settings, out, produce)
+
+
+def _release_text(release: p.AgentRelease) -> str:
+    kind = "mandatory" if release.mandatory else "optional"
+    return f"{release.version:<12} {kind:<10} {release.published_at:%Y-%m-%d %H:%M} {release.notes}"
+
+
+async def cmd_releases(settings: Settings, out: Output, _: argparse.Namespace) -> int:
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
+        found = await client.call(p.LIST_AGENT_RELEASES, p.ListAgentReleases())
+        lines = [_release_text(r) for r in found.releases] or ["no agent releases"]
+        return found, "\n".join(lines)
+
+    return await show(settings, out, produce)
+
+
+async def cmd_publish(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    request = p.PublishAgentRelease(
+        version=args.version, mandatory=not args.optional, notes=args.notes
+    )
+
+    async def produce(client: ApiClient) -> tuple[Contract, str]:
+        release = await client.call(p.PUBLISH_AGENT_RELEASE, request)
+        return release, "published " + _release_text(release)
 
     return await show(settings, out, produce)
 
@@ -141,6 +171,19 @@ def add_parsers(sub: Commands, computer: Commands) -> None:
     unassign = commands.add_parser("unassign", help="remove a group's policy")
     unassign.add_argument("group")
     unassign.set_defaults(handler=cmd_unassign)
+
+    releases = sub.add_parser("agent-releases", help="agent versions; mandatory ones install")
+    release_commands = releases.add_subparsers(dest="release_command", required=True)
+    release_commands.add_parser("list", help="every release, newest first").set_defaults(
+        handler=cmd_releases
+    )
+    publish = release_commands.add_parser(
+        "publish", help="publish a version; outdated computers install it per their policy"
+    )
+    publish.add_argument("version", help="major.minor.patch, newer than every release")
+    publish.add_argument("--optional", action="store_true", help="not mandatory")
+    publish.add_argument("--notes", default="", help="what changed")
+    publish.set_defaults(handler=cmd_publish)
 
     plan = computer.add_parser("plan", help="its plan: policy, windows, what installs when")
     plan.add_argument("computer")

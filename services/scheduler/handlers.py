@@ -217,6 +217,8 @@ SERVICE = ServiceDefinition(
         Answer(p.ASSIGN_POLICY, policies.assign_policy),
         Answer(p.UNASSIGN_POLICY, policies.unassign_policy),
         Answer(p.LIST_POLICIES, policies.list_policies),
+        Answer(p.PUBLISH_AGENT_RELEASE, policies.publish_agent_release),
+        Answer(p.LIST_AGENT_RELEASES, policies.list_agent_releases),
     ),
     tasks=(
         Every("planner", lambda s: s.planner_poll_seconds, planner.plan_dirty_computers),

@@ -19,6 +19,7 @@ from libs.db.pool import Connection
 from libs.observability import metrics
 from libs.service import TaskContext
 from services.scheduler import store
+from services.scheduler.domain.agent_updates import agent_update
 from services.scheduler.domain.plans import (
     NO_POLICY,
     Computer,
@@ -53,6 +54,7 @@ async def replan(
     )
     progress = await store.progress(conn, ids)
     context = await store.policy_context(conn)
+    mandatory = await store.latest_mandatory(conn)
     plans: dict[str, ComputerPlan] = {}
     publish: list[tuple[ComputerPlan, str]] = []
     for computer_id in ids:
@@ -76,12 +78,17 @@ async def replan(
             progress[computer_id],
             now,
         )
+        upgrade = agent_update(policy.settings, row.timezone, row.agent_version, mandatory, now)
+        plan = plan.model_copy(update={"agent_update": upgrade})
         unplanned = [i.update_id for i in plan.items if i.update_id not in progress[computer_id]]
         if unplanned:
             await store.mark_planned(conn, computer_id, unplanned, now)
         await store.set_timer(conn, computer_id, "window", schedule.window)
         await store.set_timer(conn, computer_id, "deadline", schedule.deadline)
         await store.set_timer(conn, computer_id, "immediate", schedule.immediate)
+        await store.set_timer(
+            conn, computer_id, "agent_update", None if upgrade is None else upgrade.install_at
+        )
         digest = plan_digest(plan)
         seen = None if dirty_seen is None else dirty_seen.get(computer_id)
         await store.save_plan(conn, computer_id, plan.model_dump_json(), digest, seen)

@@ -11,6 +11,7 @@ from libs.contracts import policies as p
 from libs.db import group_copy
 from libs.service import Conflict, HandlerContext, InvalidInput, NotFound
 from services.scheduler import store
+from services.scheduler.domain.agent_updates import version_key
 
 
 async def _find(ctx: HandlerContext, reference: str) -> p.Policy:
@@ -95,3 +96,46 @@ async def unassign_policy(ctx: HandlerContext, command: p.UnassignPolicy) -> p.P
 
 async def list_policies(ctx: HandlerContext, _: p.ListPolicies) -> p.PolicyList:
     return p.PolicyList(policies=await store.policies(ctx.conn), recommended=p.RECOMMENDED)
+
+
+async def publish_agent_release(
+    ctx: HandlerContext, command: p.PublishAgentRelease
+) -> p.AgentRelease:
+    """A new agent version; if mandatory, every computer's plan is recomputed so outdated ones
+    schedule it (at their policy's agent_update_schedule)."""
+    key = version_key(command.version)
+    if key is None:  # the contract's pattern already refuses it; kept for direct callers
+        raise InvalidInput(
+            f"version: {command.version!r} is not major.minor.patch", field="version"
+        )
+    existing = await store.releases(ctx.conn)
+    newest = max((k for r in existing if (k := version_key(r.version)) is not None), default=None)
+    if newest is not None and key <= newest:
+        raise Conflict(
+            f"version: {command.version} is not newer than the latest release "
+            f"{'.'.join(map(str, newest))}; versions only go up",
+            field="version",
+        )
+    release = p.AgentRelease(
+        version=command.version,
+        mandatory=command.mandatory,
+        notes=command.notes,
+        published_at=ctx.now,
+    )
+    await store.save_release(ctx.conn, release, key)
+    await ctx.outbox.add(
+        p.AGENT_RELEASE_PUBLISHED, p.AgentReleasePublished(release=release), subject=release.version
+    )
+    if release.mandatory:
+        await store.mark_all_dirty(ctx.conn, ctx.now)
+    return release
+
+
+async def list_agent_releases(
+    ctx: HandlerContext, _command: p.ListAgentReleases
+) -> p.AgentReleaseList:
+    releases = await store.releases(ctx.conn)
+    latest = await store.latest_mandatory(ctx.conn)
+    return p.AgentReleaseList(
+        releases=releases, latest_mandatory=None if latest is None else latest[0]
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from libs.contracts.agents import ComputerPlan
 from libs.contracts.approval import ROOT_GROUP_ID, ActionName
 from libs.contracts.catalog import ReturnCode, UpdateSnapshot
-from libs.contracts.policies import Policy, PolicySettings
+from libs.contracts.policies import AgentRelease, Policy, PolicySettings
 from libs.contracts.scheduler import AgentCheckin
 from libs.db import group_copy
 from libs.db.pool import Connection, rows_affected
@@ -214,6 +214,7 @@ class ComputerRow:
     deadline_fired_through: datetime | None
     plan_hash: str | None
     restart: RestartState
+    agent_version: str = ""
 
 
 def _computer(r: Record) -> ComputerRow:
@@ -226,14 +227,15 @@ def _computer(r: Record) -> ComputerRow:
         deadline_fired_through=r["deadline_fired_through"],
         plan_hash=r["plan_hash"],
         restart=RestartState(r["restart_phase"], r["restart_due_at"], r["restart_prompts"]),
+        agent_version=r.get("agent_version", ""),
     )
 
 
 async def computers(conn: Connection, computer_ids: Sequence[str]) -> dict[str, ComputerRow]:
     rows = await conn.fetch(
         "SELECT computer_id, timezone, user_logged_on, last_checkin_at, last_window_at,"
-        " deadline_fired_through, plan_hash, restart_phase, restart_due_at, restart_prompts"
-        " FROM computers WHERE computer_id = ANY ($1::text[])",
+        " deadline_fired_through, plan_hash, restart_phase, restart_due_at, restart_prompts,"
+        " agent_version FROM computers WHERE computer_id = ANY ($1::text[])",
         list(computer_ids),
     )
     return {r["computer_id"]: _computer(r) for r in rows}
@@ -570,3 +572,35 @@ async def timer_counts(conn: Connection, now: datetime) -> list[Record]:
 async def restarts_pending(conn: Connection) -> int:
     found: int = await conn.fetchval("SELECT count(*) FROM computers WHERE restart_phase <> 'idle'")
     return found
+
+
+# --- agent releases ---------------------------------------------------------------------------
+
+
+async def save_release(conn: Connection, release: AgentRelease, key: tuple[int, int, int]) -> None:
+    await conn.execute(
+        "INSERT INTO agent_releases (version, major, minor, patch, mandatory, notes, published_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        release.version,
+        *key,
+        release.mandatory,
+        release.notes,
+        release.published_at,
+    )
+
+
+async def releases(conn: Connection) -> list[AgentRelease]:
+    rows = await conn.fetch(
+        "SELECT version, mandatory, notes, published_at FROM agent_releases"
+        " ORDER BY major DESC, minor DESC, patch DESC"
+    )
+    return [AgentRelease(**dict(r)) for r in rows]
+
+
+async def latest_mandatory(conn: Connection) -> tuple[str, datetime] | None:
+    """The newest mandatory agent version and when it was published."""
+    row = await conn.fetchrow(
+        "SELECT version, published_at FROM agent_releases WHERE mandatory"
+        " ORDER BY major DESC, minor DESC, patch DESC LIMIT 1"
+    )
+    return None if row is None else (row["version"], row["published_at"])

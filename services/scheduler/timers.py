@@ -15,9 +15,11 @@ from typing import Literal
 import structlog
 
 from libs.contracts.agents import (
+    AGENT_UPDATE,
     INSTALL,
     RESTART,
     RESTART_PROMPT,
+    AgentUpdateInstruction,
     ComputerPlan,
     InstallInstruction,
     RestartInstruction,
@@ -30,11 +32,11 @@ from libs.service import TaskContext
 from services.scheduler import store
 from services.scheduler.domain import restarts
 from services.scheduler.domain.plans import Progress, due_items
-from services.scheduler.domain.windows import next_window
+from services.scheduler.domain.windows import next_occurrence, next_window, parse_time
 
 log = structlog.get_logger(__name__)
 
-KINDS = ("window", "deadline", "immediate", "catch_up", "restart")
+KINDS = ("window", "deadline", "immediate", "catch_up", "restart", "agent_update")
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Decision:
     install: InstallInstruction | None = None
     prompt: RestartPrompt | None = None
     restart_now: RestartInstruction | None = None
+    agent_update: AgentUpdateInstruction | None = None
     last_window_at: datetime | None = None
     deadline_fired: datetime | None = None
     immediate_sent: list[str] = field(default_factory=list)
@@ -108,6 +111,8 @@ def decide(kind: str, plan: ComputerPlan, computer: store.ComputerRow, now: date
                 computer_id=plan.computer_id, reason=told.reason, issued_at=now
             )
         return decision
+    if kind == "agent_update":
+        return _agent_update(plan, now)
     decision = Decision()
     reason: Literal["window", "deadline", "immediate", "catch_up"]
     if kind == "window":
@@ -145,6 +150,26 @@ def decide(kind: str, plan: ComputerPlan, computer: store.ComputerRow, now: date
     return decision
 
 
+def _agent_update(plan: ComputerPlan, now: datetime) -> Decision:
+    """Send the mandatory agent update; again at the schedule's next occurrence if the agent
+    has not checked in with it by then (with no schedule, at its next check-in)."""
+    upgrade = plan.agent_update
+    if upgrade is None:
+        return Decision()
+    schedule = plan.settings.agent_update_schedule
+    return Decision(
+        next_due=None
+        if schedule is None
+        else next_occurrence(schedule.day, parse_time(schedule.time), plan.timezone, now),
+        agent_update=AgentUpdateInstruction(
+            computer_id=plan.computer_id,
+            version=upgrade.version,
+            prompt_restart=upgrade.prompt_restart,
+            issued_at=now,
+        ),
+    )
+
+
 async def apply(
     conn: Connection, outbox: Outbox, decisions: list[tuple[str, str, Decision]], now: datetime
 ) -> None:
@@ -165,6 +190,9 @@ async def apply(
     await outbox.add_many(INSTALL, [(d.install, c) for c, _, d in decisions if d.install])
     await outbox.add_many(RESTART_PROMPT, [(d.prompt, c) for c, _, d in decisions if d.prompt])
     await outbox.add_many(RESTART, [(d.restart_now, c) for c, _, d in decisions if d.restart_now])
+    await outbox.add_many(
+        AGENT_UPDATE, [(d.agent_update, c) for c, _, d in decisions if d.agent_update]
+    )
 
 
 def catch_up_at(

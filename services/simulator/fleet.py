@@ -62,6 +62,8 @@ class Agent:
     states: dict[str, str] = field(default_factory=dict)
     """What this computer holds per update: installed, needed or not_applicable."""
     pending_restart: bool = False
+    version: str = "1.0.0"
+    """The agent version it runs (mandatory agent updates raise it)."""
 
 
 class Fleet:
@@ -161,7 +163,7 @@ class Fleet:
                 hostname=f"{agent.computer_id}.corp.example",
                 os_version="10.0.26100",
                 timezone=agent.timezone,
-                agent_version="1.0.0",
+                agent_version=agent.version,
                 checked_in_at=self.clock.now(),
                 hardware_id=f"hw-{agent.computer_id}",
                 architecture=agent.architecture,
@@ -190,6 +192,10 @@ class Fleet:
                 await self._on_prompt(agent, body)
             elif kind == ag.RESTART.type:
                 await self._restarted(agent)
+            elif kind == ag.AGENT_UPDATE.type:
+                agent.version = str(body["version"])  # the new agent starts and checks in
+                self.stats["agent_updates"] += 1
+                await self._checkin(agent, "start")
 
     async def _on_plan(self, agent: Agent, plan: dict[str, Any]) -> None:
         """Detect: report the state of every approved update (new ones drawn at random)."""

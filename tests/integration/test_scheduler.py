@@ -55,6 +55,8 @@ class Agent:
     def __init__(self, fleet: Fleet, computer_id: str, timezone: str) -> None:
         self.fleet, self.computer_id, self.timezone = fleet, computer_id, timezone
         self.received: list[tuple[str, dict[str, Any]]] = []
+        self.version = "1.0.0"
+        """The agent version it reports at check-in."""
 
     async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         kind = str((message.headers or {})["ce-type"])
@@ -96,6 +98,7 @@ class Agent:
                 checked_in_at=self.fleet.clock.now(),
                 user_logged_on=user,
                 reason=reason,
+                agent_version=self.version,
             ),
         )
 
@@ -660,3 +663,60 @@ async def test_operators_manage_policies_from_the_cli(fleet: Fleet) -> None:
     assert "2000" in err
     code, listed, _ = await lockgate(fleet.cli, "policies", "list")
     assert listed["policies"][0]["settings"]["restart_prompt_interval_minutes"] == 30
+
+
+async def test_a_mandatory_agent_release_installs_at_the_agent_update_schedule(
+    fleet: Fleet,
+) -> None:
+    await fleet.policy(
+        "Agents on Saturday",
+        a.ROOT_GROUP_NAME,
+        agent_update_schedule={"day": "saturday", "time": "02:00"},
+        prompt_agent_update_restart=False,
+    )
+    agent = await fleet.agent("pc-agent")
+    await fleet.quiet()
+    assert agent.of(ag.PLAN)[-1]["agent_update"] is None, "no release yet"
+
+    optional = await fleet.rpc.call(
+        p.PUBLISH_AGENT_RELEASE, p.PublishAgentRelease(version="1.0.1", mandatory=False)
+    )
+    assert optional.mandatory is False
+    await fleet.quiet()
+    assert agent.of(ag.PLAN)[-1]["agent_update"] is None, "an optional release is not pushed"
+
+    await fleet.rpc.call(
+        p.PUBLISH_AGENT_RELEASE, p.PublishAgentRelease(version="1.1.0", notes="faster scans")
+    )
+    await fleet.quiet()
+    saturday = local("2026-03-07T02:00")  # the first Saturday 02:00 in Paris after START
+    planned = agent.of(ag.PLAN)[-1]["agent_update"]
+    assert planned == {
+        "version": "1.1.0",
+        "install_at": saturday.isoformat().replace("+00:00", "Z"),
+        "prompt_restart": False,
+    }
+    await fleet.advance(saturday - fleet.clock.now() - timedelta(minutes=1))
+    assert agent.of(ag.AGENT_UPDATE) == [], "nothing before the schedule"
+    await fleet.advance(timedelta(minutes=2))
+    (sent,) = await agent.wait_for(ag.AGENT_UPDATE)
+    assert (sent["version"], sent["prompt_restart"]) == ("1.1.0", False)
+
+    agent.version = "1.1.0"  # it installed the new agent and checks in with it
+    await agent.checkin("start")
+    await fleet.quiet()
+    assert agent.of(ag.PLAN)[-1]["agent_update"] is None
+    await fleet.advance(timedelta(days=8))
+    assert len(agent.of(ag.AGENT_UPDATE)) == 1, "an up-to-date agent is not told again"
+
+    with pytest.raises(RpcError) as older:
+        await fleet.rpc.call(p.PUBLISH_AGENT_RELEASE, p.PublishAgentRelease(version="1.0.9"))
+    assert older.value.body.field == "version"
+    assert "not newer than the latest release 1.1.0" in str(older.value)
+    code, listed, _ = await lockgate(fleet.cli, "agent-releases", "list")
+    assert code == 0
+    assert [(r["version"], r["mandatory"]) for r in listed["releases"]] == [
+        ("1.1.0", True),
+        ("1.0.1", False),
+    ]
+    assert listed["latest_mandatory"] == "1.1.0"

@@ -1,0 +1,59 @@
+"""Mandatory agent updates: which computers need one, and when it installs."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from libs.contracts.agents import AgentUpdatePlan
+from libs.contracts.policies import PolicySettings
+from services.scheduler.domain.windows import next_occurrence, parse_time
+
+_VERSION = re.compile(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+Version = tuple[int, int, int]
+
+
+def version_key(text: str) -> Version | None:
+    """`1.4.2` -> (1, 4, 2); `1.4` -> (1, 4, 0); a suffix (`1.4.2-beta`) is ignored; None
+    when the text does not start with a version (an agent that reports none)."""
+    found = _VERSION.match(text)
+    if found is None:
+        return None
+    major, minor, patch = found.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def agent_update(
+    settings: PolicySettings,
+    timezone: str,
+    installed: str,
+    mandatory: tuple[str, datetime] | None,
+    now: datetime,
+) -> AgentUpdatePlan | None:
+    """The mandatory update a computer must install, or None.
+
+    None when there is no mandatory release, the agent reports no version we can read (it
+    cannot be compared, so it is left alone), or it runs that release or a newer one. The
+    install time is the next occurrence of agent_update_schedule in the computer's time
+    zone; with no schedule configured, at once: the release's publication time, so the plan
+    stays the same from one computation to the next. [decided: not configured = as soon as
+    possible, as the source says nothing of a default.]
+    """
+    if mandatory is None:
+        return None
+    version, published_at = mandatory
+    target, current = version_key(version), version_key(installed)
+    if target is None or current is None or current >= target:
+        return None
+    schedule = settings.agent_update_schedule
+    install_at = (
+        published_at
+        if schedule is None
+        else next_occurrence(schedule.day, parse_time(schedule.time), timezone, now)
+    )
+    return AgentUpdatePlan(
+        version=version,
+        install_at=install_at,
+        prompt_restart=settings.prompt_agent_update_restart,
+    )
