@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from libs.db.pool import Pool
+from libs.db.pool import Pool, advisory_key
 from libs.settings import Settings
 from services.console.models import AuditEntry, AuditLog, CreatedToken, Role, Token
 
@@ -48,15 +48,21 @@ async def bootstrap(pool: Pool, settings: Settings) -> None:
             digest(given),
         )
         return
-    if await pool.fetchval("SELECT EXISTS (SELECT 1 FROM tokens)"):
-        return
     secret = new_secret()
-    await pool.execute(
-        "INSERT INTO tokens (token_id, name, role, sha256) VALUES ($1, $2, 'admin', $3)",
-        uuid.uuid4(),
-        BOOTSTRAP_NAME,
-        digest(secret),
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        # Console replicas starting together: one of them makes the token, the others wait
+        # for its transaction and then see a token exists.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1)", advisory_key("lockgate.console.bootstrap")
+        )
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tokens)"):
+            return
+        await conn.execute(
+            "INSERT INTO tokens (token_id, name, role, sha256) VALUES ($1, $2, 'admin', $3)",
+            uuid.uuid4(),
+            BOOTSTRAP_NAME,
+            digest(secret),
+        )
     print(  # shown once, on purpose, to whoever started the console
         f"lockgate console: bootstrap admin token (shown once): {secret}", file=sys.stderr
     )
