@@ -190,8 +190,7 @@ async def computer_report(ctx: HandlerContext, query: r.ComputerReportQuery) -> 
 
 
 async def publish_changes(task: TaskContext) -> int:
-    """Throttled: one `reporting.compliance.changed.v1` per changed update per interval;
-    and the Prometheus gauges (labels: classification, severity, state)."""
+    """Throttled: one `reporting.compliance.changed.v1` per changed update per interval."""
     published = 0
     while True:
         async with task.pool.acquire() as conn, conn.transaction():
@@ -204,6 +203,12 @@ async def publish_changes(task: TaskContext) -> int:
                 [(r.ComplianceChanged(update=c), c.update_id) for c in found],
             )
             published += len(found)
+    return published
+
+
+async def sample_gauges(task: TaskContext) -> None:
+    """The Prometheus gauges, every LOCKGATE_METRICS_SAMPLE_SECONDS: per classification and
+    severity, per group (bounded depth), per approved update (bounded count)."""
     async with task.pool.acquire() as conn:
         metrics.COMPLIANCE_COMPUTERS.clear()
         for row in await store.gauge_rows(conn):
@@ -219,7 +224,6 @@ async def publish_changes(task: TaskContext) -> int:
             for state in store.COUNTED:
                 metrics.GROUP_COMPUTERS.labels(name, state).set(totals.get(state, 0))
         await _update_gauges(conn, task.settings.report_update_limit, task.clock.now())
-    return published
 
 
 async def _update_gauges(conn: Connection, limit: int, now: datetime) -> None:
@@ -228,7 +232,8 @@ async def _update_gauges(conn: Connection, limit: int, now: datetime) -> None:
     active = await store.gauged_updates(conn, limit)
     ids = [u["update_id"] for u in active]
     found = {c.update_id: c for c in await store.compliance(conn, ids)}
-    late = await store.overdue(conn, [u["update_id"] for u in active if u["deadline"]], now)
+    past = [u["update_id"] for u in active if u["deadline"] and u["deadline"] <= now]
+    late = await store.overdue(conn, past, now)
     metrics.UPDATE_COMPUTERS.clear()
     metrics.UPDATE_DEADLINE.clear()
     metrics.UPDATE_OVERDUE.clear()

@@ -131,5 +131,6 @@ SERVICE = ServiceDefinition(
     ),
     tasks=(
         Every("compliance", lambda s: s.compliance_publish_seconds, compliance.publish_changes),
+        Every("gauges", lambda s: s.metrics_sample_seconds, compliance.sample_gauges),
     ),
 )

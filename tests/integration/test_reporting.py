@@ -144,6 +144,7 @@ async def reports(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> Asy
         database_url=url,
         heartbeat_seconds=60,
         compliance_publish_seconds=0.2,
+        metrics_sample_seconds=0.2,
     )
     processes = [ServiceProcess(s, settings, http_port=0) for s in SERVICES]
     for process in processes:
