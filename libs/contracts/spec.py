@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import builtins
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ModelWrapValidatorHandler, model_validator
 
 from libs.contracts.names import Exchange
 
@@ -18,13 +19,54 @@ class Contract(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:  # noqa: ANN401 - any input, checked then passed on
+    def _no_nul(
+        cls,
+        data: Any,  # noqa: ANN401 - any input, checked then passed on
+        handler: ModelWrapValidatorHandler[Self],
+    ) -> Self:
         """Text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (lone surrogates) is
-        refused here, naming the field, rather than failing deep inside a handler."""
+        refused here, naming the field, rather than failing deep inside a handler.
+
+        The outermost contract checks its whole input once; contracts nested in it are
+        covered by that walk and skip their own (it was a walk per nesting level)."""
+        if _CHECKED.get():
+            return handler(data)
         _refuse_unstorable(data, "")
-        return data
+        token = _CHECKED.set(True)
+        try:
+            return handler(data)
+        finally:
+            _CHECKED.reset(token)
+
+    @classmethod
+    def model_validate_json(
+        cls,
+        json_data: str | bytes | bytearray,
+        **options: Any,  # noqa: ANN401 - pydantic's keyword options, passed through
+    ) -> Self:
+        """JSON text can only carry NUL or a lone surrogate as a `\\u` escape: text without
+        one is storable as it stands, so the walk over the parsed values is skipped."""
+        raw = (
+            json_data.encode("utf-8", "surrogatepass")
+            if isinstance(json_data, str)
+            else bytes(json_data)
+        )
+        if _SUSPECT_ESCAPE.search(raw):
+            return super().model_validate_json(json_data, **options)
+        token = _CHECKED.set(True)
+        try:
+            return super().model_validate_json(json_data, **options)
+        finally:
+            _CHECKED.reset(token)
+
+
+_CHECKED: ContextVar[bool] = ContextVar("lockgate_contract_checked", default=False)
+"""Set while validating input already known storable (by an outer contract or the raw JSON)."""
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\x00|\xed[\xa0-\xbf]")
+"""A `\\u0000` or surrogate escape, or a raw NUL or surrogate (a str given with one): then
+the full check runs and decides (a surrogate pair is fine)."""
 
 
 def _refuse_unstorable(value: object, where: str) -> None:

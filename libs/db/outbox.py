@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -186,7 +185,7 @@ class OutboxRelay:
             items = [
                 (
                     to_amqp(
-                        Envelope.model_validate(json.loads(row["envelope"])), bytes(row["body"])
+                        Envelope.model_validate_json(row["envelope"]), bytes(row["body"])
                     ),
                     row["exchange"],
                     row["routing_key"],
