@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 from datetime import UTC, datetime, timedelta, timezone
@@ -347,3 +348,46 @@ def test_queue_name_refuses_a_bad_part_naming_it(service: str, purpose: str, lab
 def test_dead_letter_queue_name_appends_dlq() -> None:
     """Operators find a queue's dead letters next to it, under `<queue>.dlq`."""
     assert dead_letter_queue_name("reporting.agent-status") == "reporting.agent-status.dlq"
+
+
+# --- text PostgreSQL can store and UTF-8 can encode ----------------------------------------------
+
+PLAN_WITH = (
+    '{"computer_id": "pc-1", "policy_id": null, "policy_name": "no policy",'
+    ' "policy_conflict": null, "settings": {}, "timezone": "UTC", "next_window": null,'
+    ' "items": [{"update_id": "u1", "kb": "%s", "title": "t", "action": "required_install",'
+    ' "deadline": null, "state": "needed", "install_at": null, "restart": "never",'
+    ' "command_line": null, "return_codes": []}], "computed_at": "2026-01-01T00:00:00Z"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("kb", "refused"),
+    [
+        ("5034441", None),
+        ("caf\u00e9", None),
+        ("\\ud83d\\ude00", None),  # an escaped surrogate pair is one character: fine
+        ("50\\u0000", "NUL"),
+        ("\\ud800", "JSON"),  # a lone escaped surrogate
+    ],
+)
+def test_nested_text_is_checked_from_json(kb: str, refused: str | None) -> None:
+    from libs.contracts.agents import ComputerPlan  # noqa: PLC0415 - keeps the table above short
+
+    text = PLAN_WITH % kb
+    if refused is None:
+        assert ComputerPlan.model_validate_json(text).items[0].kb is not None
+        return
+    with pytest.raises(ValidationError, match=refused):
+        ComputerPlan.model_validate_json(text)
+
+
+def test_nested_text_is_checked_from_python_values_and_str_json() -> None:
+    from libs.contracts.agents import ComputerPlan  # noqa: PLC0415
+
+    plan = json.loads(PLAN_WITH % "5034441")
+    plan["items"][0]["title"] = "bad\x00title"
+    with pytest.raises(ValidationError, match=r"items\[0\]\.title: NUL"):
+        ComputerPlan.model_validate(plan)
+    with pytest.raises(ValidationError):  # a str carrying a raw lone surrogate
+        ComputerPlan.model_validate_json(PLAN_WITH % "\ud800")
