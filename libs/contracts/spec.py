@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ModelWrapValidatorHandler, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from libs.contracts.names import Exchange
 
@@ -19,26 +19,14 @@ class Contract(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    @model_validator(mode="wrap")
+    @model_validator(mode="before")
     @classmethod
-    def _no_nul(
-        cls,
-        data: Any,  # noqa: ANN401 - any input, checked then passed on
-        handler: ModelWrapValidatorHandler[Self],
-    ) -> Self:
+    def _no_nul(cls, data: Any) -> Any:  # noqa: ANN401 - any input, checked then passed on
         """Text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (lone surrogates) is
-        refused here, naming the field, rather than failing deep inside a handler.
-
-        The outermost contract checks its whole input once; contracts nested in it are
-        covered by that walk and skip their own (it was a walk per nesting level)."""
-        if _CHECKED.get():
-            return handler(data)
-        _refuse_unstorable(data, "")
-        token = _CHECKED.set(True)
-        try:
-            return handler(data)
-        finally:
-            _CHECKED.reset(token)
+        refused here, naming the field, rather than failing deep inside a handler."""
+        if not _CHECKED.get():
+            _refuse_unstorable(data, "")
+        return data
 
     @classmethod
     def model_validate_json(
@@ -63,7 +51,8 @@ class Contract(BaseModel):
 
 
 _CHECKED: ContextVar[bool] = ContextVar("lockgate_contract_checked", default=False)
-"""Set while validating input already known storable (by an outer contract or the raw JSON)."""
+"""Set while validating JSON already screened: the walk over parsed values is skipped at
+every nesting level (it ran once per level, and dominated validating a stored plan)."""
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\x00|\xed[\xa0-\xbf]")
 """A `\\u0000` or surrogate escape, or a raw NUL or surrogate (a str given with one): then
 the full check runs and decides (a surrogate pair is fine)."""
