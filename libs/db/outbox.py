@@ -184,9 +184,7 @@ class OutboxRelay:
                 return total
             items = [
                 (
-                    to_amqp(
-                        Envelope.model_validate_json(row["envelope"]), bytes(row["body"])
-                    ),
+                    to_amqp(Envelope.model_validate_json(row["envelope"]), bytes(row["body"])),
                     row["exchange"],
                     row["routing_key"],
                 )
