@@ -61,10 +61,11 @@ async def mark_superseded(conn: Connection, update_id: str) -> None:
 
 
 async def forget_update(conn: Connection, update_id: str) -> None:
-    await delete_reports(conn, update_id)
     uid = uuid.UUID(update_id)
-    await conn.execute("DELETE FROM group_approvals WHERE update_id = $1", uid)
+    # The update row first: it waits for ingest batches holding it (see known()).
     await conn.execute("DELETE FROM updates WHERE update_id = $1", uid)
+    await delete_reports(conn, update_id)
+    await conn.execute("DELETE FROM group_approvals WHERE update_id = $1", uid)
 
 
 async def delete_reports(conn: Connection, update_id: str) -> None:
@@ -132,9 +133,12 @@ async def known(conn: Connection, computer_ids: Sequence[str], update_ids: Seque
         "SELECT computer_id FROM computers WHERE computer_id = ANY ($1::text[])",
         list(computer_ids),
     )
+    # FOR SHARE: a decline (or a deletion) of one of these updates waits for this batch to
+    # commit, and this batch waits for one in progress, then reads it declined. Without it a
+    # batch that read "not declined" could write states after the decline deleted them.
     updates = await conn.fetch(
         "SELECT update_id::text, return_codes::text, declined_at IS NOT NULL AS declined"
-        " FROM updates WHERE update_id = ANY ($1::uuid[])",
+        " FROM updates WHERE update_id = ANY ($1::uuid[]) ORDER BY update_id FOR SHARE",
         list(update_ids),
     )
     return Known(

@@ -76,8 +76,10 @@ async def learn_approval(ctx: HandlerContext, event: a.ApprovalChanged) -> None:
 
 async def learn_declined(ctx: HandlerContext, event: a.UpdateDeclined) -> None:
     """Declining an update deletes its report data."""
-    await reports.delete_reports(ctx.conn, event.update_id)
+    # Declined first: that row lock waits for ingest batches reading the update, so none
+    # writes states after the deletion below (see compliance_store.known).
     await reports.set_declined(ctx.conn, event.update_id, event.declined_at)
+    await reports.delete_reports(ctx.conn, event.update_id)
 
 
 async def learn_group(ctx: HandlerContext, event: a.GroupChanged) -> None:
