@@ -32,7 +32,13 @@ pytestmark = pytest.mark.integration
 async def system(infra: Infra, log_dir: Path) -> AsyncIterator[dict[str, ServiceRunner]]:
     """All four services started as `python -m services.<name>`, ready."""
     runners: dict[str, ServiceRunner] = {
-        name: ServiceRunner(name, infra, log_dir, LOCKGATE_HEARTBEAT_SECONDS="0.5")
+        name: ServiceRunner(
+            name,
+            infra,
+            log_dir,
+            LOCKGATE_HEARTBEAT_SECONDS="0.5",
+            LOCKGATE_METRICS_SAMPLE_SECONDS="1",
+        )
         for name in SERVICE_NAMES
     }
     for runner in runners.values():
@@ -159,10 +165,17 @@ async def test_metrics_and_health_endpoints(system: dict[str, ServiceRunner]) ->
         )
 
     await eventually(heartbeat_metric, timeout=15, what="the handled-messages metric")
-    _, body = await asyncio.to_thread(get, "/metrics")
-    # Sampled at start: each service reports its own queues and dead-letter queues.
-    assert 'lockgate_queue_consumers{queue="reporting.service-heartbeats"} 1.0' in body
-    assert 'lockgate_queue_messages{queue="reporting.service-heartbeats.dlq"}' in body
+
+    async def queue_metrics() -> bool:
+        """Sampled from start, then every LOCKGATE_METRICS_SAMPLE_SECONDS: each service
+        reports its own queues and dead-letter queues."""
+        _, body = await asyncio.to_thread(get, "/metrics")
+        return (
+            'lockgate_queue_consumers{queue="reporting.service-heartbeats"} 1.0' in body
+            and 'lockgate_queue_messages{queue="reporting.service-heartbeats.dlq"}' in body
+        )
+
+    await eventually(queue_metrics, timeout=30, what="the queue depth and consumer gauges")
     status, body = await asyncio.to_thread(get, "/healthz")
     assert (status, json.loads(body)["status"]) == (200, "alive")
     status, body = await asyncio.to_thread(get, "/readyz")
