@@ -35,7 +35,7 @@ from matplotlib.axes import Axes
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from libs.observability.dashboards import DASHBOARDS, Dashboard, Panel, _layout  # noqa: E402
+from libs.observability.dashboards import DASHBOARDS, Dashboard, Panel, layout  # noqa: E402
 from libs.settings import SERVICE_NAMES, Settings  # noqa: E402
 
 PROMETHEUS_PORT = 9099
@@ -128,7 +128,7 @@ def draw_panel(ax: Axes, panel: Panel, start: float, end: float) -> None:
 
 
 def draw(dashboard: Dashboard, start: float, end: float, out: Path) -> Path:
-    placed = _layout(dashboard.panels)
+    placed = layout(dashboard.panels)
     rows = max(pos["y"] + pos["h"] for _, pos in placed)
     figure = plt.figure(figsize=(20, rows * 0.42))
     grid = figure.add_gridspec(rows, 24, hspace=1.2, wspace=1.5)

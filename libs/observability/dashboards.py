@@ -480,7 +480,7 @@ CATALOG = Dashboard(
 DASHBOARDS = (COMPLIANCE, PIPELINE, SCHEDULER, CATALOG)
 
 
-def _layout(panels: tuple[Panel, ...]) -> list[tuple[Panel, dict[str, int]]]:
+def layout(panels: tuple[Panel, ...]) -> list[tuple[Panel, dict[str, int]]]:
     """Left to right, wrapping at Grafana's 24 columns."""
     placed, x, y, row_height = [], 0, 0, 0
     for panel in panels:
@@ -541,7 +541,7 @@ def to_grafana(dashboard: Dashboard) -> dict[str, Any]:
         "annotations": {"list": []},
         "panels": [
             _panel(number, panel, position)
-            for number, (panel, position) in enumerate(_layout(dashboard.panels), start=1)
+            for number, (panel, position) in enumerate(layout(dashboard.panels), start=1)
         ],
     }
 

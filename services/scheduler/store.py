@@ -214,7 +214,7 @@ class ComputerRow:
     deadline_fired_through: datetime | None
     plan_hash: str | None
     restart: RestartState
-    agent_version: str = ""
+    agent_version: str
 
 
 def _computer(r: Record) -> ComputerRow:
@@ -227,7 +227,7 @@ def _computer(r: Record) -> ComputerRow:
         deadline_fired_through=r["deadline_fired_through"],
         plan_hash=r["plan_hash"],
         restart=RestartState(r["restart_phase"], r["restart_due_at"], r["restart_prompts"]),
-        agent_version=r.get("agent_version", ""),
+        agent_version=r["agent_version"],
     )
 
 
@@ -338,7 +338,7 @@ async def plans(
     rows = await conn.fetch(
         "SELECT computer_id, timezone, user_logged_on, last_checkin_at, last_window_at,"
         " deadline_fired_through, plan_hash, restart_phase, restart_due_at, restart_prompts,"
-        " plan::text AS plan FROM computers"
+        " agent_version, plan::text AS plan FROM computers"
         " WHERE computer_id = ANY ($1::text[]) AND plan IS NOT NULL",
         list(computer_ids),
     )

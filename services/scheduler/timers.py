@@ -31,8 +31,9 @@ from libs.observability import metrics
 from libs.service import TaskContext
 from services.scheduler import store
 from services.scheduler.domain import restarts
+from services.scheduler.domain.agent_updates import next_install
 from services.scheduler.domain.plans import Progress, due_items
-from services.scheduler.domain.windows import next_occurrence, next_window, parse_time
+from services.scheduler.domain.windows import next_window
 
 log = structlog.get_logger(__name__)
 
@@ -158,9 +159,7 @@ def _agent_update(plan: ComputerPlan, now: datetime) -> Decision:
         return Decision()
     schedule = plan.settings.agent_update_schedule
     return Decision(
-        next_due=None
-        if schedule is None
-        else next_occurrence(schedule.day, parse_time(schedule.time), plan.timezone, now),
+        next_due=None if schedule is None else next_install(schedule, plan.timezone, now),
         agent_update=AgentUpdateInstruction(
             computer_id=plan.computer_id,
             version=upgrade.version,

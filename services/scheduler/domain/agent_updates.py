@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 
 from libs.contracts.agents import AgentUpdatePlan
-from libs.contracts.policies import PolicySettings
+from libs.contracts.policies import AgentUpdateSchedule, PolicySettings
 from services.scheduler.domain.windows import next_occurrence, parse_time
 
 _VERSION = re.compile(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -22,6 +22,11 @@ def version_key(text: str) -> Version | None:
         return None
     major, minor, patch = found.groups()
     return int(major), int(minor), int(patch or 0)
+
+
+def next_install(schedule: AgentUpdateSchedule, timezone: str, after: datetime) -> datetime:
+    """The first instant after `after` when the computer's clock shows the schedule."""
+    return next_occurrence(schedule.day, parse_time(schedule.time), timezone, after)
 
 
 def agent_update(
@@ -47,11 +52,7 @@ def agent_update(
     if target is None or current is None or current >= target:
         return None
     schedule = settings.agent_update_schedule
-    install_at = (
-        published_at
-        if schedule is None
-        else next_occurrence(schedule.day, parse_time(schedule.time), timezone, now)
-    )
+    install_at = published_at if schedule is None else next_install(schedule, timezone, now)
     return AgentUpdatePlan(
         version=version,
         install_at=install_at,
