@@ -22,7 +22,7 @@ ClassificationName = Literal[
     "Upgrades",
 ]
 CLASSIFICATIONS: tuple[ClassificationName, ...] = get_args(ClassificationName)
-"""Every classification, in DOMAIN.md's order."""
+"""Every classification, in docs/product.md's order."""
 SeverityName = Literal["Low", "Moderate", "Important", "Critical"]
 RestartName = Literal["never", "may_request", "always"]
 Origin = Literal["microsoft", "third_party"]
@@ -54,7 +54,7 @@ DEFAULT_RETURN_CODES = (
     ReturnCode(code=0, outcome="success"),
     ReturnCode(code=3010, outcome="success_restart_required"),
 )
-"""DOMAIN.md section 4: 0 = success, 3010 = success with restart; anything else fails."""
+"""docs/product.md section 4: 0 = success, 3010 = success with restart; anything else fails."""
 
 
 def outcome_of(code: int, return_codes: Sequence[ReturnCode]) -> ReturnOutcome:

@@ -1,4 +1,4 @@
-"""Agent update policies (DOMAIN.md section 1): settings, assignment to groups, events."""
+"""Agent update policies (docs/product.md section 1): settings, assignment to groups, events."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class AgentUpdateSchedule(Contract):
 class PolicySettings(Contract):
     """Every setting of an agent update policy; a setting left out takes its recommended value.
 
-    Keys are the ones of DOMAIN.md section 1, used alike in messages, API and CLI.
+    Keys are the ones of docs/product.md section 1, used alike in messages, API and CLI.
     """
 
     detection_frequency_hours: int = Field(

@@ -1,4 +1,4 @@
-"""Third-party update uploads (DOMAIN.md section 4): one command per step, one session view."""
+"""Third-party uploads (docs/product.md section 4): one command per step, one session view."""
 
 from __future__ import annotations
 

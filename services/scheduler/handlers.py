@@ -22,7 +22,7 @@ from libs.contracts.scheduler import (
 )
 from libs.contracts.system import PING
 from libs.db import group_copy
-from libs.resolution import Deadline
+from libs.domain.resolution import Deadline
 from libs.service import (
     Answer,
     Every,

@@ -16,7 +16,7 @@ from libs.contracts.policies import AgentRelease, Policy, PolicySettings
 from libs.contracts.scheduler import AgentCheckin
 from libs.db import group_copy
 from libs.db.pool import Connection, rows_affected
-from libs.resolution import Deadline
+from libs.domain.resolution import Deadline
 from services.scheduler.domain.plans import Progress, UpdateFacts
 from services.scheduler.domain.policy import Assignment
 from services.scheduler.domain.restarts import RestartState

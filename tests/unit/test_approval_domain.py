@@ -1,5 +1,5 @@
 """The approval service's pure domain rules: group tree, inheritance, resolution, deadlines
-and auto-approval rule matching (DOMAIN.md sections 3 and 5)."""
+and auto-approval rule matching (docs/product.md sections 3 and 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The scheduler's rules, without database or broker (DOMAIN.md section 1).
+"""The scheduler's rules, without database or broker (docs/product.md section 1).
 
 Install windows across time zones and DST changes, which policy applies to a computer in
 several groups, the restart state machine, and a computer's plan. The clock is always a
@@ -23,7 +23,7 @@ from libs.contracts.agents import ComputerPlan
 from libs.contracts.approval import ROOT_GROUP_ID, ActionName
 from libs.contracts.catalog import RestartName
 from libs.contracts.policies import WEEKDAYS, PolicySettings, ScheduledDay, Weekday
-from libs.resolution import NO_DEADLINE, Deadline
+from libs.domain.resolution import NO_DEADLINE, Deadline
 from services.scheduler.domain import plans, restarts, windows
 from services.scheduler.domain.policy import Assignment, effective_policy
 

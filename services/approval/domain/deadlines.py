@@ -6,7 +6,7 @@ import calendar
 from datetime import UTC, datetime, timedelta
 
 from libs.contracts.approval import DeadlineKind
-from libs.resolution import NO_DEADLINE, Deadline, earliest
+from libs.domain.resolution import NO_DEADLINE, Deadline, earliest
 
 __all__ = ["NO_DEADLINE", "Deadline", "add_month", "earliest", "resolve"]
 

@@ -1,12 +1,12 @@
-"""One computer in several groups: the shared rule of libs/resolution.py, over approval's
+"""One computer in several groups: the shared rule of libs/domain/resolution.py, over approval's
 effective approvals."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from libs.resolution import PRECEDENCE, Resolved
-from libs.resolution import resolve as resolve_actions
+from libs.domain.resolution import PRECEDENCE, Resolved
+from libs.domain.resolution import resolve as resolve_actions
 from services.approval.domain.tree import Effective
 
 __all__ = ["PRECEDENCE", "Resolved", "resolve"]

@@ -1,6 +1,6 @@
 """The group tree and inheritance of approvals down it.
 
-Rule (DOMAIN.md section 5, as the source states it): until *do not install*, *required
+Rule (docs/product.md section 5, as the source states it): until *do not install*, *required
 install* or *uninstall* is set explicitly on a child group, the action set on a parent is
 inherited by all its children. *Available install* is not in that list, so an explicit
 available install on a child holds only while no ancestor passes down one of the three.

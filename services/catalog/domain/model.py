@@ -8,7 +8,7 @@ from enum import StrEnum
 
 
 class Classification(StrEnum):
-    """Update classifications (DOMAIN.md section 2)."""
+    """Update classifications (docs/product.md section 2)."""
 
     CRITICAL_UPDATES = "Critical Updates"
     SECURITY_UPDATES = "Security Updates"
@@ -29,7 +29,7 @@ THIRD_PARTY_CLASSIFICATIONS = (
     Classification.UPDATE_ROLLUPS,
     Classification.SERVICE_PACKS,
 )
-"""Classifications an uploaded third-party update may take (DOMAIN.md section 4)."""
+"""Classifications an uploaded third-party update may take (docs/product.md section 4)."""
 
 
 class Severity(StrEnum):

@@ -35,6 +35,6 @@ def check_products(chosen: Iterable[str], available: Iterable[str]) -> list[str]
 
 
 def ordered_classifications(chosen: Iterable[ClassificationName]) -> list[ClassificationName]:
-    """Deduplicated, in the order of DOMAIN.md's list (stable for events and views)."""
+    """Deduplicated, in the order of docs/product.md's list (stable for events and views)."""
     wanted = set(chosen)
     return [name for name in CLASSIFICATIONS if name in wanted]

@@ -1,4 +1,4 @@
-"""Rules of the third-party upload procedure (DOMAIN.md section 4), without I/O."""
+"""Rules of the third-party upload procedure (docs/product.md section 4), without I/O."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How agent reports move the state of one update on one computer (DOMAIN.md section 6).
+"""How agent reports move the state of one update on one computer (docs/product.md section 6).
 
 Reports may arrive late, twice or out of order: a report older than what a row already
 holds never moves it. At the same report time an install result outranks a detection.

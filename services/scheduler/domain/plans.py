@@ -11,7 +11,7 @@ from libs.contracts.agents import ComputerPlan, InstallItem, PlanItem
 from libs.contracts.approval import ActionName
 from libs.contracts.catalog import RestartName, ReturnCode
 from libs.contracts.policies import PolicySettings
-from libs.resolution import Deadline, resolve
+from libs.domain.resolution import Deadline, resolve
 from services.scheduler.domain.windows import next_window
 
 NO_POLICY = "no policy"

@@ -1,6 +1,6 @@
 """Which policy applies to a computer in several groups.
 
-[decided] (DOMAIN.md section 1): the policy assigned to the nearest group wins (the
+[decided] (docs/product.md section 1): the policy assigned to the nearest group wins (the
 computer's own group before a parent); ties go to the most recent assignment, and the
 conflict is reported. No policy at all: the recommended values, and "no policy".
 """

@@ -1,4 +1,4 @@
-"""The restart state machine after an install that needs a restart (DOMAIN.md section 1).
+"""The restart state machine after an install that needs a restart (docs/product.md section 1).
 
 idle --install needing a restart--> waiting (restart delay) or restart_now (nobody logged on)
 waiting --due--> prompting (user may postpone; re-prompt every interval)

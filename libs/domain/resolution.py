@@ -1,7 +1,7 @@
 """One computer in several groups: which approval wins, per update.
 
 Shared by approval (to show what applies to a computer) and scheduler (to plan it), so
-both read the rule the same way. [decided] (DOMAIN.md section 5): required install beats
+both read the rule the same way. [decided] (docs/product.md section 5): required install beats
 uninstall and the conflict is reported; among the groups whose action wins, the earliest
 deadline wins. Do not install alone means "report applicability only". The other orders
 follow the same spirit: an action that installs or removes beats one that only offers
