@@ -19,6 +19,11 @@ from libs.contracts.spec import AgentEventSpec, CommandSpec, Contract, Instructi
 
 ComputerId = Field(pattern=COMPUTER_ID_PATTERN, description="The computer.")
 DetectionState = Literal["installed", "needed", "not_applicable"]
+UpdateState = Literal[
+    "installed", "needed", "not_applicable", "failed", "installed_pending_restart"
+]
+"""A stored state of one update on one computer: what a detection saw, or what an install
+result left (libs/domain/agent_reports.py reads reports into these)."""
 
 
 class DetectionResult(Contract):
@@ -77,8 +82,10 @@ class PlanItem(Contract):
     title: str = Field(description="Title.")
     action: ActionName = Field(description="What to do (resolved across the computer's groups).")
     deadline: AwareDatetime | None = Field(description="Install by then; null: no deadline.")
-    state: Literal["installed", "needed", "not_applicable", "unknown"] = Field(
-        description="What the agent last reported for it."
+    state: UpdateState | Literal["unknown"] = Field(
+        description="What the agent's reports last left for it (`unknown` before any): "
+        "`installed`, `installed_pending_restart`, `needed` (also after a successful "
+        "uninstall), `failed` (the last install or uninstall failed) or `not_applicable`."
     )
     install_at: AwareDatetime | None = Field(
         description="When the scheduler will have it installed (window, deadline or at once); "

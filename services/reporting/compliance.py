@@ -9,14 +9,13 @@ import structlog
 
 from libs.contracts import agents as ag
 from libs.contracts import reporting as r
-from libs.contracts.catalog import outcome_of
 from libs.contracts.envelope import Envelope
 from libs.db import group_copy
 from libs.db.pool import Connection
+from libs.domain import agent_reports
 from libs.observability import metrics
 from libs.service import HandlerContext, NotFound, TaskContext
 from services.reporting import compliance_store as store
-from services.reporting.domain import states
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +24,7 @@ PUBLISH_BATCH = 500
 
 async def ingest(ctx: HandlerContext, reports: list[tuple[Envelope, ag.AgentStatus]]) -> None:
     """A batch of status reports: states move forward only, attempts are all kept."""
-    observations: list[states.Observation] = []
+    observations: list[agent_reports.Observation] = []
     attempts: list[tuple[str, str, datetime, datetime, int, str, str]] = []
     ignored: Counter[str] = Counter()
     computers = sorted({status.computer_id for _, status in reports})
@@ -38,52 +37,30 @@ async def ingest(ctx: HandlerContext, reports: list[tuple[Envelope, ag.AgentStat
         if status.computer_id not in known.computers:
             ignored["unknown_computer"] += 1
             continue
-        for found in status.detections:
-            reason = _unusable(found.update_id, known)
+        for seen in agent_reports.read_report(status, known.return_codes):
+            reason = _unusable(seen.update_id, known)
             if reason:
                 ignored[reason] += 1
                 continue
-            observations.append(
-                states.detection(
-                    status.computer_id, found.update_id, status.reported_at, found.state
-                )
+            observations.append(seen)
+        attempts.extend(
+            (
+                status.computer_id,
+                result.update_id,
+                result.started_at,
+                result.finished_at,
+                result.return_code,
+                agent_reports.outcome_of(result.return_code, known.return_codes[result.update_id]),
+                result.operation,
             )
-        for result in status.installs:
-            reason = _unusable(result.update_id, known)
-            if reason:
-                ignored[reason] += 1
-                continue
-            outcome = outcome_of(result.return_code, known.return_codes[result.update_id])
-            attempts.append(
-                (
-                    status.computer_id,
-                    result.update_id,
-                    result.started_at,
-                    result.finished_at,
-                    result.return_code,
-                    outcome,
-                    result.operation,
-                )
-            )
-            observations.append(
-                states.install(
-                    status.computer_id,
-                    result.update_id,
-                    status.reported_at,
-                    outcome,
-                    result.return_code,
-                    uninstall=result.operation == "uninstall",
-                )
-            )
-    newest = states.latest(observations)
+            for result in status.installs
+            if _unusable(result.update_id, known) is None
+        )
+    newest = agent_reports.latest(observations)
     held = await store.lock_rows(ctx.conn, list(newest))
-    changes = []
-    for key, seen in newest.items():
-        current, current_at = held[key]
-        if states.moves(current, current_at, seen):
-            changes.append((seen, current))
-        else:
-            ignored["older_than_stored"] += 1
+    changes = agent_reports.changes(newest, held)
+    if len(changes) < len(newest):
+        ignored["older_than_stored"] += len(newest) - len(changes)
     await store.save_states(ctx.conn, changes)
     await store.save_attempts(ctx.conn, attempts)
     for reason, count in ignored.items():

@@ -15,7 +15,7 @@ from libs.contracts.approval import ROOT_GROUP_ID
 from libs.contracts.catalog import ReturnCode, UpdateSnapshot
 from libs.db import group_copy
 from libs.db.pool import Connection
-from services.reporting.domain.states import NONE, Observation
+from libs.domain.agent_reports import NO_REPORT, RESTART_COMPLETES, Observation
 
 Record = Any  # an asyncpg Record
 COUNTED = ("installed", "needed", "failed", "installed_pending_restart", "not_applicable")
@@ -199,7 +199,7 @@ async def save_states(conn: Connection, changes: Sequence[tuple[Observation, str
     )
     deltas: Counter[tuple[str, str]] = Counter()
     for seen, before in changes:
-        if before != NONE:
+        if before != NO_REPORT:
             deltas[seen.update_id, before] -= 1
         deltas[seen.update_id, seen.state] += 1
     await apply_deltas(conn, deltas)
@@ -241,17 +241,20 @@ async def save_attempts(
 
 async def complete_restart(conn: Connection, computer_id: str, at: datetime) -> None:
     """A restart turns this computer's pending installs into installed ones."""
+    pending, done = RESTART_COMPLETES
     rows = await conn.fetch(
-        "UPDATE computer_updates SET state = 'installed', reported_at = greatest(reported_at, $2)"
-        " WHERE computer_id = $1 AND state = 'installed_pending_restart'"
+        "UPDATE computer_updates SET state = $4, reported_at = greatest(reported_at, $2)"
+        " WHERE computer_id = $1 AND state = $3"
         " RETURNING update_id::text",
         computer_id,
         at,
+        pending,
+        done,
     )
     deltas: Counter[tuple[str, str]] = Counter()
     for row in rows:
-        deltas[row["update_id"], "installed_pending_restart"] -= 1
-        deltas[row["update_id"], "installed"] += 1
+        deltas[row["update_id"], pending] -= 1
+        deltas[row["update_id"], done] += 1
     await apply_deltas(conn, deltas)
 
 

@@ -13,7 +13,6 @@ from libs.contracts import agents as ag
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
 from libs.contracts import policies as p
-from libs.contracts.catalog import outcome_of
 from libs.contracts.scheduler import (
     AGENT_CHECKIN,
     COMPUTER_REGISTERED,
@@ -22,6 +21,7 @@ from libs.contracts.scheduler import (
 )
 from libs.contracts.system import PING
 from libs.db import group_copy
+from libs.domain import agent_reports
 from libs.domain.resolution import Deadline
 from libs.service import (
     Answer,
@@ -84,21 +84,21 @@ async def record_status(ctx: HandlerContext, status: ag.AgentStatus) -> None:
     """Detection and install results: states for the plan, restarts after 3010-like codes."""
     await _require_computer(ctx, status.computer_id)
     await store.set_user_logged_on(ctx.conn, status.computer_id, status.user_logged_on)
-    states = [(d.update_id, d.state) for d in status.detections]
     facts = await store.facts(ctx.conn, [i.update_id for i in status.installs])
-    needs_restart = None
-    for result in status.installs:
-        fact = facts.get(result.update_id)
-        outcome = outcome_of(result.return_code, fact.return_codes if fact else [])
-        if outcome == "failure":
-            continue
-        states.append(
-            (result.update_id, "installed" if result.operation == "install" else "not_applicable")
-        )
-        if outcome == "success_restart_required":
-            needs_restart = max(needs_restart or result.finished_at, result.finished_at)
-    if states:
-        await store.record_states(ctx.conn, status.computer_id, states, ctx.now)
+    codes = {update_id: fact.return_codes for update_id, fact in facts.items()}
+    newest = agent_reports.latest(agent_reports.read_report(status, codes))
+    held = await store.held_states(ctx.conn, status.computer_id, [u for _, u in newest])
+    moved = agent_reports.changes(newest, held)
+    await store.record_states(ctx.conn, status.computer_id, [seen for seen, _ in moved])
+    needs_restart = max(
+        (
+            r.finished_at
+            for r in status.installs
+            if agent_reports.outcome_of(r.return_code, codes.get(r.update_id, ()))
+            == "success_restart_required"
+        ),
+        default=None,
+    )
     if needs_restart is not None:
         computer = (await store.computers(ctx.conn, [status.computer_id]))[status.computer_id]
         plan = await _plan(ctx, status.computer_id)
@@ -133,6 +133,7 @@ async def record_restart(ctx: HandlerContext, event: ag.AgentRestart) -> None:
             ctx, event.computer_id, restarts.on_postponed(computer.restart, plan.settings, ctx.now)
         )
     elif event.event == "restarted":
+        await store.complete_restart(ctx.conn, event.computer_id, event.at)
         await _set_restart(ctx, event.computer_id, restarts.on_restarted(computer.restart))
         await schedule_catch_up(ctx, event.computer_id, plan)
 

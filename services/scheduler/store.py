@@ -16,6 +16,7 @@ from libs.contracts.policies import AgentRelease, Policy, PolicySettings
 from libs.contracts.scheduler import AgentCheckin
 from libs.db import group_copy
 from libs.db.pool import Connection, rows_affected
+from libs.domain.agent_reports import RESTART_COMPLETES, Observation
 from libs.domain.resolution import Deadline
 from services.scheduler.domain.plans import Progress, UpdateFacts
 from services.scheduler.domain.policy import Assignment
@@ -298,20 +299,52 @@ async def mark_planned(
     )
 
 
-async def record_states(
-    conn: Connection, computer_id: str, states: Sequence[tuple[str, str]], at: datetime
-) -> None:
-    """The agent's detection results: (update id, state)."""
+async def held_states(
+    conn: Connection, computer_id: str, update_ids: Sequence[str]
+) -> dict[tuple[str, str], tuple[str, datetime | None]]:
+    """Lock this computer's rows for these updates, creating missing ones (state `unknown`),
+    in update order so two replicas handling reports of one computer never deadlock;
+    returns (state, reported_at of the report that set it) per (computer, update)."""
+    ordered = sorted(set(update_ids))
     await conn.execute(
-        "INSERT INTO computer_updates (computer_id, update_id, state, state_at)"
-        " SELECT $1, u.update_id, u.state, $4"
-        " FROM unnest($2::uuid[], $3::text[]) AS u (update_id, state)"
-        " ON CONFLICT (computer_id, update_id) DO UPDATE SET state = EXCLUDED.state,"
-        " state_at = EXCLUDED.state_at",
+        "INSERT INTO computer_updates (computer_id, update_id)"
+        " SELECT $1, u FROM unnest($2::uuid[]) AS u ORDER BY u ON CONFLICT DO NOTHING",
         computer_id,
-        [s[0] for s in states],
-        [s[1] for s in states],
+        ordered,
+    )
+    rows = await conn.fetch(
+        "SELECT update_id::text, state, state_at FROM computer_updates"
+        " WHERE computer_id = $1 AND update_id = ANY ($2::uuid[])"
+        " ORDER BY update_id FOR UPDATE",
+        computer_id,
+        ordered,
+    )
+    return {(computer_id, r["update_id"]): (r["state"], r["state_at"]) for r in rows}
+
+
+async def record_states(conn: Connection, computer_id: str, changes: Sequence[Observation]) -> None:
+    """Store states the agent's reports moved, stamped with the agent's `reported_at`."""
+    await conn.execute(
+        "UPDATE computer_updates cu SET state = u.state, state_at = u.at"
+        " FROM unnest($2::uuid[], $3::text[], $4::timestamptz[]) AS u (update_id, state, at)"
+        " WHERE cu.computer_id = $1 AND cu.update_id = u.update_id",
+        computer_id,
+        [o.update_id for o in changes],
+        [o.state for o in changes],
+        [o.reported_at for o in changes],
+    )
+
+
+async def complete_restart(conn: Connection, computer_id: str, at: datetime) -> None:
+    """A restart turns this computer's pending installs into installed ones."""
+    pending, done = RESTART_COMPLETES
+    await conn.execute(
+        "UPDATE computer_updates SET state = $4, state_at = greatest(state_at, $2)"
+        " WHERE computer_id = $1 AND state = $3",
+        computer_id,
         at,
+        pending,
+        done,
     )
 
 

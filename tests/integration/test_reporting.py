@@ -441,6 +441,73 @@ async def test_out_of_order_and_duplicate_reports_never_move_backwards(reports: 
     r.ComplianceChanged.model_validate_json(bytes(changed[-1]["body"]))
 
 
+async def test_scheduler_and_reporting_store_the_same_state_for_the_same_reports(
+    reports: Reports,
+) -> None:
+    """Both services read reports through libs/domain/agent_reports.py: a 3010, a restart, a
+    successful uninstall, a report naming an update twice, a failure followed by a late
+    detection and an out-of-order report leave the same state in both schemas."""
+    computers = [f"pc-same{i}" for i in range(1, 6)]
+    updates = await setup(reports, computers)
+    u = updates[0].update_id
+    later = T0 + timedelta(hours=1)
+
+    def result(code: int, operation: str = "install") -> ag.InstallResult:
+        return ag.InstallResult.model_validate(
+            {
+                "update_id": u,
+                "operation": operation,
+                "return_code": code,
+                "started_at": T0 - timedelta(minutes=2),
+                "finished_at": T0 - timedelta(minutes=1),
+            }
+        )
+
+    async def send(computer_id: str, at: datetime, **parts: list[Any]) -> None:
+        body = ag.AgentStatus(computer_id=computer_id, reported_at=at, **parts)
+        await reports.status(computer_id, at, body=body.model_dump_json().encode())
+
+    await send("pc-same1", T0, installs=[result(3010)])
+    await send("pc-same2", T0, installs=[result(0, "uninstall")])
+    both = [ag.DetectionResult(update_id=u, state="installed")]
+    await send("pc-same3", T0, detections=both, installs=[result(0)])
+    await send("pc-same4", T0, installs=[result(1603)])
+    await send("pc-same5", later, detections=[ag.DetectionResult(update_id=u, state="needed")])
+    await reports.settled()
+    await reports.restarted("pc-same1", later)
+    await send("pc-same4", later, detections=[ag.DetectionResult(update_id=u, state="needed")])
+    await send("pc-same5", T0, installs=[result(0)])  # older than what is held: ignored
+
+    expected = {
+        "pc-same1": "installed",
+        "pc-same2": "needed",
+        "pc-same3": "installed",
+        "pc-same4": "failed",
+        "pc-same5": "needed",
+    }
+
+    async def stored(schema: str) -> dict[str, str]:
+        rows = await reports.db.fetch(
+            f"SELECT computer_id, state FROM {schema}.computer_updates"
+            " WHERE update_id = $1::uuid AND computer_id = ANY ($2::text[])",
+            u,
+            computers,
+        )
+        return {row["computer_id"]: row["state"] for row in rows}
+
+    async def agree() -> bool:
+        return await stored("scheduler") == expected and await stored("reporting") == expected
+
+    await eventually(agree, timeout=30, what="scheduler and reporting to store the same states")
+    dead = await reports.db.fetchval(
+        "SELECT count(*) FROM scheduler.computer_updates WHERE state_at IS NULL"
+        " AND update_id = $1::uuid AND computer_id = ANY ($2::text[])",
+        u,
+        computers,
+    )
+    assert dead == 0, "the scheduler stamps states with the agent's reported_at"
+
+
 async def test_a_malformed_report_goes_to_the_dlq_and_the_next_is_handled(
     reports: Reports,
 ) -> None:

@@ -63,11 +63,16 @@ class Schedule:
 
 
 def pending(action: ActionName, state: str) -> bool:
-    """Whether something is left to do: install what is missing, remove what is there."""
+    """Whether something is left to do: install what is missing, remove what is there.
+
+    States come from libs/domain/agent_reports.py. A failed install or uninstall is tried
+    again at the next window (the failure says nothing was changed); an update installed
+    pending a restart is there, so an uninstall still has work to do.
+    """
     if action == "required_install":
-        return state in ("needed", "unknown")
+        return state in ("needed", "failed", "unknown")
     if action == "uninstall":
-        return state in ("installed", "unknown")
+        return state in ("installed", "installed_pending_restart", "failed", "unknown")
     return False
 
 
