@@ -134,6 +134,7 @@ async def record_restart(ctx: HandlerContext, event: ag.AgentRestart) -> None:
         )
     elif event.event == "restarted":
         await store.complete_restart(ctx.conn, event.computer_id, event.at)
+        await store.mark_dirty(ctx.conn, [event.computer_id], ctx.now)  # its plan's states moved
         await _set_restart(ctx, event.computer_id, restarts.on_restarted(computer.restart))
         await schedule_catch_up(ctx, event.computer_id, plan)
 
