@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,9 @@ log = structlog.get_logger(__name__)
 
 LIBS_SQL = Path(__file__).parent / "sql"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_EARLIER = re.compile(r"^-- earlier checksum: ([0-9a-f]{64})$", re.MULTILINE)
+"""A migration whose content moved elsewhere (into a shared read copy's migrations, say)
+names the checksum it had when databases applied it; those databases accept the edit."""
 
 
 class MigrationError(Exception):
@@ -32,6 +36,11 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def earlier_checksums(self) -> frozenset[str]:
+        """Checksums of earlier versions of this file, declared in it."""
+        return frozenset(_EARLIER.findall(self.sql))
 
 
 def load(directory: Path, origin: str) -> list[Migration]:
@@ -55,14 +64,20 @@ def lock_key(schema: str) -> int:
     return advisory_key(f"lockgate.migrate.{schema}")
 
 
-async def migrate(url: str, schema: str, service_dir: Path) -> list[str]:
-    """Apply the shared then the service's pending migrations; return the keys applied.
+async def migrate(
+    url: str, schema: str, service_dir: Path, mounted: Sequence[tuple[str, Path]] = ()
+) -> list[str]:
+    """Apply the shared, then the mounted (read copies'), then the service's pending
+    migrations; return the keys applied.
 
     Safe with any number of processes at once: they queue on one advisory lock and each
     migration is recorded in the transaction that applies it.
     """
     check_schema(schema)
-    migrations = load(LIBS_SQL, "libs") + load(service_dir, schema)
+    migrations = load(LIBS_SQL, "libs")
+    for name, directory in mounted:
+        migrations += load(directory, name)
+    migrations += load(service_dir, schema)
     conn = await asyncpg.connect(url)
     applied_now: list[str] = []
     try:
@@ -80,7 +95,13 @@ async def migrate(url: str, schema: str, service_dir: Path) -> list[str]:
             }
             for migration in migrations:
                 if migration.key in done:
-                    if done[migration.key] != migration.checksum:
+                    if done[migration.key] in migration.earlier_checksums:
+                        await conn.execute(
+                            f"UPDATE {schema}.schema_migrations SET checksum = $2 WHERE key = $1",
+                            migration.key,
+                            migration.checksum,
+                        )
+                    elif done[migration.key] != migration.checksum:
                         raise MigrationError(
                             f"migration {migration.key} was changed after it was applied to "
                             f"{schema}; add a new numbered file instead"

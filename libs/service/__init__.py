@@ -1,7 +1,15 @@
 """What makes a Lockgate service process: handler tables, message pipeline, lifecycle."""
 
 from libs.service.errors import Conflict, DomainError, InvalidInput, NotFound, Refused
-from libs.service.handlers import Answer, Every, HandlerContext, On, ServiceDefinition, TaskContext
+from libs.service.handlers import (
+    Answer,
+    Every,
+    HandlerContext,
+    On,
+    ReadCopy,
+    ServiceDefinition,
+    TaskContext,
+)
 
 __all__ = [
     "Answer",
@@ -12,6 +20,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "On",
+    "ReadCopy",
     "Refused",
     "ServiceDefinition",
     "TaskContext",

@@ -119,6 +119,19 @@ class Every:
 
 
 @dataclass(frozen=True)
+class ReadCopy:
+    """Another service's data kept in this service's schema: its tables and the events that
+    fill them, defined once in libs/ and mounted by every service that needs it."""
+
+    name: str
+    """Names its migrations (`<name>/NNNN_....sql` in `schema_migrations`)."""
+    migrations: Path
+    """Its tables, applied before the service's own migrations."""
+    routes: Sequence[On[Any]]
+    """The events that keep it, on a queue of the service that mounts it."""
+
+
+@dataclass(frozen=True)
 class ServiceDefinition:
     """Everything the runtime needs to run one service."""
 
@@ -131,11 +144,23 @@ class ServiceDefinition:
     """Periodic work (timers, batch planning) besides handling messages."""
     heartbeat: bool = True
     """Publish `<name>.service.heartbeat.v1` periodically (the four services do)."""
+    read_copies: Sequence[ReadCopy] = field(default_factory=tuple)
+    """Shared read copies mounted here: their tables and their routes join the service's."""
+
+    @property
+    def handled_events(self) -> tuple[On[Any], ...]:
+        """The service's own event routes, then those of its read copies."""
+        return (*self.events, *(route for copy in self.read_copies for route in copy.routes))
+
+    @property
+    def mounted_migrations(self) -> tuple[tuple[str, Path], ...]:
+        """(name, directory) of each read copy's migrations."""
+        return tuple((copy.name, copy.migrations) for copy in self.read_copies)
 
     def queues(self) -> dict[str, list[On[Any] | Answer[Any, Any]]]:
         """Routes per full queue name; commands share `<service>.commands`."""
         table: dict[str, list[On[Any] | Answer[Any, Any]]] = {}
-        for route in self.events:
+        for route in self.handled_events:
             table.setdefault(queue_name(self.name, route.queue), []).append(route)
         for answer in self.commands:
             if answer.spec.handler != self.name:

@@ -28,5 +28,5 @@ def subscriptions() -> list[Subscription]:
     return [
         Subscription(service, queue_name(service, route.queue), route.spec.type)
         for service in SERVICE_NAMES
-        for route in definition(service).events
+        for route in definition(service).handled_events
     ]

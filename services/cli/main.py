@@ -35,7 +35,7 @@ from services.cli import (
     token_commands,
     upload_commands,
 )
-from services.cli.catalogue import migrations_dir, subscriptions
+from services.cli.catalogue import definition, subscriptions
 from services.cli.common import EXIT_FAILED, ApiClient, ApiFailure, Output, with_api, with_rpc
 
 EXIT_DRIFT = 2
@@ -56,7 +56,10 @@ async def cmd_migrate(settings: Settings, out: Output, args: argparse.Namespace)
     await ensure_database(settings.database_url)
     applied: dict[str, list[str]] = {}
     for service in _services(args.service):
-        applied[service] = await migrate(settings.database_url, service, migrations_dir(service))
+        found = definition(service)
+        applied[service] = await migrate(
+            settings.database_url, service, found.migrations, found.mounted_migrations
+        )
     lines = [f"{svc}: {', '.join(keys) or 'up to date'}" for svc, keys in applied.items()]
     out.result(applied, "\n".join(lines))
     return 0

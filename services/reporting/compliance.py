@@ -10,10 +10,10 @@ import structlog
 from libs.contracts import agents as ag
 from libs.contracts import reporting as r
 from libs.contracts.envelope import Envelope
-from libs.db import group_copy
 from libs.db.pool import Connection
 from libs.domain import agent_reports
 from libs.observability import metrics
+from libs.read_copies import groups as group_copy
 from libs.service import HandlerContext, NotFound, TaskContext
 from services.reporting import compliance_store as store
 

@@ -13,7 +13,6 @@ from typing import Any
 from libs.contracts import reporting as r
 from libs.contracts.approval import ROOT_GROUP_ID
 from libs.contracts.catalog import ReturnCode, UpdateSnapshot
-from libs.db import group_copy
 from libs.db.pool import Connection
 from libs.domain.agent_reports import NO_REPORT, RESTART_COMPLETES, Observation
 
@@ -86,7 +85,6 @@ async def set_declined(conn: Connection, update_id: str, at: datetime | None) ->
 
 async def delete_group(conn: Connection, group_id: str) -> None:
     await conn.execute("DELETE FROM group_approvals WHERE group_id = $1", uuid.UUID(group_id))
-    await group_copy.delete_group(conn, group_id)
 
 
 async def set_group_approval(

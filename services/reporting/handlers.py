@@ -19,7 +19,7 @@ from libs.contracts.reporting import (
 )
 from libs.contracts.scheduler import COMPUTER_REGISTERED, ComputerRegistered
 from libs.contracts.system import HEARTBEAT, PING, ServiceHeartbeat
-from libs.db import group_copy
+from libs.read_copies.groups import group_copy
 from libs.service import Answer, Every, HandlerContext, On, ServiceDefinition
 from libs.service.system import answer_ping
 from libs.settings import SERVICE_NAMES
@@ -82,17 +82,8 @@ async def learn_declined(ctx: HandlerContext, event: a.UpdateDeclined) -> None:
     await reports.delete_reports(ctx.conn, event.update_id)
 
 
-async def learn_group(ctx: HandlerContext, event: a.GroupChanged) -> None:
-    group = event.group
-    await group_copy.put_group(ctx.conn, group.group_id, group.name, group.parent_id)
-
-
-async def forget_group(ctx: HandlerContext, event: a.GroupDeleted) -> None:
-    await reports.delete_group(ctx.conn, event.group_id)
-
-
-async def learn_membership(ctx: HandlerContext, event: a.MembershipChanged) -> None:
-    await group_copy.set_memberships(ctx.conn, event.computer_id, event.group_ids)
+async def forget_group(ctx: HandlerContext, group_id: str) -> None:
+    await reports.delete_group(ctx.conn, group_id)
 
 
 SERVICE = ServiceDefinition(
@@ -117,11 +108,6 @@ SERVICE = ServiceDefinition(
         On(c.UPDATE_DELETED, queue="updates", handle=forget_update),
         On(a.APPROVAL_CHANGED, queue="approvals", handle=learn_approval),
         On(a.UPDATE_DECLINED, queue="approvals", handle=learn_declined),
-        On(a.GROUP_CREATED, queue="approvals", handle=learn_group),
-        On(a.GROUP_RENAMED, queue="approvals", handle=learn_group),
-        On(a.GROUP_MOVED, queue="approvals", handle=learn_group),
-        On(a.GROUP_DELETED, queue="approvals", handle=forget_group),
-        On(a.MEMBERSHIP_CHANGED, queue="approvals", handle=learn_membership),
     ),
     commands=(
         Answer(PING["reporting"], answer_ping),
@@ -131,6 +117,7 @@ SERVICE = ServiceDefinition(
         Answer(r.GROUP_REPORT, compliance.group_report),
         Answer(r.COMPUTER_REPORT, compliance.computer_report),
     ),
+    read_copies=(group_copy(queue="approvals", deleted=forget_group),),
     tasks=(
         Every("compliance", lambda s: s.compliance_publish_seconds, compliance.publish_changes),
         Every("gauges", lambda s: s.metrics_sample_seconds, compliance.sample_gauges),

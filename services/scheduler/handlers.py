@@ -20,9 +20,9 @@ from libs.contracts.scheduler import (
     ComputerRegistered,
 )
 from libs.contracts.system import PING
-from libs.db import group_copy
 from libs.domain import agent_reports
 from libs.domain.resolution import Deadline
+from libs.read_copies.groups import group_copy
 from libs.service import (
     Answer,
     Every,
@@ -165,22 +165,18 @@ async def learn_approval(ctx: HandlerContext, event: a.ApprovalChanged) -> None:
     await store.mark_group_dirty(ctx.conn, state.group_id, ctx.now)
 
 
-async def learn_group(ctx: HandlerContext, event: a.GroupChanged) -> None:
-    """Created, renamed or moved: the nearest-group policy rule may pick differently."""
-    group = event.group
-    await group_copy.put_group(ctx.conn, group.group_id, group.name, group.parent_id)
-    if ctx.envelope.type == a.GROUP_MOVED.type:
-        await store.mark_all_dirty(ctx.conn, ctx.now)
-
-
-async def forget_group(ctx: HandlerContext, event: a.GroupDeleted) -> None:
-    await store.delete_group(ctx.conn, event.group_id)
+async def replan_all(ctx: HandlerContext, group_id: str) -> None:  # noqa: ARG001 - a hook
+    """A group moved or went: the nearest-group policy rule may pick differently anywhere."""
     await store.mark_all_dirty(ctx.conn, ctx.now)
 
 
-async def learn_membership(ctx: HandlerContext, event: a.MembershipChanged) -> None:
-    await group_copy.set_memberships(ctx.conn, event.computer_id, event.group_ids)
-    await store.mark_dirty(ctx.conn, [event.computer_id], ctx.now)
+async def forget_group(ctx: HandlerContext, group_id: str) -> None:
+    await store.delete_group(ctx.conn, group_id)
+    await replan_all(ctx, group_id)
+
+
+async def replan_computer(ctx: HandlerContext, computer_id: str) -> None:
+    await store.mark_dirty(ctx.conn, [computer_id], ctx.now)
 
 
 async def learn_update(ctx: HandlerContext, event: c.UpdatePublished | c.UpdateRevised) -> None:
@@ -201,11 +197,6 @@ SERVICE = ServiceDefinition(
         On(ag.AGENT_STATUS, queue="agent-reports", handle=record_status),
         On(ag.AGENT_RESTART, queue="agent-reports", handle=record_restart),
         On(a.APPROVAL_CHANGED, queue="approvals", handle=learn_approval),
-        On(a.GROUP_CREATED, queue="approvals", handle=learn_group),
-        On(a.GROUP_RENAMED, queue="approvals", handle=learn_group),
-        On(a.GROUP_MOVED, queue="approvals", handle=learn_group),
-        On(a.GROUP_DELETED, queue="approvals", handle=forget_group),
-        On(a.MEMBERSHIP_CHANGED, queue="approvals", handle=learn_membership),
         On(c.UPDATE_PUBLISHED, queue="updates", handle=learn_update),
         On(c.UPDATE_REVISED, queue="updates", handle=learn_update),
         On(c.UPDATE_DELETED, queue="updates", handle=forget_update),
@@ -221,6 +212,14 @@ SERVICE = ServiceDefinition(
         Answer(p.LIST_POLICIES, policies.list_policies),
         Answer(p.PUBLISH_AGENT_RELEASE, policies.publish_agent_release),
         Answer(p.LIST_AGENT_RELEASES, policies.list_agent_releases),
+    ),
+    read_copies=(
+        group_copy(
+            queue="approvals",
+            moved=replan_all,
+            deleted=forget_group,
+            membership_changed=replan_computer,
+        ),
     ),
     tasks=(
         Every("planner", lambda s: s.planner_poll_seconds, planner.plan_dirty_computers),

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from libs.bus.codec import describe_validation_error
 from libs.contracts import policies as p
-from libs.db import group_copy
+from libs.read_copies import groups as group_copy
 from libs.service import Conflict, HandlerContext, InvalidInput, NotFound
 from services.scheduler import store
 from services.scheduler.domain.agent_updates import version_key

@@ -14,7 +14,6 @@ from libs.contracts.approval import ROOT_GROUP_ID, ActionName
 from libs.contracts.catalog import ReturnCode, UpdateSnapshot
 from libs.contracts.policies import AgentRelease, Policy, PolicySettings
 from libs.contracts.scheduler import AgentCheckin
-from libs.db import group_copy
 from libs.db.pool import Connection, rows_affected
 from libs.domain.agent_reports import RESTART_COMPLETES, Observation
 from libs.domain.resolution import Deadline
@@ -126,7 +125,6 @@ async def delete_group(conn: Connection, group_id: str) -> None:
     gid = uuid.UUID(group_id)
     await conn.execute("DELETE FROM group_approvals WHERE group_id = $1", gid)
     await conn.execute("DELETE FROM policy_assignments WHERE group_id = $1", gid)
-    await group_copy.delete_group(conn, group_id)
 
 
 async def parents(conn: Connection) -> dict[str, str | None]:

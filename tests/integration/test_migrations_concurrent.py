@@ -10,10 +10,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from libs.db.migrations import MigrationError, migrate
+from libs.db.migrations import Migration, MigrationError, migrate
 from libs.db.pool import drop_database, ensure_database
 from libs.settings import SERVICE_NAMES
-from services.cli.catalogue import migrations_dir
+from services.cli.catalogue import definition
 from tests.support.infra import Infra
 from tests.support.processes import ROOT
 
@@ -57,7 +57,9 @@ async def test_concurrent_starts_apply_each_migration_once(infra: Infra) -> None
                     f"SELECT key, count(*) OVER (PARTITION BY key) AS n"
                     f" FROM {service}.schema_migrations"
                 )
-                expected = 1 + len(list(migrations_dir(service).glob("*.sql")))
+                found = definition(service)
+                directories = [found.migrations, *(d for _, d in found.mounted_migrations)]
+                expected = 1 + sum(len(list(d.glob("*.sql"))) for d in directories)
                 assert len(rows) == expected
                 assert all(row["n"] == 1 for row in rows)
         finally:
@@ -85,5 +87,40 @@ async def test_edited_migration_is_refused(
             MigrationError, match=r"0001_things\.sql was changed after it was applied"
         ):
             await migrate(url, "edited", directory)
+    finally:
+        await drop_database(url)
+
+
+async def test_an_edit_naming_the_earlier_checksum_is_accepted_once(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Tables moved out of a migration into a shared read copy: databases that applied the
+    old file take the new one when it names the old checksum, and only that one."""
+    url = fresh_database_url(infra)
+    directory = tmp_path_factory.mktemp("migrations")
+    shared = tmp_path_factory.mktemp("shared")
+    before = "CREATE TABLE things (id int);\nCREATE TABLE copied (id int);"
+    (directory / "0001_things.sql").write_text(before)
+    (shared / "0001_copied.sql").write_text("CREATE TABLE IF NOT EXISTS copied (id int);")
+    await ensure_database(url)
+    try:
+        await migrate(url, "moved", directory)
+        earlier = Migration("x", before).checksum
+        after = f"-- earlier checksum: {earlier}\nCREATE TABLE things (id int);"
+        (directory / "0001_things.sql").write_text(after)
+        assert await migrate(url, "moved", directory, [("copy", shared)]) == [
+            "copy/0001_copied.sql"
+        ]
+        conn = await asyncpg.connect(url)
+        try:
+            stored = await conn.fetchval(
+                "SELECT checksum FROM moved.schema_migrations WHERE key = 'moved/0001_things.sql'"
+            )
+        finally:
+            await conn.close()
+        assert stored == Migration("x", after).checksum
+        (directory / "0001_things.sql").write_text(after + "\nCREATE TABLE more (id int);")
+        with pytest.raises(MigrationError, match="was changed after it was applied"):
+            await migrate(url, "moved", directory, [("copy", shared)])
     finally:
         await drop_database(url)

@@ -1,3 +1,5 @@
+-- earlier checksum: cbba96fcd373099492d922431eb75e9a890305d3c9aff224ef5b4b4e9042ed3f
+-- (the group tree's tables moved to the shared read copy, libs/read_copies/groups_sql)
 -- Agent results per computer and update, their history, counters, and read copies.
 
 CREATE TABLE computers (
@@ -6,20 +8,7 @@ CREATE TABLE computers (
     registered_at timestamptz NOT NULL
 );
 
-CREATE TABLE groups (
-    group_id  uuid PRIMARY KEY,
-    name      text NOT NULL,
-    parent_id uuid
-);
-INSERT INTO groups (group_id, name, parent_id)
-VALUES ('00000000-0000-0000-0000-000000000001', 'All computers', NULL);
-
-CREATE TABLE memberships (
-    computer_id text NOT NULL,
-    group_id    uuid NOT NULL,
-    PRIMARY KEY (computer_id, group_id)
-);
-CREATE INDEX memberships_group ON memberships (group_id);
+-- The group tree: libs/read_copies/groups_sql.
 
 CREATE TABLE updates (
     update_id      uuid        PRIMARY KEY,

@@ -1,3 +1,5 @@
+-- earlier checksum: b0ed3c060042aadb043eb3b692a9401ab3f8792943397ca2112f1922742ea722
+-- (the group tree's tables moved to the shared read copy, libs/read_copies/groups_sql)
 -- Policies, read copies of groups/membership/approvals/updates, plans and durable timers.
 
 ALTER TABLE computers
@@ -30,22 +32,7 @@ CREATE TABLE policy_assignments (
     assigned_at timestamptz NOT NULL
 );
 
--- Read copies, from approval's events.
-CREATE TABLE groups (
-    group_id  uuid PRIMARY KEY,
-    name      text NOT NULL,
-    parent_id uuid
-);
-INSERT INTO groups (group_id, name, parent_id)
-VALUES ('00000000-0000-0000-0000-000000000001', 'All computers', NULL);
-
-CREATE TABLE memberships (
-    computer_id text NOT NULL,
-    group_id    uuid NOT NULL,
-    PRIMARY KEY (computer_id, group_id)
-);
-CREATE INDEX memberships_group ON memberships (group_id);
-
+-- Read copies, from approval's events (the group tree: libs/read_copies/groups_sql).
 CREATE TABLE group_approvals (
     group_id      uuid        NOT NULL,
     update_id     uuid        NOT NULL,

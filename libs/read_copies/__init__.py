@@ -1,0 +1,1 @@
+"""Read copies several services keep of another service's data, defined once and mounted."""
