@@ -104,8 +104,9 @@ from libs.observability.logging import configure_logging
 from libs.service.pipeline import Pipeline
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
-from services.approval import approvals, store
+from services.approval import store
 from services.approval.handlers import SERVICE as APPROVAL
+from services.approval.use_cases import approvals
 from tests.support.infra import Infra, local_infra
 
 SIZES = (1_000, 2_500, 5_000, 10_000)
@@ -159,7 +160,7 @@ BASELINE_EVENTS = (
     "INSERT INTO bench_baseline.events (id, exchange, routing_key, envelope, body)"
     " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])"
 )
-# The service's own statements, for EXPLAIN ANALYZE (services/approval/store.py and
+# The service's own statements, for EXPLAIN ANALYZE (services/approval/store/approvals.py and
 # libs/db/outbox.py, copied; the relay's UPDATE likewise).
 EFFECTIVE_UPSERT = (
     "INSERT INTO approval.effective_approvals (update_id, group_id, action, deadline_kind,"
@@ -808,8 +809,8 @@ def timed_calls(timings: Timings) -> Iterator[None]:
     steps: list[tuple[object, str, str]] = [
         (Pipeline, "_answer", "py  Pipeline._answer: the approve handler, transaction open"),
         (approvals, "recompute", "py  approvals.recompute"),
-        (store, "groups", "py  store.groups (load the tree)"),
-        (store, "save_effective", "py  store.save_effective"),
+        (store.groups, "load", "py  store.groups.load (load the tree)"),
+        (store.approvals, "save_effective", "py  store.approvals.save_effective"),
         (Outbox, "add_many", "py  Outbox.add_many (envelopes, JSON, INSERT)"),
         (OutboxRelay, "drain", "py  OutboxRelay.drain (fetch, decode, publish, mark)"),
         (Bus, "publish_many", "py  Bus.publish_many (500 messages each, confirms)"),
@@ -871,14 +872,14 @@ def report_profile(profiler: cProfile.Profile, phase: Phase) -> None:
         ("approvals.py", "recompute"),
         ("approvals.py", "<listcomp>"),
         ("approvals.py", "group_state"),
-        ("approvals.py", "_approval"),
+        ("approvals.py", "approval_view"),
         ("tree.py", "effective"),
         ("tree.py", "__init__"),
         ("tree.py", "path"),
-        ("store.py", "groups"),
-        ("store.py", "explicit_for"),
-        ("store.py", "effective_for"),
-        ("store.py", "save_effective"),
+        ("groups.py", "load"),
+        ("approvals.py", "explicit_for"),
+        ("approvals.py", "effective_for"),
+        ("approvals.py", "save_effective"),
         ("outbox.py", "add_many"),
         ("outbox.py", "<listcomp>"),
         ("envelope.py", "new"),
@@ -924,7 +925,7 @@ async def explain(system: System, update_id: str, count: int) -> None:
     )
     statements: list[tuple[str, str, list[Any]]] = [
         (
-            f"effective upsert, {count} rows all changed (store.save_effective)",
+            f"effective upsert, {count} rows all changed (store.approvals.save_effective)",
             EFFECTIVE_UPSERT,
             [uuid.UUID(update_id), columns[0], columns[1], columns[2], later, *columns[4:]],
         ),

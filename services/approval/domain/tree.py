@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from libs.contracts.approval import ActionName
 from services.approval.domain.deadlines import Deadline
@@ -28,8 +29,8 @@ class Explicit:
 
     action: ActionName
     deadline: Deadline
-    approved_at: object
-    """When it was set (opaque here; carried into the effective approval)."""
+    approved_at: datetime
+    """When it was set (carried into the effective approval)."""
     approved_by: str
 
 
@@ -40,7 +41,7 @@ class Effective:
     action: ActionName
     deadline: Deadline
     source_group: str
-    approved_at: object
+    approved_at: datetime
     approved_by: str
 
     @classmethod

@@ -7,28 +7,14 @@ import uuid
 from libs.contracts import approval as a
 from libs.service import Conflict, HandlerContext, NotFound
 from services.approval import store
-from services.approval.approvals import approve_for_rule, find_group
-from services.approval.domain.rules import Candidate, Criteria, matches
-
-
-def criteria(rule: a.Rule) -> Criteria:
-    return Criteria(rule.products, rule.classifications, rule.severities, rule.title_contains)
-
-
-def candidate(update: store.Update) -> Candidate:
-    return Candidate(
-        product_families=update.product_families,
-        classification=update.classification,
-        severity=update.severity,
-        title=update.title,
-        superseded=bool(update.superseded_by),
-        expired=update.expired_at is not None,
-        declined=update.declined_at is not None,
-    )
+from services.approval.domain.rules import candidate, criteria, define, matches
+from services.approval.domain.updates import Update
+from services.approval.use_cases.approvals import approve_for_rule
+from services.approval.use_cases.lookups import find_group
 
 
 async def _find(ctx: HandlerContext, reference: str) -> a.Rule:
-    rule = await store.find_rule(ctx.conn, reference)
+    rule = await store.rules.find(ctx.conn, reference)
     if rule is None:
         raise NotFound(f"rule: no rule has id or name {reference!r}", field="rule")
     return rule
@@ -38,72 +24,70 @@ async def _build(
     ctx: HandlerContext, spec: a.RuleSpec, field: str, existing: a.Rule | None
 ) -> a.Rule:
     name = spec.name.strip()
-    if await store.rule_name_taken(ctx.conn, name, None if existing is None else existing.rule_id):
+    if await store.rules.name_taken(ctx.conn, name, None if existing is None else existing.rule_id):
         raise Conflict(f"{field}.name: a rule named {name!r} already exists", field=f"{field}.name")
     group_ids = [
         await find_group(ctx, ref, f"{field}.groups[{i}]") for i, ref in enumerate(spec.groups)
     ]
-    return a.Rule(
+    return define(
+        spec,
         rule_id=str(uuid.uuid4()) if existing is None else existing.rule_id,
-        name=name,
-        description=spec.description,
-        products=sorted(set(spec.products)),
-        classifications=sorted(set(spec.classifications)),
-        severities=sorted(set(spec.severities)),
-        title_contains=spec.title_contains or None,
-        group_ids=list(dict.fromkeys(group_ids)),
-        deadline=spec.deadline,
+        group_ids=group_ids,
         created_at=ctx.now if existing is None else existing.created_at,
-        updated_at=ctx.now,
+        now=ctx.now,
     )
 
 
 async def create_rule(ctx: HandlerContext, command: a.CreateRule) -> a.Rule:
     """A new rule; it touches only updates published from now on, until it is run."""
-    await store.lock(ctx.conn)
+    await store.writers.lock(ctx.conn)
     rule = await _build(ctx, command.rule, "rule", None)
-    await store.save_rule(ctx.conn, rule)
+    await store.rules.save(ctx.conn, rule)
     await ctx.outbox.add(a.RULE_CREATED, a.RuleChanged(rule=rule), subject=rule.rule_id)
     return rule
 
 
 async def edit_rule(ctx: HandlerContext, command: a.EditRule) -> a.Rule:
     """Replace a rule's definition; approvals it made stay."""
-    await store.lock(ctx.conn)
+    await store.writers.lock(ctx.conn)
     existing = await _find(ctx, command.rule)
     rule = await _build(ctx, command.definition, "definition", existing)
-    await store.save_rule(ctx.conn, rule)
+    await store.rules.save(ctx.conn, rule)
     await ctx.outbox.add(a.RULE_EDITED, a.RuleChanged(rule=rule), subject=rule.rule_id)
     return rule
 
 
 async def delete_rule(ctx: HandlerContext, command: a.RuleRef) -> a.RuleDeleted:
     """Delete a rule; approvals it made stay."""
-    await store.lock(ctx.conn)
+    await store.writers.lock(ctx.conn)
     rule = await _find(ctx, command.rule)
-    await store.delete_rule(ctx.conn, rule.rule_id)
+    await store.rules.delete(ctx.conn, rule.rule_id)
     deleted = a.RuleDeleted(rule_id=rule.rule_id, name=rule.name)
     await ctx.outbox.add(a.RULE_DELETED, deleted, subject=rule.rule_id)
     return deleted
 
 
 async def list_rules(ctx: HandlerContext, _: a.ListRules) -> a.RuleList:
-    return a.RuleList(rules=await store.rules(ctx.conn))
+    return a.RuleList(rules=await store.rules.every(ctx.conn))
 
 
 async def run_rule(ctx: HandlerContext, command: a.RuleRef) -> a.RuleRan:
     """Apply a rule to every update already known that it matches."""
-    await store.lock(ctx.conn)
+    await store.writers.lock(ctx.conn)
     rule = await _find(ctx, command.rule)
-    chosen = [u for u in await store.all_updates(ctx.conn) if matches(criteria(rule), candidate(u))]
-    return await approve_for_rule(ctx, await store.groups(ctx.conn), rule, chosen)
+    chosen = [
+        u for u in await store.updates.every(ctx.conn) if matches(criteria(rule), candidate(u))
+    ]
+    return await approve_for_rule(ctx, await store.groups.load(ctx.conn), rule, chosen)
 
 
-async def apply_rules_to_new(ctx: HandlerContext, update: store.Update) -> None:
+async def apply_rules_to_new(ctx: HandlerContext, update: Update) -> None:
     """A newly published update is approved at once by every rule it matches."""
-    rules = [r for r in await store.rules(ctx.conn) if matches(criteria(r), candidate(update))]
+    rules = [
+        r for r in await store.rules.every(ctx.conn) if matches(criteria(r), candidate(update))
+    ]
     if not rules:
         return
-    groups = await store.groups(ctx.conn)
+    groups = await store.groups.load(ctx.conn)
     for rule in rules:
         await approve_for_rule(ctx, groups, rule, [update])

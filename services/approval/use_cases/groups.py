@@ -6,15 +6,24 @@ import uuid
 
 from libs.contracts import approval as a
 from libs.contracts.scheduler import ComputerRegistered
-from libs.service import Conflict, HandlerContext, InvalidInput, NotFound
+from libs.service import Conflict, HandlerContext
 from services.approval import store
-from services.approval.approvals import find_group, recompute_all
+from services.approval.domain.groups import (
+    check_deletable,
+    check_known_computers,
+    check_member_group,
+    check_renamable,
+    clean_name,
+    views,
+)
 from services.approval.domain.tree import TreeError
+from services.approval.use_cases.approvals import recompute_all
+from services.approval.use_cases.lookups import find_group
 
 
 async def learn_computer(ctx: HandlerContext, event: ComputerRegistered) -> None:
     """A newly registered computer joins All computers."""
-    if await store.add_computer(ctx.conn, event):
+    if await store.computers.add(ctx.conn, event):
         await ctx.outbox.add(
             a.MEMBERSHIP_CHANGED,
             a.MembershipChanged(computer_id=event.computer_id, group_ids=[a.ROOT_GROUP_ID]),
@@ -23,10 +32,8 @@ async def learn_computer(ctx: HandlerContext, event: ComputerRegistered) -> None
 
 
 async def _check_name(ctx: HandlerContext, name: str, but: str | None = None) -> str:
-    name = name.strip()
-    if not name:
-        raise InvalidInput("name: a group name cannot be blank", field="name")
-    if await store.name_taken(ctx.conn, name, but):
+    name = clean_name(name)
+    if await store.groups.name_taken(ctx.conn, name, but):
         raise Conflict(
             f"name: a group named {name!r} already exists (names are unique, any case)",
             field="name",
@@ -36,12 +43,12 @@ async def _check_name(ctx: HandlerContext, name: str, but: str | None = None) ->
 
 async def create_group(ctx: HandlerContext, command: a.CreateGroup) -> a.Group:
     """A new empty group; it inherits its parent's approvals at once."""
-    await store.lock(ctx.conn)
+    await store.writers.lock(ctx.conn)
     parent = await find_group(ctx, command.parent, "parent")
     name = await _check_name(ctx, command.name)
     group_id = str(uuid.uuid4())
-    await store.create_group(ctx.conn, group_id, name, parent)
-    groups = await store.groups(ctx.conn)
+    await store.groups.create(ctx.conn, group_id, name, parent)
+    groups = await store.groups.load(ctx.conn)
     await ctx.outbox.add(
         a.GROUP_CREATED, a.GroupChanged(group=groups.group(group_id)), subject=group_id
     )
@@ -50,29 +57,28 @@ async def create_group(ctx: HandlerContext, command: a.CreateGroup) -> a.Group:
 
 
 async def rename_group(ctx: HandlerContext, command: a.RenameGroup) -> a.Group:
-    await store.lock(ctx.conn)
+    await store.writers.lock(ctx.conn)
     group_id = await find_group(ctx, command.group, "group")
-    if group_id == a.ROOT_GROUP_ID:
-        raise Conflict("group: All computers cannot be renamed", field="group")
+    check_renamable(group_id)
     name = await _check_name(ctx, command.name, but=group_id)
-    await store.rename_group(ctx.conn, group_id, name)
-    group = (await store.groups(ctx.conn)).group(group_id)
+    await store.groups.rename(ctx.conn, group_id, name)
+    group = (await store.groups.load(ctx.conn)).group(group_id)
     await ctx.outbox.add(a.GROUP_RENAMED, a.GroupChanged(group=group), subject=group_id)
     return group
 
 
 async def move_group(ctx: HandlerContext, command: a.MoveGroup) -> a.Group:
     """Move a subtree; its inherited approvals follow the new parent."""
-    await store.lock(ctx.conn)
+    await store.writers.lock(ctx.conn)
     group_id = await find_group(ctx, command.group, "group")
     parent = await find_group(ctx, command.parent, "parent")
-    before = await store.groups(ctx.conn)
+    before = await store.groups.load(ctx.conn)
     try:
         before.tree.check_move(group_id, parent)
     except TreeError as error:
         raise Conflict(f"parent: {error}", field="parent") from None
-    await store.move_group(ctx.conn, group_id, parent)
-    groups = await store.groups(ctx.conn)
+    await store.groups.move(ctx.conn, group_id, parent)
+    groups = await store.groups.load(ctx.conn)
     group = groups.group(group_id)
     await ctx.outbox.add(a.GROUP_MOVED, a.GroupChanged(group=group), subject=group_id)
     await recompute_all(ctx, groups, "group.moved", only=list(groups.tree.walk(group_id)))
@@ -80,35 +86,17 @@ async def move_group(ctx: HandlerContext, command: a.MoveGroup) -> a.Group:
 
 
 async def delete_group(ctx: HandlerContext, command: a.DeleteGroup) -> a.GroupDeleted:
-    """Delete an empty group. Refused while it has child groups or computers, or a rule
-    targets it: the operator moves or removes them first, so nothing changes silently."""
-    await store.lock(ctx.conn)
+    """Delete an empty group (domain.groups.check_deletable says what empty means)."""
+    await store.writers.lock(ctx.conn)
     group_id = await find_group(ctx, command.group, "group")
-    if group_id == a.ROOT_GROUP_ID:
-        raise Conflict("group: All computers cannot be deleted", field="group")
-    groups = await store.groups(ctx.conn)
-    children = groups.tree.children[group_id]
-    if children:
-        names = ", ".join(groups.names[c] for c in children)
-        raise Conflict(
-            f"group: {groups.names[group_id]!r} has child groups ({names}); move or delete them "
-            "first",
-            field="group",
-        )
-    members = await store.member_count(ctx.conn, group_id)
-    if members:
-        raise Conflict(
-            f"group: {groups.names[group_id]!r} still has {members} computer(s); remove them first",
-            field="group",
-        )
-    rules = await store.rules_targeting(ctx.conn, group_id)
-    if rules:
-        raise Conflict(
-            f"group: auto-approval rules target {groups.names[group_id]!r} ({', '.join(rules)}); "
-            "edit them first",
-            field="group",
-        )
-    await store.delete_group(ctx.conn, group_id)
+    groups = await store.groups.load(ctx.conn)
+    check_deletable(
+        groups,
+        group_id,
+        members=await store.computers.count_in_group(ctx.conn, group_id),
+        rules=await store.rules.targeting(ctx.conn, group_id),
+    )
+    await store.groups.delete(ctx.conn, group_id)
     deleted = a.GroupDeleted(group_id=group_id, name=groups.names[group_id])
     await ctx.outbox.add(a.GROUP_DELETED, deleted, subject=group_id)
     return deleted
@@ -116,39 +104,21 @@ async def delete_group(ctx: HandlerContext, command: a.DeleteGroup) -> a.GroupDe
 
 async def list_groups(ctx: HandlerContext, _: a.ListGroups) -> a.GroupList:
     """The whole tree, parents before children, with direct counts."""
-    groups = await store.groups(ctx.conn)
-    counts = await store.group_counts(ctx.conn)
-    views = []
-    for group_id in groups.tree.walk():
-        computers, children = counts[group_id]
-        views.append(
-            a.GroupView(
-                **groups.group(group_id).model_dump(), computers=computers, children=children
-            )
-        )
-    return a.GroupList(groups=views)
+    groups = await store.groups.load(ctx.conn)
+    return a.GroupList(groups=views(groups, await store.groups.counts(ctx.conn)))
 
 
 async def change_membership(ctx: HandlerContext, command: a.ChangeMembership) -> a.MembershipResult:
     """Add computers to a group or remove them; each changed computer gets one event."""
-    await store.lock(ctx.conn)
+    await store.writers.lock(ctx.conn)
     group_id = await find_group(ctx, command.group, "group")
-    if group_id == a.ROOT_GROUP_ID:
-        raise InvalidInput(
-            "group: every computer is always in All computers; choose another group",
-            field="group",
-        )
+    check_member_group(group_id)
     wanted = list(dict.fromkeys(command.computers))
-    unknown = sorted(set(wanted) - await store.known_computers(ctx.conn, wanted))
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise NotFound(
-            f"computers: {len(unknown)} are not managed computers ({shown}); a computer is "
-            "known once its agent has checked in",
-            field="computers",
-        )
-    changed = await store.change_membership(ctx.conn, wanted, group_id, member=command.member)
-    member_of = await store.computer_groups(ctx.conn, changed)
+    check_known_computers(wanted, await store.computers.known(ctx.conn, wanted))
+    changed = await store.computers.change_membership(
+        ctx.conn, wanted, group_id, member=command.member
+    )
+    member_of = await store.computers.groups_of(ctx.conn, changed)
     await ctx.outbox.add_many(
         a.MEMBERSHIP_CHANGED,
         [(a.MembershipChanged(computer_id=c, group_ids=member_of[c]), c) for c in changed],

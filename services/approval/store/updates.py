@@ -1,0 +1,181 @@
+"""approval's read copy of catalog updates, and the declines set here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+import asyncpg
+
+from libs.contracts.catalog import UpdateSnapshot
+from libs.db.pool import Connection, rows_affected
+from services.approval.domain.references import as_id
+from services.approval.domain.updates import ListedUpdate, Update, kb_number
+
+_COLUMNS = (
+    "update_id::text",
+    "kb",
+    "revision",
+    "origin",
+    "title",
+    "classification",
+    "severity",
+    "product_families",
+    "release_date",
+    "superseded_by::text[]",
+    "expired_at",
+    "declined_at",
+    "products",
+    "supersedes",
+)
+_UPDATE_COLUMNS = ", ".join(_COLUMNS)
+U_COLUMNS = ", ".join(f"u.{column}" for column in _COLUMNS)
+"""The columns `from_row` reads, qualified with the alias `u`, for joins."""
+
+
+def from_row(r: asyncpg.Record) -> Update:
+    return Update(
+        update_id=r["update_id"],
+        kb=r["kb"],
+        revision=r["revision"],
+        origin=r["origin"],
+        title=r["title"],
+        classification=r["classification"],
+        severity=r["severity"],
+        product_families=list(r["product_families"]),
+        release_date=r["release_date"],
+        superseded_by=list(r["superseded_by"]),
+        expired_at=r["expired_at"],
+        declined_at=r["declined_at"],
+        products=list(r["products"]),
+        supersedes=list(r["supersedes"]),
+    )
+
+
+async def learn(conn: Connection, snapshot: UpdateSnapshot) -> str | None:
+    """Keep the newest revision seen: `new`, `revised`, or None (older or repeated)."""
+    inserted: bool | None = await conn.fetchval(
+        "INSERT INTO updates (update_id, kb, revision, origin, title, classification, severity,"
+        " product_families, release_date, superseded_by, expired_at, products, supersedes)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid[],"
+        "         CASE WHEN $11 THEN now() END, $12, $13)"
+        " ON CONFLICT (update_id) DO UPDATE SET kb = EXCLUDED.kb, revision = EXCLUDED.revision,"
+        " origin = EXCLUDED.origin, title = EXCLUDED.title,"
+        " classification = EXCLUDED.classification, severity = EXCLUDED.severity,"
+        " product_families = EXCLUDED.product_families, release_date = EXCLUDED.release_date,"
+        " superseded_by = EXCLUDED.superseded_by, products = EXCLUDED.products,"
+        " supersedes = EXCLUDED.supersedes,"
+        " expired_at = coalesce(updates.expired_at, EXCLUDED.expired_at)"
+        " WHERE updates.revision < EXCLUDED.revision RETURNING xmax = 0",
+        uuid.UUID(snapshot.update_id),
+        snapshot.kb,
+        snapshot.revision,
+        snapshot.origin,
+        snapshot.title,
+        snapshot.classification,
+        snapshot.severity,
+        snapshot.product_families,
+        snapshot.release_date,
+        snapshot.superseded_by,
+        snapshot.expired,
+        [p.name for p in snapshot.products],
+        snapshot.supersedes,
+    )
+    if inserted is None:
+        return None
+    return "new" if inserted else "revised"
+
+
+async def mark_superseded(conn: Connection, update_id: str, superseded_by: Sequence[str]) -> bool:
+    status = await conn.execute(
+        "UPDATE updates SET superseded_by = ARRAY(SELECT DISTINCT unnest(superseded_by || $2))"
+        " WHERE update_id = $1",
+        uuid.UUID(update_id),
+        [uuid.UUID(s) for s in superseded_by],
+    )
+    return rows_affected(status) == 1
+
+
+async def mark_expired(conn: Connection, update_id: str, at: datetime) -> bool:
+    status = await conn.execute(
+        "UPDATE updates SET expired_at = coalesce(expired_at, $2) WHERE update_id = $1",
+        uuid.UUID(update_id),
+        at,
+    )
+    return rows_affected(status) == 1
+
+
+async def set_declined(conn: Connection, update_ids: Collection[str], at: datetime | None) -> None:
+    await conn.execute(
+        "UPDATE updates SET declined_at = $2 WHERE update_id = ANY ($1::uuid[])",
+        list(update_ids),
+        at,
+    )
+
+
+async def forget(conn: Connection, update_id: str) -> None:
+    """A deleted update goes with its approvals (cascade)."""
+    await conn.execute("DELETE FROM updates WHERE update_id = $1", uuid.UUID(update_id))
+
+
+async def by_id(conn: Connection, update_id: str) -> Update | None:
+    row = await conn.fetchrow(
+        f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE update_id = $1",
+        uuid.UUID(update_id),
+    )
+    return None if row is None else from_row(row)
+
+
+async def by_ids(conn: Connection, update_ids: Collection[str]) -> dict[str, Update]:
+    """The known ones among these updates, by id."""
+    rows = await conn.fetch(
+        f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE update_id = ANY ($1::uuid[])",
+        list(update_ids),
+    )
+    return {update.update_id: update for update in map(from_row, rows)}
+
+
+async def find(conn: Connection, reference: str) -> Update | None:
+    """An update by id, or by KB number (with or without `KB`)."""
+    update_id = as_id(reference)
+    if update_id is not None:
+        return await by_id(conn, str(update_id))
+    row = await conn.fetchrow(
+        f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE kb = $1",
+        kb_number(reference),
+    )
+    return None if row is None else from_row(row)
+
+
+async def every(conn: Connection) -> list[Update]:
+    rows = await conn.fetch(f"SELECT {_UPDATE_COLUMNS} FROM updates ORDER BY release_date, kb")
+    return [from_row(r) for r in rows]
+
+
+async def with_explicit(conn: Connection) -> list[Update]:
+    """Updates explicitly approved on at least one group."""
+    rows = await conn.fetch(
+        f"SELECT {_UPDATE_COLUMNS} FROM updates"
+        " WHERE update_id IN (SELECT update_id FROM explicit_approvals) ORDER BY update_id"
+    )
+    return [from_row(r) for r in rows]
+
+
+async def listed(
+    conn: Connection, classification: str | None, product_family: str | None, search: str | None
+) -> list[ListedUpdate]:
+    """Updates matching the filters, newest first, with their number of explicitly approved
+    groups (`search`: in titles and KB numbers)."""
+    rows = await conn.fetch(
+        f"SELECT {U_COLUMNS}, (SELECT count(*) FROM explicit_approvals e"
+        "   WHERE e.update_id = u.update_id) AS approved_groups"
+        " FROM updates u WHERE ($1::text IS NULL OR classification = $1)"
+        " AND ($2::text IS NULL OR $2 = ANY (product_families))"
+        " AND ($3::text IS NULL OR u.title ILIKE '%' || $3 || '%' OR u.kb ILIKE '%' || $3 || '%')"
+        " ORDER BY release_date DESC, kb",
+        classification,
+        product_family,
+        search,
+    )
+    return [ListedUpdate(from_row(r), r["approved_groups"]) for r in rows]

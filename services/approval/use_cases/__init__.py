@@ -1,0 +1,1 @@
+"""approval's use cases: each reads and writes through store/ and decides through domain/."""
