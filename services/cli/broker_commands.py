@@ -12,8 +12,9 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from libs.bus.definitions import (
     DEFAULT_USER_PREFIX,
@@ -25,8 +26,8 @@ from libs.bus.definitions import (
     with_passwords,
 )
 from libs.settings import SERVICE_NAMES, Settings
-from services.cli.catalogue import definition
 from services.cli.common import Output
+from services.cli.service_registry import definition
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -38,8 +39,11 @@ PASSWORD_ENV = "LOCKGATE_BROKER_PASSWORD_"  # noqa: S105 - names variables, hold
 """`--passwords-from-env` reads LOCKGATE_BROKER_PASSWORD_<NAME> (CATALOG, ..., CONSOLE)."""
 
 
-def document(vhost: str = DEFAULT_VHOST, user_prefix: str = DEFAULT_USER_PREFIX) -> dict[str, Any]:
-    """The definitions of every service and client, read from their handler tables."""
+def document(
+    vhost: str = DEFAULT_VHOST, user_prefix: str = DEFAULT_USER_PREFIX
+) -> dict[str, object]:
+    """The definitions of every service and client, read from their handler tables (the JSON
+    document RabbitMQ imports)."""
     return definitions(
         [definition(service) for service in SERVICE_NAMES], vhost=vhost, user_prefix=user_prefix
     )
@@ -76,7 +80,7 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-async def _emit(out: Output, text: str, output: str, summary: dict[str, Any]) -> int:
+async def _emit(out: Output, text: str, output: str, summary: Mapping[str, object]) -> int:
     if output == "-":
         sys.stdout.write(text)
         return 0

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import urllib.parse
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 from pydantic import BaseModel
 
 from libs.bus import Bus, RpcClient
 from libs.contracts.api import PREFIX, route_for
-from libs.contracts.spec import CommandSpec, Rep
+from libs.contracts.spec import CommandSpec, Rep, Req
 from libs.settings import Settings
 
 EXIT_FAILED = 1
@@ -25,7 +24,8 @@ class Output:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
 
-    def result(self, data: Any, text: str) -> None:  # noqa: ANN401 - any JSON-able value
+    def result(self, data: object, text: str) -> None:
+        """`data` is what --json prints: a model, or lists and dicts of models and JSON values."""
         if self.as_json:
             print(json.dumps(_plain(data), indent=2, default=str))
         else:
@@ -38,7 +38,8 @@ class Output:
             print(f"lockgate: {message}", file=sys.stderr)
 
 
-def _plain(data: Any) -> Any:  # noqa: ANN401 - converts any model tree to JSON-able values
+def _plain(data: object) -> object:
+    """JSON-able values for a tree of models, lists and dicts."""
     if isinstance(data, BaseModel):
         return data.model_dump(mode="json")
     if isinstance(data, list):
@@ -93,7 +94,7 @@ class ApiClient:
         self._http = http
 
     async def call(
-        self, spec: CommandSpec[Any, Rep], request: BaseModel, *, timeout: float | None = None
+        self, spec: CommandSpec[Req, Rep], request: Req, *, timeout: float | None = None
     ) -> Rep:
         route = route_for(spec)
         limit: float | httpx.USE_CLIENT_DEFAULT = (  # type: ignore[valid-type]
@@ -116,7 +117,7 @@ class ApiClient:
         return spec.reply.model_validate_json(response.content)
 
 
-def _query(data: dict[str, Any]) -> list[tuple[str, str | int | float | bool | None]]:
+def _query(data: Mapping[str, object]) -> list[tuple[str, str | int | float | bool | None]]:
     """Query parameters: nested models flattened, lists repeated, nulls left out."""
     found: list[tuple[str, str | int | float | bool | None]] = []
     for name, value in data.items():

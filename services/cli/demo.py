@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from libs.contracts import approval as a
 from libs.contracts import policies as p
@@ -24,7 +24,7 @@ FLEET = Options(computers=1000, prefix="demo", offline_rate=0.02, failure_rate=0
 SHARES = (("Pilot", 100), ("Workstations", 700), ("Servers", 200))
 
 
-async def _tolerate_existing(call: Any) -> None:  # noqa: ANN401 - an awaitable API call
+async def _tolerate_existing(call: Awaitable[object]) -> None:
     """A second `make run` finds the estate already there: that is fine."""
     try:
         await call
@@ -128,7 +128,11 @@ async def show_fleet(settings: Settings, out: Output) -> int:
         fleet.cancel()
 
 
-def _as_int(work: Any) -> Any:  # noqa: ANN401 - adapts a client coroutine to with_api
+def _as_int(
+    work: Callable[[ApiClient], Awaitable[None]],
+) -> Callable[[ApiClient], Awaitable[int]]:
+    """Adapts a client coroutine to with_api (which wants an exit code)."""
+
     async def run(client: ApiClient) -> int:
         await work(client)
         return 0

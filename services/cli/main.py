@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -35,8 +34,8 @@ from services.cli import (
     token_commands,
     upload_commands,
 )
-from services.cli.catalogue import definition, subscriptions
 from services.cli.common import EXIT_FAILED, ApiClient, ApiFailure, Output, with_api, with_rpc
+from services.cli.service_registry import definition, subscriptions
 
 EXIT_DRIFT = 2
 MSRC_DIR = Path(__file__).resolve().parents[2] / "data" / "msrc"
@@ -91,7 +90,7 @@ async def cmd_asyncapi(_: Settings, out: Output, args: argparse.Namespace) -> in
 
 async def cmd_ping(settings: Settings, out: Output, args: argparse.Namespace) -> int:
     async def run(client: RpcClient) -> int:
-        results: dict[str, Any] = {}
+        results: dict[str, dict[str, object]] = {}
         failed = False
         for service in _services(args.service):
             started = time.perf_counter()
@@ -247,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = Output(args.json)
     settings = Settings()
-    handler: Callable[[Settings, Output, argparse.Namespace], Coroutine[Any, Any, int]] = (
+    handler: Callable[[Settings, Output, argparse.Namespace], Coroutine[object, object, int]] = (
         args.handler
     )
     try:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, get_args
 
 from libs.contracts import catalog as c
 from libs.contracts import uploads as u
 from libs.settings import Settings
 from services.cli.common import ApiClient, Output, Progress, with_api
+
+if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 CHUNK = 256 * 1024
 
@@ -82,8 +87,10 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
         await _send(client, upload_id, installer.name, installer, progress)
         for extra in extras:
             await _send(client, upload_id, extra.relative_to(folder).as_posix(), extra, progress)
-        steps: list[tuple[Any, Any]] = [
-            (
+        # Every request is built (and checked) before the first step is sent.
+        steps: list[Callable[[], Awaitable[u.UploadSession]]] = [
+            partial(
+                client.call,
                 u.DESCRIBE,
                 u.Describe(
                     upload_id=upload_id,
@@ -92,7 +99,8 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
                     classification=args.classification,
                 ),
             ),
-            (
+            partial(
+                client.call,
                 u.SET_REQUIREMENTS,
                 u.SetRequirements(
                     upload_id=upload_id, architecture=args.arch, operating_systems=args.os
@@ -101,11 +109,16 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
         ]
         if args.detect:
             steps.append(
-                (u.SET_DETECTION, u.SetDetectionRules(upload_id=upload_id, rules=args.detect))
+                partial(
+                    client.call,
+                    u.SET_DETECTION,
+                    u.SetDetectionRules(upload_id=upload_id, rules=args.detect),
+                )
             )
         if args.prerequisite or args.prerequisite_rule:
             steps.append(
-                (
+                partial(
+                    client.call,
                     u.SET_PREREQUISITES,
                     u.SetPrerequisites(
                         upload_id=upload_id, package=args.prerequisite, rules=args.prerequisite_rule
@@ -114,17 +127,22 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
             )
         if args.command_line is not None:
             steps.append(
-                (
+                partial(
+                    client.call,
                     u.SET_COMMAND_LINE,
                     u.SetCommandLine(upload_id=upload_id, arguments=args.command_line),
                 )
             )
         if args.return_code:
             steps.append(
-                (u.SET_RETURN_CODES, u.SetReturnCodes(upload_id=upload_id, codes=args.return_code))
+                partial(
+                    client.call,
+                    u.SET_RETURN_CODES,
+                    u.SetReturnCodes(upload_id=upload_id, codes=args.return_code),
+                )
             )
-        for spec, request in steps:
-            await client.call(spec, request)
+        for step in steps:
+            await step()
         detail = await client.call(u.COMMIT_UPLOAD, u.UploadRef(upload_id=upload_id))
         update = detail.update
         out.result(
@@ -164,7 +182,7 @@ async def cmd_delete(settings: Settings, out: Output, args: argparse.Namespace) 
     return await with_api(settings, run)
 
 
-def add_upload_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's private generic
+def add_upload_parser(commands: Commands) -> None:
     """`lockgate upload`: the eight steps in one command."""
     classes = list(get_args(u.ThirdPartyClassification))
     up = commands.add_parser("upload", help="upload a third-party installer and publish it")
@@ -195,7 +213,7 @@ def add_upload_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     up.set_defaults(handler=cmd_upload)
 
 
-def add_edit_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's private generic
+def add_edit_parsers(commands: Commands) -> None:
     """`updates edit` and `updates delete`: third-party updates only."""
     classes = list(get_args(u.ThirdPartyClassification))
     ed = commands.add_parser("edit", help="edit a third-party update")

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, cast
 
 import structlog
 from fastapi import Depends, FastAPI, Query, Request
@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError, create_model
+from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from libs.bus import Bus, RpcClient, RpcError
@@ -110,9 +111,12 @@ async def _call(console: Console, route: Route, request: BaseModel) -> BaseModel
     return reply
 
 
-def _flat_fields(model: type[BaseModel], skip: list[str]) -> dict[str, tuple[str | None, Any]]:
-    """Query parameters of a model: its fields, a nested model's fields flattened."""
-    found: dict[str, tuple[str | None, Any]] = {}
+def _flat_fields(
+    model: type[BaseModel], skip: list[str]
+) -> dict[str, tuple[str | None, FieldInfo]]:
+    """Query parameters of a model: its fields, a nested model's fields flattened (each with
+    the name of the nested field it belongs to, or None)."""
+    found: dict[str, tuple[str | None, FieldInfo]] = {}
     for name, info in model.model_fields.items():
         if name in skip:
             continue
@@ -125,7 +129,7 @@ def _flat_fields(model: type[BaseModel], skip: list[str]) -> dict[str, tuple[str
     return found
 
 
-def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awaitable[Any]]:
+def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awaitable[BaseModel]]:
     """A FastAPI endpoint for one route, its signature built from the command's model."""
     model = route.spec.request
     path_fields = route.path_fields
@@ -141,21 +145,20 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
         for name in path_fields
     ]
-    query: dict[str, tuple[str | None, Any]] = {}
+    query: dict[str, tuple[str | None, FieldInfo]] = {}
     body_model: type[BaseModel] | None = None
     if route.method in ("GET", "DELETE"):
         query = _flat_fields(model, path_fields)
         for name, (_, info) in query.items():
             default = None if not info.is_required() else ...
+            annotation = cast(type, info.annotation)  # a field's type (or typing form), never None
             params.append(
                 inspect.Parameter(
                     name,
                     inspect.Parameter.KEYWORD_ONLY,
-                    annotation=Annotated[
-                        info.annotation | None, Query(description=info.description)
-                    ]
+                    annotation=Annotated[annotation | None, Query(description=info.description)]
                     if default is None
-                    else Annotated[info.annotation, Query(description=info.description)],
+                    else Annotated[annotation, Query(description=info.description)],
                     default=default if default is None else inspect.Parameter.empty,
                 )
             )
@@ -173,13 +176,15 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
                 inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body_model)
             )
 
-    async def endpoint(**kwargs: Any) -> Any:  # noqa: ANN401 - the reply model, any of them
-        request: Request = kwargs.pop("request")
-        caller: auth.Caller = kwargs.pop("caller")
-        data: dict[str, Any] = {name: kwargs.pop(name) for name in path_fields}
-        body = kwargs.pop("body", None)
+    async def endpoint(**kwargs: object) -> BaseModel:
+        # FastAPI passes what the signature below declares.
+        request = cast(Request, kwargs.pop("request"))
+        caller = cast(auth.Caller, kwargs.pop("caller"))
+        data: dict[str, object] = {name: kwargs.pop(name) for name in path_fields}
+        body = cast(BaseModel | None, kwargs.pop("body", None))
         if body is not None:
             data.update(body.model_dump(exclude_unset=True))
+        nested: dict[str, dict[str, object]] = {}
         for name, value in kwargs.items():
             if value is None:
                 continue
@@ -187,7 +192,8 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
             if parent is None:
                 data[name] = value
             else:
-                data.setdefault(parent, {})[name] = value
+                data.setdefault(parent, nested.setdefault(parent, {}))
+                nested[parent][name] = value
         correlation_id = correlation_of(request)
         status = 200
         try:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TypeVar
 
 import aio_pika
 import structlog
@@ -28,13 +27,17 @@ from libs.contracts import agents as ag
 from libs.contracts.envelope import Envelope
 from libs.contracts.names import Exchange
 from libs.contracts.scheduler import AGENT_CHECKIN, AgentCheckin
-from libs.contracts.spec import AgentEventSpec, Contract
+from libs.contracts.spec import AgentEventSpec, Contract, InstructionSpec
 from libs.service.clock import Clock
 
 log = structlog.get_logger(__name__)
 
 TIMEZONES = ("Europe/Paris", "America/New_York", "Asia/Tokyo", "Europe/London", "UTC")
 FAILURE_CODE = 1603  # ERROR_INSTALL_FAILURE
+DETECTION_HOURS_BEFORE_PLAN = 8
+"""How often an agent that has no plan yet checks in (the recommended detection frequency)."""
+
+C = TypeVar("C", bound=Contract)
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,9 @@ class Agent:
     user_logged_on: bool
     rng: random.Random
     online: bool = True
-    plan: dict[str, Any] = field(default_factory=dict)
-    states: dict[str, str] = field(default_factory=dict)
+    plan: ag.ComputerPlan | None = None
+    """The last plan it was sent (none before the first)."""
+    states: dict[str, ag.DetectionState] = field(default_factory=dict)
     """What this computer holds per update: installed, needed or not_applicable."""
     pending_restart: bool = False
     version: str = "1.0.0"
@@ -120,14 +124,16 @@ class Fleet:
             **dict(sorted(self.stats.items())),
         }
 
-    # --- the agent's life -----------------------------------------------------------------
-
     async def _live(self, agent: Agent) -> None:
         """Check in at start, then at the detection frequency; sometimes be offline."""
         await asyncio.sleep(agent.rng.random() * 2)  # do not all start in the same instant
         await self._checkin(agent, "start")
         while True:
-            hours = agent.plan.get("settings", {}).get("detection_frequency_hours", 8)
+            hours = (
+                agent.plan.settings.detection_frequency_hours
+                if agent.plan is not None
+                else DETECTION_HOURS_BEFORE_PLAN
+            )
             await self._sleep_simulated(timedelta(hours=hours))
             if agent.online and agent.rng.random() < self.options.offline_rate:
                 agent.online = False
@@ -141,7 +147,7 @@ class Fleet:
         speed = getattr(self.clock, "speed", 1.0)
         await asyncio.sleep(max(span.total_seconds() / speed, 0.05))
 
-    async def _send(self, agent: Agent, spec: AgentEventSpec[Any], body: Contract) -> None:
+    async def _send(self, agent: Agent, spec: AgentEventSpec[C], body: C) -> None:
         envelope = Envelope.new(
             source=f"agent/{agent.computer_id}",
             type=spec.type,
@@ -173,8 +179,6 @@ class Fleet:
         )
         self.stats["checkins"] += 1
 
-    # --- instructions -------------------------------------------------------------------------
-
     async def _on_instruction(self, message: AbstractIncomingMessage) -> None:
         async with message.process():
             parts = (message.routing_key or "").split(".")
@@ -183,44 +187,46 @@ class Fleet:
                 self.stats["instructions_missed"] += agent is not None
                 return
             kind = str((message.headers or {}).get("ce-type", ""))
-            body = json.loads(message.body)
             if kind == ag.PLAN.type:
-                await self._on_plan(agent, body)
+                await self._on_plan(agent, _decode(ag.PLAN, message.body))
             elif kind == ag.INSTALL.type:
-                await self._on_install(agent, body)
+                await self._on_install(agent, _decode(ag.INSTALL, message.body))
             elif kind == ag.RESTART_PROMPT.type:
-                await self._on_prompt(agent, body)
+                await self._on_prompt(agent, _decode(ag.RESTART_PROMPT, message.body))
             elif kind == ag.RESTART.type:
+                _decode(ag.RESTART, message.body)  # checked like the others; reason unused
                 await self._restarted(agent)
             elif kind == ag.AGENT_UPDATE.type:
-                agent.version = str(body["version"])  # the new agent starts and checks in
+                update = _decode(ag.AGENT_UPDATE, message.body)
+                agent.version = update.version  # the new agent starts and checks in
                 self.stats["agent_updates"] += 1
                 await self._checkin(agent, "start")
 
-    async def _on_plan(self, agent: Agent, plan: dict[str, Any]) -> None:
+    async def _on_plan(self, agent: Agent, plan: ag.ComputerPlan) -> None:
         """Detect: report the state of every approved update (new ones drawn at random)."""
         agent.plan = plan
         found = []
-        for item in plan["items"]:
-            state = agent.states.get(item["update_id"])
+        for item in plan.items:
+            state = agent.states.get(item.update_id)
             if state is None:
                 roll = agent.rng.random()
                 state = "installed" if roll < 0.2 else "not_applicable" if roll > 0.9 else "needed"
-                if (agent.computer_id, item["update_id"]) in self.failures:
+                if (agent.computer_id, item.update_id) in self.failures:
                     state = "needed"  # a scripted failure needs the update to apply
-                agent.states[item["update_id"]] = state
-                self.detected[agent.computer_id, item["update_id"]] = state
-            found.append(ag.DetectionResult(update_id=item["update_id"], state=state))
+                agent.states[item.update_id] = state
+                self.detected[agent.computer_id, item.update_id] = state
+            found.append(ag.DetectionResult(update_id=item.update_id, state=state))
         if found:
             await self._report(agent, detections=found)
 
-    async def _on_install(self, agent: Agent, instruction: dict[str, Any]) -> None:
+    async def _on_install(self, agent: Agent, instruction: ag.InstallInstruction) -> None:
         """Install (or remove) what is asked; 3010 when the update restarts."""
-        restarts = {i["update_id"]: i["restart"] for i in agent.plan.get("items", [])}
+        planned = agent.plan.items if agent.plan is not None else []
+        restarts = {i.update_id: i.restart for i in planned}
         results = []
         now = self.clock.now()
-        for item in instruction["updates"]:
-            update_id = item["update_id"]
+        for item in instruction.updates:
+            update_id = item.update_id
             if agent.states.get(update_id) == "not_applicable":
                 continue
             scripted = (agent.computer_id, update_id) in self.failures
@@ -233,7 +239,7 @@ class Fleet:
             else:
                 code = 0
             if code != FAILURE_CODE:
-                removing = item["action"] == "uninstall"
+                removing = item.action == "uninstall"
                 agent.states[update_id] = "needed" if removing else "installed"
             agent.pending_restart |= code == 3010
             self.installs[agent.computer_id, update_id] = code
@@ -241,7 +247,7 @@ class Fleet:
             results.append(
                 ag.InstallResult(
                     update_id=update_id,
-                    operation="uninstall" if item["action"] == "uninstall" else "install",
+                    operation="uninstall" if item.action == "uninstall" else "install",
                     return_code=code,
                     started_at=now - timedelta(minutes=2),
                     finished_at=now,
@@ -250,8 +256,8 @@ class Fleet:
         if results:
             await self._report(agent, installs=results)
 
-    async def _on_prompt(self, agent: Agent, prompt: dict[str, Any]) -> None:
-        if prompt["may_postpone"] and agent.rng.random() < self.options.postpone_rate:
+    async def _on_prompt(self, agent: Agent, prompt: ag.RestartPrompt) -> None:
+        if prompt.may_postpone and agent.rng.random() < self.options.postpone_rate:
             self.stats["restarts_postponed"] += 1
             await self._restart_event(agent, "postponed")
             return
@@ -295,3 +301,8 @@ class Fleet:
             ),
         )
         self.stats["reports"] += 1
+
+
+def _decode(spec: InstructionSpec[C], body: bytes) -> C:
+    """An instruction's body as its contract model (what the scheduler published)."""
+    return spec.model.model_validate_json(body)

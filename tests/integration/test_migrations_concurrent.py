@@ -13,7 +13,7 @@ import pytest
 from libs.db.migrations import Migration, MigrationError, migrate
 from libs.db.pool import drop_database, ensure_database
 from libs.settings import SERVICE_NAMES
-from services.cli.catalogue import definition
+from services.cli.service_registry import definition
 from tests.support.infra import Infra
 from tests.support.processes import ROOT
 

@@ -22,8 +22,8 @@ from libs.bus.definitions import (
 from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.settings import SERVICE_NAMES, ServiceName
 from services.cli import broker_commands
-from services.cli.catalogue import definition
 from services.cli.main import main
+from services.cli.service_registry import definition
 
 COMMITTED = broker_commands.COMMITTED
 

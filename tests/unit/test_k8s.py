@@ -31,7 +31,7 @@ from referencing import Registry, Resource
 from libs.db.pool import create_pool
 from libs.observability.metrics import QUEUE_MESSAGES
 from libs.settings import SERVICE_NAMES, Settings
-from services.cli.catalogue import definition
+from services.cli.service_registry import definition
 
 Manifest = dict[str, Any]
 

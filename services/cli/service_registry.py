@@ -1,20 +1,14 @@
-"""Where the CLI finds each service's migrations and handler table (composition root)."""
+"""Where the CLI finds each service's handler table (composition root); the table also names
+the service's migrations."""
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 from libs.contracts.asyncapi import Subscription
 from libs.contracts.names import queue_name
 from libs.service.handlers import ServiceDefinition
 from libs.settings import SERVICE_NAMES, ServiceName
-
-SERVICES_DIR = Path(__file__).resolve().parent.parent
-
-
-def migrations_dir(service: ServiceName) -> Path:
-    return SERVICES_DIR / service / "migrations"
 
 
 def definition(service: ServiceName) -> ServiceDefinition:
