@@ -9,7 +9,7 @@ import gzip
 
 from libs.contracts import catalog as c
 from libs.settings import Settings
-from services.catalog.sources.base import open_location
+from services.catalog.sources.locations import open_location
 from services.cli.common import ApiClient, Output, Progress, with_api
 
 IMPORT_TIMEOUT_SECONDS = 120.0

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from services.catalog.installers import (
-    InstallerMetadata,
-    InvalidInstaller,
-    decode_stream_name,
-    read_installer,
-)
+from services.catalog.domain.installers import read_installer
+from services.catalog.domain.installers.common import InstallerMetadata, InvalidInstaller
+from services.catalog.domain.installers.msi import decode_stream_name
+from services.catalog.store.content import mapped
 from tests.support.installers import BuiltMsi, build_exe, build_msi
 
 MSI_NAME, MSI_VERSION, MSI_MANUFACTURER = "Contoso Reporter", "2.5.1", "Contoso Société"
@@ -45,12 +42,6 @@ def exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _copy(source: Path, directory: Path, name: str) -> Path:
-    target = directory / name
-    shutil.copyfile(source, target)
-    return target
-
-
 def test_stream_names_are_unpacked_two_characters_per_code_unit() -> None:
     """Tables are found only through their packed stream names (this one from a wixl MSI)."""
     assert decode_stream_name("\u3f3f\u4577\u446c\u3b6a\u45e4\u4824") == "_StringData"
@@ -58,7 +49,7 @@ def test_stream_names_are_unpacked_two_characters_per_code_unit() -> None:
 
 def test_msi_properties_are_read_from_the_property_table(msi: BuiltMsi) -> None:
     """The description step is prefilled from what the MSI itself declares."""
-    assert read_installer(msi.path, "reporter.msi") == InstallerMetadata(
+    assert read_installer(msi.path.read_bytes(), "reporter.msi") == InstallerMetadata(
         kind="msi",
         product_name=MSI_NAME,
         version=MSI_VERSION,
@@ -77,18 +68,18 @@ def test_msi_with_over_65535_strings_is_read_through_3_byte_references(tmp_path:
         manufacturer=MSI_MANUFACTURER,
         extra_properties=33_000,
     )
-    metadata = read_installer(built.path, "large.msi")
+    metadata = read_installer(built.path.read_bytes(), "large.msi")
     assert (metadata.product_name, metadata.product_code) == (MSI_NAME, built.product_code)
 
 
 def test_extension_is_matched_whatever_its_case(msi: BuiltMsi) -> None:
     """Windows file names often come in upper case (SETUP.MSI)."""
-    assert read_installer(msi.path, "REPORTER.MSI").product_code == msi.product_code
+    assert read_installer(msi.path.read_bytes(), "REPORTER.MSI").product_code == msi.product_code
 
 
 def test_exe_fields_are_read_from_the_version_resource(exe: Path) -> None:
     """A program installer has no Property table; its version resource names it."""
-    assert read_installer(exe, "agent.exe") == InstallerMetadata(
+    assert read_installer(exe.read_bytes(), "agent.exe") == InstallerMetadata(
         kind="exe",
         product_name=EXE_NAME,
         version=EXE_VERSION,
@@ -108,68 +99,68 @@ def test_exe_without_version_string_falls_back_to_the_fixed_version(tmp_path: Pa
         description=EXE_DESCRIPTION,
         file_version_string=False,
     )
-    assert read_installer(program, "agent.exe").version == "7.8.0.0"
+    assert read_installer(program.read_bytes(), "agent.exe").version == "7.8.0.0"
 
 
 def test_other_extension_is_refused_naming_the_allowed_ones(msi: BuiltMsi) -> None:
     """Only .msi, .msp and .exe installers can be uploaded."""
     with pytest.raises(InvalidInstaller, match=r"'\.zip'.*allowed: \.msi, \.msp, \.exe"):
-        read_installer(msi.path, "reporter.zip")
+        read_installer(msi.path.read_bytes(), "reporter.zip")
 
 
 @pytest.mark.parametrize("name", ["empty.msi", "empty.msp", "empty.exe"])
-def test_empty_file_is_refused(tmp_path: Path, name: str) -> None:
+def test_empty_file_is_refused(name: str) -> None:
     """An interrupted copy leaves an empty file that must not become an update."""
-    empty = tmp_path / name
-    empty.write_bytes(b"")
     with pytest.raises(InvalidInstaller, match=rf"{name}: the file is empty"):
-        read_installer(empty, name)
+        read_installer(b"", name)
 
 
-def test_truncated_msi_is_refused(msi: BuiltMsi, tmp_path: Path) -> None:
+def test_truncated_msi_is_refused(msi: BuiltMsi) -> None:
     """Half an MSI would fail on every computer; refuse it at upload."""
     content = msi.path.read_bytes()
-    cut = tmp_path / "cut.msi"
-    cut.write_bytes(content[: len(content) // 2])
     with pytest.raises(InvalidInstaller, match=r"cut\.msi: corrupt or truncated"):
-        read_installer(cut, "cut.msi")
+        read_installer(content[: len(content) // 2], "cut.msi")
 
 
-def test_truncated_exe_is_refused(exe: Path, tmp_path: Path) -> None:
+def test_truncated_exe_is_refused(exe: Path) -> None:
     """A program cut short still has readable headers; its sections are what is missing."""
     content = exe.read_bytes()
-    cut = tmp_path / "cut.exe"
-    cut.write_bytes(content[: len(content) // 2])
     with pytest.raises(InvalidInstaller, match=r"cut\.exe: truncated Windows program"):
-        read_installer(cut, "cut.exe")
+        read_installer(content[: len(content) // 2], "cut.exe")
 
 
-def test_program_renamed_msi_is_refused(exe: Path, tmp_path: Path) -> None:
+def test_program_renamed_msi_is_refused(exe: Path) -> None:
     """The extension decides how Windows runs the file, so the content must match it."""
-    renamed = _copy(exe, tmp_path, "agent.msi")
     with pytest.raises(InvalidInstaller, match=r"agent\.msi: not a Windows Installer database.*"):
-        read_installer(renamed, "agent.msi")
+        read_installer(exe.read_bytes(), "agent.msi")
 
 
-def test_msi_renamed_msp_is_refused(msi: BuiltMsi, tmp_path: Path) -> None:
+def test_msi_renamed_msp_is_refused(msi: BuiltMsi) -> None:
     """A database and a patch are both compound files; the storage class tells them apart."""
-    renamed = _copy(msi.path, tmp_path, "reporter.msp")
     with pytest.raises(
         InvalidInstaller, match=r"not a Windows Installer patch.*database \(\.msi\)"
     ):
-        read_installer(renamed, "reporter.msp")
+        read_installer(msi.path.read_bytes(), "reporter.msp")
 
 
-def test_msi_renamed_exe_is_refused(msi: BuiltMsi, tmp_path: Path) -> None:
+def test_msi_renamed_exe_is_refused(msi: BuiltMsi) -> None:
     """Windows would refuse to run it, so the upload refuses it first."""
-    renamed = _copy(msi.path, tmp_path, "reporter.exe")
     with pytest.raises(InvalidInstaller, match=r"not a Windows program: .*OLE compound file"):
-        read_installer(renamed, "reporter.exe")
+        read_installer(msi.path.read_bytes(), "reporter.exe")
 
 
-def test_zero_filled_exe_is_refused(tmp_path: Path) -> None:
+def test_zero_filled_exe_is_refused() -> None:
     """A preallocated but never written file has the right size and no content."""
-    zeros = tmp_path / "zeros.exe"
-    zeros.write_bytes(bytes(64 * 1024))
     with pytest.raises(InvalidInstaller, match=r"zeros\.exe: not a Windows program: .*zero bytes"):
-        read_installer(zeros, "zeros.exe")
+        read_installer(bytes(64 * 1024), "zeros.exe")
+
+
+def test_mapped_files_read_as_their_bytes(msi: BuiltMsi, exe: Path, tmp_path: Path) -> None:
+    """The service maps the assembled installer rather than reading a large file whole."""
+    for path, name in ((msi.path, "reporter.msi"), (exe, "agent.exe")):
+        with mapped(path) as content:
+            assert read_installer(content, name) == read_installer(path.read_bytes(), name)
+    empty = tmp_path / "empty.exe"
+    empty.write_bytes(b"")
+    with mapped(empty) as content, pytest.raises(InvalidInstaller, match="the file is empty"):
+        read_installer(content, "empty.exe")

@@ -18,9 +18,10 @@ from services.catalog.domain.model import (
     RestartBehaviour,
     Severity,
     SourceDocument,
+    UpdateSource,
 )
-from services.catalog.sources.base import UnsupportedLocation, UpdateSource, open_location
-from services.catalog.sources.msrc import InvalidDocument, MsrcSource, parse_cvrf
+from services.catalog.domain.msrc import InvalidDocument, MsrcSource, parse_cvrf
+from services.catalog.sources.locations import UnsupportedLocation, open_location
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "msrc"
 MONTHS = ("Jan", "Feb")

@@ -1,1 +1,1 @@
-"""catalog's pure rules: update records, supersession, revisions, settings, uploads."""
+"""catalog's pure rules and types: updates, source documents, installers, settings, uploads."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import BinaryIO, Protocol
 
 
 class Classification(StrEnum):
@@ -111,3 +112,13 @@ class SourceDocument:
     release_date: datetime
     updates: tuple[SourceUpdate, ...]
     advisories: tuple[Advisory, ...]
+
+
+class UpdateSource(Protocol):
+    """A source of Microsoft updates (e.g. MSRC) that turns one document into catalog terms."""
+
+    name: str
+
+    def parse(self, stream: BinaryIO) -> SourceDocument:
+        """Read one document of this source from a binary stream."""
+        ...

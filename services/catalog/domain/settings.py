@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from libs.contracts.catalog import CLASSIFICATIONS, ClassificationName
+from libs.contracts.catalog import (
+    CLASSIFICATIONS,
+    CatalogSettings,
+    ChangeSettings,
+    ClassificationName,
+    SettingsView,
+)
 from libs.service.errors import InvalidInput
 from services.catalog.domain.model import Classification
 
@@ -38,3 +44,25 @@ def ordered_classifications(chosen: Iterable[ClassificationName]) -> list[Classi
     """Deduplicated, in the order of docs/product.md's list (stable for events and views)."""
     wanted = set(chosen)
     return [name for name in CLASSIFICATIONS if name in wanted]
+
+
+def settings_view(current: CatalogSettings, known_families: Iterable[str]) -> SettingsView:
+    """The settings with what may be chosen: every known family (and any still chosen)."""
+    return SettingsView(
+        settings=current,
+        available_products=sorted({*known_families, *current.products}),
+        available_classifications=list(CLASSIFICATIONS),
+    )
+
+
+def changed_settings(view: SettingsView, command: ChangeSettings) -> CatalogSettings:
+    """The settings a change asks for; what it leaves out stays as it is."""
+    current = view.settings
+    return CatalogSettings(
+        products=current.products
+        if command.products is None
+        else check_products(command.products, view.available_products),
+        classifications=current.classifications
+        if command.classifications is None
+        else ordered_classifications(command.classifications),
+    )

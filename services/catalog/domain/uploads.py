@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
+from typing import Literal
 
-from libs.contracts.catalog import DetectionRule, ReturnCode, UploadFile
+from pydantic import TypeAdapter
+
+from libs.contracts.catalog import DEFAULT_RETURN_CODES, DetectionRule, ReturnCode, UploadFile
+from libs.contracts.uploads import (
+    Extracted,
+    ThirdPartyClassification,
+    UploadSession,
+    UploadState,
+)
 from libs.service.errors import InvalidInput, Refused
+from services.catalog.domain.installers.common import InstallerMetadata
 
 INSTALLER_EXTENSIONS = (".msi", ".msp", ".exe")
 _GUID = re.compile(r"\{[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}\}")
@@ -25,6 +36,64 @@ _HIVES = (
 
 class QuotaExceeded(Refused):
     """The upload would pass the storage quota; what it had sent is discarded."""
+
+
+@dataclass(frozen=True)
+class UploadSteps:
+    """The answers to steps 2-7 so far; None means not answered (yet)."""
+
+    title: str | None = None
+    description: str | None = None
+    classification: ThirdPartyClassification | None = None
+    architecture: Literal["x86", "x64", "both"] | None = None
+    operating_systems: tuple[str, ...] | None = None
+    detection_rules: tuple[DetectionRule, ...] | None = None
+    prerequisite_package: str | None = None
+    prerequisite_rules: tuple[DetectionRule, ...] | None = None
+    command_line: str | None = None
+    return_codes: tuple[ReturnCode, ...] | None = None
+    """None: the default map (0 success, 3010 success with restart)."""
+
+    @property
+    def codes(self) -> tuple[ReturnCode, ...]:
+        """The return-code map in force."""
+        return DEFAULT_RETURN_CODES if self.return_codes is None else self.return_codes
+
+
+_STEPS: TypeAdapter[UploadSteps] = TypeAdapter(UploadSteps)
+
+
+def steps_json(steps: UploadSteps) -> str:
+    """The stored JSON of the answers: only those given."""
+    return _STEPS.dump_json(steps, exclude_none=True).decode()
+
+
+def steps_from_json(text: str) -> UploadSteps:
+    return _STEPS.validate_json(text)
+
+
+@dataclass
+class Upload:
+    """One upload session: what was declared, what arrived, the answers so far."""
+
+    upload_id: str
+    state: UploadState
+    refusal: str | None
+    files: list[UploadFile]
+    """Declared files, installer first."""
+    received_bytes: int
+    steps: UploadSteps = UploadSteps()
+    extracted: Extracted | None = None
+    """What the installer says of itself, once all its bytes arrived."""
+    update_id: str | None = None
+
+    @property
+    def installer(self) -> str:
+        return self.files[0].path
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.installer)
 
 
 def check_path(path: str, field: str) -> str:
@@ -122,15 +191,94 @@ def merge_return_codes(
     return [table[code] for code in sorted(table)]
 
 
-def missing_steps(kind: str, steps: dict[str, object], state: str) -> list[str]:
+def missing_steps(kind: str, steps: UploadSteps, state: str) -> list[str]:
     """What must still be answered before the upload can be committed."""
     missing = []
     if state == "receiving":
         missing.append("content")
-    if "title" not in steps:
+    if steps.title is None:
         missing.append("description")
-    if "architecture" not in steps:
+    if steps.architecture is None:
         missing.append("requirements")
-    if kind == "exe" and not str(steps.get("command_line") or "").strip():
+    if kind == "exe" and not (steps.command_line or "").strip():
         missing.append("command_line (an .exe must install silently, e.g. /S or /quiet)")
     return missing
+
+
+def check_detection_asked(kind: str) -> None:
+    """Windows Installer packages detect themselves: detection rules are not asked of them."""
+    if kind in ("msi", "msp"):
+        raise InvalidInput(
+            f"detection rules are not asked for .{kind}: Windows Installer "
+            "packages detect themselves",
+            field="rules",
+        )
+
+
+def check_silent(kind: str, arguments: str) -> str:
+    """Installer arguments, stripped; an .exe without them cannot install silently."""
+    if kind == "exe" and not arguments.strip():
+        raise InvalidInput(
+            "arguments '' is not allowed for an .exe: give its silent switch "
+            "(e.g. /S, /quiet); an update that cannot install silently cannot "
+            "be installed by the system",
+            field="arguments",
+        )
+    return arguments.strip()
+
+
+def extracted(metadata: InstallerMetadata) -> Extracted:
+    """What the installer says of itself, as the session shows it."""
+    return Extracted(
+        kind=metadata.kind,
+        product_name=metadata.product_name,
+        version=metadata.version,
+        manufacturer=metadata.manufacturer,
+        product_code=metadata.product_code,
+        description=metadata.description,
+    )
+
+
+def default_title(extracted: Extracted | None) -> str:
+    """The installer's product name and version, when the operator gives no title."""
+    name = (extracted.product_name if extracted else None) or "Unnamed package"
+    version = extracted.version if extracted else None
+    return f"{name} {version}" if version else name
+
+
+def with_received_defaults(steps: UploadSteps, extracted: Extracted) -> UploadSteps:
+    """Once every byte arrived: title, description and classification prefilled if unanswered."""
+    return replace(
+        steps,
+        title=default_title(extracted) if steps.title is None else steps.title,
+        description=(extracted.description or "")
+        if steps.description is None
+        else steps.description,
+        classification="Updates" if steps.classification is None else steps.classification,
+    )
+
+
+def session(upload: Upload) -> UploadSession:
+    """The session as the operator sees it after each step."""
+    steps = upload.steps
+    return UploadSession(
+        upload_id=upload.upload_id,
+        state=upload.state,
+        refusal=upload.refusal,
+        files=upload.files,
+        total_bytes=sum(f.size for f in upload.files),
+        received_bytes=upload.received_bytes,
+        extracted=upload.extracted,
+        title=steps.title,
+        description=steps.description,
+        classification=steps.classification,
+        architecture=steps.architecture,
+        operating_systems=list(steps.operating_systems or ()),
+        detection_rules=list(steps.detection_rules or ()),
+        prerequisite_package=steps.prerequisite_package,
+        prerequisite_rules=list(steps.prerequisite_rules or ()),
+        command_line=steps.command_line,
+        return_codes=list(steps.codes),
+        missing=missing_steps(upload.kind, steps, upload.state),
+        update_id=upload.update_id,
+    )

@@ -1,1 +1,1 @@
-"""Where Microsoft updates come from: source documents behind one small interface."""
+"""Reading source documents from where they are (a path or a URL); the parsers are in domain/."""

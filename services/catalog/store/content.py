@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
+import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
+
+from libs.settings import Settings
 
 CHUNK = 1024 * 1024
 
@@ -34,6 +39,17 @@ def sha256_of(path: Path) -> tuple[str, int]:
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
+
+
+@contextlib.contextmanager
+def mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
+    """A file's bytes, mapped rather than read: an installer may be larger than memory allows."""
+    with path.open("rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            yield b""  # an empty file cannot be mapped, and has nothing to map
+            return
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY) as content:
+            yield content
 
 
 class LocalContentStore:
@@ -64,3 +80,8 @@ class LocalContentStore:
     def delete(self, sha256: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(sha256).unlink()
+
+
+def for_settings(settings: Settings) -> LocalContentStore:
+    """The content store of this deployment (LOCKGATE_CONTENT_DIR)."""
+    return LocalContentStore(Path(settings.content_dir))

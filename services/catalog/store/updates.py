@@ -1,35 +1,24 @@
-"""catalog's queries (schema `catalog` only)."""
+"""Updates, and the source documents they are merged from: what each said, supersedence links."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from libs.contracts.catalog import CatalogSettings, ListUpdates, UpdateSnapshot
+import asyncpg
+
+from libs.contracts.catalog import ListUpdates, Origin
 from libs.db.pool import Connection, rows_affected
 from services.catalog.domain.model import Advisory, SourceDocument, SourceUpdate
-from services.catalog.domain.settings import DEFAULT_CLASSIFICATIONS, DEFAULT_PRODUCTS
-from services.catalog.domain.updates import from_json, to_json
-
-
-@dataclass(frozen=True)
-class StoredUpdate:
-    """One row of `updates`."""
-
-    update_id: str
-    origin: str
-    kb: str | None
-    revision: int
-    content_hash: str
-    data: dict[str, Any]
-    superseded_at: datetime | None
-    expired_at: datetime | None
-    superseded_by: list[str]
-    superseded_by_kbs: list[str]
-
+from services.catalog.domain.updates import (
+    StoredUpdate,
+    UpdateContent,
+    content_from_json,
+    content_json,
+    from_json,
+    to_json,
+)
 
 _SELECT = (
     "SELECT u.*, coalesce(("
@@ -42,18 +31,18 @@ _SELECT = (
 )
 
 
-def _stored(row: Any) -> StoredUpdate:  # noqa: ANN401 - an asyncpg Record
+def _stored(row: asyncpg.Record) -> StoredUpdate:
     return StoredUpdate(
         update_id=str(row["update_id"]),
         origin=row["origin"],
         kb=row["kb"],
         revision=row["revision"],
         content_hash=row["content_hash"],
-        data=json.loads(row["data"]),
+        content=content_from_json(row["data"]),
         superseded_at=row["superseded_at"],
         expired_at=row["expired_at"],
-        superseded_by=list(row["superseded_by"]),
-        superseded_by_kbs=list(row["superseded_by_kbs"]),
+        superseded_by=tuple(row["superseded_by"]),
+        superseded_by_kbs=tuple(row["superseded_by_kbs"]),
     )
 
 
@@ -146,15 +135,13 @@ async def put_update(
     conn: Connection,
     *,
     update_id: str,
-    origin: str,
-    kb: str | None,
+    origin: Origin,
     revision: int,
     content_hash: str,
-    data: dict[str, Any],
+    content: UpdateContent,
     release_date: datetime,
-    families: list[str],
 ) -> None:
-    """Insert or replace the current revision of an update."""
+    """Insert or replace the current revision of an update (its KB and families from content)."""
     await conn.execute(
         "INSERT INTO updates (update_id, origin, kb, revision, content_hash, data, release_date,"
         "                     product_families)"
@@ -165,12 +152,12 @@ async def put_update(
         "   updated_at = now()",
         update_id,
         origin,
-        kb,
+        content.kb,
         revision,
         content_hash,
-        json.dumps(data),
+        content_json(content),
         release_date,
-        families,
+        list(content.product_families),
     )
 
 
@@ -219,45 +206,6 @@ async def known_families(conn: Connection) -> list[str]:
         "SELECT DISTINCT unnest(product_families) AS family FROM updates ORDER BY 1"
     )
     return [row["family"] for row in rows]
-
-
-async def settings(conn: Connection) -> CatalogSettings:
-    """The settings row, written with the defaults on first use."""
-    await conn.execute(
-        "INSERT INTO settings (products, classifications) VALUES ($1, $2)"
-        " ON CONFLICT (id) DO NOTHING",
-        list(DEFAULT_PRODUCTS),
-        [c.value for c in DEFAULT_CLASSIFICATIONS],
-    )
-    row = await conn.fetchrow("SELECT products, classifications FROM settings")
-    assert row is not None  # noqa: S101 - inserted just above
-    return CatalogSettings(
-        products=list(row["products"]), classifications=list(row["classifications"])
-    )
-
-
-async def save_settings(conn: Connection, value: CatalogSettings, now: datetime) -> None:
-    await conn.execute(
-        "UPDATE settings SET products = $1, classifications = $2, changed_at = $3",
-        value.products,
-        list(value.classifications),
-        now,
-    )
-
-
-def snapshot(stored: StoredUpdate) -> UpdateSnapshot:
-    """The event/API form of a stored update."""
-    return UpdateSnapshot.model_validate(
-        {
-            **stored.data,
-            "update_id": stored.update_id,
-            "revision": stored.revision,
-            "origin": stored.origin,
-            "superseded_by": stored.superseded_by,
-            "superseded_by_kbs": stored.superseded_by_kbs,
-            "expired": stored.expired_at is not None,
-        }
-    )
 
 
 async def update_states(conn: Connection) -> dict[str, int]:

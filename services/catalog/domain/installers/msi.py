@@ -1,21 +1,24 @@
-"""Read product name, version, manufacturer and codes from uploaded .msi, .msp and .exe files."""
+"""Windows Installer databases (.msi) and patches (.msp): their Property and patch metadata."""
 
 from __future__ import annotations
 
+import io
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePath
-from typing import Literal
+from typing import IO, cast
 
 import olefile
-import pefile
 
-InstallerKind = Literal["msi", "msp", "exe"]
-
-KINDS: dict[str, InstallerKind] = {".msi": "msi", ".msp": "msp", ".exe": "exe"}
+from services.catalog.domain.installers.common import (
+    InstallerBytes,
+    InstallerMetadata,
+    InvalidInstaller,
+    clean_text,
+    describe_content,
+)
 
 # Root storage class of a Windows Installer database and of a patch; Windows Installer
 # refuses to open a file whose class is neither, so we refuse it too.
@@ -26,7 +29,6 @@ _STORAGE_CLASSES = {
     _PATCH_CLSID: "a Windows Installer patch (.msp)",
     "000C1082-0000-0000-C000-000000000046": "a Windows Installer transform (.mst)",
 }
-_OLE_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 
 # Stream names are packed two characters per UTF-16 code unit over this 64-character set;
 # a table's stream starts with the marker.
@@ -43,47 +45,6 @@ _GUID = re.compile(r"\{[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}")
 _OLE_ERRORS = (OSError, ValueError, struct.error, IndexError, OverflowError)
 
 
-class InvalidInstaller(ValueError):
-    """The file cannot be read as the installer kind its name says."""
-
-
-@dataclass(frozen=True)
-class InstallerMetadata:
-    """What an installer says about itself, to prefill the upload's description step."""
-
-    kind: InstallerKind
-    product_name: str | None
-    version: str | None
-    manufacturer: str | None
-    product_code: str | None
-    description: str | None
-
-
-def read_installer(path: Path, filename: str) -> InstallerMetadata:
-    """Metadata of the installer stored at `path`, uploaded under the name `filename`."""
-    kind = installer_kind(filename)
-    try:
-        size = path.stat().st_size
-    except OSError as error:
-        raise InvalidInstaller(f"{filename}: cannot be read: {error.strerror}") from error
-    if size == 0:
-        raise InvalidInstaller(f"{filename}: the file is empty")
-    return _READERS[kind](path, filename)
-
-
-def installer_kind(filename: str) -> InstallerKind:
-    """The installer kind named by the file's extension, whatever its case."""
-    extension = PurePath(filename).suffix.lower()
-    kind = KINDS.get(extension)
-    if kind is None:
-        allowed = ", ".join(KINDS)
-        raise InvalidInstaller(
-            f"filename {filename!r}: extension {extension or '(none)'!r} is not allowed; "
-            f"allowed: {allowed}"
-        )
-    return kind
-
-
 def decode_stream_name(encoded: str) -> str:
     """A compound-file stream name as Windows Installer packs it, back to plain text."""
     decoded: list[str] = []
@@ -97,9 +58,6 @@ def decode_stream_name(encoded: str) -> str:
         else:
             decoded.append(char)
     return "".join(decoded)
-
-
-# --- Windows Installer databases (.msi) and patches (.msp) ----------------------------
 
 
 @dataclass(frozen=True)
@@ -153,8 +111,8 @@ class _Database:
         return data
 
 
-def _read_msi(path: Path, filename: str) -> InstallerMetadata:
-    with _open_database(path, filename, _DATABASE_CLSID, "Windows Installer database") as db:
+def read_msi(content: InstallerBytes, filename: str) -> InstallerMetadata:
+    with _open_database(content, filename, _DATABASE_CLSID, "Windows Installer database") as db:
         rows = db.table("Property", 2)
         if rows is None:
             raise InvalidInstaller(f"{filename}: the database has no Property table")
@@ -162,16 +120,16 @@ def _read_msi(path: Path, filename: str) -> InstallerMetadata:
         summary = db.summary()
     return InstallerMetadata(
         kind="msi",
-        product_name=_text(properties.get("ProductName")),
-        version=_text(properties.get("ProductVersion")),
-        manufacturer=_text(properties.get("Manufacturer")),
-        product_code=_text(properties.get("ProductCode")),
-        description=_text(summary.get(_PID_SUBJECT)) or _text(summary.get(_PID_COMMENTS)),
+        product_name=clean_text(properties.get("ProductName")),
+        version=clean_text(properties.get("ProductVersion")),
+        manufacturer=clean_text(properties.get("Manufacturer")),
+        product_code=clean_text(properties.get("ProductCode")),
+        description=clean_text(summary.get(_PID_SUBJECT)) or clean_text(summary.get(_PID_COMMENTS)),
     )
 
 
-def _read_msp(path: Path, filename: str) -> InstallerMetadata:
-    with _open_database(path, filename, _PATCH_CLSID, "Windows Installer patch") as db:
+def read_msp(content: InstallerBytes, filename: str) -> InstallerMetadata:
+    with _open_database(content, filename, _PATCH_CLSID, "Windows Installer patch") as db:
         rows = db.table("MsiPatchMetadata", 3) or []
         summary = db.summary()
     # Company is empty for the standard properties; other rows belong to a vendor's own keys
@@ -180,22 +138,26 @@ def _read_msp(path: Path, filename: str) -> InstallerMetadata:
     patch_code = _GUID.match(revision)  # the patch's own code, then those it obsoletes
     return InstallerMetadata(
         kind="msp",
-        product_name=_text(metadata.get("DisplayName")),
+        product_name=clean_text(metadata.get("DisplayName")),
         version=None,
-        manufacturer=_text(metadata.get("ManufacturerName")),
+        manufacturer=clean_text(metadata.get("ManufacturerName")),
         product_code=patch_code.group(0).upper() if patch_code else None,
-        description=_text(metadata.get("Description"))
-        or _text(summary.get(_PID_SUBJECT))
-        or _text(summary.get(_PID_COMMENTS)),
+        description=clean_text(metadata.get("Description"))
+        or clean_text(summary.get(_PID_SUBJECT))
+        or clean_text(summary.get(_PID_COMMENTS)),
     )
 
 
 @contextmanager
-def _open_database(path: Path, filename: str, clsid: str, what: str) -> Iterator[_Database]:
-    if not olefile.isOleFile(str(path)):
-        raise InvalidInstaller(f"{filename}: not a {what}: {_content(path)}")
+def _open_database(
+    content: InstallerBytes, filename: str, clsid: str, what: str
+) -> Iterator[_Database]:
+    # a mapped file reads, seeks and tells like a binary file, which is all olefile asks
+    stream = io.BytesIO(content) if isinstance(content, bytes) else cast("IO[bytes]", content)
+    if not olefile.isOleFile(stream):
+        raise InvalidInstaller(f"{filename}: not a {what}: {describe_content(content)}")
     try:
-        with olefile.OleFileIO(str(path)) as ole:
+        with olefile.OleFileIO(stream) as ole:
             _check_storage_class(ole, clsid, what, filename)
             yield _Database(ole, filename)
     except InvalidInstaller:
@@ -277,119 +239,3 @@ def _decode_text(raw: bytes, codepage: int) -> str:
         return raw.decode(f"cp{codepage}" if codepage else "cp1252", errors="replace")
     except LookupError:  # a code page Python does not know: keep what is readable
         return raw.decode("cp1252", errors="replace")
-
-
-# --- Programs (.exe) -------------------------------------------------------------------
-
-_RESOURCE_DIRECTORY = "IMAGE_DIRECTORY_ENTRY_RESOURCE"
-_SECURITY_DIRECTORY = "IMAGE_DIRECTORY_ENTRY_SECURITY"
-_PROGRAM_CONTENT = "the content is a Windows program (MZ header)"
-
-
-def _read_exe(path: Path, filename: str) -> InstallerMetadata:
-    with _program(path, filename) as pe:
-        if bool(pe.is_dll()):
-            raise InvalidInstaller(f"{filename}: not a Windows program: it is a library (DLL)")
-        _check_complete(pe, path.stat().st_size, filename)
-        pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY[_RESOURCE_DIRECTORY]])
-        strings = _version_strings(pe)
-        fixed_version = _fixed_file_version(pe)
-    return InstallerMetadata(
-        kind="exe",
-        product_name=strings.get("ProductName"),
-        version=strings.get("FileVersion") or fixed_version,
-        manufacturer=strings.get("CompanyName"),
-        product_code=None,
-        description=strings.get("FileDescription"),
-    )
-
-
-@contextmanager
-def _program(path: Path, filename: str) -> Iterator[pefile.PE]:
-    """The program's headers (sections and data directories parsed on demand), then closed."""
-    try:
-        pe = pefile.PE(name=str(path), fast_load=True)
-    except pefile.PEFormatError as error:
-        content = _content(path)
-        detail = error.value if content == _PROGRAM_CONTENT else content
-        raise InvalidInstaller(f"{filename}: not a Windows program: {detail}") from error
-    try:
-        yield pe
-    except pefile.PEFormatError as error:
-        raise InvalidInstaller(f"{filename}: corrupt Windows program: {error.value}") from error
-    finally:
-        pe.close()
-
-
-def _check_complete(pe: pefile.PE, size: int, filename: str) -> None:
-    """Refuse a program cut short: its sections or signature reach past the end of the file."""
-    ends = [_section_end(section) for section in pe.sections]
-    security = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY[_SECURITY_DIRECTORY]]
-    if int(security.Size):  # the signature's address is a file offset, usually the very end
-        ends.append(int(security.VirtualAddress) + int(security.Size))
-    needed = max(ends, default=0)
-    if needed > size:
-        raise InvalidInstaller(
-            f"{filename}: truncated Windows program: {size} bytes, its headers need {needed}"
-        )
-
-
-def _section_end(section: pefile.SectionStructure) -> int:
-    """Offset just past the bytes of a section that Windows loads from the file (0: none)."""
-    # the loader reads no more than the virtual size, so raw padding past the end is harmless
-    raw, virtual = int(section.SizeOfRawData), int(section.Misc_VirtualSize)
-    loaded = min(raw, virtual) if virtual else raw
-    return int(section.PointerToRawData) + loaded if loaded else 0
-
-
-def _version_strings(pe: pefile.PE) -> dict[str, str]:
-    """StringFileInfo entries; with several languages, the first one that has a key wins."""
-    strings: dict[str, str] = {}
-    for info in getattr(pe, "FileInfo", None) or []:
-        for block in info:
-            for table in getattr(block, "StringTable", None) or []:
-                for key, value in table.entries.items():
-                    text = _text(_pe_text(value))
-                    if text is not None:
-                        strings.setdefault(_pe_text(key), text)
-    return strings
-
-
-def _fixed_file_version(pe: pefile.PE) -> str | None:
-    """The numeric file version, a.b.c.d, from the fixed part of the version resource."""
-    for fixed in getattr(pe, "VS_FIXEDFILEINFO", None) or []:
-        most, least = int(fixed.FileVersionMS), int(fixed.FileVersionLS)
-        return f"{most >> 16}.{most & 0xFFFF}.{least >> 16}.{least & 0xFFFF}"
-    return None
-
-
-def _pe_text(value: object) -> str:
-    # pefile hands version strings over as UTF-8 bytes
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def _content(path: Path) -> str:
-    """What the file's first bytes say it is, to explain a refusal."""
-    with path.open("rb") as file:
-        head = file.read(len(_OLE_MAGIC))
-    if head.startswith(b"MZ"):
-        return _PROGRAM_CONTENT
-    if head == _OLE_MAGIC:
-        return "the content is an OLE compound file, such as an .msi or .msp"
-    if not head.strip(b"\x00"):
-        return "the content starts with zero bytes"
-    return "the content is not recognised"
-
-
-def _text(value: str | None) -> str | None:
-    """A value with padding and NULs trimmed; empty means absent."""
-    if value is None:
-        return None
-    return value.strip().strip("\x00").strip() or None
-
-
-_READERS: dict[InstallerKind, Callable[[Path, str], InstallerMetadata]] = {
-    "msi": _read_msi,
-    "msp": _read_msp,
-    "exe": _read_exe,
-}

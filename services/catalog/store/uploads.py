@@ -1,28 +1,14 @@
-"""catalog's queries for uploads, content and packages (schema `catalog` only)."""
+"""Upload sessions and the bytes they receive; the storage quota they count against."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 from libs.contracts.catalog import UploadFile
+from libs.contracts.uploads import Extracted
 from libs.db.pool import Connection
-
-
-@dataclass
-class UploadRow:
-    """One upload session as stored."""
-
-    upload_id: str
-    state: str
-    refusal: str | None
-    files: list[UploadFile]
-    received_bytes: int
-    steps: dict[str, Any]
-    extracted: dict[str, Any] | None
-    update_id: str | None
+from services.catalog.domain.uploads import Upload, steps_from_json, steps_json
 
 
 async def create(conn: Connection, upload_id: str, files: list[UploadFile]) -> None:
@@ -33,26 +19,26 @@ async def create(conn: Connection, upload_id: str, files: list[UploadFile]) -> N
     )
 
 
-async def load(conn: Connection, upload_id: str) -> UploadRow | None:
+async def load(conn: Connection, upload_id: str) -> Upload | None:
     """The session, locked for this transaction (steps of one upload run one at a time)."""
     row = await conn.fetchrow(
         "SELECT * FROM uploads WHERE upload_id::text = $1 FOR UPDATE", upload_id
     )
     if row is None:
         return None
-    return UploadRow(
+    return Upload(
         upload_id=str(row["upload_id"]),
         state=row["state"],
         refusal=row["refusal"],
         files=[UploadFile.model_validate(f) for f in json.loads(row["files"])],
         received_bytes=row["received_bytes"],
-        steps=json.loads(row["steps"]),
-        extracted=json.loads(row["extracted"]) if row["extracted"] else None,
+        steps=steps_from_json(row["steps"]),
+        extracted=Extracted.model_validate_json(row["extracted"]) if row["extracted"] else None,
         update_id=str(row["update_id"]) if row["update_id"] else None,
     )
 
 
-async def save(conn: Connection, upload: UploadRow) -> None:
+async def save(conn: Connection, upload: Upload) -> None:
     await conn.execute(
         "UPDATE uploads SET state = $2, refusal = $3, received_bytes = $4, steps = $5,"
         " extracted = $6, update_id = $7::uuid, updated_at = now() WHERE upload_id = $1::uuid",
@@ -60,8 +46,8 @@ async def save(conn: Connection, upload: UploadRow) -> None:
         upload.state,
         upload.refusal,
         upload.received_bytes,
-        json.dumps(upload.steps),
-        json.dumps(upload.extracted) if upload.extracted else None,
+        steps_json(upload.steps),
+        upload.extracted.model_dump_json() if upload.extracted is not None else None,
         upload.update_id,
     )
 
@@ -113,39 +99,3 @@ async def chunks(conn: Connection, upload_id: str, path: str) -> AsyncIterator[b
         path,
     ):
         yield bytes(row["data"])
-
-
-async def add_content(conn: Connection, sha256: str, size: int) -> None:
-    await conn.execute(
-        "INSERT INTO contents (sha256, size) VALUES ($1, $2) ON CONFLICT DO NOTHING", sha256, size
-    )
-
-
-async def save_package(
-    conn: Connection, update_id: str, package: dict[str, Any], files: list[tuple[str, str, int]]
-) -> None:
-    await conn.execute(
-        "INSERT INTO packages (update_id, package) VALUES ($1::uuid, $2)"
-        " ON CONFLICT (update_id) DO UPDATE SET package = EXCLUDED.package",
-        update_id,
-        json.dumps(package),
-    )
-    await conn.executemany(
-        "INSERT INTO package_files (update_id, path, sha256, size) VALUES ($1::uuid, $2, $3, $4)"
-        " ON CONFLICT DO NOTHING",
-        [(update_id, path, sha, size) for path, sha, size in files],
-    )
-
-
-async def delete_update(conn: Connection, update_id: str) -> list[tuple[str, int]]:
-    """Delete a third-party update; return the content (sha256, size) nothing uses any more."""
-    hashes = await conn.fetch(
-        "SELECT DISTINCT sha256 FROM package_files WHERE update_id = $1::uuid", update_id
-    )
-    await conn.execute("DELETE FROM updates WHERE update_id = $1::uuid", update_id)
-    rows = await conn.fetch(
-        "DELETE FROM contents c WHERE c.sha256 = ANY($1::text[]) AND NOT EXISTS ("
-        " SELECT 1 FROM package_files p WHERE p.sha256 = c.sha256) RETURNING sha256, size",
-        [row["sha256"] for row in hashes],
-    )
-    return [(row["sha256"], row["size"]) for row in rows]

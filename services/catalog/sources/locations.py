@@ -1,4 +1,4 @@
-"""The interface every update source implements, and where its documents are read from."""
+"""Where source documents are read from: a local path or an http(s) URL (the CLI sends them)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
-
-from services.catalog.domain.model import SourceDocument
+from typing import BinaryIO
 
 FETCH_TIMEOUT_SECONDS = 60.0
 """How long an HTTP(S) fetch may wait for a connection or a read before it fails."""
 
 REMOTE_SCHEMES = frozenset({"http", "https"})
-
-
-class UpdateSource(Protocol):
-    """A source of Microsoft updates (e.g. MSRC) that turns one document into catalog terms."""
-
-    name: str
-
-    def parse(self, stream: BinaryIO) -> SourceDocument:
-        """Read one document of this source from a binary stream."""
-        ...
 
 
 class UnsupportedLocation(ValueError):

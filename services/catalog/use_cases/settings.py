@@ -1,0 +1,28 @@
+"""Which products and classifications computers are offered: reading and changing it."""
+
+from __future__ import annotations
+
+from libs.contracts import catalog as c
+from libs.service import HandlerContext
+from services.catalog import store
+from services.catalog.domain.settings import changed_settings, settings_view
+
+
+async def _view(ctx: HandlerContext) -> c.SettingsView:
+    current = await store.settings.load(ctx.conn)
+    return settings_view(current, await store.updates.known_families(ctx.conn))
+
+
+async def get_settings(ctx: HandlerContext, _: c.GetSettings) -> c.SettingsView:
+    """Offered products and classifications, and what may be chosen."""
+    return await _view(ctx)
+
+
+async def change_settings(ctx: HandlerContext, command: c.ChangeSettings) -> c.SettingsView:
+    """Replace offered products/classifications; publishes the change if there is one."""
+    view = await _view(ctx)
+    wanted = changed_settings(view, command)
+    if wanted != view.settings:
+        await store.settings.save(ctx.conn, wanted, ctx.now)
+        await ctx.outbox.add(c.SETTINGS_CHANGED, c.SettingsChanged(settings=wanted))
+    return await _view(ctx)

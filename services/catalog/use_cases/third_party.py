@@ -1,0 +1,62 @@
+"""Editing and deleting third-party updates once their upload is committed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from libs.contracts import catalog as c
+from libs.contracts import uploads as u
+from libs.service import HandlerContext
+from services.catalog import store
+from services.catalog.domain.third_party import (
+    check_third_party,
+    edited,
+    package_of,
+    update_id_of,
+)
+from services.catalog.domain.updates import StoredUpdate, detail, snapshot
+
+
+async def _third_party(ctx: HandlerContext, reference: str, verb: str) -> StoredUpdate:
+    update_id = update_id_of(reference)
+    found = None if update_id is None else await store.updates.update(ctx.conn, update_id=update_id)
+    return check_third_party(found, reference, verb)
+
+
+async def edit_update(ctx: HandlerContext, command: u.EditUpdate) -> c.UpdateDetail:
+    """Change a third-party update; the change is a new revision."""
+    found = await _third_party(ctx, command.update, "edited")
+    content = edited(found.content, command)
+    if content == found.content:
+        return detail(found)
+    await store.updates.put_update(
+        ctx.conn,
+        update_id=found.update_id,
+        origin="third_party",
+        revision=found.revision + 1,
+        content_hash=found.content_hash,
+        content=content,
+        release_date=ctx.now,
+    )
+    await store.packages.save(ctx.conn, found.update_id, package_of(content), [])
+    changed = await store.updates.update(ctx.conn, update_id=found.update_id)
+    assert changed is not None  # noqa: S101 - just written
+    await ctx.outbox.add(
+        c.UPDATE_REVISED,
+        c.UpdateRevised(update=snapshot(changed), previous_revision=found.revision),
+        subject=found.update_id,
+    )
+    return detail(changed)
+
+
+async def delete_update(ctx: HandlerContext, command: u.DeleteUpdate) -> u.Deleted:
+    """Delete a third-party update and the content only it used."""
+    found = await _third_party(ctx, command.update, "deleted")
+    freed = await store.packages.delete_update(ctx.conn, found.update_id)
+    await ctx.outbox.add(
+        c.UPDATE_DELETED, c.UpdateDeleted(update_id=found.update_id), subject=found.update_id
+    )
+    content_store = store.content.for_settings(ctx.settings)
+    for content in freed:  # last: the transaction commits right after
+        await asyncio.to_thread(content_store.delete, content.sha256)
+    return u.Deleted(update_id=found.update_id, freed_bytes=sum(f.size for f in freed))

@@ -1,0 +1,257 @@
+"""The third-party upload procedure (docs/product.md section 4): one command per step, commit."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import NoReturn
+
+from libs.contracts import catalog as c
+from libs.contracts import uploads as u
+from libs.contracts.uploads import UploadState
+from libs.service import Conflict, HandlerContext, InvalidInput, NotFound, Refused
+from services.catalog import store
+from services.catalog.domain.installers import read_installer
+from services.catalog.domain.installers.common import InstallerMetadata, InvalidInstaller
+from services.catalog.domain.third_party import StoredFile, package, third_party_content
+from services.catalog.domain.updates import snapshot
+from services.catalog.domain.uploads import (
+    Upload,
+    check_detection_asked,
+    check_files,
+    check_path,
+    check_quota,
+    check_rules,
+    check_silent,
+    default_title,
+    extracted,
+    merge_return_codes,
+    missing_steps,
+    session,
+    with_received_defaults,
+)
+
+
+async def _open(ctx: HandlerContext, upload_id: str, *, states: tuple[UploadState, ...]) -> Upload:
+    upload = await store.uploads.load(ctx.conn, upload_id)
+    if upload is None:
+        raise NotFound(f"upload {upload_id!r} does not exist", field="upload_id")
+    if upload.state not in states:
+        raise Conflict(
+            f"upload {upload_id} is {upload.state}; this step needs it {' or '.join(states)}",
+            field="upload_id",
+        )
+    return upload
+
+
+async def _answering(ctx: HandlerContext, upload_id: str) -> Upload:
+    """An upload whose steps may still be answered (before commit)."""
+    return await _open(ctx, upload_id, states=("receiving", "received"))
+
+
+async def _saved(ctx: HandlerContext, upload: Upload) -> u.UploadSession:
+    await store.uploads.save(ctx.conn, upload)
+    return session(upload)
+
+
+async def start_upload(ctx: HandlerContext, command: u.StartUpload) -> u.UploadSession:
+    """Step 1: declare the installer and extra files; their total size is shown."""
+    files = check_files(command.installer, command.extra_files)
+    upload_id = str(uuid.uuid4())
+    await store.uploads.create(ctx.conn, upload_id, files)
+    return session(await _open(ctx, upload_id, states=("receiving",)))
+
+
+async def _refuse(ctx: HandlerContext, upload: Upload, error: Refused) -> NoReturn:
+    """Discard everything the upload sent, remember why, and refuse (the cleanup commits)."""
+    await store.uploads.discard_chunks(ctx.conn, upload.upload_id)
+    upload.state, upload.refusal, upload.received_bytes = "refused", str(error), 0
+    await store.uploads.save(ctx.conn, upload)
+    raise error
+
+
+async def send_chunk(ctx: HandlerContext, command: u.SendChunk) -> u.UploadSession:
+    """Receive bytes of one declared file, in order; the quota is checked on each chunk."""
+    upload = await _open(ctx, command.upload_id, states=("receiving",))
+    path = check_path(command.path, "path")
+    declared = {f.path: f.size for f in upload.files}
+    if path not in declared:
+        raise InvalidInput(
+            f"path {command.path!r} was not declared; declared: {sorted(declared)}", field="path"
+        )
+    try:
+        data = base64.b64decode(command.data_b64, validate=True)
+    except ValueError:  # binascii.Error, or text that is not ASCII
+        raise InvalidInput("data_b64 is not valid base64", field="data_b64") from None
+    have = await store.uploads.received(ctx.conn, upload.upload_id, path)
+    if command.offset != have:
+        raise Conflict(
+            f"offset {command.offset} for {path!r}: {have} bytes received so far, "
+            f"send offset {have}",
+            field="offset",
+        )
+    if have + len(data) > declared[path]:
+        raise InvalidInput(
+            f"{path!r} was declared {declared[path]} bytes; this chunk would make "
+            f"it {have + len(data)}",
+            field="data_b64",
+        )
+    await store.uploads.lock_storage(ctx.conn)
+    try:
+        used = await store.uploads.used_bytes(ctx.conn)
+        check_quota(used, len(data), ctx.settings.storage_quota_bytes)
+    except Refused as refusal:
+        await _refuse(ctx, upload, refusal)
+    await store.uploads.add_chunk(ctx.conn, upload.upload_id, path, command.offset, data)
+    upload.received_bytes += len(data)
+    if upload.received_bytes == sum(declared.values()):
+        upload.state = "received"
+        upload.extracted = extracted(await _read_installer(ctx, upload))
+        upload.steps = with_received_defaults(upload.steps, upload.extracted)
+    return await _saved(ctx, upload)
+
+
+async def _assemble(ctx: HandlerContext, upload_id: str, path: str) -> Path:
+    target = await asyncio.to_thread(store.content.for_settings(ctx.settings).temporary)
+    with target.open("wb") as out:
+        async for chunk in store.uploads.chunks(ctx.conn, upload_id, path):
+            out.write(chunk)
+    return target
+
+
+def _installer_metadata(path: Path, filename: str) -> InstallerMetadata:
+    try:
+        with store.content.mapped(path) as content:
+            return read_installer(content, filename)
+    except OSError as error:
+        raise InvalidInstaller(f"{filename}: cannot be read: {error.strerror}") from error
+
+
+async def _read_installer(ctx: HandlerContext, upload: Upload) -> InstallerMetadata:
+    """Read the installer's own metadata; a corrupt installer refuses the whole upload."""
+    assembled = await _assemble(ctx, upload.upload_id, upload.installer)
+    try:
+        return await asyncio.to_thread(_installer_metadata, assembled, upload.installer)
+    except InvalidInstaller as error:
+        await _refuse(ctx, upload, Refused(str(error), field="installer"))
+    finally:
+        assembled.unlink(missing_ok=True)
+
+
+async def describe(ctx: HandlerContext, command: u.Describe) -> u.UploadSession:
+    """Step 2: name, description, classification (extracted values where left out)."""
+    upload = await _answering(ctx, command.upload_id)
+    steps = upload.steps
+    upload.steps = replace(
+        steps,
+        title=command.title or steps.title or default_title(upload.extracted),
+        description=command.description
+        if command.description is not None
+        else (steps.description or ""),
+        classification=command.classification,
+    )
+    return await _saved(ctx, upload)
+
+
+async def set_requirements(ctx: HandlerContext, command: u.SetRequirements) -> u.UploadSession:
+    """Step 3: architecture and operating systems."""
+    upload = await _answering(ctx, command.upload_id)
+    upload.steps = replace(
+        upload.steps,
+        architecture=command.architecture,
+        operating_systems=tuple(command.operating_systems),
+    )
+    return await _saved(ctx, upload)
+
+
+async def set_detection(ctx: HandlerContext, command: u.SetDetectionRules) -> u.UploadSession:
+    """Step 4: detection rules; .msi/.msp detect themselves and are not asked."""
+    upload = await _answering(ctx, command.upload_id)
+    check_detection_asked(upload.kind)
+    rules = check_rules(command.rules, "rules")
+    upload.steps = replace(upload.steps, detection_rules=tuple(rules))
+    return await _saved(ctx, upload)
+
+
+async def set_prerequisites(ctx: HandlerContext, command: u.SetPrerequisites) -> u.UploadSession:
+    """Step 5: none, another package managed here, or rules."""
+    if command.package is not None:
+        found = await store.updates.update(ctx.conn, update_id=command.package)
+        if found is None or found.origin != "third_party":
+            raise NotFound(
+                f"package {command.package!r} is not a third-party update managed here",
+                field="package",
+            )
+    rules = check_rules(command.rules, "rules")
+    upload = await _answering(ctx, command.upload_id)
+    upload.steps = replace(
+        upload.steps, prerequisite_package=command.package, prerequisite_rules=tuple(rules)
+    )
+    return await _saved(ctx, upload)
+
+
+async def set_command_line(ctx: HandlerContext, command: u.SetCommandLine) -> u.UploadSession:
+    """Step 6: installer arguments; an .exe without them cannot install silently."""
+    upload = await _answering(ctx, command.upload_id)
+    upload.steps = replace(upload.steps, command_line=check_silent(upload.kind, command.arguments))
+    return await _saved(ctx, upload)
+
+
+async def set_return_codes(ctx: HandlerContext, command: u.SetReturnCodes) -> u.UploadSession:
+    """Step 7: add or change return codes (0 and 3010 by default)."""
+    upload = await _answering(ctx, command.upload_id)
+    merged = merge_return_codes(upload.steps.codes, command.codes)
+    upload.steps = replace(upload.steps, return_codes=tuple(merged))
+    return await _saved(ctx, upload)
+
+
+async def get_upload(ctx: HandlerContext, command: u.UploadRef) -> u.UploadSession:
+    """Step 8: the summary of every answer, the total size and what is missing."""
+    return session(
+        await _open(
+            ctx, command.upload_id, states=("receiving", "received", "committed", "refused")
+        )
+    )
+
+
+async def commit_upload(ctx: HandlerContext, command: u.UploadRef) -> c.UpdateDetail:
+    """Store the content and publish the update, all or nothing."""
+    upload = await _open(ctx, command.upload_id, states=("received",))
+    missing = missing_steps(upload.kind, upload.steps, upload.state)
+    if missing:
+        raise InvalidInput(
+            f"upload {upload.upload_id} cannot be committed yet: missing {', '.join(missing)}",
+            field="upload_id",
+        )
+    content_store = store.content.for_settings(ctx.settings)
+    stored: list[StoredFile] = []
+    for item in upload.files:
+        assembled = await _assemble(ctx, upload.upload_id, item.path)
+        sha256, size = await asyncio.to_thread(content_store.put, assembled)
+        await store.packages.add_content(ctx.conn, sha256, size)
+        stored.append(StoredFile(path=item.path, sha256=sha256, size=size))
+    update_id = str(uuid.uuid4())
+    installing = package(upload)
+    content = third_party_content(upload, installing, stored[0].sha256, ctx.now)
+    await store.updates.put_update(
+        ctx.conn,
+        update_id=update_id,
+        origin="third_party",
+        revision=1,
+        content_hash=stored[0].sha256,
+        content=content,
+        release_date=ctx.now,
+    )
+    await store.packages.save(ctx.conn, update_id, installing, stored)
+    await store.uploads.discard_chunks(ctx.conn, upload.upload_id)
+    upload.state, upload.update_id = "committed", update_id
+    await store.uploads.save(ctx.conn, upload)
+    created = await store.updates.update(ctx.conn, update_id=update_id)
+    assert created is not None  # noqa: S101 - inserted above
+    await ctx.outbox.add(
+        c.UPDATE_PUBLISHED, c.UpdatePublished(update=snapshot(created)), subject=update_id
+    )
+    return c.UpdateDetail(update=snapshot(created), superseded_at=None, expired_at=None)
