@@ -7,15 +7,16 @@ are hints: an agent that missed them gets everything due in the plan at its next
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
 from libs.contracts.approval import ActionName
-from libs.contracts.catalog import RestartName, ReturnCode
-from libs.contracts.policies import PolicySettings
+from libs.contracts.catalog import DEFAULT_RETURN_CODES, RestartName, ReturnCode
+from libs.contracts.policies import AgentUpdateSchedule, PolicySettings
 from libs.contracts.scheduler import COMPUTER_ID_PATTERN
-from libs.contracts.spec import AgentEventSpec, CommandSpec, Contract, InstructionSpec
+from libs.contracts.spec import AgentEventSpec, Contract, InstructionSpec, command
 
 ComputerId = Field(pattern=COMPUTER_ID_PATTERN, description="The computer.")
 DetectionState = Literal["installed", "needed", "not_applicable"]
@@ -192,12 +193,38 @@ class GetPlan(Contract):
     computer: str = Field(description="Computer id.")
 
 
+# Examples shown in docs/asyncapi.yaml (validated by their models when this module loads).
+# One computer's evening: its plan, the window's install, a postponed restart prompt.
+_COMPUTER = "pc-0042"
+_UPDATE_ID = "0496b64b-4a42-52f3-a887-fcddb4f2f23d"
+_WINDOW = datetime(2026, 2, 11, 20, 0, tzinfo=UTC)
+"""Wednesday 21:00 in Europe/Paris, the policy's scheduled install time."""
+_AGENT_UPDATE_AT = datetime(2026, 2, 14, 1, 0, tzinfo=UTC)
+"""Saturday 02:00 in Europe/Paris, the policy's agent_update_schedule."""
+
 AGENT_STATUS: AgentEventSpec[AgentStatus] = AgentEventSpec(
     type="agent.status.v1",
     model=AgentStatus,
     producer="agent",
     summary="Detection and install results; routing key agent.<computer_id>.status.v1.",
     subject="the computer id",
+    example=AgentStatus(
+        computer_id=_COMPUTER,
+        reported_at=_WINDOW + timedelta(minutes=6, seconds=15),
+        detections=[
+            DetectionResult(update_id="c2a7e4f1-5b3d-4e8a-9f6c-1d2e3f4a5b6c", state="needed")
+        ],
+        installs=[
+            InstallResult(
+                update_id=_UPDATE_ID,
+                operation="install",
+                return_code=3010,
+                started_at=_WINDOW + timedelta(seconds=30),
+                finished_at=_WINDOW + timedelta(minutes=6, seconds=12),
+            )
+        ],
+        user_logged_on=True,
+    ),
 )
 AGENT_RESTART: AgentEventSpec[AgentRestart] = AgentEventSpec(
     type="agent.restart.v1",
@@ -205,6 +232,12 @@ AGENT_RESTART: AgentEventSpec[AgentRestart] = AgentEventSpec(
     producer="agent",
     summary="A restart was prompted, postponed or done; agent.<computer_id>.restart.v1.",
     subject="the computer id",
+    example=AgentRestart(
+        computer_id=_COMPUTER,
+        event="postponed",
+        at=_WINDOW + timedelta(minutes=16, seconds=40),
+        user_logged_on=True,
+    ),
 )
 PLAN: InstructionSpec[ComputerPlan] = InstructionSpec(
     type="computer.plan.v1",
@@ -212,6 +245,40 @@ PLAN: InstructionSpec[ComputerPlan] = InstructionSpec(
     producer="scheduler",
     summary="A computer's plan: sent after each check-in and whenever it changes.",
     subject="the computer id",
+    example=ComputerPlan(
+        computer_id=_COMPUTER,
+        policy_id="e7c4a1d2-3b5f-4c6e-9a8d-7f0b1c2d3e4f",
+        policy_name="Office hours",
+        policy_conflict=None,
+        settings=PolicySettings(
+            install_mode="automatic_scheduled",
+            scheduled_day="wednesday",
+            scheduled_time="21:00",
+            use_maintenance_window=False,
+            restart_delay_minutes=10,
+            agent_update_schedule=AgentUpdateSchedule(day="saturday", time="02:00"),
+        ),
+        timezone="Europe/Paris",
+        next_window=_WINDOW,
+        items=[
+            PlanItem(
+                update_id=_UPDATE_ID,
+                kb="5073455",
+                title="2026-02 Security Update for Windows (KB5073455)",
+                action="required_install",
+                deadline=datetime(2026, 2, 17, 18, 0, tzinfo=UTC),
+                state="needed",
+                install_at=_WINDOW,
+                restart="always",
+                command_line=None,
+                return_codes=list(DEFAULT_RETURN_CODES),
+            )
+        ],
+        agent_update=AgentUpdatePlan(
+            version="1.5.0", install_at=_AGENT_UPDATE_AT, prompt_restart=True
+        ),
+        computed_at=datetime(2026, 2, 11, 7, 42, 7, tzinfo=UTC),
+    ),
 )
 INSTALL: InstructionSpec[InstallInstruction] = InstructionSpec(
     type="computer.install.v1",
@@ -219,6 +286,21 @@ INSTALL: InstructionSpec[InstallInstruction] = InstructionSpec(
     producer="scheduler",
     summary="Install now: a window, a deadline, an immediate install or a catch-up fired.",
     subject="the computer id",
+    example=InstallInstruction(
+        computer_id=_COMPUTER,
+        reason="window",
+        updates=[
+            InstallItem(
+                update_id=_UPDATE_ID,
+                kb="5073455",
+                action="required_install",
+                command_line=None,
+                forced=False,
+            )
+        ],
+        prompt_user=False,
+        issued_at=_WINDOW,
+    ),
 )
 RESTART_PROMPT: InstructionSpec[RestartPrompt] = InstructionSpec(
     type="computer.restart-prompt.v1",
@@ -226,6 +308,13 @@ RESTART_PROMPT: InstructionSpec[RestartPrompt] = InstructionSpec(
     producer="scheduler",
     summary="Ask the user to restart (or warn that Windows restarts in 5 minutes).",
     subject="the computer id",
+    example=RestartPrompt(
+        computer_id=_COMPUTER,
+        may_postpone=True,
+        restart_at=None,
+        prompt=1,
+        issued_at=_WINDOW + timedelta(minutes=16, seconds=12),
+    ),
 )
 RESTART: InstructionSpec[RestartInstruction] = InstructionSpec(
     type="computer.restart.v1",
@@ -233,6 +322,11 @@ RESTART: InstructionSpec[RestartInstruction] = InstructionSpec(
     producer="scheduler",
     summary="Restart now.",
     subject="the computer id",
+    example=RestartInstruction(
+        computer_id=_COMPUTER,
+        reason="nobody_logged_on",
+        issued_at=datetime(2026, 2, 11, 22, 30, tzinfo=UTC),
+    ),
 )
 AGENT_UPDATE: InstructionSpec[AgentUpdateInstruction] = InstructionSpec(
     type="computer.agent-update.v1",
@@ -240,12 +334,16 @@ AGENT_UPDATE: InstructionSpec[AgentUpdateInstruction] = InstructionSpec(
     producer="scheduler",
     summary="Install a mandatory agent version (at the policy's agent_update_schedule).",
     subject="the computer id",
+    example=AgentUpdateInstruction(
+        computer_id=_COMPUTER, version="1.5.0", prompt_restart=True, issued_at=_AGENT_UPDATE_AT
+    ),
 )
-GET_PLAN: CommandSpec[GetPlan, ComputerPlan] = CommandSpec(
-    type="scheduler.computer.plan.v1",
-    request=GetPlan,
-    reply=ComputerPlan,
-    handler="scheduler",
+GET_PLAN = command(
+    "scheduler",
+    "computer",
+    "plan",
+    GetPlan,
+    ComputerPlan,
     summary="A computer's plan (what its agent was last sent).",
 )
 

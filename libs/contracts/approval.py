@@ -12,7 +12,7 @@ from typing import Literal, Self, get_args
 from pydantic import AwareDatetime, Field, model_validator
 
 from libs.contracts.catalog import ClassificationName, Origin, SeverityName
-from libs.contracts.spec import CommandSpec, Contract, EventSpec, M, Rep, Req
+from libs.contracts.spec import Contract, command, event
 
 ROOT_GROUP_NAME = "All computers"
 ROOT_GROUP_ID = "00000000-0000-0000-0000-000000000001"
@@ -446,35 +446,9 @@ class RuleRan(Contract):
     explicit_changed: int = Field(description="(group, update) approvals it wrote.")
 
 
-# --- specs ----------------------------------------------------------------------------------
-
-
-def _event(name: str, model: type[M], summary: str, subject: str, example: M) -> EventSpec[M]:
-    return EventSpec(
-        type=f"approval.{name}.v1",
-        model=model,
-        producer="approval",
-        summary=summary,
-        subject=subject,
-        example=example,
-    )
-
-
-def _command(
-    name: str, request: type[Req], reply: type[Rep], summary: str
-) -> CommandSpec[Req, Rep]:
-    return CommandSpec(
-        type=f"approval.{name}.v1",
-        request=request,
-        reply=reply,
-        handler="approval",
-        summary=summary,
-    )
-
-
 # Examples shown in docs/asyncapi.yaml (validated by their models when this module loads).
 _AT = datetime(2026, 2, 10, 18, 0, tzinfo=UTC)
-_UPDATE_ID = "3f0c5d8e-8a52-5c8e-9d0e-2b7f4c1a9e11"
+_UPDATE_ID = "0496b64b-4a42-52f3-a887-fcddb4f2f23d"
 _PILOT = Group(
     group_id="6b3e2f0a-1c4d-4e5f-8a9b-0c1d2e3f4a5b",
     name="Pilot",
@@ -503,94 +477,117 @@ _RULE = Rule(
     updated_at=_AT,
 )
 
-APPROVAL_CHANGED = _event(
+APPROVAL_CHANGED = event(
+    "approval",
+    "approval",
     "changed",
     ApprovalChanged,
-    "What applies to one group for one update changed (set, inherited or removed).",
-    "the update id",
-    ApprovalChanged(
+    summary="What applies to one group for one update changed (set, inherited or removed).",
+    subject="the update id",
+    example=ApprovalChanged(
         state=GroupApprovalState(
             group_id=_PILOT.group_id,
             group_name=_PILOT.name,
             update_id=_UPDATE_ID,
             kb="5073455",
-            title="2026-02 Cumulative Update for Windows 11 Version 25H2",
+            title="2026-02 Security Update for Windows (KB5073455)",
             explicit=None,
             effective=_ROOT_APPROVAL,
             why=f"inherited from {ROOT_GROUP_NAME}",
         ),
         cause="approve",
     ),
+    formerly=("approval.changed.v1",),
 )
-UPDATE_DECLINED = _event(
-    "update.declined",
+UPDATE_DECLINED = event(
+    "approval",
+    "update",
+    "declined",
     UpdateDeclined,
-    "An update was declined: its approvals are gone and its report data should go.",
-    "the update id",
-    UpdateDeclined(update_id=_UPDATE_ID, kb="5073455", declined_at=_AT),
+    summary="An update was declined: its approvals are gone and its report data should go.",
+    subject="the update id",
+    example=UpdateDeclined(update_id=_UPDATE_ID, kb="5073455", declined_at=_AT),
 )
-GROUP_CREATED = _event(
-    "group.created",
+GROUP_CREATED = event(
+    "approval",
+    "group",
+    "created",
     GroupChanged,
-    "A computer group was created.",
-    "the group id",
-    GroupChanged(group=_PILOT),
+    summary="A computer group was created.",
+    subject="the group id",
+    example=GroupChanged(group=_PILOT),
 )
-GROUP_RENAMED = _event(
-    "group.renamed",
+GROUP_RENAMED = event(
+    "approval",
+    "group",
+    "renamed",
     GroupChanged,
-    "A computer group was renamed.",
-    "the group id",
-    GroupChanged(group=_PILOT),
+    summary="A computer group was renamed.",
+    subject="the group id",
+    example=GroupChanged(group=_PILOT),
 )
-GROUP_MOVED = _event(
-    "group.moved",
+GROUP_MOVED = event(
+    "approval",
+    "group",
+    "moved",
     GroupChanged,
-    "A group moved (with its subtree) under another parent.",
-    "the group id",
-    GroupChanged(group=_PILOT),
+    summary="A group moved (with its subtree) under another parent.",
+    subject="the group id",
+    example=GroupChanged(group=_PILOT),
 )
-GROUP_DELETED = _event(
-    "group.deleted",
+GROUP_DELETED = event(
+    "approval",
+    "group",
+    "deleted",
     GroupDeleted,
-    "A computer group was deleted.",
-    "the group id",
-    GroupDeleted(group_id=_PILOT.group_id, name=_PILOT.name),
+    summary="A computer group was deleted.",
+    subject="the group id",
+    example=GroupDeleted(group_id=_PILOT.group_id, name=_PILOT.name),
 )
-MEMBERSHIP_CHANGED = _event(
-    "membership.changed",
+MEMBERSHIP_CHANGED = event(
+    "approval",
+    "membership",
+    "changed",
     MembershipChanged,
-    "A computer's groups changed; the message lists all of them.",
-    "the computer id",
-    MembershipChanged(computer_id="pc-0042", group_ids=[ROOT_GROUP_ID, _PILOT.group_id]),
+    summary="A computer's groups changed; the message lists all of them.",
+    subject="the computer id",
+    example=MembershipChanged(computer_id="pc-0042", group_ids=[ROOT_GROUP_ID, _PILOT.group_id]),
 )
-RULE_CREATED = _event(
-    "rule.created",
+RULE_CREATED = event(
+    "approval",
+    "rule",
+    "created",
     RuleChanged,
-    "An auto-approval rule was created.",
-    "the rule id",
-    RuleChanged(rule=_RULE),
+    summary="An auto-approval rule was created.",
+    subject="the rule id",
+    example=RuleChanged(rule=_RULE),
 )
-RULE_EDITED = _event(
-    "rule.edited",
+RULE_EDITED = event(
+    "approval",
+    "rule",
+    "edited",
     RuleChanged,
-    "An auto-approval rule was edited.",
-    "the rule id",
-    RuleChanged(rule=_RULE),
+    summary="An auto-approval rule was edited.",
+    subject="the rule id",
+    example=RuleChanged(rule=_RULE),
 )
-RULE_DELETED = _event(
-    "rule.deleted",
+RULE_DELETED = event(
+    "approval",
+    "rule",
+    "deleted",
     RuleDeleted,
-    "An auto-approval rule was deleted; its approvals stay.",
-    "the rule id",
-    RuleDeleted(rule_id=_RULE.rule_id, name=_RULE.name),
+    summary="An auto-approval rule was deleted; its approvals stay.",
+    subject="the rule id",
+    example=RuleDeleted(rule_id=_RULE.rule_id, name=_RULE.name),
 )
-RULE_RAN = _event(
-    "rule.ran",
+RULE_RAN = event(
+    "approval",
+    "rule",
+    "ran",
     RuleRan,
-    "A rule approved updates (it was run, or a new update matched it).",
-    "the rule id",
-    RuleRan(rule_id=_RULE.rule_id, updates_approved=[_UPDATE_ID], explicit_changed=1),
+    summary="A rule approved updates (it was run, or a new update matched it).",
+    subject="the rule id",
+    example=RuleRan(rule_id=_RULE.rule_id, updates_approved=[_UPDATE_ID], explicit_changed=1),
 )
 
 EVENTS = (
@@ -607,33 +604,79 @@ EVENTS = (
     RULE_RAN,
 )
 
-CREATE_GROUP = _command("group.create", CreateGroup, Group, "Create a computer group.")
-RENAME_GROUP = _command("group.rename", RenameGroup, Group, "Rename a computer group.")
-MOVE_GROUP = _command("group.move", MoveGroup, Group, "Move a group under another parent.")
-DELETE_GROUP = _command("group.delete", DeleteGroup, GroupDeleted, "Delete an empty group.")
-LIST_GROUPS = _command("group.list", ListGroups, GroupList, "The group tree with counts.")
-CHANGE_MEMBERSHIP = _command(
-    "membership.change", ChangeMembership, MembershipResult, "Add or remove computers."
+CREATE_GROUP = command(
+    "approval", "group", "create", CreateGroup, Group, summary="Create a computer group."
 )
-APPROVE = _command("update.approve", Approve, ApproveResult, "Approve updates for groups.")
-DECLINE = _command("update.decline", Decline, DeclineResult, "Decline updates.")
-LIST_UPDATES = _command(
-    "update.list", ListUpdates, UpdateList, "Updates with their approval state."
+RENAME_GROUP = command(
+    "approval", "group", "rename", RenameGroup, Group, summary="Rename a computer group."
 )
-GROUP_APPROVALS = _command(
-    "group.approvals", GroupApprovals, GroupApprovalList, "A group's approvals, with why."
+MOVE_GROUP = command(
+    "approval", "group", "move", MoveGroup, Group, summary="Move a group under another parent."
 )
-COMPUTER_APPROVALS = _command(
-    "computer.approvals",
+DELETE_GROUP = command(
+    "approval", "group", "delete", DeleteGroup, GroupDeleted, summary="Delete an empty group."
+)
+LIST_GROUPS = command(
+    "approval", "group", "list", ListGroups, GroupList, summary="The group tree with counts."
+)
+CHANGE_MEMBERSHIP = command(
+    "approval",
+    "membership",
+    "change",
+    ChangeMembership,
+    MembershipResult,
+    summary="Add or remove computers.",
+)
+APPROVE = command(
+    "approval", "update", "approve", Approve, ApproveResult, summary="Approve updates for groups."
+)
+DECLINE = command(
+    "approval", "update", "decline", Decline, DeclineResult, summary="Decline updates."
+)
+LIST_UPDATES = command(
+    "approval",
+    "update",
+    "list",
+    ListUpdates,
+    UpdateList,
+    summary="Updates with their approval state.",
+)
+GROUP_APPROVALS = command(
+    "approval",
+    "group",
+    "approvals",
+    GroupApprovals,
+    GroupApprovalList,
+    summary="A group's approvals, with why.",
+)
+COMPUTER_APPROVALS = command(
+    "approval",
+    "computer",
+    "approvals",
     ComputerApprovals,
     ComputerApprovalList,
-    "What applies to a computer, resolved across its groups.",
+    summary="What applies to a computer, resolved across its groups.",
 )
-CREATE_RULE = _command("rule.create", CreateRule, Rule, "Create an auto-approval rule.")
-EDIT_RULE = _command("rule.edit", EditRule, Rule, "Replace a rule's definition.")
-DELETE_RULE = _command("rule.delete", RuleRef, RuleDeleted, "Delete a rule (approvals stay).")
-RUN_RULE = _command("rule.run", RuleRef, RuleRan, "Apply a rule to the updates already known.")
-LIST_RULES = _command("rule.list", ListRules, RuleList, "Every auto-approval rule.")
+CREATE_RULE = command(
+    "approval", "rule", "create", CreateRule, Rule, summary="Create an auto-approval rule."
+)
+EDIT_RULE = command(
+    "approval", "rule", "edit", EditRule, Rule, summary="Replace a rule's definition."
+)
+DELETE_RULE = command(
+    "approval", "rule", "delete", RuleRef, RuleDeleted, summary="Delete a rule (approvals stay)."
+)
+RUN_RULE = command(
+    "approval",
+    "rule",
+    "run",
+    RuleRef,
+    RuleRan,
+    summary="Apply a rule to the updates already known.",
+)
+LIST_RULES = command(
+    "approval", "rule", "list", ListRules, RuleList, summary="Every auto-approval rule."
+)
 
 COMMANDS = (
     CREATE_GROUP,

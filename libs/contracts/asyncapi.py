@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 from libs.contracts.envelope import CONTENT_TYPE, Envelope
 from libs.contracts.names import EXCHANGE_TYPES, Exchange
 from libs.contracts.registry import AnyCommandSpec, AnyEventSpec, Registry
-from libs.contracts.spec import AgentEventSpec, InstructionSpec
+from libs.contracts.spec import AgentEventSpec, InstructionSpec, major_version
 from libs.contracts.system import RpcError
 
 AMQP_BINDING_VERSION = "0.3.0"
@@ -47,11 +47,32 @@ def _channel_binding(exchange: Exchange) -> dict[str, Any]:
     }
 
 
-def _message(name: str, model: type[BaseModel], summary: str, message_type: str) -> dict[str, Any]:
+def _earlier_names(message_type: str, formerly: tuple[str, ...]) -> str:
+    """In words, the names a renamed message still answers to, and until when."""
+    if not formerly:
+        return ""
+    names = ", ".join(f"`{name}`" for name in formerly)
+    label = "Earlier name" if len(formerly) == 1 else "Earlier names"
+    return f"{label}, still accepted until v{major_version(message_type) + 1}: {names}."
+
+
+def _sentences(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
+
+
+def _message(
+    name: str,
+    model: type[BaseModel],
+    summary: str,
+    message_type: str,
+    formerly: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    earlier = _earlier_names(message_type, formerly)
     return {
         "name": name,
         "title": model.__name__,
         "summary": summary,
+        **({"description": earlier} if earlier else {}),
         "contentType": CONTENT_TYPE,
         "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
         "correlationId": {"location": "$message.header#/correlation_id"},
@@ -137,7 +158,7 @@ def _add_event(
 ) -> None:
     channel = _ident(event.type)
     models[event.model.__name__] = event.model
-    messages[channel] = _message(channel, event.model, event.summary, event.type)
+    messages[channel] = _message(channel, event.model, event.summary, event.type, event.formerly)
     if event.example is not None:
         messages[channel]["examples"] = [
             {"name": f"{channel}_example", "payload": event.example.model_dump(mode="json")}
@@ -145,7 +166,11 @@ def _add_event(
     is_agent = isinstance(event, AgentEventSpec)
     entry: dict[str, Any] = {
         "address": event.type,
-        "description": event.summary + (f" Subject: {event.subject}." if event.subject else ""),
+        "description": _sentences(
+            event.summary,
+            f"Subject: {event.subject}." if event.subject else "",
+            _earlier_names(event.type, event.formerly),
+        ),
         "messages": {channel: {"$ref": f"#/components/messages/{channel}"}},
         "bindings": _channel_binding(event.exchange),
     }
@@ -175,7 +200,9 @@ def _add_command(
     reply_channel = channel + "_reply"
     models[command.request.__name__] = command.request
     models[command.reply.__name__] = command.reply
-    messages[channel] = _message(channel, command.request, command.summary, command.type)
+    messages[channel] = _message(
+        channel, command.request, command.summary, command.type, command.formerly
+    )
     messages[reply_channel] = _message(
         reply_channel,
         command.reply,
@@ -191,7 +218,7 @@ def _add_command(
     )
     channels[channel] = {
         "address": command.routing_key,
-        "description": command.summary,
+        "description": _sentences(command.summary, _earlier_names(command.type, command.formerly)),
         "messages": {channel: {"$ref": f"#/components/messages/{channel}"}},
         "bindings": _channel_binding(Exchange.COMMANDS),
     }

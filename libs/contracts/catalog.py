@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Literal, get_args
 
 from pydantic import AwareDatetime, Field
 
-from libs.contracts.spec import CommandSpec, Contract, EventSpec, M, Rep, Req
+from libs.contracts.spec import Contract, command, event
 
 ClassificationName = Literal[
     "Critical Updates",
@@ -272,62 +273,182 @@ class ChangeSettings(Contract):
     )
 
 
-def _event(name: str, model: type[M], summary: str) -> EventSpec[M]:
-    return EventSpec(
-        type=f"catalog.{name}.v1",
-        model=model,
-        producer="catalog",
-        summary=summary,
-        subject="the update id" if name.startswith("update.") else "",
-    )
-
-
-UPDATE_PUBLISHED: EventSpec[UpdatePublished] = _event(
-    "update.published", UpdatePublished, "A new update entered the catalog."
+# Examples shown in docs/asyncapi.yaml (validated by their models when this module loads).
+_AT = datetime(2026, 2, 10, 18, 0, tzinfo=UTC)
+_UPDATE = UpdateSnapshot(
+    update_id="0496b64b-4a42-52f3-a887-fcddb4f2f23d",
+    revision=1,
+    origin="microsoft",
+    kb="5073455",
+    title="2026-02 Security Update for Windows (KB5073455)",
+    classification="Security Updates",
+    severity="Critical",
+    products=[
+        ProductRef(
+            product_id="12583",
+            name="Windows 11 Version 25H2 for x64-based Systems",
+            family="Windows",
+        )
+    ],
+    product_families=["Windows"],
+    cves=["CVE-2026-21510", "CVE-2026-21513", "CVE-2026-21519"],
+    release_date=datetime(2026, 2, 10, 8, 0, tzinfo=UTC),
+    restart="always",
+    fixed_builds=["10.0.26200.7840"],
+    url="https://catalog.update.microsoft.com/v7/site/Search.aspx?q=KB5073455",
+    supersedes=["5072033"],
+    superseded_by=[],
+    superseded_by_kbs=[],
+    expired=False,
+    size_bytes=None,
+    sha256=None,
+    return_codes=list(DEFAULT_RETURN_CODES),
 )
-UPDATE_REVISED: EventSpec[UpdateRevised] = _event(
-    "update.revised", UpdateRevised, "An update changed; this is its new revision."
-)
-UPDATE_SUPERSEDED: EventSpec[UpdateSuperseded] = _event(
-    "update.superseded", UpdateSuperseded, "An update is replaced by newer ones in the catalog."
-)
-UPDATE_EXPIRED: EventSpec[UpdateExpired] = _event(
-    "update.expired", UpdateExpired, "An update expired and can no longer be approved."
-)
-UPDATE_DELETED: EventSpec[UpdateDeleted] = _event(
-    "update.deleted", UpdateDeleted, "A third-party update was deleted."
-)
-SETTINGS_CHANGED: EventSpec[SettingsChanged] = _event(
-    "settings.changed", SettingsChanged, "Offered products or classifications changed."
+_THIRD_PARTY = UpdateSnapshot(
+    update_id="c2a7e4f1-5b3d-4e8a-9f6c-1d2e3f4a5b6c",
+    revision=2,
+    origin="third_party",
+    kb=None,
+    title="7-Zip 25.01 (x64)",
+    description="7-Zip file archiver, MSI package for 64-bit Windows.",
+    classification="Updates",
+    severity=None,
+    products=[
+        ProductRef(
+            product_id="{23170F69-40C1-2702-2501-000001000000}",
+            name="7-Zip 25.01 (x64 edition)",
+            family="Igor Pavlov",
+        )
+    ],
+    product_families=["Igor Pavlov"],
+    cves=[],
+    release_date=datetime(2026, 2, 3, 9, 30, tzinfo=UTC),
+    restart="may_request",
+    fixed_builds=[],
+    url=None,
+    supersedes=[],
+    superseded_by=[],
+    superseded_by_kbs=[],
+    expired=False,
+    size_bytes=1_961_984,
+    sha256="9b0e5f4c3a2d1e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f",
+    return_codes=[*DEFAULT_RETURN_CODES, ReturnCode(code=1641, outcome="success_restart_required")],
+    package=Package(
+        kind="msi",
+        installer="7z2501-x64.msi",
+        files=[UploadFile(path="7z2501-x64.msi", size=1_961_984)],
+        architecture="x64",
+        operating_systems=["Windows 10", "Windows 11"],
+        detection_rules=[],
+        prerequisite_package=None,
+        prerequisite_rules=[],
+        command_line="/qn /norestart",
+    ),
 )
 
+UPDATE_PUBLISHED = event(
+    "catalog",
+    "update",
+    "published",
+    UpdatePublished,
+    summary="A new update entered the catalog.",
+    subject="the update id",
+    example=UpdatePublished(update=_UPDATE),
+)
+UPDATE_REVISED = event(
+    "catalog",
+    "update",
+    "revised",
+    UpdateRevised,
+    summary="An update changed; this is its new revision.",
+    subject="the update id",
+    example=UpdateRevised(update=_THIRD_PARTY, previous_revision=1),
+)
+UPDATE_SUPERSEDED = event(
+    "catalog",
+    "update",
+    "superseded",
+    UpdateSuperseded,
+    summary="An update is replaced by newer ones in the catalog.",
+    subject="the update id",
+    example=UpdateSuperseded(
+        update_id=_UPDATE.update_id,
+        kb=_UPDATE.kb,
+        superseded_by=["683517fc-9084-5224-9a4c-cc305577f1b9"],
+    ),
+)
+UPDATE_EXPIRED = event(
+    "catalog",
+    "update",
+    "expired",
+    UpdateExpired,
+    summary="An update expired and can no longer be approved.",
+    subject="the update id",
+    example=UpdateExpired(
+        update_id=_UPDATE.update_id,
+        kb=_UPDATE.kb,
+        expired_at=datetime(2026, 3, 10, 18, 0, tzinfo=UTC),
+        reason="expired by an operator",
+    ),
+)
+UPDATE_DELETED = event(
+    "catalog",
+    "update",
+    "deleted",
+    UpdateDeleted,
+    summary="A third-party update was deleted.",
+    subject="the update id",
+    example=UpdateDeleted(update_id=_THIRD_PARTY.update_id),
+)
+SETTINGS_CHANGED = event(
+    "catalog",
+    "settings",
+    "changed",
+    SettingsChanged,
+    summary="Offered products or classifications changed.",
+    example=SettingsChanged(
+        settings=CatalogSettings(
+            products=["Windows", "Microsoft Office", "Igor Pavlov"],
+            classifications=["Critical Updates", "Security Updates", "Update Rollups"],
+        )
+    ),
+)
 
-def command_spec(
-    name: str, request: type[Req], reply: type[Rep], summary: str
-) -> CommandSpec[Req, Rep]:
-    return CommandSpec(
-        type=f"catalog.{name}.v1", request=request, reply=reply, handler="catalog", summary=summary
-    )
-
-
-IMPORT_DOCUMENT: CommandSpec[ImportDocument, ImportResult] = command_spec(
-    "document.import",
+IMPORT_DOCUMENT = command(
+    "catalog",
+    "document",
+    "import",
     ImportDocument,
     ImportResult,
-    "Import a source document (MSRC CVRF); idempotent.",
+    summary="Import a source document (MSRC CVRF); idempotent.",
 )
-EXPIRE_UPDATE: CommandSpec[ExpireUpdate, UpdateDetail] = command_spec(
-    "update.expire", ExpireUpdate, UpdateDetail, "Expire an update."
+EXPIRE_UPDATE = command(
+    "catalog", "update", "expire", ExpireUpdate, UpdateDetail, summary="Expire an update."
 )
-GET_UPDATE: CommandSpec[GetUpdate, UpdateDetail] = command_spec(
-    "update.get", GetUpdate, UpdateDetail, "One update with its supersession chain."
+GET_UPDATE = command(
+    "catalog",
+    "update",
+    "get",
+    GetUpdate,
+    UpdateDetail,
+    summary="One update with its supersession chain.",
 )
-LIST_UPDATES: CommandSpec[ListUpdates, UpdateList] = command_spec(
-    "update.list", ListUpdates, UpdateList, "List updates with filters."
+LIST_UPDATES = command(
+    "catalog", "update", "list", ListUpdates, UpdateList, summary="List updates with filters."
 )
-GET_SETTINGS: CommandSpec[GetSettings, SettingsView] = command_spec(
-    "settings.get", GetSettings, SettingsView, "The catalog settings and the choices."
+GET_SETTINGS = command(
+    "catalog",
+    "settings",
+    "get",
+    GetSettings,
+    SettingsView,
+    summary="The catalog settings and the choices.",
 )
-CHANGE_SETTINGS: CommandSpec[ChangeSettings, SettingsView] = command_spec(
-    "settings.change", ChangeSettings, SettingsView, "Change offered products/classifications."
+CHANGE_SETTINGS = command(
+    "catalog",
+    "settings",
+    "change",
+    ChangeSettings,
+    SettingsView,
+    summary="Change offered products/classifications.",
 )

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Literal, get_args
+
+ServiceName = Literal["catalog", "approval", "scheduler", "reporting"]
+"""The four services; each owns its schema, queue prefix and message-type prefix."""
+SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)
 
 
 class Exchange(StrEnum):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal, get_args
 
 from pydantic import AwareDatetime, Field
 
-from libs.contracts.spec import CommandSpec, Contract, EventSpec, M, Rep, Req
+from libs.contracts.spec import Contract, command, event
 
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
@@ -202,56 +203,98 @@ class AgentReleasePublished(Contract):
     release: AgentRelease = Field(description="The release.")
 
 
-def _command(
-    name: str, request: type[Req], reply: type[Rep], summary: str
-) -> CommandSpec[Req, Rep]:
-    return CommandSpec(
-        type=f"scheduler.{name}.v1",
-        request=request,
-        reply=reply,
-        handler="scheduler",
-        summary=summary,
-    )
-
-
-def _event(name: str, model: type[M], summary: str) -> EventSpec[M]:
-    return EventSpec(
-        type=f"scheduler.{name}.v1",
-        model=model,
-        producer="scheduler",
-        summary=summary,
-        subject="the policy id",
-    )
-
-
-CREATE_POLICY = _command("policy.create", CreatePolicy, Policy, "Create an update policy.")
-EDIT_POLICY = _command("policy.edit", EditPolicy, Policy, "Change settings of a policy.")
-DELETE_POLICY = _command("policy.delete", PolicyRef, PolicyDeleted, "Delete a policy.")
-ASSIGN_POLICY = _command("policy.assign", AssignPolicy, Policy, "Assign a policy to a group.")
-UNASSIGN_POLICY = _command(
-    "policy.unassign", UnassignPolicy, PolicyList, "Remove a group's policy."
+# Examples shown in docs/asyncapi.yaml (validated by their models when this module loads).
+_AT = datetime(2026, 2, 10, 18, 0, tzinfo=UTC)
+_POLICY = Policy(
+    policy_id="e7c4a1d2-3b5f-4c6e-9a8d-7f0b1c2d3e4f",
+    name="Office hours",
+    settings=PolicySettings(
+        install_mode="automatic_scheduled",
+        scheduled_day="wednesday",
+        scheduled_time="21:00",
+        use_maintenance_window=False,
+        restart_delay_minutes=10,
+        agent_update_schedule=AgentUpdateSchedule(day="saturday", time="02:00"),
+    ),
+    groups=["6b3e2f0a-1c4d-4e5f-8a9b-0c1d2e3f4a5b"],
+    created_at=datetime(2026, 1, 20, 9, 15, tzinfo=UTC),
+    updated_at=_AT,
 )
-LIST_POLICIES = _command("policy.list", ListPolicies, PolicyList, "Every policy.")
 
-POLICY_CHANGED = _event(
-    "policy.changed", PolicyChanged, "A policy was created, edited, assigned or unassigned."
+CREATE_POLICY = command(
+    "scheduler", "policy", "create", CreatePolicy, Policy, summary="Create an update policy."
 )
-POLICY_DELETED = _event("policy.deleted", PolicyDeleted, "A policy was deleted.")
-PUBLISH_AGENT_RELEASE = _command(
-    "agent-release.publish",
+EDIT_POLICY = command(
+    "scheduler", "policy", "edit", EditPolicy, Policy, summary="Change settings of a policy."
+)
+DELETE_POLICY = command(
+    "scheduler", "policy", "delete", PolicyRef, PolicyDeleted, summary="Delete a policy."
+)
+ASSIGN_POLICY = command(
+    "scheduler", "policy", "assign", AssignPolicy, Policy, summary="Assign a policy to a group."
+)
+UNASSIGN_POLICY = command(
+    "scheduler",
+    "policy",
+    "unassign",
+    UnassignPolicy,
+    PolicyList,
+    summary="Remove a group's policy.",
+)
+LIST_POLICIES = command(
+    "scheduler", "policy", "list", ListPolicies, PolicyList, summary="Every policy."
+)
+
+POLICY_CHANGED = event(
+    "scheduler",
+    "policy",
+    "changed",
+    PolicyChanged,
+    summary="A policy was created, edited, assigned or unassigned.",
+    subject="the policy id",
+    example=PolicyChanged(policy=_POLICY),
+)
+POLICY_DELETED = event(
+    "scheduler",
+    "policy",
+    "deleted",
+    PolicyDeleted,
+    summary="A policy was deleted.",
+    subject="the policy id",
+    example=PolicyDeleted(policy_id=_POLICY.policy_id, name=_POLICY.name),
+)
+PUBLISH_AGENT_RELEASE = command(
+    "scheduler",
+    "agent-release",
+    "publish",
     PublishAgentRelease,
     AgentRelease,
-    "Publish an agent version; mandatory ones are scheduled on outdated computers.",
+    summary="Publish an agent version; mandatory ones are scheduled on outdated computers.",
 )
-LIST_AGENT_RELEASES = _command(
-    "agent-release.list", ListAgentReleases, AgentReleaseList, "Every agent release."
+LIST_AGENT_RELEASES = command(
+    "scheduler",
+    "agent-release",
+    "list",
+    ListAgentReleases,
+    AgentReleaseList,
+    summary="Every agent release.",
 )
-AGENT_RELEASE_PUBLISHED = EventSpec(
-    type="scheduler.agent-release.published.v1",
-    model=AgentReleasePublished,
-    producer="scheduler",
+AGENT_RELEASE_PUBLISHED = event(
+    "scheduler",
+    "agent-release",
+    "published",
+    AgentReleasePublished,
     summary="An agent version was published (mandatory ones reach outdated computers).",
     subject="the version",
+    example=AgentReleasePublished(
+        release=AgentRelease(
+            version="1.5.0",
+            mandatory=True,
+            notes="Reports install results within a minute; fixes the restart prompt on "
+            "Windows 11 25H2.",
+            published_at=_AT,
+        )
+    ),
 )
 
 COMMANDS = (

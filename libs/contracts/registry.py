@@ -26,36 +26,52 @@ class UnknownMessageType(LookupError):
 
 
 class Registry:
-    """Message specs by type; refuses two specs with one type."""
+    """Message specs by type; a spec is also found by the names it had before a rename
+    (`formerly`), so a message still carrying an old name decodes with the new spec.
+
+    Refuses two specs answering to one name, whether a type or an earlier name.
+    """
 
     def __init__(self, events: Iterable[AnyEventSpec], commands: Iterable[AnyCommandSpec]) -> None:
         self.events: dict[str, AnyEventSpec] = {}
+        """Event specs by their current type (each spec once)."""
         self.commands: dict[str, AnyCommandSpec] = {}
+        """Command specs by their current type (each spec once)."""
+        self._known: set[str] = set()
+        self._former_events: dict[str, AnyEventSpec] = {}
+        self._former_commands: dict[str, AnyCommandSpec] = {}
         for event in events:
-            self._add(self.events, event.type, event)
+            self._claim(event.accepted_types)
+            self.events[event.type] = event
+            self._former_events.update(dict.fromkeys(event.formerly, event))
         for command in commands:
-            self._add(self.commands, command.type, command)
+            self._claim(command.accepted_types)
+            self.commands[command.type] = command
+            self._former_commands.update(dict.fromkeys(command.formerly, command))
 
-    def _add(self, table: dict[str, Any], message_type: str, spec: object) -> None:
-        if message_type in self.events or message_type in self.commands:
-            raise ValueError(f"message type {message_type!r} is declared twice")
-        table[message_type] = spec
+    def _claim(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            if name in self._known:
+                raise ValueError(f"message type {name!r} is declared twice")
+            self._known.add(name)
 
     def event(self, message_type: str) -> AnyEventSpec:
-        try:
-            return self.events[message_type]
-        except KeyError:
+        """The event spec of `message_type`, its current type or an earlier name."""
+        found = self.events.get(message_type) or self._former_events.get(message_type)
+        if found is None:
             raise UnknownMessageType(
                 f"type {message_type!r} is not a known event; known: {sorted(self.events)}"
-            ) from None
+            )
+        return found
 
     def command(self, message_type: str) -> AnyCommandSpec:
-        try:
-            return self.commands[message_type]
-        except KeyError:
+        """The command spec of `message_type`, its current type or an earlier name."""
+        found = self.commands.get(message_type) or self._former_commands.get(message_type)
+        if found is None:
             raise UnknownMessageType(
                 f"type {message_type!r} is not a known command; known: {sorted(self.commands)}"
-            ) from None
+            )
+        return found
 
 
 REGISTRY = Registry(

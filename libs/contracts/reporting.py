@@ -6,8 +6,8 @@ from typing import Literal, get_args
 
 from pydantic import AwareDatetime, Field
 
-from libs.contracts.spec import CommandSpec, Contract, EventSpec, Rep, Req
-from libs.settings import ServiceName
+from libs.contracts.names import ServiceName
+from libs.contracts.spec import Contract, command, event
 
 
 class ListServiceInstances(Contract):
@@ -40,16 +40,15 @@ class ServiceInstances(Contract):
     instances: list[ServiceInstance] = Field(description="Known instances.")
 
 
-LIST_SERVICE_INSTANCES: CommandSpec[ListServiceInstances, ServiceInstances] = CommandSpec(
-    type="reporting.service-instances.list.v1",
-    request=ListServiceInstances,
-    reply=ServiceInstances,
-    handler="reporting",
+LIST_SERVICE_INSTANCES = command(
+    "reporting",
+    "service-instances",
+    "list",
+    ListServiceInstances,
+    ServiceInstances,
     summary="List the service instances reporting has heard from, with their last heartbeat.",
 )
 
-
-# --- compliance --------------------------------------------------------------------------------
 
 ComplianceState = Literal[
     "installed", "needed", "failed", "installed_pending_restart", "not_applicable", "no_status"
@@ -184,29 +183,55 @@ class ComplianceChanged(Contract):
     update: UpdateCompliance = Field(description="The update and its counts now.")
 
 
-def _command(
-    name: str, request: type[Req], reply: type[Rep], summary: str
-) -> CommandSpec[Req, Rep]:
-    return CommandSpec(
-        type=f"reporting.{name}.v1",
-        request=request,
-        reply=reply,
-        handler="reporting",
-        summary=summary,
-    )
-
-
-SUMMARY = _command("summary", Summary, SummaryReport, "Fleet-wide per-update counts.")
-UPDATE_REPORT = _command("update.report", UpdateReportQuery, UpdateReport, "One update's report.")
-GROUP_REPORT = _command("group.report", GroupReportQuery, GroupReport, "A group's report.")
-COMPUTER_REPORT = _command(
-    "computer.report", ComputerReportQuery, ComputerReport, "A computer's report."
+# Examples shown in docs/asyncapi.yaml (validated by their models when this module loads).
+_COMPLIANCE = UpdateCompliance(
+    update_id="0496b64b-4a42-52f3-a887-fcddb4f2f23d",
+    kb="5073455",
+    title="2026-02 Security Update for Windows (KB5073455)",
+    classification="Security Updates",
+    superseded=False,
+    approved=True,
+    counts=StateCounts(
+        applies_to=412,
+        installed=371,
+        needed=28,
+        failed=5,
+        installed_pending_restart=8,
+        not_applicable=36,
+        no_status=3,
+    ),
 )
-COMPLIANCE_CHANGED: EventSpec[ComplianceChanged] = EventSpec(
-    type="reporting.compliance.changed.v1",
-    model=ComplianceChanged,
-    producer="reporting",
+
+SUMMARY = command(
+    "reporting",
+    "compliance",
+    "summary",
+    Summary,
+    SummaryReport,
+    summary="Fleet-wide per-update counts.",
+    formerly=("reporting.summary.v1",),
+)
+UPDATE_REPORT = command(
+    "reporting", "update", "report", UpdateReportQuery, UpdateReport, summary="One update's report."
+)
+GROUP_REPORT = command(
+    "reporting", "group", "report", GroupReportQuery, GroupReport, summary="A group's report."
+)
+COMPUTER_REPORT = command(
+    "reporting",
+    "computer",
+    "report",
+    ComputerReportQuery,
+    ComputerReport,
+    summary="A computer's report.",
+)
+COMPLIANCE_CHANGED = event(
+    "reporting",
+    "compliance",
+    "changed",
+    ComplianceChanged,
     summary="An update's compliance counts changed (throttled per update).",
     subject="the update id",
+    example=ComplianceChanged(update=_COMPLIANCE),
 )
 COMMANDS = (SUMMARY, UPDATE_REPORT, GROUP_REPORT, COMPUTER_REPORT)

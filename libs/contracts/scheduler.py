@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from typing import Literal
 from zoneinfo import available_timezones
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from libs.contracts.spec import SUBJECT, AgentEventSpec, Contract, EventSpec
+from libs.contracts.spec import SUBJECT, AgentEventSpec, Contract, event
 
 COMPUTER_ID_PATTERN = SUBJECT.pattern
 
@@ -77,12 +78,31 @@ AGENT_CHECKIN: AgentEventSpec[AgentCheckin] = AgentEventSpec(
     producer="agent",
     summary="An agent checks in; routing key agent.<computer_id>.checkin.v1.",
     subject="the computer id",
+    example=AgentCheckin(
+        computer_id="pc-0042",
+        hostname="reception-01",
+        os_version="10.0.26200",
+        timezone="Europe/Paris",
+        agent_version="1.4.2",
+        checked_in_at=datetime(2026, 2, 11, 7, 42, 5, tzinfo=UTC),
+        hardware_id="4C4C4544-0042-3510-8052-B4C04F4D4E31",
+        architecture="x64",
+        user_logged_on=True,
+        reason="start",
+    ),
 )
 
-COMPUTER_REGISTERED: EventSpec[ComputerRegistered] = EventSpec(
-    type="scheduler.computer.registered.v1",
-    model=ComputerRegistered,
-    producer="scheduler",
+COMPUTER_REGISTERED = event(
+    "scheduler",
+    "computer",
+    "registered",
+    ComputerRegistered,
     summary="A computer checked in for the first time.",
     subject="the computer id",
+    example=ComputerRegistered(
+        computer_id="pc-0042",
+        hostname="reception-01",
+        timezone="Europe/Paris",
+        registered_at=datetime(2026, 2, 11, 7, 42, 6, tzinfo=UTC),
+    ),
 )

@@ -81,8 +81,24 @@ M = TypeVar("M", bound=Contract)
 Req = TypeVar("Req", bound=Contract)
 Rep = TypeVar("Rep", bound=Contract)
 
+_WORD = re.compile(r"^[a-z][a-z0-9-]*$")
 _TYPE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+\.v[1-9][0-9]*$")
+_SERVICE_TYPE = re.compile(r"^([a-z][a-z0-9-]*)\.[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*\.v[1-9][0-9]*$")
 SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def message_type(service: str, aggregate: str, verb: str, major: int = 1) -> str:
+    """`<service>.<aggregate>.<verb>.v<major>`: the one way a service's message type is
+    named (events: `catalog.update.published.v1`; commands: `approval.group.create.v1`)."""
+    for label, word in (("service", service), ("aggregate", aggregate), ("verb", verb)):
+        if not _WORD.fullmatch(word):
+            raise ValueError(
+                f"message type {label} {word!r} is not allowed: "
+                "use one lower-case word (letters, digits and '-', starting with a letter)"
+            )
+    if major < 1:
+        raise ValueError(f"message type major version {major} is not allowed: use 1 or more")
+    return f"{service}.{aggregate}.{verb}.v{major}"
 
 
 def _check_type(message_type: str) -> None:
@@ -90,6 +106,16 @@ def _check_type(message_type: str) -> None:
         raise ValueError(
             f"message type {message_type!r} is not allowed: "
             "use '<service>.<name>[.<name>...].v<major>' in lower case"
+        )
+
+
+def _check_service_type(message_type: str, service: str) -> None:
+    """A service's events and commands: `<service>.<aggregate>.<verb>.v<major>`."""
+    found = _SERVICE_TYPE.fullmatch(message_type)
+    if found is None or found.group(1) != service:
+        raise ValueError(
+            f"message type {message_type!r} is not allowed: "
+            f"use '{service}.<aggregate>.<verb>.v<major>' (see message_type())"
         )
 
 
@@ -109,12 +135,27 @@ class EventSpec(Generic[M]):
     subject: str = ""
     """What the CloudEvents `subject` holds for this event (empty: no subject)."""
     example: M | None = None
-    """A realistic message, shown in the AsyncAPI document (public events have one)."""
+    """A realistic message, shown in the AsyncAPI document (every event has one)."""
+    formerly: tuple[str, ...] = ()
+    """Earlier names of this type, still accepted from the queues for one major version so
+    that messages published before a rename are handled, not dead-lettered."""
 
     exchange = Exchange.EVENTS
 
     def __post_init__(self) -> None:
-        _check_type(self.type)
+        self._check_name()
+        for old in self.formerly:
+            _check_type(old)
+        if self.example is not None and not isinstance(self.example, self.model):
+            raise ValueError(f"{self.type}: the example is not a {self.model.__name__}")
+
+    def _check_name(self) -> None:
+        _check_service_type(self.type, self.producer)
+
+    @property
+    def accepted_types(self) -> tuple[str, ...]:
+        """Its type, then the earlier names consumers still accept."""
+        return (self.type, *self.formerly)
 
     def routing_key(self, subject: str | None = None) -> str:  # noqa: ARG002 - same signature as AgentEventSpec
         """Routing key of one message of this type."""
@@ -125,6 +166,11 @@ class EventSpec(Generic[M]):
         """Binding key that selects every message of this type."""
         return self.type
 
+    @property
+    def binding_keys(self) -> tuple[str, ...]:
+        """Binding keys of its type and of its earlier names."""
+        return (self.binding_key, *self.formerly)
+
 
 @dataclass(frozen=True, kw_only=True)
 class AgentEventSpec(EventSpec[M]):
@@ -132,10 +178,11 @@ class AgentEventSpec(EventSpec[M]):
 
     exchange = Exchange.AGENTS
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.type.startswith("agent."):
-            raise ValueError(f"agent message type {self.type!r} must start with 'agent.'")
+    def _check_name(self) -> None:
+        """`agent.<kind>.v<major>`: the computer id goes into the routing key, not the type."""
+        _check_type(self.type)
+        if not self.type.startswith("agent.") or self.type.count(".") != 2:
+            raise ValueError(f"agent message type {self.type!r} must be 'agent.<kind>.v<major>'")
 
     def routing_key(self, subject: str | None = None) -> str:
         """`agent.<computer_id>.<rest of type>`; the computer id is the message's subject."""
@@ -160,10 +207,11 @@ class InstructionSpec(EventSpec[M]):
 
     exchange = Exchange.AGENTS
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.type.startswith("computer."):
-            raise ValueError(f"instruction type {self.type!r} must start with 'computer.'")
+    def _check_name(self) -> None:
+        """`computer.<kind>.v<major>`: the computer id goes into the routing key."""
+        _check_type(self.type)
+        if not self.type.startswith("computer.") or self.type.count(".") != 2:
+            raise ValueError(f"instruction type {self.type!r} must be 'computer.<kind>.v<major>'")
 
     def routing_key(self, subject: str | None = None) -> str:
         """`computer.<computer_id>.<rest of type>`."""
@@ -176,6 +224,52 @@ class InstructionSpec(EventSpec[M]):
         return f"computer.*.{self.type.removeprefix('computer.')}"
 
 
+def event(
+    service: str,
+    aggregate: str,
+    verb: str,
+    model: builtins.type[M],
+    *,
+    summary: str,
+    example: M,
+    subject: str = "",
+    major: int = 1,
+    formerly: tuple[str, ...] = (),
+) -> EventSpec[M]:
+    """A service's domain event on `lockgate.events`, named by message_type()."""
+    return EventSpec(
+        type=message_type(service, aggregate, verb, major),
+        model=model,
+        producer=service,
+        summary=summary,
+        subject=subject,
+        example=example,
+        formerly=formerly,
+    )
+
+
+def command(
+    service: str,
+    aggregate: str,
+    verb: str,
+    request: builtins.type[Req],
+    reply: builtins.type[Rep],
+    *,
+    summary: str,
+    major: int = 1,
+    formerly: tuple[str, ...] = (),
+) -> CommandSpec[Req, Rep]:
+    """A command or query `service` answers on `lockgate.commands`, named by message_type()."""
+    return CommandSpec(
+        type=message_type(service, aggregate, verb, major),
+        request=request,
+        reply=reply,
+        handler=service,
+        summary=summary,
+        formerly=formerly,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class CommandSpec(Generic[Req, Rep]):
     """A command or query on `lockgate.commands`, answered over RPC with `reply`."""
@@ -186,14 +280,21 @@ class CommandSpec(Generic[Req, Rep]):
     handler: str
     """The service that answers it."""
     summary: str
+    formerly: tuple[str, ...] = ()
+    """Earlier names still answered for one major version (callers not yet moved)."""
 
     exchange = Exchange.COMMANDS
 
     def __post_init__(self) -> None:
-        _check_type(self.type)
-        if not self.type.startswith(self.handler + "."):
-            raise ValueError(f"command {self.type!r} must start with its service {self.handler!r}")
+        _check_service_type(self.type, self.handler)
+        for old in self.formerly:
+            _check_type(old)
 
     @property
     def routing_key(self) -> str:
         return self.type
+
+    @property
+    def accepted_types(self) -> tuple[str, ...]:
+        """Its type, then the earlier names still answered."""
+        return (self.type, *self.formerly)

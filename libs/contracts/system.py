@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pydantic import AwareDatetime, Field
 
-from libs.contracts.spec import CommandSpec, Contract, EventSpec
-from libs.settings import SERVICE_NAMES, ServiceName
+from libs.contracts.names import SERVICE_NAMES, ServiceName
+from libs.contracts.spec import CommandSpec, Contract, EventSpec, command, event
 
 
 class Ping(Contract):
@@ -49,24 +51,35 @@ class RpcError(Contract):
 
 
 def ping_spec(service: ServiceName) -> CommandSpec[Ping, Pong]:
-    """`<service>.ping.v1`, answered by every service."""
-    return CommandSpec(
-        type=f"{service}.ping.v1",
-        request=Ping,
-        reply=Pong,
-        handler=service,
+    """`<service>.service.ping.v1`, answered by every service (`<service>.ping.v1` until v2)."""
+    return command(
+        service,
+        "service",
+        "ping",
+        Ping,
+        Pong,
         summary=f"Ask {service} to answer from its database (liveness through the backbone).",
+        formerly=(f"{service}.ping.v1",),
     )
 
 
 def heartbeat_spec(service: ServiceName) -> EventSpec[ServiceHeartbeat]:
     """`<service>.service.heartbeat.v1`, published by every service instance."""
-    return EventSpec(
-        type=f"{service}.service.heartbeat.v1",
-        model=ServiceHeartbeat,
-        producer=service,
+    return event(
+        service,
+        "service",
+        "heartbeat",
+        ServiceHeartbeat,
         summary=f"An instance of {service} is alive; reporting counts it per instance.",
         subject="the instance id",
+        example=ServiceHeartbeat(
+            service=service,
+            instance_id=f"lockgate-{service}-1-1-3f9a2c",
+            version="0.1.0",
+            started_at=datetime(2026, 2, 10, 7, 58, 12, tzinfo=UTC),
+            sequence=137,
+            interval_seconds=15.0,
+        ),
     )
 
 

@@ -12,9 +12,8 @@ from libs.contracts.catalog import (
     ReturnCode,
     UpdateDetail,
     UploadFile,
-    command_spec,
 )
-from libs.contracts.spec import Contract
+from libs.contracts.spec import Contract, command
 
 UploadState = Literal["receiving", "received", "committed", "refused"]
 ThirdPartyClassification = Literal[
@@ -151,15 +150,39 @@ class Deleted(Contract):
     freed_bytes: int = Field(description="Storage freed (content no other update uses).")
 
 
-START_UPLOAD = command_spec("upload.start", StartUpload, UploadSession, "Step 1: declare files.")
-SEND_CHUNK = command_spec("upload.chunk", SendChunk, UploadSession, "Send bytes; quota-checked.")
-DESCRIBE = command_spec("upload.describe", Describe, UploadSession, "Step 2: description.")
-SET_REQUIREMENTS = command_spec("upload.requirements", SetRequirements, UploadSession, "Step 3.")
-SET_DETECTION = command_spec("upload.detection", SetDetectionRules, UploadSession, "Step 4.")
-SET_PREREQUISITES = command_spec("upload.prerequisites", SetPrerequisites, UploadSession, "Step 5.")
-SET_COMMAND_LINE = command_spec("upload.command-line", SetCommandLine, UploadSession, "Step 6.")
-SET_RETURN_CODES = command_spec("upload.return-codes", SetReturnCodes, UploadSession, "Step 7.")
-GET_UPLOAD = command_spec("upload.get", UploadRef, UploadSession, "Step 8: the summary.")
-COMMIT_UPLOAD = command_spec("upload.commit", UploadRef, UpdateDetail, "Store it as an update.")
-EDIT_UPDATE = command_spec("update.edit", EditUpdate, UpdateDetail, "Edit a third-party update.")
-DELETE_UPDATE = command_spec("update.delete", DeleteUpdate, Deleted, "Delete a third-party update.")
+START_UPLOAD = command(
+    "catalog", "upload", "start", StartUpload, UploadSession, summary="Step 1: declare files."
+)
+SEND_CHUNK = command(
+    "catalog", "upload", "chunk", SendChunk, UploadSession, summary="Send bytes; quota-checked."
+)
+DESCRIBE = command(
+    "catalog", "upload", "describe", Describe, UploadSession, summary="Step 2: description."
+)
+SET_REQUIREMENTS = command(
+    "catalog", "upload", "requirements", SetRequirements, UploadSession, summary="Step 3."
+)
+SET_DETECTION = command(
+    "catalog", "upload", "detection", SetDetectionRules, UploadSession, summary="Step 4."
+)
+SET_PREREQUISITES = command(
+    "catalog", "upload", "prerequisites", SetPrerequisites, UploadSession, summary="Step 5."
+)
+SET_COMMAND_LINE = command(
+    "catalog", "upload", "command-line", SetCommandLine, UploadSession, summary="Step 6."
+)
+SET_RETURN_CODES = command(
+    "catalog", "upload", "return-codes", SetReturnCodes, UploadSession, summary="Step 7."
+)
+GET_UPLOAD = command(
+    "catalog", "upload", "get", UploadRef, UploadSession, summary="Step 8: the summary."
+)
+COMMIT_UPLOAD = command(
+    "catalog", "upload", "commit", UploadRef, UpdateDetail, summary="Store it as an update."
+)
+EDIT_UPDATE = command(
+    "catalog", "update", "edit", EditUpdate, UpdateDetail, summary="Edit a third-party update."
+)
+DELETE_UPDATE = command(
+    "catalog", "update", "delete", DeleteUpdate, Deleted, summary="Delete a third-party update."
+)

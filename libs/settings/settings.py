@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceName = Literal["catalog", "approval", "scheduler", "reporting"]
-SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)
+from libs.contracts.names import SERVICE_NAMES, ServiceName
+
+__all__ = ["SERVICE_NAMES", "ServiceName", "Settings"]
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 

@@ -402,7 +402,7 @@ async def test_an_agent_speaks_and_listens_only_for_itself(
     await refused(as_agent, publishing(agents, f"computer.{other}.plan.v1"))
     await refused(as_agent, publishing(agents, f"computer.{me}.plan.v1"))
     # No other exchange, not even the default one (straight into any queue).
-    await refused(as_agent, publishing(Exchange.EVENTS.value, "approval.changed.v1"))
+    await refused(as_agent, publishing(Exchange.EVENTS.value, "approval.approval.changed.v1"))
     await refused(as_agent, publishing("", "scheduler.agent-checkins"))
 
     # It binds its own queue to its own instructions only.
@@ -440,7 +440,7 @@ async def test_a_service_user_keeps_to_its_own_queues_and_exchanges(broker: Brok
         )
         await refused(catalog, binding("catalog.commands", Exchange.EVENTS.value, "#"))
         # ... and on lockgate.events only its own events.
-        await refused(catalog, publishing(Exchange.EVENTS.value, "approval.changed.v1"))
+        await refused(catalog, publishing(Exchange.EVENTS.value, "approval.approval.changed.v1"))
         channel = await catalog.channel(publisher_confirms=True)
         events = await channel.get_exchange(Exchange.EVENTS.value, ensure=False)
         confirm = await events.publish(  # a key no queue binds: confirmed, not routed

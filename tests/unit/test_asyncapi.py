@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from libs.contracts import REGISTRY, approval
+from libs.contracts import REGISTRY, approval, reporting
 from libs.contracts.asyncapi import _ident, build, render
 from libs.service.runner import lockgate_version
 from services.cli.service_registry import subscriptions
@@ -76,11 +76,42 @@ def test_payload_schemas_keep_field_descriptions() -> None:
     assert all(field.get("description") for field in checkin.values())
 
 
-def test_public_approval_events_carry_a_valid_example() -> None:
-    """Other systems integrate on approval's events: each is documented with an example that
-    its own model accepts."""
+def test_every_event_carries_a_valid_example() -> None:
+    """Other systems integrate on the events (approval's above all): each is documented with
+    an example that its own model accepts."""
     document = generated()
-    for event in approval.EVENTS:
+    assert approval.APPROVAL_CHANGED in REGISTRY.events.values()
+    for event in REGISTRY.events.values():
         assert event.example is not None, event.type
         (example,) = document["components"]["messages"][_ident(event.type)]["examples"]
         assert event.model.model_validate(example["payload"]) == event.example
+
+
+def test_a_renamed_message_names_its_earlier_name_until_the_next_major_version() -> None:
+    """Integrators still sending or binding the old name learn it works, and until when."""
+    document = generated()
+    earlier = "Earlier name, still accepted until v2: `approval.changed.v1`."
+    channel = _ident(approval.APPROVAL_CHANGED.type)
+    assert document["components"]["messages"][channel]["description"] == earlier
+    assert document["channels"][channel]["description"].endswith(earlier)
+    summary = _ident(reporting.SUMMARY.type)
+    assert "`reporting.summary.v1`" in document["components"]["messages"][summary]["description"]
+    assert "description" not in document["components"]["messages"][summary + "_reply"]
+
+
+def test_a_message_never_renamed_has_no_earlier_name() -> None:
+    """No empty or misleading 'earlier name' text on messages that kept theirs."""
+    messages = generated()["components"]["messages"]
+    renamed = {_ident(spec.type) for spec in REGISTRY.events.values() if spec.formerly} | {
+        _ident(spec.type) for spec in REGISTRY.commands.values() if spec.formerly
+    }
+    assert renamed == {
+        "approval_approval_changed_v1",
+        "reporting_compliance_summary_v1",
+        "approval_service_ping_v1",
+        "catalog_service_ping_v1",
+        "reporting_service_ping_v1",
+        "scheduler_service_ping_v1",
+    }
+    described = {name for name, message in messages.items() if "description" in message}
+    assert described == renamed

@@ -1,9 +1,13 @@
-"""Message contracts: type naming, agent routing, the registry, field docs and the envelope."""
+"""Message contracts: type naming, renames, examples, agent routing, the registry, field docs
+and the envelope."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import textwrap
 import typing
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -20,12 +24,14 @@ from libs.contracts import (
     EventSpec,
     Registry,
     UnknownMessageType,
+    approval,
     dead_letter_queue_name,
     queue_name,
+    reporting,
 )
 from libs.contracts.scheduler import AGENT_CHECKIN, AgentCheckin
-from libs.contracts.spec import major_version
-from libs.contracts.system import Ping
+from libs.contracts.spec import InstructionSpec, command, event, major_version, message_type
+from libs.contracts.system import PING, Ping
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 
@@ -48,13 +54,22 @@ class Sample(Contract):
     note: str = "sample"
 
 
-def _event(message_type: str) -> EventSpec[Sample]:
-    return EventSpec(type=message_type, model=Sample, producer="catalog", summary="test")
+def _event(message_type: str, formerly: tuple[str, ...] = ()) -> EventSpec[Sample]:
+    return EventSpec(
+        type=message_type, model=Sample, producer="catalog", summary="test", formerly=formerly
+    )
 
 
-def _command(message_type: str, handler: str = "catalog") -> CommandSpec[Sample, Sample]:
+def _command(
+    message_type: str, handler: str = "catalog", formerly: tuple[str, ...] = ()
+) -> CommandSpec[Sample, Sample]:
     return CommandSpec(
-        type=message_type, request=Sample, reply=Sample, handler=handler, summary="test"
+        type=message_type,
+        request=Sample,
+        reply=Sample,
+        handler=handler,
+        summary="test",
+        formerly=formerly,
     )
 
 
@@ -78,8 +93,8 @@ def _models_in(annotation: object) -> list[type[BaseModel]]:
 
 def _reachable_models() -> list[type[BaseModel]]:
     roots: list[type[BaseModel]] = [spec.model for spec in REGISTRY.events.values()]
-    for command in REGISTRY.commands.values():
-        roots += [command.request, command.reply]
+    for asked in REGISTRY.commands.values():
+        roots += [asked.request, asked.reply]
     seen: list[type[BaseModel]] = []
     while roots:
         model = roots.pop()
@@ -93,6 +108,7 @@ def _reachable_models() -> list[type[BaseModel]]:
 
 REACHABLE_MODELS = _reachable_models()
 REGISTERED_TYPES = sorted([*REGISTRY.events, *REGISTRY.commands])
+EVENT_SPECS = sorted(REGISTRY.events.values(), key=lambda spec: spec.type)
 
 
 # --- message type naming ---------------------------------------------------------------
@@ -119,14 +135,109 @@ def test_event_spec_accepts_a_well_formed_type() -> None:
 
 def test_command_spec_refuses_a_type_not_prefixed_by_its_handler_service() -> None:
     """Commands are routed to `<handler>.commands`; a foreign prefix would mislead callers."""
-    with pytest.raises(ValueError, match="must start with its service 'approval'"):
+    with pytest.raises(ValueError, match=re.escape("use 'approval.<aggregate>.<verb>.v<major>'")):
         _command("catalog.update.approve.v1", handler="approval")
 
 
 def test_command_spec_refuses_a_handler_that_is_only_a_prefix_of_the_service() -> None:
     """`cat` must not answer `catalog.*`: the prefix check stops at the dot."""
-    with pytest.raises(ValueError, match="must start with its service"):
+    with pytest.raises(ValueError, match=re.escape("use 'cat.<aggregate>.<verb>.v<major>'")):
         _command("catalog.update.list.v1", handler="cat")
+
+
+def test_event_spec_refuses_a_type_of_another_service() -> None:
+    """A service publishes under its own name only: the broker lets it write nothing else."""
+    with pytest.raises(ValueError, match=re.escape("'approval.group.created.v1' is not allowed")):
+        _event("approval.group.created.v1")
+
+
+@pytest.mark.parametrize(
+    "message_type",
+    [
+        pytest.param("approval.changed.v1", id="no-aggregate"),
+        pytest.param("reporting.summary.v1", id="no-verb"),
+        pytest.param("catalog.ping.v1", id="ping-without-aggregate"),
+        pytest.param("catalog.update.file.published.v1", id="two-aggregates"),
+    ],
+)
+def test_a_spec_whose_type_breaks_service_aggregate_verb_is_refused_naming_it(
+    message_type: str,
+) -> None:
+    """`<service>.<aggregate>.<verb>.v<N>` is the one rule: a consumer binding
+    `<service>.<aggregate>.*.v1` must see every verb of that aggregate, and nothing else."""
+    service = message_type.split(".", 1)[0]
+    with pytest.raises(ValueError, match=re.escape(f"message type {message_type!r}")):
+        EventSpec(type=message_type, model=Sample, producer=service, summary="x")
+    with pytest.raises(ValueError, match=re.escape(f"message type {message_type!r}")):
+        CommandSpec(type=message_type, request=Sample, reply=Sample, handler=service, summary="x")
+
+
+def test_message_type_joins_service_aggregate_verb_and_major() -> None:
+    """The factories name every service message this one way."""
+    assert message_type("catalog", "update-file", "published") == "catalog.update-file.published.v1"
+    assert message_type("reporting", "compliance", "summary", major=3) == (
+        "reporting.compliance.summary.v3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "aggregate", "verb", "label"),
+    [
+        pytest.param("Catalog", "update", "published", "service", id="upper-case"),
+        pytest.param("catalog", "update.file", "published", "aggregate", id="dot"),
+        pytest.param("catalog", "", "published", "aggregate", id="empty"),
+        pytest.param("catalog", "update", "re_published", "verb", id="underscore"),
+        pytest.param("catalog", "update", "1st", "verb", id="leading-digit"),
+        pytest.param("catalog", "update", "published\n", "verb", id="trailing-newline"),
+        pytest.param("catalog", "upd*", "published", "aggregate", id="wildcard"),
+    ],
+)
+def test_message_type_refuses_a_bad_word_naming_it(
+    service: str, aggregate: str, verb: str, label: str
+) -> None:
+    """A dot or wildcard inside one word would shift every word after it in binding keys."""
+    with pytest.raises(ValueError, match=f"message type {label} "):
+        message_type(service, aggregate, verb)
+
+
+def test_message_type_refuses_major_zero() -> None:
+    """Versions start at 1, as the type rule says (`v0` is refused everywhere)."""
+    with pytest.raises(ValueError, match="major version 0"):
+        message_type("catalog", "update", "published", major=0)
+
+
+def test_event_factory_names_the_spec_and_its_producer() -> None:
+    """`event()` derives the type and the producer from the same service word."""
+    spec = event(
+        "catalog",
+        "update",
+        "published",
+        Sample,
+        summary="x",
+        example=Sample(),
+        major=2,
+        formerly=("catalog.published.v1",),
+    )
+    assert (spec.type, spec.producer) == ("catalog.update.published.v2", "catalog")
+    assert spec.accepted_types == ("catalog.update.published.v2", "catalog.published.v1")
+    assert spec.binding_keys == ("catalog.update.published.v2", "catalog.published.v1")
+
+
+def test_command_factory_names_the_spec_and_its_handler() -> None:
+    """`command()` derives the type and the answering service from the same word."""
+    spec = command("reporting", "compliance", "summary", Sample, Sample, summary="x")
+    assert (spec.type, spec.handler, spec.routing_key) == (
+        "reporting.compliance.summary.v1",
+        "reporting",
+        "reporting.compliance.summary.v1",
+    )
+    assert spec.accepted_types == ("reporting.compliance.summary.v1",)
+
+
+def test_a_former_name_must_itself_be_a_well_formed_type() -> None:
+    """An earlier name is bound and matched like a type; garbage would bind nothing."""
+    with pytest.raises(ValueError, match=re.escape("'catalog.Published' is not allowed")):
+        _event("catalog.update.published.v1", formerly=("catalog.Published",))
 
 
 def test_major_version_reads_the_number_after_the_last_v() -> None:
@@ -168,8 +279,32 @@ def test_agent_event_routing_key_refuses_a_bad_computer_id(computer_id: str | No
 
 def test_agent_event_spec_refuses_a_type_outside_the_agent_prefix() -> None:
     """Agent messages live under `agent.`; anything else would escape the agent bindings."""
-    with pytest.raises(ValueError, match=re.escape("must start with 'agent.'")):
+    with pytest.raises(ValueError, match=re.escape("must be 'agent.<kind>.v<major>'")):
         AgentEventSpec(type="scheduler.checkin.v1", model=Sample, producer="agent", summary="x")
+
+
+def test_agent_event_spec_refuses_more_than_one_kind_word() -> None:
+    """The computer id goes between `agent.` and the kind: a second word would shift it."""
+    with pytest.raises(ValueError, match=re.escape("must be 'agent.<kind>.v<major>'")):
+        AgentEventSpec(type="agent.status.full.v1", model=Sample, producer="agent", summary="x")
+
+
+def test_instruction_spec_refuses_a_type_outside_the_computer_prefix() -> None:
+    """Agents bind `computer.<own id>.#`; an instruction elsewhere would never reach them."""
+    with pytest.raises(ValueError, match=re.escape("must be 'computer.<kind>.v<major>'")):
+        InstructionSpec(type="scheduler.plan.v1", model=Sample, producer="scheduler", summary="x")
+
+
+def test_event_spec_refuses_an_example_of_another_model() -> None:
+    """The documented example must be what consumers receive, not some other body."""
+    with pytest.raises(ValueError, match="the example is not a Sample"):
+        EventSpec(
+            type="catalog.update.published.v1",
+            model=Sample,
+            producer="catalog",
+            summary="x",
+            example=Ping(),  # the wrong model on purpose
+        )
 
 
 # --- registry ------------------------------------------------------------------------
@@ -178,22 +313,24 @@ def test_agent_event_spec_refuses_a_type_outside_the_agent_prefix() -> None:
 def test_registry_refuses_two_events_with_one_type() -> None:
     """Two models under one type would make decoding depend on registration order."""
     with pytest.raises(ValueError, match="declared twice"):
-        Registry(events=[_event("catalog.x.v1"), _event("catalog.x.v1")], commands=[])
+        Registry(events=[_event("catalog.x.made.v1"), _event("catalog.x.made.v1")], commands=[])
 
 
 def test_registry_refuses_an_event_and_a_command_sharing_a_type() -> None:
     """A type names one message whichever exchange it travels on."""
     with pytest.raises(ValueError, match="declared twice"):
-        Registry(events=[_event("catalog.x.v1")], commands=[_command("catalog.x.v1")])
+        Registry(events=[_event("catalog.x.made.v1")], commands=[_command("catalog.x.made.v1")])
 
 
 def test_registry_unknown_event_lists_the_known_types() -> None:
     """The error must show what would have been accepted, so the sender can fix its type."""
-    registry = Registry(events=[_event("catalog.a.v1"), _event("catalog.b.v1")], commands=[])
+    registry = Registry(
+        events=[_event("catalog.a.made.v1"), _event("catalog.b.made.v1")], commands=[]
+    )
     with pytest.raises(UnknownMessageType) as caught:
-        registry.event("catalog.c.v1")
-    assert "'catalog.c.v1'" in str(caught.value)
-    assert "['catalog.a.v1', 'catalog.b.v1']" in str(caught.value)
+        registry.event("catalog.c.made.v1")
+    assert "'catalog.c.made.v1'" in str(caught.value)
+    assert "['catalog.a.made.v1', 'catalog.b.made.v1']" in str(caught.value)
 
 
 def test_registry_unknown_command_lists_the_known_types() -> None:
@@ -205,8 +342,106 @@ def test_registry_unknown_command_lists_the_known_types() -> None:
 
 def test_registry_finds_a_registered_event_by_type() -> None:
     """Lookup is how a consumer picks the model to decode a body with."""
-    spec = _event("catalog.a.v1")
-    assert Registry(events=[spec], commands=[]).event("catalog.a.v1") is spec
+    spec = _event("catalog.a.made.v1")
+    assert Registry(events=[spec], commands=[]).event("catalog.a.made.v1") is spec
+
+
+def test_registry_resolves_a_former_name_to_the_renamed_spec() -> None:
+    """A message published before a rename still decodes, with the new spec."""
+    renamed = _event("catalog.update.made.v1", formerly=("catalog.made.v1",))
+    asked = _command("catalog.update.get.v1", formerly=("catalog.get.v1",))
+    registry = Registry(events=[renamed], commands=[asked])
+    assert registry.event("catalog.made.v1") is renamed
+    assert registry.command("catalog.get.v1") is asked
+    assert list(registry.events) == ["catalog.update.made.v1"]  # listed once, by its type
+
+
+def test_registry_does_not_find_an_event_by_a_command_s_former_name() -> None:
+    """Earlier names stay on their own side: an event type never decodes as a command."""
+    registry = Registry(
+        events=[], commands=[_command("catalog.update.get.v1", formerly=("catalog.get.v1",))]
+    )
+    with pytest.raises(UnknownMessageType):
+        registry.event("catalog.get.v1")
+
+
+@pytest.mark.parametrize(
+    ("events", "commands"),
+    [
+        pytest.param(
+            [
+                _event("catalog.update.made.v1"),
+                _event("catalog.x.y.v1", ("catalog.update.made.v1",)),
+            ],
+            [],
+            id="former-name-is-another-event-type",
+        ),
+        pytest.param(
+            [_event("catalog.a.made.v1", ("catalog.made.v1",))],
+            [_command("catalog.b.get.v1", formerly=("catalog.made.v1",))],
+            id="two-specs-share-a-former-name",
+        ),
+        pytest.param(
+            [_event("catalog.a.made.v1")],
+            [_command("catalog.b.get.v1", formerly=("catalog.a.made.v1",))],
+            id="command-former-name-is-an-event-type",
+        ),
+    ],
+)
+def test_registry_refuses_a_name_claimed_twice_across_types_and_former_names(
+    events: list[EventSpec[Sample]], commands: list[CommandSpec[Sample, Sample]]
+) -> None:
+    """One name must decode one way, whether it is a type or an earlier name."""
+    with pytest.raises(ValueError, match="declared twice"):
+        Registry(events=events, commands=commands)
+
+
+@pytest.mark.parametrize(
+    ("old", "spec"),
+    [
+        pytest.param("approval.changed.v1", approval.APPROVAL_CHANGED, id="approval-changed"),
+        pytest.param("reporting.summary.v1", reporting.SUMMARY, id="reporting-summary"),
+        *(
+            pytest.param(f"{service}.ping.v1", spec, id=f"{service}-ping")
+            for service, spec in PING.items()
+        ),
+    ],
+)
+def test_the_renamed_types_are_still_accepted_under_their_old_names(
+    old: str, spec: EventSpec[Any] | CommandSpec[Any, Any]
+) -> None:
+    """Renamed in issue 14; callers and queued messages using the old name keep working
+    until v2."""
+    assert old in spec.accepted_types
+    found = REGISTRY.event(old) if isinstance(spec, EventSpec) else REGISTRY.command(old)
+    assert found is spec
+    assert major_version(spec.type) == 1
+
+
+@pytest.mark.parametrize("spec", EVENT_SPECS, ids=lambda spec: spec.type)
+def test_every_event_has_an_example_that_round_trips_through_json(spec: EventSpec[Any]) -> None:
+    """The AsyncAPI document shows each event's example: it must be a message its own model
+    reads back unchanged from the wire."""
+    assert spec.example is not None, f"{spec.type} has no example"
+    assert isinstance(spec.example, spec.model)
+    text = spec.example.model_dump_json()
+    assert spec.model.model_validate_json(text) == spec.example
+    assert spec.model.model_validate(json.loads(text)) == spec.example
+
+
+def test_contracts_import_nothing_from_libs_settings() -> None:
+    """Contracts are what other teams and the agent build against: importing them must not
+    pull in a service's settings (nor anything else of libs)."""
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        import libs.contracts, libs.contracts.api, libs.contracts.asyncapi
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("libs"))))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = json.loads(done.stdout)
+    assert [m for m in loaded if m != "libs" and not m.startswith("libs.contracts")] == []
 
 
 @pytest.mark.parametrize("model", REACHABLE_MODELS, ids=lambda model: model.__qualname__)

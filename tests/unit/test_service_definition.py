@@ -92,7 +92,7 @@ def test_queues_refuses_a_command_answered_by_the_wrong_service() -> None:
     definition = ServiceDefinition(
         name="reporting", migrations=MIGRATIONS, commands=[Answer(PING["catalog"], answer_ping)]
     )
-    with pytest.raises(ValueError, match=r"reporting cannot answer catalog\.ping\.v1"):
+    with pytest.raises(ValueError, match=r"reporting cannot answer catalog\.service\.ping\.v1"):
         definition.queues()
 
 

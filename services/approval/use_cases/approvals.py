@@ -31,8 +31,9 @@ async def recompute(
 ) -> int:
     """Bring the stored effective approvals of one update in line with its explicit ones.
 
-    Publishes one `approval.changed.v1` per (group, update) that changed; `only` limits the
-    comparison to groups that may have changed (a moved subtree). Returns how many changed.
+    Publishes one `approval.approval.changed.v1` per (group, update) that changed; `only`
+    limits the comparison to groups that may have changed (a moved subtree). Returns how
+    many changed.
     """
     explicit = await store.approvals.explicit_for(ctx.conn, update.update_id)
     wanted = effective(groups.tree, explicit)
