@@ -1,1 +1,1 @@
-"""reporting's pure rules: how agent reports move a computer's state for an update."""
+"""reporting's pure rules and types: what a batch of reports says, and counts per state."""

@@ -1,4 +1,4 @@
-"""reporting's queries (schema `reporting` only)."""
+"""Service instances known from their heartbeats: what `lockgate status` shows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from libs.contracts.system import ServiceHeartbeat
 from libs.db.pool import Connection
 
 
-async def record_heartbeat(conn: Connection, heartbeat: ServiceHeartbeat, now: datetime) -> None:
+async def record(conn: Connection, heartbeat: ServiceHeartbeat, now: datetime) -> None:
     """Count the heartbeat against its instance (the count is what exactly-once protects)."""
     await conn.execute(
         "INSERT INTO service_instances (instance_id, service, version, started_at, first_seen,"
@@ -31,7 +31,7 @@ async def record_heartbeat(conn: Connection, heartbeat: ServiceHeartbeat, now: d
     )
 
 
-async def service_instances(
+async def instances(
     conn: Connection, service: str | None, *, include_stale: bool, now: datetime
 ) -> list[ServiceInstance]:
     """Instances, most recently seen first; alive = seen within 3 announced intervals."""
@@ -44,5 +44,5 @@ async def service_instances(
         service,
         now,
     )
-    instances = [ServiceInstance.model_validate(dict(row)) for row in rows]
-    return instances if include_stale else [i for i in instances if i.alive]
+    found = [ServiceInstance.model_validate(dict(row)) for row in rows]
+    return found if include_stale else [i for i in found if i.alive]

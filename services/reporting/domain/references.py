@@ -1,0 +1,18 @@
+"""Queries name updates by id or by KB number."""
+
+from __future__ import annotations
+
+import uuid
+
+
+def as_id(reference: str) -> uuid.UUID | None:
+    """The id a reference gives, if it is one; else it is a KB number."""
+    try:
+        return uuid.UUID(reference)
+    except ValueError:
+        return None
+
+
+def kb_number(reference: str) -> str:
+    """A KB number as kept, given with or without `KB` (any case)."""
+    return reference.strip().upper().removeprefix("KB")

@@ -1,0 +1,13 @@
+"""reporting's queries (schema `reporting` only), one module per aggregate."""
+
+from services.reporting.store import (
+    aggregates,
+    approvals,
+    computers,
+    groups,
+    heartbeats,
+    states,
+    updates,
+)
+
+__all__ = ["aggregates", "approvals", "computers", "groups", "heartbeats", "states", "updates"]

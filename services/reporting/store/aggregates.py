@@ -1,0 +1,148 @@
+"""Counters per update and state, kept with every state change so fleet-wide summaries read a
+few rows; and the updates whose counts changed since they were last published."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from libs.contracts import reporting as r
+from libs.contracts.approval import ROOT_GROUP_ID
+from libs.db.pool import Connection
+from services.reporting.domain.counts import CounterMove, StatesByUpdate, counts_of
+from services.reporting.domain.gauges import StateGauge
+
+
+async def apply_deltas(conn: Connection, moves: Sequence[CounterMove]) -> None:
+    """Move the counters (in the order given) and mark their updates changed."""
+    if not moves:
+        return
+    await conn.execute(
+        "INSERT INTO update_counts (update_id, state, n)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[])"
+        " ON CONFLICT (update_id, state) DO UPDATE SET n = update_counts.n + EXCLUDED.n",
+        [m.update_id for m in moves],
+        [m.state for m in moves],
+        [m.n for m in moves],
+    )
+    await conn.execute(
+        "INSERT INTO compliance_dirty (update_id) SELECT DISTINCT unnest($1::uuid[])"
+        " ON CONFLICT DO NOTHING",
+        [m.update_id for m in moves],
+    )
+
+
+async def mark_changed(conn: Connection, update_id: str) -> None:
+    """The update's counts are to be published again."""
+    await conn.execute(
+        "INSERT INTO compliance_dirty (update_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        uuid.UUID(update_id),
+    )
+
+
+async def take_changed(conn: Connection, limit: int) -> list[str]:
+    """Up to `limit` changed updates, no longer marked (others' taken ones are skipped)."""
+    rows = await conn.fetch(
+        "DELETE FROM compliance_dirty WHERE update_id IN (SELECT update_id FROM compliance_dirty"
+        " LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING update_id::text",
+        limit,
+    )
+    return [row["update_id"] for row in rows]
+
+
+async def delete_update(conn: Connection, update_id: str) -> None:
+    """The update's counters."""
+    await conn.execute("DELETE FROM update_counts WHERE update_id = $1", uuid.UUID(update_id))
+
+
+_TARGETED = (
+    # Computers targeted per update: every computer when All computers is approved,
+    # else the members of the approved groups and of their subgroups.
+    "WITH RECURSIVE sub (top, group_id) AS ("
+    "   SELECT g.group_id, g.group_id FROM groups g"
+    "   UNION ALL SELECT s.top, c.group_id FROM sub s JOIN groups c ON c.parent_id = s.group_id"
+    " ), approved AS ("
+    "   SELECT update_id, group_id FROM group_approvals WHERE update_id = ANY ($1::uuid[])"
+    " ), everywhere AS ("
+    "   SELECT DISTINCT update_id FROM approved WHERE group_id = $2::uuid"
+    " ) SELECT a.update_id::text, count(DISTINCT m.computer_id) AS n"
+    " FROM approved a JOIN sub s ON s.top = a.group_id"
+    " JOIN memberships m ON m.group_id = s.group_id"
+    " WHERE a.update_id NOT IN (SELECT update_id FROM everywhere) GROUP BY a.update_id"
+    " UNION ALL SELECT update_id::text, (SELECT count(*) FROM computers) FROM everywhere"
+)
+
+
+async def compliance(conn: Connection, update_ids: Sequence[str]) -> list[r.UpdateCompliance]:
+    """Counts of these updates, from the counters (fast at any fleet size)."""
+    ids = [uuid.UUID(u) for u in update_ids]
+    updates = await conn.fetch(
+        "SELECT u.update_id::text, u.kb, u.title, u.classification, u.superseded,"
+        " EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = u.update_id) AS approved"
+        " FROM updates u WHERE u.update_id = ANY ($1::uuid[])",
+        ids,
+    )
+    counts = await conn.fetch(
+        "SELECT update_id::text, state, n FROM update_counts WHERE update_id = ANY ($1::uuid[])",
+        ids,
+    )
+    targeted = {
+        row["update_id"]: row["n"] for row in await conn.fetch(_TARGETED, ids, ROOT_GROUP_ID)
+    }
+    by_update: StatesByUpdate = {}
+    for row in counts:
+        by_update.setdefault(row["update_id"], {})[row["state"]] = row["n"]
+    return [
+        r.UpdateCompliance(
+            update_id=row["update_id"],
+            kb=row["kb"],
+            title=row["title"],
+            classification=row["classification"],
+            superseded=row["superseded"],
+            approved=row["approved"],
+            counts=counts_of(
+                by_update.get(row["update_id"], {}), targeted.get(row["update_id"], 0)
+            ),
+        )
+        for row in updates
+    ]
+
+
+async def reported_updates(conn: Connection, page: r.Page) -> tuple[list[str], int]:
+    """Updates with reports or approvals, most needed first (declined ones left out)."""
+    rows = await conn.fetch(
+        "SELECT u.update_id::text, count(*) OVER () AS total FROM updates u"
+        " WHERE u.declined_at IS NULL AND (EXISTS (SELECT 1 FROM update_counts c"
+        "   WHERE c.update_id = u.update_id AND c.n > 0)"
+        "   OR EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = u.update_id))"
+        " ORDER BY (SELECT coalesce(sum(n), 0) FROM update_counts c WHERE c.update_id ="
+        " u.update_id AND c.state IN ('needed', 'failed')) DESC, u.kb"
+        " OFFSET $1 LIMIT $2",
+        page.offset,
+        page.limit,
+    )
+    return [row["update_id"] for row in rows], (rows[0]["total"] if rows else 0)
+
+
+async def new_updates_to_approve(conn: Connection) -> bool:
+    """A managed computer needs an update that is neither approved nor declined."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM update_counts c JOIN updates u USING (update_id)"
+        " WHERE c.state = 'needed' AND c.n > 0 AND u.declined_at IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = c.update_id))"
+    )
+    return found
+
+
+async def by_classification(conn: Connection) -> list[StateGauge]:
+    """Computers per (classification, severity, state) over updates not declined (the sum is
+    a numeric in PostgreSQL: read as an int)."""
+    rows = await conn.fetch(
+        "SELECT u.classification, coalesce(u.severity, 'none') AS severity, c.state,"
+        " sum(c.n) AS n FROM update_counts c JOIN updates u USING (update_id)"
+        " WHERE u.declined_at IS NULL GROUP BY 1, 2, 3"
+    )
+    return [
+        StateGauge(row["classification"], row["severity"], row["state"], int(row["n"]))
+        for row in rows
+    ]

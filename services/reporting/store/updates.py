@@ -1,0 +1,84 @@
+"""The read copy of catalog updates, and the declines approval announces."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from libs.contracts.catalog import ReturnCode, UpdateSnapshot
+from libs.db.pool import Connection
+from services.reporting.domain.batches import KnownUpdate
+from services.reporting.domain.references import as_id, kb_number
+
+
+async def put(conn: Connection, update: UpdateSnapshot) -> None:
+    """Keep the newest revision seen; superseded stays superseded."""
+    await conn.execute(
+        "INSERT INTO updates (update_id, revision, kb, title, classification, severity,"
+        " return_codes, superseded) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)"
+        " ON CONFLICT (update_id) DO UPDATE SET revision = EXCLUDED.revision, kb = EXCLUDED.kb,"
+        " title = EXCLUDED.title, classification = EXCLUDED.classification,"
+        " severity = EXCLUDED.severity, return_codes = EXCLUDED.return_codes,"
+        " superseded = updates.superseded OR EXCLUDED.superseded"
+        " WHERE updates.revision < EXCLUDED.revision",
+        uuid.UUID(update.update_id),
+        update.revision,
+        update.kb,
+        update.title,
+        update.classification,
+        update.severity,
+        json.dumps([c.model_dump() for c in update.return_codes]),
+        bool(update.superseded_by),
+    )
+
+
+async def mark_superseded(conn: Connection, update_id: str) -> None:
+    await conn.execute(
+        "UPDATE updates SET superseded = true WHERE update_id = $1", uuid.UUID(update_id)
+    )
+
+
+async def set_declined(conn: Connection, update_id: str, at: datetime | None) -> None:
+    """Declined at `at`, or approved again (None)."""
+    await conn.execute(
+        "UPDATE updates SET declined_at = $2 WHERE update_id = $1", uuid.UUID(update_id), at
+    )
+
+
+async def delete(conn: Connection, update_id: str) -> None:
+    """The update's row (it waits for ingest batches holding it: see known())."""
+    await conn.execute("DELETE FROM updates WHERE update_id = $1", uuid.UUID(update_id))
+
+
+async def known(conn: Connection, update_ids: Sequence[str]) -> list[KnownUpdate]:
+    """Those of these updates reporting knows, held until the transaction ends.
+
+    FOR SHARE: a decline (or a deletion) of one of these updates waits for this batch to
+    commit, and this batch waits for one in progress, then reads it declined. Without it a
+    batch that read "not declined" could write states after the decline deleted them.
+    """
+    rows = await conn.fetch(
+        "SELECT update_id::text, return_codes::text, declined_at IS NOT NULL AS declined"
+        " FROM updates WHERE update_id = ANY ($1::uuid[]) ORDER BY update_id FOR SHARE",
+        list(update_ids),
+    )
+    return [
+        KnownUpdate(
+            update_id=row["update_id"],
+            return_codes=[ReturnCode.model_validate(c) for c in json.loads(row["return_codes"])],
+            declined=row["declined"],
+        )
+        for row in rows
+    ]
+
+
+async def find(conn: Connection, reference: str) -> str | None:
+    """The id of an update given by id or KB number."""
+    found: str | None = await conn.fetchval(
+        "SELECT update_id::text FROM updates WHERE update_id = $1::uuid OR kb = $2 LIMIT 1",
+        as_id(reference),
+        kb_number(reference),
+    )
+    return found

@@ -1,0 +1,51 @@
+"""Agent reports in, in batches: states move forward only, counters move with them, attempts
+are all kept (docs/product.md section 6)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import structlog
+
+from libs.contracts import agents as ag
+from libs.contracts.envelope import Envelope
+from libs.domain import agent_reports
+from libs.observability import metrics
+from libs.service import HandlerContext
+from services.reporting import store
+from services.reporting.domain import batches, counts
+
+log = structlog.get_logger(__name__)
+
+
+async def ingest(ctx: HandlerContext, reports: list[tuple[Envelope, ag.AgentStatus]]) -> None:
+    """A batch of status reports: states move forward only, attempts are all kept."""
+    statuses = [status for _, status in reports]
+    computers = await store.computers.known(ctx.conn, batches.computers_named(statuses))
+    updates = await store.updates.known(ctx.conn, batches.updates_named(statuses))
+    batch = batches.read_batch(statuses, batches.Known.of(computers, updates))
+    newest = agent_reports.latest(batch.observations)
+    held = await store.states.lock(ctx.conn, list(newest))
+    changes = agent_reports.changes(newest, held)
+    ignored = Counter(batch.ignored)
+    if len(changes) < len(newest):
+        ignored["older_than_stored"] += len(newest) - len(changes)
+    await store.states.save(ctx.conn, changes)
+    await store.aggregates.apply_deltas(ctx.conn, counts.counter_deltas(changes))
+    await store.states.save_attempts(ctx.conn, batch.attempts)
+    for reason, count in ignored.items():
+        metrics.REPORTS_IGNORED.labels(reason).inc(count)
+    if ignored:
+        log.info("reports.ignored", **dict(ignored))
+
+
+async def ingest_one(ctx: HandlerContext, status: ag.AgentStatus) -> None:
+    """The same, for one report (a batch that failed is retried message by message)."""
+    await ingest(ctx, [(ctx.envelope, status)])
+
+
+async def record_restart(ctx: HandlerContext, event: ag.AgentRestart) -> None:
+    """A completed restart turns the computer's pending installs into installed ones."""
+    if event.event == "restarted":
+        completed = await store.states.complete_restart(ctx.conn, event.computer_id, event.at)
+        await store.aggregates.apply_deltas(ctx.conn, counts.restart_deltas(completed))

@@ -1,0 +1,69 @@
+"""Compliance out: counts per update over the fleet, a group or a computer (docs/product.md
+section 6)."""
+
+from __future__ import annotations
+
+from libs.contracts import reporting as r
+from libs.read_copies import groups as group_copy
+from libs.service import HandlerContext, NotFound
+from services.reporting import store
+from services.reporting.domain.counts import counts_of, most_behind, sum_counts, tally
+from services.reporting.domain.pages import page_of
+
+
+async def summary(ctx: HandlerContext, query: r.Summary) -> r.SummaryReport:
+    """Per-update counts over the whole fleet, most needed first; and the notification."""
+    ids, total = await store.aggregates.reported_updates(ctx.conn, query.page)
+    found = {c.update_id: c for c in await store.aggregates.compliance(ctx.conn, ids)}
+    return r.SummaryReport(
+        new_updates_to_approve=await store.aggregates.new_updates_to_approve(ctx.conn),
+        computers=await store.computers.count(ctx.conn),
+        updates=[found[i] for i in ids if i in found],
+        total=total,
+    )
+
+
+async def update_report(ctx: HandlerContext, query: r.UpdateReportQuery) -> r.UpdateReport:
+    """One update's counts and its install attempts (a page of the failed ones)."""
+    update_id = await store.updates.find(ctx.conn, query.update)
+    if update_id is None:
+        raise NotFound(f"update: {query.update!r} is unknown to reporting", field="update")
+    (found,) = await store.aggregates.compliance(ctx.conn, [update_id])
+    ok, failed, views = await store.states.attempts(ctx.conn, update_id, query.page)
+    return r.UpdateReport(update=found, successes=ok, failures=failed, failed_attempts=views)
+
+
+async def group_report(ctx: HandlerContext, query: r.GroupReportQuery) -> r.GroupReport:
+    """Counts among the group's computers and its subgroups', per update."""
+    group = await group_copy.find_group(ctx.conn, query.group)
+    if group is None:
+        raise NotFound(f"group: {query.group!r} is unknown to reporting", field="group")
+    computers = await store.groups.members(ctx.conn, group[0])
+    per_update = await store.states.of_computers(ctx.conn, computers)
+    ids = most_behind(per_update)
+    page = page_of(ids, query.page)
+    described = {c.update_id: c for c in await store.aggregates.compliance(ctx.conn, page)}
+    updates = [
+        described[u].model_copy(update={"counts": counts_of(per_update[u], 0)})
+        for u in page
+        if u in described
+    ]
+    return r.GroupReport(
+        group_id=group[0],
+        name=group[1],
+        computers=len(computers),
+        totals=sum_counts([counts_of(per_update[u], 0) for u in ids]),
+        updates=updates,
+    )
+
+
+async def computer_report(ctx: HandlerContext, query: r.ComputerReportQuery) -> r.ComputerReport:
+    """One computer's updates and their states."""
+    items = await store.states.of_computer(ctx.conn, query.computer)
+    if not items and query.computer not in await store.computers.known(ctx.conn, [query.computer]):
+        raise NotFound(f"computer: {query.computer!r} is unknown to reporting", field="computer")
+    return r.ComputerReport(
+        computer_id=query.computer,
+        totals=tally(str(i.state) for i in items),
+        updates=page_of(items, query.page),
+    )
