@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO ?= 1
 
-.PHONY: install services test-packages run test lint typecheck pytest asyncapi dashboards screenshots clean
+.PHONY: install services test-packages run test lint typecheck pytest asyncapi dashboards screenshots clean bench
 
 install: $(VENV)/.installed
 
@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy libs services tests
+	$(BIN)/mypy libs services tests bench
 
 asyncapi: install
 	$(BIN)/lockgate asyncapi --output docs/asyncapi.yaml
@@ -63,3 +63,12 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Every benchmark at the sizes bench/RESULTS.md reports (over an hour on 2 cores); each makes
+# its own vhost and database and removes them. Not part of `make test`.
+bench: install services
+	$(BIN)/python -m bench.bench_pipeline
+	$(BIN)/python -m bench.bench_catalog_import
+	$(BIN)/python -m bench.bench_approval_scale
+	$(BIN)/python -m bench.bench_reporting_ingest
+	$(BIN)/python -m bench.bench_scheduler_timers

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -22,6 +24,43 @@ from libs.observability import metrics
 log = structlog.get_logger(__name__)
 
 M = TypeVar("M", bound=Contract)
+
+StepObserver = Callable[[str, float], None]
+"""Told that a named step took so many seconds of wall time (benchmarks, diagnostics).
+
+ServiceProcess(on_step=...) hands one to the message pipeline and to the outbox relay; when
+none is given, nothing is timed.
+"""
+
+RELAY_FETCH = "relay.fetch"
+RELAY_DECODE = "relay.decode"
+RELAY_PUBLISH = "relay.publish"
+RELAY_MARK = "relay.mark"
+RELAY_STEPS = (RELAY_FETCH, RELAY_DECODE, RELAY_PUBLISH, RELAY_MARK)
+"""What the relay reports per batch: select, envelopes back to AMQP, publish with confirms,
+mark published."""
+
+_UNTIMED = contextlib.nullcontext()
+
+
+class _Timed:
+    __slots__ = ("_name", "_observer", "_started")
+
+    def __init__(self, observer: StepObserver, name: str) -> None:
+        self._observer = observer
+        self._name = name
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self._observer(self._name, time.perf_counter() - self._started)
+
+
+def timed_step(observer: StepObserver | None, name: str) -> AbstractContextManager[object]:
+    """A `with` block that tells `observer` how long it took; a shared no-op without one."""
+    return _UNTIMED if observer is None else _Timed(observer, name)
 
 
 def notify_channel(schema: str) -> str:
@@ -105,6 +144,7 @@ class OutboxRelay:
         schema: str,
         batch_size: int = 500,
         poll_seconds: float = 1.0,
+        on_step: StepObserver | None = None,
     ) -> None:
         self._pool = pool
         self._bus = bus
@@ -112,6 +152,7 @@ class OutboxRelay:
         self._schema = check_schema(schema)
         self._batch_size = batch_size
         self._poll = poll_seconds
+        self._on_step = on_step
         self._wake = asyncio.Event()
         self._stopping = False
         self.is_leader = False
@@ -175,32 +216,36 @@ class OutboxRelay:
         """Publish every pending event, batch by batch; return how many were published."""
         total = 0
         while True:
-            rows = await conn.fetch(
-                "SELECT seq, exchange, routing_key, envelope, body FROM outbox"
-                " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-                self._batch_size,
-            )
+            with timed_step(self._on_step, RELAY_FETCH):
+                rows = await conn.fetch(
+                    "SELECT seq, exchange, routing_key, envelope, body FROM outbox"
+                    " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                    self._batch_size,
+                )
             if not rows:
                 return total
-            items = [
-                (
-                    to_amqp(Envelope.model_validate_json(row["envelope"]), bytes(row["body"])),
-                    row["exchange"],
-                    row["routing_key"],
-                )
-                for row in rows
-            ]
-            confirmed = await self._bus.publish_many(items)
+            with timed_step(self._on_step, RELAY_DECODE):
+                items = [
+                    (
+                        to_amqp(Envelope.model_validate_json(row["envelope"]), bytes(row["body"])),
+                        row["exchange"],
+                        row["routing_key"],
+                    )
+                    for row in rows
+                ]
+            with timed_step(self._on_step, RELAY_PUBLISH):
+                confirmed = await self._bus.publish_many(items)
             # Only the confirmed prefix is marked; what follows a failure is sent again next
             # time (consumers dedupe by message id). Events go out in seq order, which is
             # commit order for transactions that do not overlap; overlapping transactions
             # have no order between them to keep.
             prefix = next((i for i, ok in enumerate(confirmed) if not ok), len(confirmed))
             if prefix:
-                await conn.execute(
-                    "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])",
-                    [row["seq"] for row in rows[:prefix]],
-                )
+                with timed_step(self._on_step, RELAY_MARK):
+                    await conn.execute(
+                        "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])",
+                        [row["seq"] for row in rows[:prefix]],
+                    )
                 metrics.OUTBOX_PUBLISHED.inc(prefix)
                 total += prefix
             if prefix < len(rows):

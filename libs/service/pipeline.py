@@ -5,6 +5,9 @@ the transaction holding the handler's writes, its inbox row and its outbox event
 committed; a crash before the ack redelivers the message and the inbox skips it.
 Messages that can never succeed go to `<queue>.dlq` at once with the reason in headers;
 others are retried (with backoff) until the delivery limit, then dead-lettered likewise.
+
+With an `on_step` observer (ServiceProcess(on_step=...), for benchmarks) each delivery also
+reports how long its steps took (the STEP_* names); without one nothing is timed.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.contracts.spec import AgentEventSpec, Contract
 from libs.contracts.system import RpcError
 from libs.db import inbox
-from libs.db.outbox import Outbox
+from libs.db.outbox import Outbox, StepObserver, timed_step
 from libs.db.pool import Pool
 from libs.observability import metrics
 from libs.service.clock import SYSTEM_CLOCK, Clock
@@ -42,6 +45,19 @@ log = structlog.get_logger(__name__)
 REASON_CLASS_HEADER = "x-lockgate-reason-class"
 REASON_HEADER = "x-lockgate-reason"
 MAX_REASON = 2000
+
+# Steps of one delivery told to `on_step`: decode (envelope, route, sender, payload); the
+# transaction (pool acquire to commit) and, inside it, the inbox claim, the handler (with the
+# reply's JSON for a command) and the stored reply; the reply's publish; the ack; and the
+# whole of `process`. A refused or failed message reports only the steps it finished.
+STEP_DECODE = "decode"
+STEP_TRANSACTION = "transaction"
+STEP_CLAIM = "inbox.claim"
+STEP_HANDLER = "handler"
+STEP_STORE_REPLY = "inbox.store_reply"
+STEP_REPLY = "reply"
+STEP_ACK = "ack"
+STEP_PROCESS = "process"
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,7 @@ class Pipeline:
         in_flight: InFlight,
         stopping: asyncio.Event,
         clock: Clock = SYSTEM_CLOCK,
+        on_step: StepObserver | None = None,
     ) -> None:
         self.queue = queue
         self._routes = {route.spec.type: route for route in routes}
@@ -99,6 +116,7 @@ class Pipeline:
         self._in_flight = in_flight
         self._stopping = stopping
         self._clock = clock
+        self._on_step = on_step
         self._source = source_of(instance.service)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
@@ -108,10 +126,11 @@ class Pipeline:
     async def process(self, message: AbstractIncomingMessage) -> Outcome:
         started = time.perf_counter()
         try:
-            envelope = from_amqp(message)
-            route = self._route(envelope)
-            envelope = self.check_sender(route, envelope, message.routing_key or "")
-            payload = self._decode(route, envelope, message.body)
+            with timed_step(self._on_step, STEP_DECODE):
+                envelope = from_amqp(message)
+                route = self._route(envelope)
+                envelope = self.check_sender(route, envelope, message.routing_key or "")
+                payload = self._decode(route, envelope, message.body)
         except InvalidMessage as error:
             return await self._refuse(message, None, error)
         with structlog.contextvars.bound_contextvars(
@@ -126,7 +145,10 @@ class Pipeline:
                 outcome = await self._refuse(message, route, error)
             except Exception as error:  # noqa: BLE001 - any other failure is retried, then dead-lettered
                 outcome = await self._retry_or_dead_letter(message, route, error)
-        metrics.HANDLER_DURATION.labels(route.name).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.HANDLER_DURATION.labels(route.name).observe(elapsed)
+        if self._on_step is not None:
+            self._on_step(STEP_PROCESS, elapsed)
         return outcome
 
     @staticmethod
@@ -174,38 +196,46 @@ class Pipeline:
         payload: Contract,
     ) -> Outcome:
         reply: tuple[str, bytes] | None = None
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, envelope.id, route.name):
-                stored = await inbox.stored_reply(conn, envelope.id, route.name)
-                reply = None if stored is None else (stored.status, stored.body)
-                duplicate = True
-            else:
-                duplicate = False
-                outbox = Outbox(
-                    conn,
-                    schema=self._instance.service,
-                    source=self._source,
-                    correlation_id=envelope.correlation_id or envelope.id,
-                )
-                ctx = HandlerContext(
-                    conn=conn,
-                    envelope=envelope,
-                    outbox=outbox,
-                    now=self._clock.now(),
-                    instance=self._instance,
-                    settings=self._settings,
-                )
-                if isinstance(route, On):
-                    await route.handle(ctx, payload)
+        with timed_step(self._on_step, STEP_TRANSACTION):
+            async with self._pool.acquire() as conn, conn.transaction():
+                with timed_step(self._on_step, STEP_CLAIM):
+                    claimed = await inbox.claim(conn, envelope.id, route.name)
+                if not claimed:
+                    stored = await inbox.stored_reply(conn, envelope.id, route.name)
+                    reply = None if stored is None else (stored.status, stored.body)
+                    duplicate = True
                 else:
-                    reply = await self._answer(ctx, route, payload)
-                    await inbox.store_reply(conn, envelope.id, route.name, *reply)
+                    duplicate = False
+                    outbox = Outbox(
+                        conn,
+                        schema=self._instance.service,
+                        source=self._source,
+                        correlation_id=envelope.correlation_id or envelope.id,
+                    )
+                    ctx = HandlerContext(
+                        conn=conn,
+                        envelope=envelope,
+                        outbox=outbox,
+                        now=self._clock.now(),
+                        instance=self._instance,
+                        settings=self._settings,
+                    )
+                    with timed_step(self._on_step, STEP_HANDLER):
+                        if isinstance(route, On):
+                            await route.handle(ctx, payload)
+                        else:
+                            reply = await self._answer(ctx, route, payload)
+                    if reply is not None:
+                        with timed_step(self._on_step, STEP_STORE_REPLY):
+                            await inbox.store_reply(conn, envelope.id, route.name, *reply)
         # Committed. A failure from here on is not the handler's: the effect stands, and a
         # redelivery (if the ack is lost) is skipped by the inbox.
         try:
             if reply is not None:
-                await self._reply(message, route.spec.type, *reply)
-            await message.ack()
+                with timed_step(self._on_step, STEP_REPLY):
+                    await self._reply(message, route.spec.type, *reply)
+            with timed_step(self._on_step, STEP_ACK):
+                await message.ack()
         except Exception as error:  # noqa: BLE001 - never retry or dead-letter a committed message
             log.warning("message.ack_failed", handler=route.name, error=repr(error))
         if duplicate:

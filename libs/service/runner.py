@@ -16,11 +16,11 @@ from importlib.metadata import PackageNotFoundError, version
 import asyncpg
 import structlog
 
-from libs.bus.bus import Binding, Bus
+from libs.bus.bus import Binding, Bus, Callback
 from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.db import inbox, outbox
 from libs.db.migrations import migrate
-from libs.db.outbox import OutboxRelay
+from libs.db.outbox import OutboxRelay, StepObserver
 from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability import metrics
 from libs.observability.http import HealthServer
@@ -52,8 +52,19 @@ def _port_of(settings: Settings, name: str) -> int:
     return settings.http_port(name)
 
 
+ConsumerHook = Callable[[str, Callback], Callback]
+"""Given a queue and the callback about to consume it, returns that callback or a wrapper."""
+
+
 class ServiceProcess:
-    """One running instance of a service; N replicas are N of these in N processes."""
+    """One running instance of a service; N replicas are N of these in N processes.
+
+    Two optional hooks let a benchmark watch the service in its own process; without them
+    nothing is called or timed. `on_step` is told how long each step of a delivery
+    (libs.service.pipeline.STEP_*) and of each outbox relay batch (libs.db.outbox.RELAY_STEPS)
+    took. `wrap_consumer` is called once per queue, just before its consumer is registered
+    (migrations, pool, relay and topology are ready by then), and may wrap the callback.
+    """
 
     def __init__(
         self,
@@ -62,6 +73,8 @@ class ServiceProcess:
         *,
         http_port: int | None = None,
         clock: Clock | None = None,
+        on_step: StepObserver | None = None,
+        wrap_consumer: ConsumerHook | None = None,
     ) -> None:
         self.definition = definition
         self.clock = clock or clock_from(settings.clock_speed, settings.clock_epoch)
@@ -73,6 +86,8 @@ class ServiceProcess:
             started_at=datetime.now(UTC),
         )
         self._http_port = http_port
+        self._on_step = on_step
+        self._wrap_consumer = wrap_consumer
         self._sequence = 0
         self._stopping = asyncio.Event()
         self._in_flight = InFlight()
@@ -118,6 +133,7 @@ class ServiceProcess:
             schema=name,
             batch_size=settings.outbox_batch_size,
             poll_seconds=settings.outbox_poll_seconds,
+            on_step=self._on_step,
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
         self.health = HealthServer(
@@ -138,6 +154,7 @@ class ServiceProcess:
                 in_flight=self._in_flight,
                 stopping=self._stopping,
                 clock=self.clock,
+                on_step=self._on_step,
             )
             consumer: Pipeline | BatchingPipeline = pipeline
             if any(isinstance(r, On) and r.handle_many is not None for r in routes):
@@ -150,7 +167,10 @@ class ServiceProcess:
                     clock=self.clock,
                     in_flight=self._in_flight,
                 )
-            await bus.consume(queue, consumer, prefetch=settings.prefetch)
+            callback: Callback = consumer
+            if self._wrap_consumer is not None:
+                callback = self._wrap_consumer(queue, callback)
+            await bus.consume(queue, callback, prefetch=settings.prefetch)
         self._tasks = [
             asyncio.create_task(
                 self._every(HOUSEKEEPING_SECONDS, "housekeeping", self._housekeeping)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,10 +12,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from libs.bus import Bus, RpcClient, RpcError, RpcTimeout, ServiceUnavailable, to_amqp
+from libs.bus.bus import Callback
 from libs.contracts import Envelope
 from libs.contracts.names import Exchange
 from libs.contracts.spec import CommandSpec, EventSpec
-from libs.db.outbox import relay_application_name
+from libs.db.outbox import RELAY_STEPS, relay_application_name
+from libs.service import pipeline
 from libs.service.pipeline import REASON_CLASS_HEADER, REASON_HEADER
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
@@ -235,3 +238,55 @@ async def test_rpc_to_no_service_fails_at_once(rpc: RpcClient) -> None:
     )
     with pytest.raises(ServiceUnavailable, match="is the probe service running"):
         await rpc.call(nobody, probe.Key(key="x"), timeout=30)
+
+
+async def test_hooks_see_each_step_and_the_consumer(
+    infra: Infra, bus: Bus, db: asyncpg.Connection
+) -> None:
+    """A benchmark's hooks are told the consumer about to start and how long each step of a
+    delivery and of the relay took (a second probe, under its own name, gets the event too)."""
+    timed: list[tuple[str, float]] = []
+    queues: list[str] = []
+
+    def wrap_consumer(queue: str, callback: Callback) -> Callback:
+        queues.append(queue)
+        return callback
+
+    definition = dataclasses.replace(probe.PROBE, name="probehooks", commands=(), heartbeat=False)
+    settings = Settings(
+        amqp_url=infra.amqp_url, database_url=infra.database_url, outbox_poll_seconds=0.2
+    )
+    process = ServiceProcess(
+        definition,
+        settings,
+        http_port=0,
+        on_step=lambda name, seconds: timed.append((name, seconds)),
+        wrap_consumer=wrap_consumer,
+    )
+    try:
+        await process.start()
+        assert queues == ["probehooks.inputs"]
+        key = uuid.uuid4().hex
+        await publish(bus, probe.COUNT, key)
+
+        async def relayed() -> bool:
+            counted = await db.fetchval("SELECT n FROM probehooks.counts WHERE key = $1", key)
+            return counted == 1 and set(RELAY_STEPS) <= {name for name, _ in timed}
+
+        await eventually(relayed, timeout=10, what="the event to be handled and relayed")
+    finally:
+        await process.stop()
+        channel = await bus.connection.channel()
+        for queue in ("probehooks.inputs", "probehooks.inputs.dlq"):
+            await channel.queue_delete(queue)
+        await channel.close()
+    handled = [
+        pipeline.STEP_DECODE,
+        pipeline.STEP_CLAIM,
+        pipeline.STEP_HANDLER,
+        pipeline.STEP_TRANSACTION,
+        pipeline.STEP_ACK,
+        pipeline.STEP_PROCESS,
+    ]
+    assert [name for name, _ in timed if name in handled] == handled, timed
+    assert all(seconds >= 0 for _, seconds in timed)

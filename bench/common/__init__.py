@@ -1,0 +1,1 @@
+"""What every benchmark shares: infrastructure, meters, statistics, baselines, tracing, reports."""
