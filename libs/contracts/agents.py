@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from libs.contracts.approval import ActionName
-from libs.contracts.catalog import DEFAULT_RETURN_CODES, RestartName, ReturnCode
+from libs.contracts.catalog import RestartName, ReturnCode
 from libs.contracts.policies import AgentUpdateSchedule, PolicySettings
 from libs.contracts.scheduler import COMPUTER_ID_PATTERN
 from libs.contracts.spec import AgentEventSpec, Contract, InstructionSpec, command
@@ -271,7 +271,10 @@ PLAN: InstructionSpec[ComputerPlan] = InstructionSpec(
                 install_at=_WINDOW,
                 restart="always",
                 command_line=None,
-                return_codes=list(DEFAULT_RETURN_CODES),
+                return_codes=[
+                    ReturnCode(code=0, outcome="success"),
+                    ReturnCode(code=3010, outcome="success_restart_required"),
+                ],
             )
         ],
         agent_update=AgentUpdatePlan(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
@@ -51,19 +50,11 @@ class ReturnCode(Contract):
     )
 
 
-DEFAULT_RETURN_CODES = (
+_EXAMPLE_RETURN_CODES = [
     ReturnCode(code=0, outcome="success"),
     ReturnCode(code=3010, outcome="success_restart_required"),
-)
-"""docs/product.md section 4: 0 = success, 3010 = success with restart; anything else fails."""
-
-
-def outcome_of(code: int, return_codes: Sequence[ReturnCode]) -> ReturnOutcome:
-    """Read an installer exit code through an update's map (the default map if empty)."""
-    for entry in return_codes or DEFAULT_RETURN_CODES:
-        if entry.code == code:
-            return entry.outcome
-    return "failure"
+]
+"""The default map, spelled out for the examples (libs/domain/agent_reports.py owns it)."""
 
 
 InstallerKind = Literal["msi", "msp", "exe"]
@@ -302,7 +293,7 @@ _UPDATE = UpdateSnapshot(
     expired=False,
     size_bytes=None,
     sha256=None,
-    return_codes=list(DEFAULT_RETURN_CODES),
+    return_codes=_EXAMPLE_RETURN_CODES,
 )
 _THIRD_PARTY = UpdateSnapshot(
     update_id="c2a7e4f1-5b3d-4e8a-9f6c-1d2e3f4a5b6c",
@@ -332,7 +323,10 @@ _THIRD_PARTY = UpdateSnapshot(
     expired=False,
     size_bytes=1_961_984,
     sha256="9b0e5f4c3a2d1e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f",
-    return_codes=[*DEFAULT_RETURN_CODES, ReturnCode(code=1641, outcome="success_restart_required")],
+    return_codes=[
+        *_EXAMPLE_RETURN_CODES,
+        ReturnCode(code=1641, outcome="success_restart_required"),
+    ],
     package=Package(
         kind="msi",
         installer="7z2501-x64.msi",

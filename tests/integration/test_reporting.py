@@ -23,6 +23,7 @@ from libs.contracts import reporting as r
 from libs.contracts.envelope import Envelope
 from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.db.pool import drop_database, ensure_database
+from libs.domain.agent_reports import DEFAULT_RETURN_CODES
 from libs.service.pipeline import REASON_HEADER
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
@@ -348,7 +349,7 @@ async def test_operator_added_return_code_is_read_through_the_map(reports: Repor
     tool = tool.model_copy(
         update={
             "return_codes": [
-                *c.DEFAULT_RETURN_CODES,
+                *DEFAULT_RETURN_CODES,
                 c.ReturnCode(code=17, outcome="success"),
                 c.ReturnCode(code=1641, outcome="success_restart_required"),
             ]

@@ -31,6 +31,7 @@ from libs.contracts.registry import REGISTRY
 from libs.contracts.scheduler import AGENT_CHECKIN, AgentCheckin
 from libs.contracts.spec import CommandSpec, Contract
 from libs.db.pool import drop_database, ensure_database
+from libs.domain.agent_reports import DEFAULT_RETURN_CODES
 from libs.service.clock import ManualClock
 from libs.service.pipeline import REASON_HEADER
 from libs.service.runner import ServiceProcess
@@ -439,7 +440,7 @@ def tool_update() -> c.UpdateSnapshot:
         expired=False,
         size_bytes=1024,
         sha256="0" * 64,
-        return_codes=list(c.DEFAULT_RETURN_CODES),
+        return_codes=list(DEFAULT_RETURN_CODES),
         package=c.Package(
             kind="exe",
             installer="reader.exe",

@@ -12,6 +12,7 @@ import pytest
 
 from libs.contracts import catalog as c
 from libs.contracts import uploads as u
+from libs.domain.agent_reports import DEFAULT_RETURN_CODES
 from libs.service.errors import Conflict, InvalidInput, NotFound
 from services.catalog.domain.documents import document_bytes
 from services.catalog.domain.model import (
@@ -121,7 +122,7 @@ def test_microsoft_content_is_stored_without_a_package_and_reads_back() -> None:
     data = json.loads(content_json(content))
     assert "package" not in data
     assert data["release_date"] == "2026-01-13T00:00:00+00:00"
-    assert data["return_codes"] == [r.model_dump() for r in c.DEFAULT_RETURN_CODES]
+    assert data["return_codes"] == [r.model_dump() for r in DEFAULT_RETURN_CODES]
     assert content_from_json(content_json(content)) == content
 
 
@@ -239,7 +240,7 @@ def test_step_rules_by_installer_kind() -> None:
 def test_session_shows_defaults_for_unanswered_steps() -> None:
     """Return codes default to 0 and 3010; lists to empty."""
     view = session(upload())
-    assert view.return_codes == list(c.DEFAULT_RETURN_CODES)
+    assert view.return_codes == list(DEFAULT_RETURN_CODES)
     assert (view.operating_systems, view.detection_rules, view.command_line) == ([], [], None)
     assert view.total_bytes == 15
 

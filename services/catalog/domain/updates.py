@@ -15,7 +15,6 @@ from pydantic import JsonValue, PlainSerializer, TypeAdapter
 
 from libs.contracts.catalog import (
     CLASSIFICATIONS,
-    DEFAULT_RETURN_CODES,
     ClassificationName,
     Origin,
     Package,
@@ -26,6 +25,7 @@ from libs.contracts.catalog import (
     UpdateDetail,
     UpdateSnapshot,
 )
+from libs.domain.agent_reports import DEFAULT_RETURN_CODES
 from libs.service.errors import InvalidInput
 from services.catalog.domain.model import Classification, RestartBehaviour, Severity, SourceUpdate
 

@@ -10,13 +10,14 @@ from typing import Literal
 
 from pydantic import TypeAdapter
 
-from libs.contracts.catalog import DEFAULT_RETURN_CODES, DetectionRule, ReturnCode, UploadFile
+from libs.contracts.catalog import DetectionRule, ReturnCode, UploadFile
 from libs.contracts.uploads import (
     Extracted,
     ThirdPartyClassification,
     UploadSession,
     UploadState,
 )
+from libs.domain.agent_reports import DEFAULT_RETURN_CODES
 from libs.service.errors import InvalidInput, Refused
 from services.catalog.domain.installers.common import InstallerMetadata
 
