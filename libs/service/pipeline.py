@@ -107,7 +107,10 @@ class Pipeline:
         on_step: StepObserver | None = None,
     ) -> None:
         self.queue = queue
-        self._routes = {route.spec.type: route for route in routes}
+        self._routes = {
+            accepted: route for route in routes for accepted in route.spec.accepted_types
+        }
+        """By type, and by the earlier names a renamed type still accepts."""
         self._pool = pool
         self._bus = bus
         self._instance = instance

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import asyncpg
 import structlog
@@ -27,7 +28,7 @@ from libs.observability.http import HealthServer
 from libs.observability.logging import configure_logging
 from libs.service.batching import BatchingPipeline
 from libs.service.clock import Clock, clock_from
-from libs.service.handlers import Instance, On, ServiceDefinition, TaskContext
+from libs.service.handlers import Answer, Instance, On, ServiceDefinition, TaskContext
 from libs.service.pipeline import InFlight, Pipeline
 from libs.service.system import emit_heartbeat
 from libs.settings import SERVICE_NAMES, Settings
@@ -54,6 +55,13 @@ def _port_of(settings: Settings, name: str) -> int:
 
 ConsumerHook = Callable[[str, Callback], Callback]
 """Given a queue and the callback about to consume it, returns that callback or a wrapper."""
+
+
+def _bindings(route: On[Any] | Answer[Any, Any]) -> list[Binding]:
+    """A route's bindings: its type's, and its earlier names' while they are still accepted."""
+    if isinstance(route, On):
+        return [Binding(route.spec.exchange, key) for key in route.spec.binding_keys]
+    return [Binding(Exchange.COMMANDS, key) for key in route.spec.accepted_types]
 
 
 class ServiceProcess:
@@ -119,12 +127,7 @@ class ServiceProcess:
         for queue, routes in queues.items():
             await bus.declare_queue(
                 queue,
-                [
-                    Binding(route.spec.exchange, route.spec.binding_key)
-                    if isinstance(route, On)
-                    else Binding(Exchange.COMMANDS, route.spec.routing_key)
-                    for route in routes
-                ],
+                [binding for route in routes for binding in _bindings(route)],
             )
         self._relay = OutboxRelay(
             pool,

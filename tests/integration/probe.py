@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from libs.contracts.spec import CommandSpec, Contract, EventSpec
+from libs.contracts.spec import Contract, command, event
 from libs.service import Answer, HandlerContext, InvalidInput, On, ServiceDefinition
 
 NAME = "probe"
@@ -38,17 +38,23 @@ class Sleep(Contract):
     seconds: float = Field(description="How long to sleep.")
 
 
-COUNT = EventSpec(type="probe.count.v1", model=Key, producer="tests", summary="Count once.")
-COUNTED = EventSpec(type="probe.counted.v1", model=Key, producer=NAME, summary="Counted.")
-FAIL = EventSpec(type="probe.fail.v1", model=Key, producer="tests", summary="Always raises.")
-REFUSE = EventSpec(type="probe.refuse.v1", model=Key, producer="tests", summary="Always wrong.")
-DIVIDE = CommandSpec(
-    type="probe.divide.v1", request=Divide, reply=Quotient, handler=NAME, summary="Divide."
+COUNT = event(
+    NAME,
+    "counter",
+    "count",
+    Key,
+    summary="Count once.",
+    example=Key(key="k"),
+    formerly=("probe.count.v1",),
 )
-EXPLODE = CommandSpec(
-    type="probe.explode.v1", request=Key, reply=Key, handler=NAME, summary="Always crashes."
+COUNTED = event(NAME, "counter", "counted", Key, summary="Counted.", example=Key(key="k"))
+FAIL = event(NAME, "counter", "fail", Key, summary="Always raises.", example=Key(key="k"))
+REFUSE = event(NAME, "counter", "refuse", Key, summary="Always wrong.", example=Key(key="k"))
+DIVIDE = command(
+    NAME, "math", "divide", Divide, Quotient, summary="Divide.", formerly=("probe.divide.v1",)
 )
-SLEEP = CommandSpec(type="probe.sleep.v1", request=Sleep, reply=Key, handler=NAME, summary="Sleep.")
+EXPLODE = command(NAME, "math", "explode", Key, Key, summary="Always crashes.")
+SLEEP = command(NAME, "clock", "sleep", Sleep, Key, summary="Sleep.")
 
 
 async def count(ctx: HandlerContext, message: Key) -> None:

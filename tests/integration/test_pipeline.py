@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -53,15 +54,22 @@ async def rpc(bus: Bus) -> RpcClient:
 
 
 async def publish(
-    bus: Bus, spec: EventSpec[probe.Key], key: str, message_id: str | None = None
+    bus: Bus,
+    spec: EventSpec[probe.Key],
+    key: str,
+    message_id: str | None = None,
+    *,
+    as_type: str | None = None,
 ) -> str:
-    envelope = Envelope.new(source="tests", type=spec.type, subject=key)
+    """Publish one event; `as_type` sends it under another name (an earlier one, say)."""
+    message_type = as_type or spec.type
+    envelope = Envelope.new(source="tests", type=message_type, subject=key)
     if message_id:
         envelope = envelope.model_copy(update={"id": message_id})
     await bus.publish(
         to_amqp(envelope, probe.Key(key=key).model_dump_json().encode()),
         exchange=Exchange.EVENTS.value,
-        routing_key=spec.routing_key(),
+        routing_key=as_type or spec.routing_key(),
     )
     return envelope.id
 
@@ -182,6 +190,27 @@ async def test_domain_error_is_dead_lettered_at_once(bus: Bus) -> None:
     assert sample("lockgate_messages_failed_total", "inputs/refuse") == before
 
 
+async def test_an_event_under_its_earlier_name_is_still_handled(
+    bus: Bus, db: asyncpg.Connection
+) -> None:
+    """A renamed event keeps working for producers not yet moved: bound and routed by both."""
+    key = uuid.uuid4().hex
+    await publish(bus, probe.COUNT, key, as_type="probe.count.v1")
+    await eventually(lambda: _counted(db, key), timeout=10, what="the old-named event handled")
+
+
+async def _counted(db: asyncpg.Connection, key: str) -> bool:
+    return await counter(db, key) == 1
+
+
+async def test_a_command_under_its_earlier_name_is_still_answered(rpc: RpcClient) -> None:
+    """A caller still using a renamed command's earlier name gets its reply, not a timeout."""
+    old = copy.copy(probe.DIVIDE)
+    object.__setattr__(old, "type", "probe.divide.v1")  # a caller built before the rename
+    reply = await rpc.call(old, probe.Divide(dividend=9, divisor=3))
+    assert reply == probe.Quotient(value=3.0)
+
+
 async def test_rpc_answers(rpc: RpcClient) -> None:
     """A command gets its typed reply."""
     reply = await rpc.call(probe.DIVIDE, probe.Divide(dividend=7, divisor=2))
@@ -223,14 +252,14 @@ async def test_rpc_invalid_request_is_a_clear_error(rpc: RpcClient) -> None:
 
 async def test_rpc_timeout_is_a_clear_error(rpc: RpcClient) -> None:
     """A reply that does not come in time raises RpcTimeout naming the command, not a hang."""
-    with pytest.raises(RpcTimeout, match=r"probe\.sleep\.v1: no reply within 0\.5 s"):
+    with pytest.raises(RpcTimeout, match=r"probe\.clock\.sleep\.v1: no reply within 0\.5 s"):
         await rpc.call(probe.SLEEP, probe.Sleep(seconds=3), timeout=0.5)
 
 
 async def test_rpc_to_no_service_fails_at_once(rpc: RpcClient) -> None:
     """A command no queue takes fails immediately instead of waiting for the timeout."""
     nobody: CommandSpec[probe.Key, probe.Key] = CommandSpec(
-        type="probe.nobody-home.v1",
+        type="probe.nobody.home.v1",
         request=probe.Key,
         reply=probe.Key,
         handler="probe",
