@@ -15,6 +15,7 @@ from pathlib import Path
 from libs.contracts import approval as a
 from libs.contracts.approval import ROOT_GROUP_ID
 from libs.db.pool import Connection
+from libs.domain.references import as_id
 from libs.service.handlers import HandlerContext, On, ReadCopy
 
 MIGRATIONS = Path(__file__).parent / "groups_sql"
@@ -95,14 +96,11 @@ async def set_memberships(conn: Connection, computer_id: str, group_ids: Sequenc
 
 async def find_group(conn: Connection, reference: str) -> tuple[str, str] | None:
     """(id, name) of a group given by id or name (case-insensitive)."""
-    try:
-        as_id: uuid.UUID | None = uuid.UUID(reference)
-    except ValueError:
-        as_id = None
+    group_id = as_id(reference)
     row = await conn.fetchrow(
         "SELECT group_id::text, name FROM groups WHERE group_id = $1::uuid"
         " OR lower(name) = lower($2) ORDER BY group_id = $1::uuid DESC LIMIT 1",
-        as_id,
+        group_id,
         reference,
     )
     return None if row is None else (row["group_id"], row["name"])

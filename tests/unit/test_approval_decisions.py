@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from libs.contracts import approval as a
+from libs.domain.references import as_id, kb_number
 from libs.service.errors import Conflict, InvalidInput, NotFound
 from services.approval.domain.approvals import (
     changes,
@@ -28,7 +29,6 @@ from services.approval.domain.groups import (
     clean_name,
     views,
 )
-from services.approval.domain.references import as_id
 from services.approval.domain.resolution import resolve_each
 from services.approval.domain.rules import approvals_by, candidate, criteria, define, matches
 from services.approval.domain.tree import Effective, Explicit, Tree, effective
@@ -36,7 +36,6 @@ from services.approval.domain.updates import (
     ListedUpdate,
     Update,
     check_approvable,
-    kb_number,
     search_text,
     shown,
     states,

@@ -11,6 +11,7 @@ from libs.contracts.agents import AgentStatus, DetectionResult, InstallResult
 from libs.contracts.catalog import ReturnCode
 from libs.contracts.reporting import Page, StateCounts
 from libs.domain.agent_reports import NO_REPORT, detection
+from libs.domain.references import as_id, kb_number
 from services.reporting.domain.batches import (
     Attempt,
     Known,
@@ -33,7 +34,6 @@ from services.reporting.domain.counts import (
 )
 from services.reporting.domain.gauges import ApprovedUpdate, past_deadline
 from services.reporting.domain.pages import page_of
-from services.reporting.domain.references import as_id, kb_number
 
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -36,11 +36,6 @@ class ListedUpdate:
     approved_groups: int
 
 
-def kb_number(reference: str) -> str:
-    """A KB number as kept, given with or without `KB` (any case)."""
-    return reference.strip().upper().removeprefix("KB")
-
-
 def search_text(search: str | None) -> str | None:
     """What an update list's search looks for in titles and KB numbers."""
     return search.strip().removeprefix("KB").removeprefix("kb") if search else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 from libs.db.pool import Connection
+from libs.domain.references import as_id
 from services.approval.domain.groups import GroupCounts, Groups
-from services.approval.domain.references import as_id
 from services.approval.domain.tree import Tree
 
 

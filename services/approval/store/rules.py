@@ -8,7 +8,7 @@ import asyncpg
 
 from libs.contracts import approval as a
 from libs.db.pool import Connection
-from services.approval.domain.references import as_id
+from libs.domain.references import as_id
 
 _RULE_COLUMNS = (
     "rule_id::text, name, description, products, classifications, severities, title_contains,"

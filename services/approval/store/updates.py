@@ -10,8 +10,8 @@ import asyncpg
 
 from libs.contracts.catalog import UpdateSnapshot
 from libs.db.pool import Connection, rows_affected
-from services.approval.domain.references import as_id
-from services.approval.domain.updates import ListedUpdate, Update, kb_number
+from libs.domain.references import as_id, kb_number
+from services.approval.domain.updates import ListedUpdate, Update
 
 _COLUMNS = (
     "update_id::text",

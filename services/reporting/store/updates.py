@@ -9,8 +9,8 @@ from datetime import datetime
 
 from libs.contracts.catalog import ReturnCode, UpdateSnapshot
 from libs.db.pool import Connection
+from libs.domain.references import as_id, kb_number
 from services.reporting.domain.batches import KnownUpdate
-from services.reporting.domain.references import as_id, kb_number
 
 
 async def put(conn: Connection, update: UpdateSnapshot) -> None:

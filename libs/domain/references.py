@@ -1,4 +1,4 @@
-"""Queries name updates by id or by KB number."""
+"""Operators name things by id or by name: how a reference is read, for every service."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 
 def as_id(reference: str) -> uuid.UUID | None:
-    """The id a reference gives, if it is one; else it is a KB number."""
+    """The id a reference gives, if it is one; else it is a name (or a KB number)."""
     try:
         return uuid.UUID(reference)
     except ValueError:
