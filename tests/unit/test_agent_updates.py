@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from libs.contracts.policies import AgentUpdateSchedule, PolicySettings
-from services.scheduler.domain.agent_updates import agent_update, version_key
+from libs.service.errors import Conflict, InvalidInput
+from services.scheduler.domain.agent_updates import agent_update, new_release_key, version_key
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 PUBLISHED = NOW - timedelta(hours=1)
@@ -36,6 +37,23 @@ def test_versions_are_read_numerically(text: str, key: tuple[int, int, int] | No
 
 def test_numeric_order_not_text_order() -> None:
     assert version_key("1.10.0") > version_key("1.9.9")  # type: ignore[operator]
+
+
+def test_a_new_release_must_be_newer_than_every_published_one() -> None:
+    """Versions only go up, compared numerically; unreadable published versions are ignored."""
+    assert new_release_key("1.10.0", ["1.9.9", "1.2.0", "unknown"]) == (1, 10, 0)
+    assert new_release_key("0.0.1", []) == (0, 0, 1)
+    with pytest.raises(Conflict, match=r"not newer than the latest release 1\.9\.9") as caught:
+        new_release_key("1.9.9", ["1.2.0", "1.9.9"])
+    assert caught.value.field == "version"
+    with pytest.raises(Conflict):
+        new_release_key("1.4", ["1.4.0"])
+
+
+def test_a_new_release_must_be_a_version() -> None:
+    with pytest.raises(InvalidInput, match=r"is not major\.minor\.patch") as caught:
+        new_release_key("latest", [])
+    assert caught.value.field == "version"
 
 
 @pytest.mark.parametrize("installed", ["1.1.0", "1.2.0", "2.0.0", "", "custom-build"])

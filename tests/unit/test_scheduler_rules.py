@@ -19,13 +19,14 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from libs.contracts.agents import ComputerPlan
+from libs.contracts.agents import ComputerPlan, InstallResult
 from libs.contracts.approval import ROOT_GROUP_ID, ActionName
-from libs.contracts.catalog import RestartName
-from libs.contracts.policies import WEEKDAYS, PolicySettings, ScheduledDay, Weekday
+from libs.contracts.catalog import RestartName, ReturnCode
+from libs.contracts.policies import RECOMMENDED, WEEKDAYS, PolicySettings, ScheduledDay, Weekday
 from libs.domain.resolution import NO_DEADLINE, Deadline
 from services.scheduler.domain import plans, restarts, windows
-from services.scheduler.domain.policy import Assignment, effective_policy
+from services.scheduler.domain.policy import Assignment, PolicyContext, effective_policy
+from services.scheduler.domain.policy import policy_in_force as chosen_policy
 
 FAST = settings(max_examples=60, deadline=None, database=None)
 QUICK = settings(max_examples=30, deadline=None, database=None)
@@ -594,6 +595,31 @@ def test_effective_policy_nearest_then_most_recent_in_any_order(
         assert again.conflict == chosen.conflict
 
 
+def test_policy_in_force_names_the_chosen_policy_and_its_settings() -> None:
+    servers = PolicySettings(restart_delay_minutes=30)
+    context = PolicyContext(
+        parents=PARENTS,
+        assignments=assignments(assign("p1", "A"), assign("p2", "B", minutes=5)),
+        settings={"p1": ("Servers", servers), "p2": ("Laptops", PolicySettings())},
+    )
+    chosen = chosen_policy(["A11"], context)
+    assert (chosen.policy_id, chosen.name, chosen.settings, chosen.conflict) == (
+        "p1",
+        "Servers",
+        servers,
+        None,
+    )
+    both = chosen_policy(["A1", "B"], context)
+    assert (both.policy_id, both.name) == ("p2", "Laptops")  # B is nearer
+    assert both.conflict is not None
+
+
+def test_policy_in_force_without_any_policy_is_the_recommended_values() -> None:
+    context = PolicyContext(parents=PARENTS, assignments={}, settings={})
+    chosen = chosen_policy([ROOT_GROUP_ID, "A"], context)
+    assert chosen == plans.PolicyInForce(None, plans.NO_POLICY, RECOMMENDED, None)
+
+
 # --- restarts: the state machine after an install that needs a restart --------------------
 
 T = datetime(2026, 6, 10, 14, 0, tzinfo=UTC)
@@ -754,6 +780,32 @@ def test_restart_machine_never_schedules_in_the_past_nor_restarts_a_postponable_
                 assert told.restart_at is None
             else:
                 assert told.restart_at == now + restarts.WARNING_BEFORE_RESTART == state.due_at
+
+
+def install(update_id: str, code: int, finished_at: datetime) -> InstallResult:
+    return InstallResult(
+        update_id=update_id,
+        return_code=code,
+        started_at=finished_at - timedelta(minutes=3),
+        finished_at=finished_at,
+    )
+
+
+def test_restart_requested_at_is_the_last_install_asking_for_a_restart() -> None:
+    """3010 asks for a restart by default; an update's own map reads its codes instead."""
+    own = {"u3": [ReturnCode(code=1641, outcome="success_restart_required")]}
+    installs = [
+        install("u1", 3010, T),
+        install("u2", 0, T + timedelta(minutes=9)),
+        install("u3", 1641, T + timedelta(minutes=5)),
+        install("u4", 1641, T + timedelta(minutes=7)),  # default map: a failure
+    ]
+    assert restarts.restart_requested_at(installs, own) == T + timedelta(minutes=5)
+    assert restarts.restart_requested_at(installs[:2], {}) == T
+    assert restarts.restart_requested_at(installs[1:2], {}) is None
+    assert restarts.restart_requested_at([], {}) is None
+    not_here = {"u1": [ReturnCode(code=0, outcome="success")]}  # its map lacks 3010
+    assert restarts.restart_requested_at(installs[:1], not_here) is None
 
 
 # --- plans: what a computer installs and when --------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 
 from libs.contracts.agents import AgentUpdatePlan
 from libs.contracts.policies import AgentUpdateSchedule, PolicySettings
+from libs.service.errors import Conflict, InvalidInput
 from services.scheduler.domain.windows import next_occurrence, parse_time
 
 _VERSION = re.compile(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -22,6 +24,22 @@ def version_key(text: str) -> Version | None:
         return None
     major, minor, patch = found.groups()
     return int(major), int(minor), int(patch or 0)
+
+
+def new_release_key(version: str, published: Iterable[str]) -> Version:
+    """The order key of a version to publish: it must be newer than every published one
+    (versions only go up)."""
+    key = version_key(version)
+    if key is None:  # the contract's pattern already refuses it; kept for direct callers
+        raise InvalidInput(f"version: {version!r} is not major.minor.patch", field="version")
+    newest = max((k for v in published if (k := version_key(v)) is not None), default=None)
+    if newest is not None and key <= newest:
+        raise Conflict(
+            f"version: {version} is not newer than the latest release "
+            f"{'.'.join(map(str, newest))}; versions only go up",
+            field="version",
+        )
+    return key
 
 
 def next_install(schedule: AgentUpdateSchedule, timezone: str, after: datetime) -> datetime:

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from libs.contracts.agents import ComputerPlan, InstallItem, PlanItem
 from libs.contracts.approval import ActionName
@@ -15,6 +16,15 @@ from libs.domain.resolution import Deadline, resolve
 from services.scheduler.domain.windows import next_window
 
 NO_POLICY = "no policy"
+
+
+class GroupApproval(NamedTuple):
+    """A group's effective approval of an update (the scheduler's read copy of approval's)."""
+
+    group_id: str
+    update_id: str
+    action: ActionName
+    deadline: Deadline
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from libs.contracts.approval import ROOT_GROUP_ID
+from libs.contracts.policies import RECOMMENDED, PolicySettings
+from services.scheduler.domain.plans import NO_POLICY, PolicyInForce
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,16 @@ class Chosen:
 
     assignment: Assignment | None
     conflict: str | None
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """Everything to choose each computer's policy: tree, assignments, settings by policy."""
+
+    parents: dict[str, str | None]
+    assignments: dict[str, Assignment]
+    settings: dict[str, tuple[str, PolicySettings]]
+    """(name, settings) per policy id."""
 
 
 def effective_policy(
@@ -64,3 +76,13 @@ def effective_policy(
             f"(distance {distance}, most recently assigned on a tie) wins"
         )
     return Chosen(best, conflict)
+
+
+def policy_in_force(groups: Iterable[str], context: PolicyContext) -> PolicyInForce:
+    """The policy a computer in these groups follows, or the recommended values and
+    "no policy" when none of its groups (nor their ancestors) carries one."""
+    chosen = effective_policy(groups, context.parents, context.assignments)
+    if chosen.assignment is None:
+        return PolicyInForce(None, NO_POLICY, RECOMMENDED, None)
+    name, settings = context.settings[chosen.assignment.policy_id]
+    return PolicyInForce(chosen.assignment.policy_id, name, settings, chosen.conflict)

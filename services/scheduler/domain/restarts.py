@@ -10,11 +10,15 @@ warning --due--> restarting;   any --restarted--> idle
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from libs.contracts.agents import InstallResult
+from libs.contracts.catalog import ReturnCode
 from libs.contracts.policies import PolicySettings
+from libs.domain.agent_reports import outcome_of
 
 WARNING_BEFORE_RESTART = timedelta(minutes=5)
 Phase = Literal["idle", "waiting", "restart_now", "prompting", "warning", "restarting"]
@@ -44,6 +48,24 @@ class Restart:
 
 
 Instruction = Prompt | Restart | None
+
+
+def restart_requested_at(
+    installs: Iterable[InstallResult], return_codes: Mapping[str, Sequence[ReturnCode]]
+) -> datetime | None:
+    """When the last install whose return code asks for a restart finished (None: none did).
+
+    A code is read through its update's map (`return_codes`; the default map when missing).
+    """
+    return max(
+        (
+            r.finished_at
+            for r in installs
+            if outcome_of(r.return_code, return_codes.get(r.update_id, ()))
+            == "success_restart_required"
+        ),
+        default=None,
+    )
 
 
 def after_install(

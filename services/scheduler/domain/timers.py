@@ -1,9 +1,4 @@
-"""Durable timers: claimed with FOR UPDATE SKIP LOCKED, fired once, by any replica.
-
-A timer's effect (its instruction in the outbox, its next due time) commits in the
-transaction that claimed it, so a crash before commit leaves it due, and two replicas
-never fire the same one: the second skips the locked row, then sees its new due time.
-"""
+"""Durable timers: their kinds, which ones a plan keeps, and what firing one does."""
 
 from __future__ import annotations
 
@@ -12,32 +7,62 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-import structlog
-
 from libs.contracts.agents import (
-    AGENT_UPDATE,
-    INSTALL,
-    RESTART,
-    RESTART_PROMPT,
     AgentUpdateInstruction,
+    AgentUpdatePlan,
     ComputerPlan,
     InstallInstruction,
     RestartInstruction,
     RestartPrompt,
 )
-from libs.db.outbox import Outbox
-from libs.db.pool import Connection
-from libs.observability import metrics
-from libs.service import TaskContext
-from services.scheduler import store
-from services.scheduler.domain import restarts
 from services.scheduler.domain.agent_updates import next_install
-from services.scheduler.domain.plans import Progress, due_items
+from services.scheduler.domain.computers import ManagedComputer
+from services.scheduler.domain.plans import Progress, Schedule, due_items
+from services.scheduler.domain.restarts import Prompt, Restart, RestartState, on_due
 from services.scheduler.domain.windows import next_window
 
-log = structlog.get_logger(__name__)
-
 KINDS = ("window", "deadline", "immediate", "catch_up", "restart", "agent_update")
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A stored timer: one per (computer, kind), due at `due_at`."""
+
+    computer_id: str
+    kind: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class TimerChange:
+    """Keep one timer of a kind per computer at `due_at` (None: no such timer)."""
+
+    computer_id: str
+    kind: str
+    due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TimerCount:
+    """Timers of one kind: stored, and due now (for the Prometheus gauges)."""
+
+    kind: str
+    scheduled: int
+    due: int
+
+
+def plan_timers(
+    computer_id: str, schedule: Schedule, agent_update: AgentUpdatePlan | None
+) -> list[TimerChange]:
+    """The timers a computer's plan keeps (those it does not ask for are dropped)."""
+    return [
+        TimerChange(computer_id, "window", schedule.window),
+        TimerChange(computer_id, "deadline", schedule.deadline),
+        TimerChange(computer_id, "immediate", schedule.immediate),
+        TimerChange(
+            computer_id, "agent_update", None if agent_update is None else agent_update.install_at
+        ),
+    ]
 
 
 @dataclass
@@ -52,54 +77,17 @@ class Decision:
     last_window_at: datetime | None = None
     deadline_fired: datetime | None = None
     immediate_sent: list[str] = field(default_factory=list)
-    restart: restarts.RestartState | None = None
+    restart: RestartState | None = None
 
 
-async def sample_gauges(task: TaskContext) -> None:
-    """Timers due and stored per kind, and restarts pending, for Prometheus."""
-    async with task.pool.acquire() as conn:
-        counts = {row["kind"]: row for row in await store.timer_counts(conn, task.clock.now())}
-        pending = await store.restarts_pending(conn)
-    for kind in KINDS:
-        row = counts.get(kind)
-        metrics.TIMERS_DUE.labels(kind).set(row["due"] if row else 0)
-        metrics.TIMERS_SCHEDULED.labels(kind).set(row["scheduled"] if row else 0)
-    metrics.RESTARTS_PENDING.set(pending)
-
-
-async def fire_due_timers(task: TaskContext) -> int:
-    """Fire every due timer, a batch per transaction; returns how many fired."""
-    fired = 0
-    while True:
-        now = task.clock.now()
-        async with task.pool.acquire() as conn, conn.transaction():
-            claimed = await store.claim_due_timers(conn, now, task.settings.timer_batch_size)
-            if not claimed:
-                return fired
-            found = await store.plans(conn, sorted({c for c, _, _ in claimed}))
-            decisions = []
-            for computer_id, kind, due_at in claimed:
-                plan, computer = found.get(computer_id, (None, None))
-                decision = (
-                    Decision()
-                    if plan is None or computer is None
-                    else decide(kind, plan, computer, now)
-                )
-                decisions.append((computer_id, kind, decision))
-                metrics.TIMERS_FIRED.labels(kind).inc()
-                metrics.TIMER_LAG.labels(kind).observe(max((now - due_at).total_seconds(), 0.0))
-            await apply(conn, task.outbox(conn), decisions, now)
-        fired += len(claimed)
-
-
-def decide(kind: str, plan: ComputerPlan, computer: store.ComputerRow, now: datetime) -> Decision:
+def decide(kind: str, plan: ComputerPlan, computer: ManagedComputer, now: datetime) -> Decision:
     """One timer: which instruction to send and when it fires next (None: dropped)."""
     if kind == "restart":
-        state, told = restarts.on_due(
+        state, told = on_due(
             computer.restart, plan.settings, now, user_logged_on=computer.user_logged_on
         )
         decision = Decision(next_due=state.due_at, restart=state)
-        if isinstance(told, restarts.Prompt):
+        if isinstance(told, Prompt):
             decision.prompt = RestartPrompt(
                 computer_id=plan.computer_id,
                 may_postpone=told.may_postpone,
@@ -107,7 +95,7 @@ def decide(kind: str, plan: ComputerPlan, computer: store.ComputerRow, now: date
                 prompt=told.number,
                 issued_at=now,
             )
-        elif isinstance(told, restarts.Restart):
+        elif isinstance(told, Restart):
             decision.restart_now = RestartInstruction(
                 computer_id=plan.computer_id, reason=told.reason, issued_at=now
             )
@@ -166,31 +154,6 @@ def _agent_update(plan: ComputerPlan, now: datetime) -> Decision:
             prompt_restart=upgrade.prompt_restart,
             issued_at=now,
         ),
-    )
-
-
-async def apply(
-    conn: Connection, outbox: Outbox, decisions: list[tuple[str, str, Decision]], now: datetime
-) -> None:
-    """Write a batch of decisions in a handful of statements."""
-    await store.set_timers(conn, [(c, k, d.next_due) for c, k, d in decisions])
-    await store.set_marks(
-        conn,
-        last_window=[c for c, _, d in decisions if d.last_window_at],
-        deadline_fired=[c for c, _, d in decisions if d.deadline_fired],
-        at=now,
-    )
-    sent = [(c, u) for c, _, d in decisions for u in d.immediate_sent]
-    if sent:
-        await store.mark_immediate_sent_many(conn, sent, now)
-    for computer_id, _, decision in decisions:
-        if decision.restart is not None:
-            await store.set_restart(conn, computer_id, decision.restart)
-    await outbox.add_many(INSTALL, [(d.install, c) for c, _, d in decisions if d.install])
-    await outbox.add_many(RESTART_PROMPT, [(d.prompt, c) for c, _, d in decisions if d.prompt])
-    await outbox.add_many(RESTART, [(d.restart_now, c) for c, _, d in decisions if d.restart_now])
-    await outbox.add_many(
-        AGENT_UPDATE, [(d.agent_update, c) for c, _, d in decisions if d.agent_update]
     )
 
 

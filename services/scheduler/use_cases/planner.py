@@ -12,22 +12,16 @@ from datetime import datetime
 
 import structlog
 
-from libs.contracts.agents import PLAN, ComputerPlan
-from libs.contracts.policies import RECOMMENDED
+from libs.contracts.agents import PLAN, ComputerPlan, GetPlan
 from libs.db.outbox import Outbox
 from libs.db.pool import Connection
 from libs.observability import metrics
-from libs.service import TaskContext
+from libs.service import HandlerContext, NotFound, TaskContext
 from services.scheduler import store
 from services.scheduler.domain.agent_updates import agent_update
-from services.scheduler.domain.plans import (
-    NO_POLICY,
-    Computer,
-    PolicyInForce,
-    build_plan,
-    plan_digest,
-)
-from services.scheduler.domain.policy import effective_policy
+from services.scheduler.domain.plans import Computer, build_plan, plan_digest
+from services.scheduler.domain.policy import policy_in_force
+from services.scheduler.domain.timers import TimerChange, plan_timers
 
 log = structlog.get_logger(__name__)
 
@@ -43,33 +37,26 @@ async def replan(
     always_publish: bool = False,
     dirty_seen: dict[str, datetime] | None = None,
 ) -> dict[str, ComputerPlan]:
-    """Recompute, store and (when changed) publish the plans of these computers."""
-    rows = await store.computers(conn, computer_ids)
+    """Recompute, store and (when changed) publish the plans of these computers; their
+    timers are written in one batch."""
+    rows = await store.computers.find(conn, computer_ids)
     ids = sorted(rows)
-    member_of = await store.memberships(conn, ids)
+    member_of = await store.groups.memberships(conn, ids)
     groups = sorted({g for gs in member_of.values() for g in gs})
-    per_group = await store.approvals_of_groups(conn, groups)
-    facts = await store.facts(
-        conn, sorted({u for items in per_group.values() for u, _, _ in items})
+    per_group = await store.approvals.of_groups(conn, groups)
+    facts = await store.updates.facts(
+        conn, sorted({a.update_id for listed in per_group.values() for a in listed})
     )
-    progress = await store.progress(conn, ids)
-    context = await store.policy_context(conn)
-    mandatory = await store.latest_mandatory(conn)
+    progress = await store.progress.of_computers(conn, ids)
+    context = await store.policies.context(conn)
+    mandatory = await store.releases.latest_mandatory(conn)
     plans: dict[str, ComputerPlan] = {}
     publish: list[tuple[ComputerPlan, str]] = []
+    timers: list[TimerChange] = []
     for computer_id in ids:
         row = rows[computer_id]
-        chosen = effective_policy(member_of[computer_id], context.parents, context.assignments)
-        if chosen.assignment is None:
-            policy = PolicyInForce(None, NO_POLICY, RECOMMENDED, None)
-        else:
-            name, settings = context.settings[chosen.assignment.policy_id]
-            policy = PolicyInForce(chosen.assignment.policy_id, name, settings, chosen.conflict)
-        approvals = [
-            (group, update_id, action, deadline)
-            for group in member_of[computer_id]
-            for update_id, action, deadline in per_group.get(group, [])
-        ]
+        policy = policy_in_force(member_of[computer_id], context)
+        approvals = [a for group in member_of[computer_id] for a in per_group.get(group, [])]
         plan, schedule = build_plan(
             Computer(computer_id, row.timezone, row.deadline_fired_through),
             policy,
@@ -82,19 +69,15 @@ async def replan(
         plan = plan.model_copy(update={"agent_update": upgrade})
         unplanned = [i.update_id for i in plan.items if i.update_id not in progress[computer_id]]
         if unplanned:
-            await store.mark_planned(conn, computer_id, unplanned, now)
-        await store.set_timer(conn, computer_id, "window", schedule.window)
-        await store.set_timer(conn, computer_id, "deadline", schedule.deadline)
-        await store.set_timer(conn, computer_id, "immediate", schedule.immediate)
-        await store.set_timer(
-            conn, computer_id, "agent_update", None if upgrade is None else upgrade.install_at
-        )
+            await store.progress.mark_planned(conn, computer_id, unplanned, now)
+        timers.extend(plan_timers(computer_id, schedule, upgrade))
         digest = plan_digest(plan)
         seen = None if dirty_seen is None else dirty_seen.get(computer_id)
-        await store.save_plan(conn, computer_id, plan.model_dump_json(), digest, seen)
+        await store.plans.save(conn, computer_id, plan, digest, seen)
         if always_publish or digest != row.plan_hash:
             publish.append((plan, computer_id))
         plans[computer_id] = plan
+    await store.timers.schedule(conn, timers)
     await outbox.add_many(PLAN, publish)
     metrics.PLANS_PUBLISHED.inc(len(publish))
     return plans
@@ -105,7 +88,7 @@ async def plan_dirty_computers(task: TaskContext) -> int:
     done = 0
     while True:
         async with task.pool.acquire() as conn, conn.transaction():
-            claimed = await store.claim_dirty(conn, BATCH)
+            claimed = await store.plans.claim_dirty(conn, BATCH)
             if not claimed:
                 return done
             await replan(
@@ -117,3 +100,22 @@ async def plan_dirty_computers(task: TaskContext) -> int:
             )
         done += len(claimed)
         log.debug("plans.recomputed", count=len(claimed))
+
+
+async def current_plan(ctx: HandlerContext, computer_id: str) -> ComputerPlan:
+    """The computer's stored plan; computed now if it has none yet."""
+    found = await store.plans.find(ctx.conn, computer_id)
+    if found is not None:
+        return found
+    return (await replan(ctx.conn, ctx.outbox, [computer_id], ctx.now))[computer_id]
+
+
+async def get_plan(ctx: HandlerContext, query: GetPlan) -> ComputerPlan:
+    """A computer's plan, recomputed now (and sent to it if it changed)."""
+    if not await store.computers.known(ctx.conn, query.computer):
+        raise NotFound(
+            f"computer: {query.computer!r} has never checked in; every registered computer is "
+            "at least in All computers and has a plan",
+            field="computer",
+        )
+    return (await replan(ctx.conn, ctx.outbox, [query.computer], ctx.now))[query.computer]

@@ -1,0 +1,23 @@
+"""What the scheduler holds of a managed computer besides its plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.scheduler.domain.restarts import RestartState
+
+
+@dataclass(frozen=True)
+class ManagedComputer:
+    """A computer as its check-ins, fired timers and restarts left it."""
+
+    computer_id: str
+    timezone: str
+    user_logged_on: bool
+    last_checkin_at: datetime
+    last_window_at: datetime | None
+    deadline_fired_through: datetime | None
+    plan_hash: str | None
+    restart: RestartState
+    agent_version: str

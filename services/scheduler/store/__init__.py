@@ -1,0 +1,25 @@
+"""scheduler's queries (schema `scheduler` only), one module per aggregate."""
+
+from services.scheduler.store import (
+    approvals,
+    computers,
+    groups,
+    plans,
+    policies,
+    progress,
+    releases,
+    timers,
+    updates,
+)
+
+__all__ = [
+    "approvals",
+    "computers",
+    "groups",
+    "plans",
+    "policies",
+    "progress",
+    "releases",
+    "timers",
+    "updates",
+]

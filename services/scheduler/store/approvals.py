@@ -1,0 +1,68 @@
+"""The read copy of approval's effective approvals per group (group_approvals)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from libs.db.pool import Connection
+from libs.domain.resolution import Deadline
+from services.scheduler.domain.plans import GroupApproval
+
+
+async def put(conn: Connection, approval: GroupApproval) -> None:
+    await conn.execute(
+        "INSERT INTO group_approvals (group_id, update_id, action, deadline_kind, deadline_at)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, update_id) DO UPDATE SET"
+        " action = EXCLUDED.action, deadline_kind = EXCLUDED.deadline_kind,"
+        " deadline_at = EXCLUDED.deadline_at",
+        uuid.UUID(approval.group_id),
+        uuid.UUID(approval.update_id),
+        approval.action,
+        approval.deadline.kind,
+        approval.deadline.at,
+    )
+
+
+async def delete(conn: Connection, group_id: str, update_id: str) -> None:
+    await conn.execute(
+        "DELETE FROM group_approvals WHERE group_id = $1 AND update_id = $2",
+        uuid.UUID(group_id),
+        uuid.UUID(update_id),
+    )
+
+
+async def of_groups(conn: Connection, group_ids: Sequence[str]) -> dict[str, list[GroupApproval]]:
+    """Per group: its effective approvals (groups without any are left out)."""
+    rows = await conn.fetch(
+        "SELECT group_id::text, update_id::text, action, deadline_kind, deadline_at"
+        " FROM group_approvals WHERE group_id = ANY ($1::uuid[])",
+        list(group_ids),
+    )
+    found: dict[str, list[GroupApproval]] = {}
+    for r in rows:
+        found.setdefault(r["group_id"], []).append(
+            GroupApproval(
+                r["group_id"],
+                r["update_id"],
+                r["action"],
+                Deadline(r["deadline_kind"], r["deadline_at"]),
+            )
+        )
+    return found
+
+
+async def groups_approving(conn: Connection, update_id: str) -> list[str]:
+    """The groups with an effective approval of this update."""
+    rows = await conn.fetch(
+        "SELECT group_id::text FROM group_approvals WHERE update_id = $1", uuid.UUID(update_id)
+    )
+    return [r["group_id"] for r in rows]
+
+
+async def forget_group(conn: Connection, group_id: str) -> None:
+    await conn.execute("DELETE FROM group_approvals WHERE group_id = $1", uuid.UUID(group_id))
+
+
+async def forget_update(conn: Connection, update_id: str) -> None:
+    await conn.execute("DELETE FROM group_approvals WHERE update_id = $1", uuid.UUID(update_id))
