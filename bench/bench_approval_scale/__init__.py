@@ -15,7 +15,8 @@ non-root groups, and a few updates. The loading session disables foreign-key tri
 (`session_replication_role = replica`; the rows are consistent by construction), then
 ANALYZE and CHECKPOINT run so a checkpoint does not land in a timed phase.
 
-Timed phases, each one `update.approve.v1` sent with libs.bus.RpcClient:
+Timed phases, each one approve command (libs.contracts.approval.APPROVE) sent with
+libs.bus.RpcClient:
 
 * warm-up: update W at the root (required install, one week); every group changes;
 * root: update X at the root (required install, one week); every group changes;
@@ -26,7 +27,7 @@ Timed phases, each one `update.approve.v1` sent with libs.bus.RpcClient:
 For each: `reply` is from sending the command to its reply (the service replies after its
 transaction committed: effective approvals of every group and the events are in
 `approval.outbox`); `first event` / `published` are when a quorum sink queue bound to
-`approval.changed.v1` on `lockgate.events` holds its first / all expected messages (polled
+APPROVAL_CHANGED on `lockgate.events` holds its first / all expected messages (polled
 every 10 ms with a passive declare; the outbox relay publishes with publisher confirms);
 `marked` is when `approval.outbox` has no unpublished row left. Each phase is then checked:
 the reply's counts, the effective rows of the update in the database, the outbox rows it

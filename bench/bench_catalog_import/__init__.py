@@ -19,7 +19,7 @@ Each round measures, one after the other (so slow moments of the machine hit eve
   are sent with libs.bus.RpcClient, each as the CLI sends it (`lockgate catalog import-msrc`:
   an ImportDocument, gzip + base64, one call, reply awaited). Timed from sending the first
   command to the reply of the second, and until every `catalog.update.*` event of the two
-  imports has reached a quorum sink queue bound to `catalog.update.#` on `lockgate.events`
+  imports has reached a quorum sink queue bound to the catalog's update events on `lockgate.events`
   (the outbox relay publishes with confirms). The client's gzip + base64 of the documents
   happens before the clock starts; it is timed and reported on its own.
 

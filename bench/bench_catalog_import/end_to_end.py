@@ -19,7 +19,6 @@ from bench.common.tracing import Trace, answer_for
 from libs.bus import Bus, RpcClient
 from libs.bus.bus import Binding
 from libs.contracts import catalog as c
-from libs.contracts.names import Exchange
 from libs.contracts.system import PING, Ping
 from libs.db.pool import drop_database
 from libs.service.runner import ServiceProcess
@@ -30,7 +29,7 @@ from services.cli.catalog_commands import IMPORT_TIMEOUT_SECONDS
 from tests.support.infra import Infra
 
 SINK_QUEUE = "bench.catalog-updates-sink"
-SINK_BINDING = "catalog.update.#"
+UPDATE_EVENTS = (c.UPDATE_PUBLISHED, c.UPDATE_REVISED, c.UPDATE_SUPERSEDED)
 DRAIN_TIMEOUT = 120.0
 POLL_SECONDS = 0.001
 IMPORT_HANDLER = "handler " + answer_for(CATALOG, c.IMPORT_DOCUMENT.type).name
@@ -70,7 +69,9 @@ class Sink:
 
 @asynccontextmanager
 async def sink_consumer(bus: Bus, sink: Sink) -> AsyncIterator[None]:
-    await bus.declare_queue(SINK_QUEUE, [Binding(Exchange.EVENTS, SINK_BINDING)])
+    await bus.declare_queue(
+        SINK_QUEUE, [Binding(spec.exchange, spec.binding_key) for spec in UPDATE_EVENTS]
+    )
     channel = await bus.connection.channel(publisher_confirms=False)
     try:
         queue = await channel.get_queue(SINK_QUEUE)
@@ -127,11 +128,12 @@ async def catalog_service(infra: Infra, index: int, trace: Trace | None) -> Asyn
 
 
 async def outbox_state(db: asyncpg.Connection) -> tuple[int, int]:
-    """(unpublished rows of any kind, catalog.update.* rows) of the catalog outbox."""
+    """(unpublished rows of any kind, update event rows) of the catalog outbox."""
     row = await db.fetchrow(
         "SELECT count(*) FILTER (WHERE published_at IS NULL) AS pending,"
-        " count(*) FILTER (WHERE routing_key LIKE 'catalog.update.%') AS updates"
-        " FROM catalog.outbox"
+        " count(*) FILTER (WHERE routing_key = ANY ($1::text[])) AS updates"
+        " FROM catalog.outbox",
+        [spec.routing_key() for spec in UPDATE_EVENTS],
     )
     assert row is not None  # an aggregate always returns a row
     return int(row["pending"]), int(row["updates"])

@@ -73,7 +73,7 @@ def report(messages: int, rows: list[Throughput], latencies: dict[str, list[floa
     print(f"throughput ratio lockgate/baseline: {lockgate.rate / base.rate:.3f}")
     print()
     calls = len(latencies["baseline"])
-    print(f"RPC: {calls} sequential probe.divide.v1 round trips after {RPC_WARMUP} warm-up calls")
+    print(f"RPC: {calls} sequential {probe.DIVIDE.type} round trips after {RPC_WARMUP} warm-ups")
     print_table(
         ["client", "p50 ms", "p95 ms", "p99 ms", "mean ms"],
         [

@@ -11,7 +11,7 @@ Everything runs in this one process, against a vhost and a database of its own
 The fleet: 100,000 computers and 200 updates, loaded with COPY into reporting's read copies
 (`reporting.computers`, `reporting.updates`, and `reporting.group_approvals` approving every
 update for the root group, so every computer is targeted by every update). The stream:
-1,000,000 `agent.status.v1` reports, 10 per computer with increasing `reported_at`, in
+1,000,000 agent status reports (AGENT_STATUS), 10 per computer with increasing `reported_at`, in
 rounds (report 1 of every computer, then report 2, ...). Each computer has 8 applicable
 updates (a fixed draw per computer); a report carries 4 detections of them, and an install
 result for each update whose install round it is (about 0.46 per report; codes 0, 3010 or
@@ -37,7 +37,7 @@ dead-letter queues empty, no batch fell back to one-by-one, the counters
 (reporting.update_counts) equal a recount of reporting.computer_updates, and the stored
 (computer, update, state, reported_at) rows equal the raw upsert's table.
 
-Then the summary: `reporting.summary.v1` (Summary(page=Page(limit=200))) through
+Then the summary: the SUMMARY command (Summary(page=Page(limit=200))) through
 libs.bus.RpcClient, sequentially; the same store queries timed directly over asyncpg; and
 EXPLAIN (ANALYZE, BUFFERS) of each, of the recount it avoids, and of one ingest batch.
 """

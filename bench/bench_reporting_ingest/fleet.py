@@ -14,7 +14,8 @@ import asyncpg
 from bench.common.baselines import mirror_table
 from libs.contracts import agents as ag
 from libs.contracts.approval import ROOT_GROUP_ID
-from libs.contracts.catalog import ReturnCode, outcome_of
+from libs.contracts.catalog import ReturnCode
+from libs.domain.agent_reports import STICKY, outcome_of
 
 FLEET = 100_000
 UPDATES = 200
@@ -132,12 +133,15 @@ class Derived:
 
 
 def derive(bodies: list[bytes], batch: int) -> Derived:
-    """Per batch of `batch` messages: the newest (state, time) per (computer, update).
+    """Per batch of `batch` messages: the newest (state, time) per (computer, update), less
+    the detections that do not move what is stored (a later detection does not hide a failed
+    install or a pending restart: libs.domain.agent_reports.STICKY).
 
     Written independently of services/reporting (an install outranks a detection of the
     same report time), so the comparison of the stored rows checks both.
     """
     codes = {UPDATE_IDS[k]: return_codes(k) for k in range(UPDATES)}
+    stored: dict[tuple[str, str], str] = {}
     batches = []
     rows = detections = installs = 0
     for first in range(0, len(bodies), batch):
@@ -157,15 +161,21 @@ def derive(bodies: list[bytes], batch: int) -> Derived:
                 held = newest.get(key)
                 if held is None or (status.reported_at, rank) >= held[:2]:
                     newest[key] = (status.reported_at, rank, state)
+        rows += len(newest)
+        moving = {
+            key: (at, state)
+            for key, (at, rank, state) in newest.items()
+            if rank or (stored.get(key), state) not in STICKY
+        }
+        stored.update((key, state) for key, (_, state) in moving.items())
         batches.append(
             (
-                [c for c, _ in newest],
-                [u for _, u in newest],
-                [s for _, _, s in newest.values()],
-                [at for at, _, _ in newest.values()],
+                [c for c, _ in moving],
+                [u for _, u in moving],
+                [state for _, state in moving.values()],
+                [at for at, _ in moving.values()],
             )
         )
-        rows += len(newest)
     return Derived(batches, rows, detections, installs)
 
 

@@ -15,6 +15,7 @@ from bench.common.explain import print_plans
 from bench.common.meters import COMPONENTS, REST
 from bench.common.report import goal, print_table, profile_text
 from bench.common.stats import covered, percentile
+from libs.contracts import reporting as r
 
 PACKAGES = (
     ("asyncpg", "asyncpg"),
@@ -154,7 +155,7 @@ def print_summary(figures: SummaryFigures, calls: int) -> None:
     print(f"\n=== fleet-wide summary ({FLEET} computers x {UPDATES} updates) ===")
     print(figures.checks)
     rows = [
-        ms_row(f"RPC reporting.summary.v1 (RpcClient), {calls} sequential calls", figures.rpc),
+        ms_row(f"RPC {r.SUMMARY.type} (RpcClient), {calls} sequential calls", figures.rpc),
         ms_row("  of which the summary handler in the service", figures.handler),
         ms_row("    of which its SQL statements", figures.statements),
         ms_row(f"the handler on one asyncpg connection, {SQL_REPEATS} runs", figures.direct),

@@ -21,9 +21,9 @@ Phases, in this order, in the same run:
    due time (so the whole table is due), timer_poll_seconds 0.05, other settings default,
    traced (bench.common.tracing: the `timers` task and each SQL statement it runs, the
    relay's steps).
-   Timed from the first call of the `timers` task until `--fire` `computer.install.v1`
+   Timed from the first call of the `timers` task until `--fire` INSTALL
    instructions were published with confirms into a quorum sink queue bound to
-   `computer.*.install.v1` on `lockgate.agents` (its depth is polled every 20 ms). Each
+   INSTALL's binding key on `lockgate.agents` (its depth is polled every 20 ms). Each
    one was claimed (FOR UPDATE SKIP LOCKED), decided, its outbox row and the timer's next
    due time committed, then relayed. The scheduler keeps firing the rest of the backlog
    until it is stopped, so more than `--fire` timers fire in all.

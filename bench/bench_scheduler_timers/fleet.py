@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from libs.contracts.agents import ComputerPlan, PlanItem
+from libs.contracts.agents import INSTALL, ComputerPlan, PlanItem
 from libs.contracts.catalog import ReturnCode
 from libs.contracts.policies import PolicySettings
 from services.scheduler.domain.windows import next_window
@@ -26,7 +26,8 @@ ZONES = ("Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
 KINDS = ("window", "deadline")
 PLACEHOLDER = "bench-placeholder-computer"
 SEED = 20260114
-INSTALL_ROWS = "routing_key LIKE 'computer.%.install.v1'"
+INSTALL_ROWS = f"routing_key LIKE '{INSTALL.binding_key.replace('*', '%')}'"
+"""The outbox rows of install instructions (one routing key per computer)."""
 
 
 def computer_id(index: int) -> str:

@@ -13,14 +13,14 @@ import asyncpg
 
 from bench.bench_scheduler_timers.backlog import PHASE_TIMEOUT, POLL_SECONDS, SINK_QUEUE
 from bench.bench_scheduler_timers.fleet import BASE, INSTALL_ROWS, KINDS, SCHEMA
-from bench.common.explain import Explaining
+from bench.common.explain import explained
 from bench.common.infra import check
 from bench.common.meters import CpuMeter, CpuUsage, RssSampler, histogram_buckets
 from bench.common.queues import QueueProbe
 from bench.common.stats import bucket_percentile
 from libs.contracts.envelope import source_of
 from libs.db.outbox import Outbox
-from libs.db.pool import database_name
+from libs.db.pool import Connection, database_name
 from libs.observability import metrics
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
@@ -155,24 +155,16 @@ async def paced(
 async def explain_batch(infra: Infra, batch: int) -> list[tuple[str, str]]:
     """EXPLAIN (ANALYZE, BUFFERS) of what one batch of the timers task runs (the store's and
     the use case's own statements: claim, plans, writes, outbox), rolled back."""
-    conn = await asyncpg.connect(infra.database_url, server_settings={"search_path": SCHEMA})
-    explaining = Explaining(conn)
-    db = explaining.connection
-    try:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            claimed = await store.timers.claim_due(db, BASE, batch)
-            found = await store.plans.load(db, sorted({t.computer_id for t in claimed}))
-            decisions = [
-                (timer, decide(timer.kind, *found[timer.computer_id], BASE))
-                for timer in claimed
-                if timer.computer_id in found
-            ]
-            outbox = Outbox(db, schema=SCHEMA, source=source_of(SCHEMA), now=BASE)
-            await apply(db, outbox, decisions, BASE)
-        finally:
-            await transaction.rollback()
-    finally:
-        await conn.close()
-    return explaining.plans
+
+    async def one_batch(conn: Connection) -> None:
+        claimed = await store.timers.claim_due(conn, BASE, batch)
+        found = await store.plans.load(conn, sorted({t.computer_id for t in claimed}))
+        decisions = [
+            (timer, decide(timer.kind, *found[timer.computer_id], BASE))
+            for timer in claimed
+            if timer.computer_id in found
+        ]
+        outbox = Outbox(conn, schema=SCHEMA, source=source_of(SCHEMA), now=BASE)
+        await apply(conn, outbox, decisions, BASE)
+
+    return await explained(infra.database_url, SCHEMA, one_batch)

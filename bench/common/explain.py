@@ -79,6 +79,25 @@ def handler_context(
     )
 
 
+async def explained(
+    url: str, schema: str, work: Callable[[Connection], Awaitable[object]]
+) -> list[tuple[str, str]]:
+    """The plans of every statement `work` runs on a connection whose search path is
+    `schema`, in one transaction that is rolled back."""
+    conn = await asyncpg.connect(url, server_settings={"search_path": schema})
+    explaining = Explaining(conn)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await work(explaining.connection)
+        finally:
+            await transaction.rollback()
+    finally:
+        await conn.close()
+    return explaining.plans
+
+
 async def explain_handler(
     url: str,
     service: str,
@@ -88,18 +107,9 @@ async def explain_handler(
 ) -> list[tuple[str, str]]:
     """The plans of every statement `handle` runs, given the context one of `service`'s
     handlers gets, in one transaction that is rolled back."""
-    conn = await asyncpg.connect(url, server_settings={"search_path": service})
-    explaining = Explaining(conn)
-    try:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            await handle(handler_context(explaining.connection, service, envelope, settings))
-        finally:
-            await transaction.rollback()
-    finally:
-        await conn.close()
-    return explaining.plans
+    return await explained(
+        url, service, lambda conn: handle(handler_context(conn, service, envelope, settings))
+    )
 
 
 def execution_ms(plan: str) -> float:

@@ -58,11 +58,6 @@ def answer_for(definition: ServiceDefinition, type_: str) -> Answer[Any, Any]:
     return next(route for route in definition.commands if route.spec.type == type_)
 
 
-def on_for(definition: ServiceDefinition, type_: str) -> On[Any]:
-    """The route of `definition` that handles events of `type_`."""
-    return next(route for route in definition.events if route.spec.type == type_)
-
-
 def short(sql: str, width: int = 72) -> str:
     words = " ".join(sql.split())
     return words if len(words) <= width else words[: width - 3] + "..."
