@@ -17,7 +17,7 @@ from bench.common.tracing import Trace
 from libs.bus import Bus, to_amqp
 from libs.bus.bus import Binding
 from libs.contracts.envelope import Envelope
-from libs.contracts.names import Exchange
+from libs.contracts.names import Exchange, queue_name
 from libs.observability import metrics
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
@@ -32,8 +32,10 @@ DRAIN_TIMEOUT = 600.0
 BASELINE_QUEUE = "bench.baseline"
 BASELINE_KEY = "bench.baseline.count"
 SINK_QUEUE = "bench.counted-sink"
-PROBE_QUEUE = "probe.inputs"
-HANDLER = "inputs/count"
+COUNTING = next(route for route in probe.PROBE.events if route.spec.type == probe.COUNT.type)
+PROBE_QUEUE = queue_name(probe.NAME, COUNTING.queue)
+HANDLER = COUNTING.name
+"""The counting route's inbox key and metric label."""
 
 BASELINE_SCHEMA = f"""
 CREATE SCHEMA bench_baseline;

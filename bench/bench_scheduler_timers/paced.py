@@ -78,7 +78,11 @@ async def paced_timers(infra: Infra, count: int, rate: float) -> tuple[dict[str,
                 count,
             )
         ]
-        check(len(ids) == count, f"only {len(ids)} computers left unfired for {count} timers")
+        check(
+            len(ids) == count,
+            f"only {len(ids)} computers left unfired for {count} paced timers: use more"
+            " --computers, or fewer --paced-seconds or --paced-load",
+        )
         last_seq: int = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
         due = {
             cid: PACED_START + timedelta(seconds=PACED_LEAD_SECONDS + index / rate)
