@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from libs.contracts.approval import ActionName
-from libs.contracts.catalog import RestartName, ReturnCode
+from libs.contracts.catalog import DetectionRule, InstallerKind, RestartName, ReturnCode
 from libs.contracts.policies import AgentUpdateSchedule, PolicySettings
 from libs.contracts.scheduler import COMPUTER_ID_PATTERN
 from libs.contracts.spec import AgentEventSpec, Contract, InstructionSpec, command
@@ -75,6 +75,66 @@ class AgentRestart(Contract):
     user_logged_on: bool = Field(default=False, description="A user is logged on now.")
 
 
+class ContentFile(Contract):
+    """One file of a third-party update's content, and where this computer downloads it."""
+
+    path: str = Field(description="Path relative to the installer's folder; the installer first.")
+    size: int = Field(ge=0, description="Size in bytes.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the file, lower-case hex: verify it."
+    )
+    url: str = Field(
+        description="Signed, expiring URL for this computer only (HTTP GET; `Range` requests "
+        "resume an interrupted download). A refusal is a problem-details JSON body naming why: "
+        "`expired`, `not_for_this_computer` or `unknown`."
+    )
+    expires_at: AwareDatetime = Field(
+        description="The URL stops working then; the next plan carries a fresh one."
+    )
+
+
+class Requirements(Contract):
+    """What a computer must have for the update to apply (checked against its check-in)."""
+
+    architecture: Literal["x86", "x64", "both"] = Field(
+        description="Processor architecture: `x86` (32-bit), `x64` (64-bit) or `both`."
+    )
+    operating_systems: list[str] = Field(
+        description="Operating systems it installs on (names as agents report them, e.g. "
+        "`Windows 11`); empty: any."
+    )
+    min_free_disk_bytes: int | None = Field(
+        default=None, ge=0, description="Free disk space needed to install; null: none."
+    )
+    min_memory_bytes: int | None = Field(
+        default=None, ge=0, description="Physical memory needed; null: none."
+    )
+
+
+class Prerequisites(Contract):
+    """What must already be on the computer before the update installs."""
+
+    package: str | None = Field(
+        description="Update id of another managed package that must be installed first."
+    )
+    rules: list[DetectionRule] = Field(
+        description="Rules that must all hold (evaluated by the agent, like detection rules)."
+    )
+
+
+class Installation(Contract):
+    """How to install a third-party update: everything an agent needs besides the plan."""
+
+    kind: InstallerKind = Field(description="`msi`, `msp` or `exe`.")
+    files: list[ContentFile] = Field(description="The content, installer first.")
+    detection_rules: list[DetectionRule] = Field(
+        description="How to tell it is already installed (reported as detections); empty: "
+        "install exactly once (an MSI or MSP detects itself by its product code)."
+    )
+    prerequisites: Prerequisites = Field(description="What must be there first.")
+    requirements: Requirements = Field(description="What the computer must have.")
+
+
 class PlanItem(Contract):
     """One approved update in a computer's plan."""
 
@@ -95,6 +155,16 @@ class PlanItem(Contract):
     restart: RestartName = Field(description="Restart behaviour of its installation.")
     command_line: str | None = Field(description="Installer arguments (third-party updates).")
     return_codes: list[ReturnCode] = Field(description="How to read the installer's exit code.")
+    optional: bool = Field(
+        default=False,
+        description="An available install: nothing installs it unless the user asks "
+        "(`agent.<computer_id>.install-request.v1`).",
+    )
+    installation: Installation | None = Field(
+        default=None,
+        description="Third-party updates: content to download, detection rules, prerequisites "
+        "and requirements; null for Microsoft updates (Windows Update installs them by KB).",
+    )
 
 
 class AgentUpdatePlan(Contract):
@@ -139,15 +209,27 @@ class InstallItem(Contract):
     action: Literal["required_install", "uninstall"] = Field(description="Install or remove.")
     command_line: str | None = Field(description="Installer arguments (third-party updates).")
     forced: bool = Field(description="Its deadline passed: install without asking.")
+    restart: RestartName = Field(
+        default="may_request", description="Restart behaviour of its installation."
+    )
+    return_codes: list[ReturnCode] = Field(
+        default_factory=list,
+        description="How to read the installer's exit code; empty: 0 = success, 3010 = "
+        "success with a restart, anything else fails.",
+    )
+    installation: Installation | None = Field(
+        default=None, description="Third-party updates: what to download and check (see plan)."
+    )
 
 
 class InstallInstruction(Contract):
     """Install (or remove) these updates now."""
 
     computer_id: str = ComputerId
-    reason: Literal["window", "deadline", "immediate", "catch_up"] = Field(
+    reason: Literal["window", "deadline", "immediate", "catch_up", "requested"] = Field(
         description="`window` (scheduled), `deadline` (forced), `immediate` (needs no "
-        "restart), `catch_up` (missed while offline, after the missed-install delay)."
+        "restart), `catch_up` (missed while offline, after the missed-install delay), "
+        "`requested` (the user asked for an available install)."
     )
     updates: list[InstallItem] = Field(description="What to install or remove.")
     prompt_user: bool = Field(description="Ask the user first (install mode prompt_user).")
@@ -187,6 +269,29 @@ class AgentUpdateInstruction(Contract):
     issued_at: AwareDatetime = Field(description="When the timer fired.")
 
 
+class InstallRequest(Contract):
+    """The user on the computer asked to install an available update now."""
+
+    computer_id: str = ComputerId
+    update_id: str = Field(description="An update the plan lists as optional.")
+    requested_at: AwareDatetime = Field(description="Agent's clock when the user asked.")
+
+
+class Rejected(Contract):
+    """A message this agent sent was refused for what it says (it is also dead-lettered)."""
+
+    computer_id: str = ComputerId
+    message_id: str = Field(description="`ce-id` of the refused message.")
+    message_type: str = Field(description="Its `ce-type` (as sent, possibly unknown).")
+    reason_class: str = Field(
+        description="`InvalidMessage` (malformed), `InvalidInput`, `NotFound`, `Conflict` or "
+        "`Refused` (a rule of the service)."
+    )
+    reason: str = Field(description="What is wrong: the field, the value and what is allowed.")
+    field: str | None = Field(description="The field at fault, when one is.")
+    rejected_at: AwareDatetime = Field(description="When it was refused.")
+
+
 class GetPlan(Contract):
     """Ask for a computer's plan as the scheduler has it now."""
 
@@ -199,6 +304,47 @@ _COMPUTER = "pc-0042"
 _UPDATE_ID = "0496b64b-4a42-52f3-a887-fcddb4f2f23d"
 _WINDOW = datetime(2026, 2, 11, 20, 0, tzinfo=UTC)
 """Wednesday 21:00 in Europe/Paris, the policy's scheduled install time."""
+_TOOL_ID = "5a8c2e4f-1b3d-4f6a-8c9e-0d2f4a6b8c1e"
+"""A third-party package (7-Zip) approved as an available install."""
+_TOOL_SHA256 = "9b0e5f4c3a2d1e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f"
+_TOOL = PlanItem(
+    update_id=_TOOL_ID,
+    kb=None,
+    title="7-Zip 24.09 (x64)",
+    action="available_install",
+    deadline=None,
+    state="needed",
+    install_at=None,
+    restart="never",
+    command_line="/qn",
+    return_codes=[
+        ReturnCode(code=0, outcome="success"),
+        ReturnCode(code=3010, outcome="success_restart_required"),
+        ReturnCode(code=1641, outcome="success_restart_required"),
+    ],
+    optional=True,
+    installation=Installation(
+        kind="msi",
+        files=[
+            ContentFile(
+                path="7z2409-x64.msi",
+                size=1_961_984,
+                sha256=_TOOL_SHA256,
+                url=f"https://lockgate.example.org/content/{_TOOL_SHA256}/7z2409-x64.msi"
+                "?computer=pc-0042&expires=1771459200&signature=Hq3v0JzX8y2Qm7bT5cR1wL9sKp4dFe6gA0nUiYoEtZc",
+                expires_at=datetime(2026, 2, 19, 0, 0, tzinfo=UTC),
+            )
+        ],
+        detection_rules=[],
+        prerequisites=Prerequisites(package=None, rules=[]),
+        requirements=Requirements(
+            architecture="x64",
+            operating_systems=["Windows 11"],
+            min_free_disk_bytes=50_000_000,
+            min_memory_bytes=None,
+        ),
+    ),
+)
 _AGENT_UPDATE_AT = datetime(2026, 2, 14, 1, 0, tzinfo=UTC)
 """Saturday 02:00 in Europe/Paris, the policy's agent_update_schedule."""
 
@@ -275,7 +421,8 @@ PLAN: InstructionSpec[ComputerPlan] = InstructionSpec(
                     ReturnCode(code=0, outcome="success"),
                     ReturnCode(code=3010, outcome="success_restart_required"),
                 ],
-            )
+            ),
+            _TOOL,
         ],
         agent_update=AgentUpdatePlan(
             version="1.5.0", install_at=_AGENT_UPDATE_AT, prompt_restart=True
@@ -341,6 +488,37 @@ AGENT_UPDATE: InstructionSpec[AgentUpdateInstruction] = InstructionSpec(
         computer_id=_COMPUTER, version="1.5.0", prompt_restart=True, issued_at=_AGENT_UPDATE_AT
     ),
 )
+INSTALL_REQUEST: AgentEventSpec[InstallRequest] = AgentEventSpec(
+    type="agent.install-request.v1",
+    model=InstallRequest,
+    producer="agent",
+    summary="The user asked to install an available update now; the scheduler answers with "
+    "computer.<computer_id>.install.v1 (reason `requested`).",
+    subject="the computer id",
+    example=InstallRequest(
+        computer_id=_COMPUTER,
+        update_id=_TOOL_ID,
+        requested_at=datetime(2026, 2, 12, 9, 14, 3, tzinfo=UTC),
+    ),
+)
+REJECTED: InstructionSpec[Rejected] = InstructionSpec(
+    type="computer.rejected.v1",
+    model=Rejected,
+    producer="scheduler",
+    summary="A message of this agent was refused for what it says; why, field by field. "
+    "Sent by whichever service refused it.",
+    subject="the computer id",
+    example=Rejected(
+        computer_id=_COMPUTER,
+        message_id="7d1f0c3e-58a2-4b9e-a1f4-2c6b8e9d0a17",
+        message_type="agent.status.v1",
+        reason_class="InvalidMessage",
+        reason="installs[0].return_code: Input should be less than or equal to 4294967295 "
+        "(got 5000000000)",
+        field="installs[0].return_code",
+        rejected_at=datetime(2026, 2, 11, 20, 6, 16, tzinfo=UTC),
+    ),
+)
 GET_PLAN = command(
     "scheduler",
     "computer",
@@ -350,4 +528,14 @@ GET_PLAN = command(
     summary="A computer's plan (what its agent was last sent).",
 )
 
-EVENTS = (AGENT_STATUS, AGENT_RESTART, PLAN, INSTALL, RESTART_PROMPT, RESTART, AGENT_UPDATE)
+EVENTS = (
+    AGENT_STATUS,
+    AGENT_RESTART,
+    INSTALL_REQUEST,
+    PLAN,
+    INSTALL,
+    RESTART_PROMPT,
+    RESTART,
+    AGENT_UPDATE,
+    REJECTED,
+)

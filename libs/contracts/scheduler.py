@@ -44,6 +44,18 @@ class AgentCheckin(Contract):
     architecture: Literal["x86", "x64", "arm64"] = Field(
         default="x64", description="Processor architecture."
     )
+    operating_system: str = Field(
+        default="",
+        max_length=100,
+        description="Operating system product, as requirements name it, e.g. `Windows 11`; "
+        "empty: unknown (any operating-system requirement then counts as met).",
+    )
+    free_disk_bytes: int | None = Field(
+        default=None, ge=0, description="Free space on the system drive; null: unknown."
+    )
+    memory_bytes: int | None = Field(
+        default=None, ge=0, description="Physical memory; null: unknown."
+    )
     user_logged_on: bool = Field(
         default=False, description="A user is logged on (restarts then follow the policy)."
     )
@@ -87,6 +99,9 @@ AGENT_CHECKIN: AgentEventSpec[AgentCheckin] = AgentEventSpec(
         checked_in_at=datetime(2026, 2, 11, 7, 42, 5, tzinfo=UTC),
         hardware_id="4C4C4544-0042-3510-8052-B4C04F4D4E31",
         architecture="x64",
+        operating_system="Windows 11",
+        free_disk_bytes=48_318_382_080,
+        memory_bytes=17_179_869_184,
         user_logged_on=True,
         reason="start",
     ),
