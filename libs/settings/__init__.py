@@ -1,5 +1,10 @@
 """Process settings read from LOCKGATE_* environment variables."""
 
-from libs.settings.settings import SERVICE_NAMES, ServiceName, Settings
+from libs.settings.settings import (
+    SERVICE_NAMES,
+    ContentSigningKeyMissing,
+    ServiceName,
+    Settings,
+)
 
-__all__ = ["SERVICE_NAMES", "ServiceName", "Settings"]
+__all__ = ["SERVICE_NAMES", "ContentSigningKeyMissing", "ServiceName", "Settings"]

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.contracts.names import SERVICE_NAMES, ServiceName
+from libs.domain.content_urls import MIN_KEY_BYTES, ContentLinks
 
-__all__ = ["SERVICE_NAMES", "ServiceName", "Settings"]
+__all__ = ["SERVICE_NAMES", "ContentSigningKeyMissing", "ServiceName", "Settings"]
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+DEVELOPMENT_CONTENT_KEY = b"lockgate development content signing key: not a secret"
+"""Signs content URLs only while LOCKGATE_CONTENT_URL is a loopback address (`make run`, the
+tests): such URLs reach no other machine. Any other content URL needs a real key."""
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ContentSigningKeyMissing(ValueError):
+    """Content URLs would be signed with no (or a too short) secret where agents reach them."""
 
 
 class Settings(BaseSettings):
@@ -135,12 +146,52 @@ class Settings(BaseSettings):
         default="var/content",
         description="Directory of the catalog's content store (uploaded installers, by sha256).",
     )
+    content_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Secret (at least 32 bytes) signing content download URLs; the same in "
+        "every scheduler and console replica. Unset: a fixed development key, allowed only "
+        "while LOCKGATE_CONTENT_URL is a loopback address; otherwise the scheduler and the "
+        "console refuse to start.",
+    )
+    content_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Base URL agents download content from (the console, or a CDN or HTTP "
+        "cache in front of it): signed URLs are `<this>/content/<sha256>/<file>?...`.",
+    )
+    content_url_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        description="Days a signed content URL stays valid (rounded up to a UTC midnight); "
+        "every plan carries fresh ones.",
+    )
     storage_quota_bytes: int = Field(
         default=10 * 1024**3, ge=0, description="Tenant storage quota for uploaded content."
     )
     shutdown_grace_seconds: float = Field(
         default=20.0, gt=0, description="On SIGTERM, how long in-flight work may take to finish."
     )
+
+    def content_links(self) -> ContentLinks:
+        """How content URLs are signed here; raises ContentSigningKeyMissing when no key is set
+        (or it is too short) and the content URL is not a loopback address."""
+        if self.content_signing_key is not None:
+            key = self.content_signing_key.get_secret_value().encode()
+            if len(key) < MIN_KEY_BYTES:
+                raise ContentSigningKeyMissing(
+                    f"LOCKGATE_CONTENT_SIGNING_KEY is {len(key)} bytes long; it must be at least "
+                    f"{MIN_KEY_BYTES} (for example: openssl rand -base64 48)"
+                )
+        elif (urlsplit(self.content_url).hostname or "") in _LOOPBACK:
+            key = DEVELOPMENT_CONTENT_KEY
+        else:
+            raise ContentSigningKeyMissing(
+                "LOCKGATE_CONTENT_SIGNING_KEY is not set, and LOCKGATE_CONTENT_URL "
+                f"({self.content_url}) is not a loopback address: set the same secret of at "
+                f"least {MIN_KEY_BYTES} bytes on every scheduler and console (for example: "
+                "openssl rand -base64 48); the development key is only for 127.0.0.1"
+            )
+        return ContentLinks(key=key, base_url=self.content_url, days=self.content_url_days)
 
     def http_port(self, service: ServiceName) -> int:
         """The metrics/health port of one service."""
