@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Annotated, cast
 
 import structlog
@@ -32,8 +33,9 @@ from libs.contracts.api import PREFIX, ROUTES, Route
 from libs.db.migrations import migrate
 from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability import metrics
+from libs.service.clock import clock_from
 from libs.settings import Settings
-from services.console import auth
+from services.console import auth, content
 from services.console.models import (
     AuditLog,
     CreatedToken,
@@ -226,7 +228,12 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The console application; it migrates its schema and connects on startup."""
+    """The console application; it migrates its schema and connects on startup.
+
+    Raises ContentSigningKeyMissing (before anything starts) when content URLs cannot be
+    checked: no LOCKGATE_CONTENT_SIGNING_KEY outside a loopback development setup.
+    """
+    links = settings.content_links()
     state: dict[str, Console] = {}
 
     def console() -> Console:
@@ -296,6 +303,12 @@ def create_app(settings: Settings) -> FastAPI:
             responses={code: {"model": Problem} for code in (401, 403, 404, 409, 422, 503, 504)},
         )
     _console_routes(app, console)
+    content.mount(
+        app,
+        links,
+        Path(settings.content_dir),
+        clock_from(settings.clock_speed, settings.clock_epoch).now,
+    )
     return app
 
 

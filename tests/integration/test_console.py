@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import hashlib
+import random
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,12 @@ import pytest
 from libs.bus import Bus
 from libs.contracts.api import PREFIX, ROUTES
 from libs.db.pool import drop_database, ensure_database
+from libs.domain.content_urls import ContentLinks, signed_url
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
 from services.approval.handlers import SERVICE as APPROVAL
 from services.catalog.handlers import SERVICE as CATALOG
+from services.catalog.store.content import LocalContentStore
 from services.reporting.handlers import SERVICE as REPORTING
 from services.scheduler.handlers import SERVICE as SCHEDULER
 from tests.integration.test_approval import delete_queues
@@ -270,3 +275,96 @@ async def test_schemathesis_finds_no_server_error(api: Api, tmp_path: Path) -> N
     assert done.returncode == 0, text[-6000:]
     async with api.client() as http:
         ok(await http.get("/groups"))  # the run's token still works
+
+
+@pytest.fixture
+async def content_console(
+    infra: Infra, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[ConsoleUnderTest, ContentLinks, bytes, str]]:
+    """The console alone (no service answers RPC) over a content directory holding one file
+    of 3 MiB: content downloads need neither a service nor the database."""
+    url = f"{infra.database_url}_cnt{abs(hash(request.node.name)) % 100_000}"
+    await ensure_database(url)
+    data = random.Random(15).randbytes(3 * 1024 * 1024 + 17)
+    source = tmp_path / "upload.bin"
+    source.write_bytes(data)
+    store = LocalContentStore(tmp_path / "content")
+    sha256, _ = store.put(source)
+    settings = Settings(
+        amqp_url=infra.amqp_url, database_url=url, content_dir=str(tmp_path / "content")
+    )
+    try:
+        async with running_console(settings) as console:
+            links = settings.content_links()
+            links = ContentLinks(key=links.key, base_url=console.url, days=links.days)
+            yield console, links, data, sha256
+    finally:
+        await drop_database(url)
+
+
+async def test_content_downloads_in_full_and_resumes_by_range(
+    content_console: tuple[ConsoleUnderTest, ContentLinks, bytes, str],
+) -> None:
+    _, links, data, sha256 = content_console
+    url = signed_url(links, sha256, "Tool Setup 1.0.msi", "pc-0042", datetime.now(UTC)).url
+    async with httpx.AsyncClient(timeout=60) as http:
+        full = await http.get(url)
+        assert full.status_code == 200, full.text
+        assert full.content == data
+        assert hashlib.sha256(full.content).hexdigest() == sha256
+        assert full.headers["etag"] == f'"{sha256}"'
+        assert full.headers["accept-ranges"] == "bytes"
+        assert full.headers["content-length"] == str(len(data))
+        assert full.headers["content-type"] == "application/x-msi"
+        assert full.headers["cache-control"].startswith("public, max-age=")
+        assert "Tool%20Setup%201.0.msi" in full.headers["content-disposition"]
+
+        # An interrupted download resumes where it stopped.
+        cut = 1_234_567
+        rest = await http.get(url, headers={"Range": f"bytes={cut}-", "If-Range": f'"{sha256}"'})
+        assert rest.status_code == 206
+        assert rest.headers["content-range"] == f"bytes {cut}-{len(data) - 1}/{len(data)}"
+        assert rest.headers["content-length"] == str(len(data) - cut)
+        assert hashlib.sha256(data[:cut] + rest.content).hexdigest() == sha256
+        middle = await http.get(url, headers={"Range": "bytes=10-19"})
+        assert (middle.status_code, middle.content) == (206, data[10:20])
+        tail = await http.get(url, headers={"Range": "bytes=-5"})
+        assert (tail.status_code, tail.content) == (206, data[-5:])
+        changed = await http.get(url, headers={"Range": "bytes=10-19", "If-Range": '"other"'})
+        assert (changed.status_code, len(changed.content)) == (200, len(data))
+
+        beyond = await http.get(url, headers={"Range": f"bytes={len(data)}-"})
+        assert beyond.status_code == 416
+        assert beyond.headers["content-range"] == f"bytes */{len(data)}"
+        cached = await http.get(url, headers={"If-None-Match": f'"{sha256}"'})
+        assert (cached.status_code, cached.content) == (304, b"")
+        head = await http.head(url)
+        assert (head.status_code, head.headers["content-length"]) == (200, str(len(data)))
+
+
+async def test_content_refusals_name_why(
+    content_console: tuple[ConsoleUnderTest, ContentLinks, bytes, str],
+) -> None:
+    _, links, _, sha256 = content_console
+    now = datetime.now(UTC)
+    url = signed_url(links, sha256, "tool.msi", "pc-0042", now).url
+    old = signed_url(links, sha256, "tool.msi", "pc-0042", now - timedelta(days=30)).url
+    unknown = signed_url(links, "0" * 64, "tool.msi", "pc-0042", now).url
+    async with httpx.AsyncClient(timeout=60) as http:
+        refusals = {
+            "expired": await http.get(old),
+            "not_for_this_computer": await http.get(url.replace("pc-0042", "pc-0043")),
+            "unknown": await http.get(unknown),
+        }
+        statuses = {why: response.status_code for why, response in refusals.items()}
+        assert statuses == {"expired": 410, "not_for_this_computer": 403, "unknown": 404}
+        for why, response in refusals.items():
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.headers["cache-control"] == "no-store"
+            problem = response.json()
+            assert (problem["title"], problem["type"]) == (why, f"urn:lockgate:content:{why}")
+            assert problem["detail"]
+        unsigned = await http.get(url.split("?", 1)[0])
+        assert unsigned.status_code == 403
+        renamed = await http.get(url.replace("/tool.msi?", "/other.msi?"))
+        assert renamed.json()["title"] == "not_for_this_computer"
