@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from services.scheduler.domain.applicability import Inventory
 from services.scheduler.domain.restarts import RestartState
 
 
@@ -21,3 +22,5 @@ class ManagedComputer:
     plan_hash: str | None
     restart: RestartState
     agent_version: str
+    inventory: Inventory = field(default_factory=Inventory)
+    """What its last check-in said of it (requirements are checked against it)."""

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
 from libs.contracts.agents import ComputerPlan, InstallItem, PlanItem
 from libs.contracts.approval import ActionName
-from libs.contracts.catalog import RestartName, ReturnCode
+from libs.contracts.catalog import Package, RestartName, ReturnCode
 from libs.contracts.policies import PolicySettings
+from libs.domain.content_urls import ContentLinks
 from libs.domain.resolution import Deadline, resolve
+from libs.service.errors import InvalidInput
+from services.scheduler.domain.applicability import Inventory, applies
+from services.scheduler.domain.installations import installation, requirements_of
 from services.scheduler.domain.windows import next_window
 
 NO_POLICY = "no policy"
+NOT_APPLICABLE = "not_applicable"
 
 
 class GroupApproval(NamedTuple):
@@ -36,6 +41,10 @@ class UpdateFacts:
     restart: RestartName
     command_line: str | None
     return_codes: list[ReturnCode]
+    package: Package | None = None
+    """How to install it (third-party updates only)."""
+    sha256: str | None = None
+    """The installer's sha256 (third-party updates)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class Computer:
     computer_id: str
     timezone: str
     deadline_fired_through: datetime | None = None
+    inventory: Inventory = field(default_factory=Inventory)
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,16 @@ def pending(action: ActionName, state: str) -> bool:
     return False
 
 
+def state_for(fact: UpdateFacts, held: str, inventory: Inventory) -> str:
+    """What the plan shows: `not_applicable` when the computer does not meet the update's
+    requirements (derived at plan time from the last check-in, never stored: a computer
+    whose inventory changes is planned anew), else what the agent's reports left."""
+    requirements = None if fact.package is None else requirements_of(fact.package)
+    if not applies(requirements, inventory):
+        return NOT_APPLICABLE
+    return held
+
+
 def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thing
     computer: Computer,
     policy: PolicyInForce,
@@ -93,10 +113,15 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
     facts: Mapping[str, UpdateFacts],
     progress: Mapping[str, Progress],
     now: datetime,
+    links: ContentLinks | None = None,
 ) -> tuple[ComputerPlan, Schedule]:
     """The plan of one computer from its groups' approvals (group, update, action, deadline).
 
     Updates the scheduler has no facts for yet are left out until the catalog event arrives.
+    Third-party items carry their installation, its content URLs signed for this computer
+    with `links` (None: no installation, for callers that only look at the schedule).
+    An update whose requirements the computer does not meet is `not_applicable`, with
+    nothing to do; an available install that applies is `optional` (the user may ask for it).
     """
     per_update: dict[str, list[tuple[str, ActionName, Deadline]]] = {}
     for group, update_id, action, chosen in approvals:
@@ -111,6 +136,8 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
         if resolved is None or fact is None:
             continue
         done = progress.get(update_id, Progress())
+        state = state_for(fact, done.state, computer.inventory)
+        done = replace(done, state=state)
         deadline = resolved.deadline.at
         install_at = None
         if pending(resolved.action, done.state):
@@ -138,6 +165,10 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
                 restart=fact.restart,
                 command_line=fact.command_line,
                 return_codes=fact.return_codes,
+                optional=resolved.action == "available_install" and state != NOT_APPLICABLE,
+                installation=None
+                if fact.package is None or links is None
+                else installation(fact.package, fact.sha256, computer.computer_id, links, now),
             )
         )
     plan = ComputerPlan(
@@ -209,6 +240,36 @@ def due_items(
                 action=item.action,
                 command_line=item.command_line,
                 forced=forced,
+                restart=item.restart,
+                return_codes=item.return_codes,
+                installation=item.installation,
             )
         )
     return found
+
+
+def requested_item(plan: ComputerPlan, update_id: str) -> InstallItem:
+    """The install a user asked for: only an update the plan lists as optional (an available
+    install that applies to the computer) may be asked for."""
+    item = next((i for i in plan.items if i.update_id == update_id), None)
+    if item is None or not item.optional:
+        why = (
+            "is not in its plan (not approved for any of its groups, or unknown)"
+            if item is None
+            else f"is not an available install for it (action {item.action}, state {item.state})"
+        )
+        raise InvalidInput(
+            f"update_id {update_id!r} {why}: a user may only ask for an update the plan lists "
+            "as optional",
+            field="update_id",
+        )
+    return InstallItem(
+        update_id=item.update_id,
+        kb=item.kb,
+        action="required_install",
+        command_line=item.command_line,
+        forced=False,
+        restart=item.restart,
+        return_codes=item.return_codes,
+        installation=item.installation,
+    )

@@ -8,6 +8,7 @@ from services.scheduler.store import (
     policies,
     progress,
     releases,
+    requests,
     timers,
     updates,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "policies",
     "progress",
     "releases",
+    "requests",
     "timers",
     "updates",
 ]

@@ -9,13 +9,14 @@ import asyncpg
 
 from libs.contracts.scheduler import AgentCheckin
 from libs.db.pool import Connection
+from services.scheduler.domain.applicability import Inventory
 from services.scheduler.domain.computers import ManagedComputer
 from services.scheduler.domain.restarts import RestartState
 
 COLUMNS = (
     "computer_id, timezone, user_logged_on, last_checkin_at, last_window_at,"
     " deadline_fired_through, plan_hash, restart_phase, restart_due_at, restart_prompts,"
-    " agent_version"
+    " agent_version, architecture, operating_system, free_disk_bytes, memory_bytes"
 )
 """The columns `from_row` reads."""
 
@@ -31,12 +32,18 @@ def from_row(r: asyncpg.Record) -> ManagedComputer:
         plan_hash=r["plan_hash"],
         restart=RestartState(r["restart_phase"], r["restart_due_at"], r["restart_prompts"]),
         agent_version=r["agent_version"],
+        inventory=Inventory(
+            architecture=r["architecture"],
+            operating_system=r["operating_system"],
+            free_disk_bytes=r["free_disk_bytes"],
+            memory_bytes=r["memory_bytes"],
+        ),
     )
 
 
 async def record_checkin(conn: Connection, checkin: AgentCheckin, now: datetime) -> bool:
-    """Create or refresh the computer and mark its plan for recomputing; True when this
-    check-in registered it.
+    """Create or refresh the computer (its inventory included) and mark its plan for
+    recomputing; True when this check-in registered it.
 
     One statement, so two replicas handling a new computer's first check-ins at once still
     register it exactly once.
@@ -44,13 +51,16 @@ async def record_checkin(conn: Connection, checkin: AgentCheckin, now: datetime)
     inserted: bool = await conn.fetchval(
         "INSERT INTO computers (computer_id, hostname, os_version, timezone, agent_version,"
         "                       registered_at, last_checkin_at, hardware_id, architecture,"
-        "                       user_logged_on, plan_dirty_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $6)"
+        "                       user_logged_on, plan_dirty_at, operating_system,"
+        "                       free_disk_bytes, memory_bytes)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $6, $10, $11, $12)"
         " ON CONFLICT (computer_id) DO UPDATE SET"
         "   hostname = EXCLUDED.hostname, os_version = EXCLUDED.os_version,"
         "   timezone = EXCLUDED.timezone, agent_version = EXCLUDED.agent_version,"
         "   last_checkin_at = EXCLUDED.last_checkin_at, hardware_id = EXCLUDED.hardware_id,"
         "   architecture = EXCLUDED.architecture, user_logged_on = EXCLUDED.user_logged_on,"
+        "   operating_system = EXCLUDED.operating_system,"
+        "   free_disk_bytes = EXCLUDED.free_disk_bytes, memory_bytes = EXCLUDED.memory_bytes,"
         "   checkins_total = computers.checkins_total + 1"
         " RETURNING xmax = 0",
         checkin.computer_id,
@@ -62,6 +72,9 @@ async def record_checkin(conn: Connection, checkin: AgentCheckin, now: datetime)
         checkin.hardware_id,
         checkin.architecture,
         checkin.user_logged_on,
+        checkin.operating_system,
+        checkin.free_disk_bytes,
+        checkin.memory_bytes,
     )
     return inserted
 

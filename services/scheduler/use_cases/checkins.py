@@ -11,7 +11,8 @@ from services.scheduler.use_cases.restarts import schedule_catch_up
 
 
 async def record_checkin(ctx: HandlerContext, checkin: AgentCheckin) -> None:
-    """Refresh the computer and answer with its plan; the first check-in registers it.
+    """Refresh the computer and its inventory and answer with its plan; the first check-in
+    registers it. The inventory decides which third-party updates apply (domain/applicability).
 
     After a start or a restart, installs it missed run after the missed-install delay.
     """
@@ -27,6 +28,13 @@ async def record_checkin(ctx: HandlerContext, checkin: AgentCheckin) -> None:
             ),
             subject=checkin.computer_id,
         )
-    plans = await replan(ctx.conn, ctx.outbox, [checkin.computer_id], ctx.now, always_publish=True)
+    plans = await replan(
+        ctx.conn,
+        ctx.outbox,
+        [checkin.computer_id],
+        ctx.now,
+        links=ctx.settings.content_links(),
+        always_publish=True,
+    )
     if checkin.reason in ("start", "restart"):
         await schedule_catch_up(ctx, checkin.computer_id, plans[checkin.computer_id])

@@ -15,6 +15,7 @@ import structlog
 from libs.contracts.agents import PLAN, ComputerPlan, GetPlan
 from libs.db.outbox import Outbox
 from libs.db.pool import Connection
+from libs.domain.content_urls import ContentLinks
 from libs.observability import metrics
 from libs.service import HandlerContext, NotFound, TaskContext
 from services.scheduler import store
@@ -34,11 +35,12 @@ async def replan(
     computer_ids: Sequence[str],
     now: datetime,
     *,
+    links: ContentLinks,
     always_publish: bool = False,
     dirty_seen: dict[str, datetime] | None = None,
 ) -> dict[str, ComputerPlan]:
     """Recompute, store and (when changed) publish the plans of these computers; their
-    timers are written in one batch."""
+    timers are written in one batch. Content URLs are signed with `links`."""
     rows = await store.computers.find(conn, computer_ids)
     ids = sorted(rows)
     member_of = await store.groups.memberships(conn, ids)
@@ -58,12 +60,13 @@ async def replan(
         policy = policy_in_force(member_of[computer_id], context)
         approvals = [a for group in member_of[computer_id] for a in per_group.get(group, [])]
         plan, schedule = build_plan(
-            Computer(computer_id, row.timezone, row.deadline_fired_through),
+            Computer(computer_id, row.timezone, row.deadline_fired_through, row.inventory),
             policy,
             approvals,
             facts,
             progress[computer_id],
             now,
+            links,
         )
         upgrade = agent_update(policy.settings, row.timezone, row.agent_version, mandatory, now)
         plan = plan.model_copy(update={"agent_update": upgrade})
@@ -96,6 +99,7 @@ async def plan_dirty_computers(task: TaskContext) -> int:
                 task.outbox(conn),
                 [c for c, _ in claimed],
                 task.clock.now(),
+                links=task.settings.content_links(),
                 dirty_seen=dict(claimed),
             )
         done += len(claimed)
@@ -107,7 +111,14 @@ async def current_plan(ctx: HandlerContext, computer_id: str) -> ComputerPlan:
     found = await store.plans.find(ctx.conn, computer_id)
     if found is not None:
         return found
-    return (await replan(ctx.conn, ctx.outbox, [computer_id], ctx.now))[computer_id]
+    return (await fresh_plans(ctx, [computer_id]))[computer_id]
+
+
+async def fresh_plans(ctx: HandlerContext, computer_ids: Sequence[str]) -> dict[str, ComputerPlan]:
+    """Plans recomputed now (published to the computers whose plan changed)."""
+    return await replan(
+        ctx.conn, ctx.outbox, computer_ids, ctx.now, links=ctx.settings.content_links()
+    )
 
 
 async def get_plan(ctx: HandlerContext, query: GetPlan) -> ComputerPlan:
@@ -118,4 +129,4 @@ async def get_plan(ctx: HandlerContext, query: GetPlan) -> ComputerPlan:
             "at least in All computers and has a plan",
             field="computer",
         )
-    return (await replan(ctx.conn, ctx.outbox, [query.computer], ctx.now))[query.computer]
+    return (await fresh_plans(ctx, [query.computer]))[query.computer]

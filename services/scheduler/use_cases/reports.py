@@ -17,7 +17,7 @@ from services.scheduler.use_cases.planner import current_plan
 from services.scheduler.use_cases.restarts import schedule_catch_up, set_restart
 
 
-async def _require_computer(ctx: HandlerContext, computer_id: str) -> None:
+async def require_computer(ctx: HandlerContext, computer_id: str) -> None:
     check_sender(ctx.envelope.subject, computer_id)
     if not await store.computers.known(ctx.conn, computer_id):
         raise InvalidInput(
@@ -30,7 +30,7 @@ async def _require_computer(ctx: HandlerContext, computer_id: str) -> None:
 async def record_status(ctx: HandlerContext, status: ag.AgentStatus) -> None:
     """Detection and install results: states for the plan, restarts after 3010-like codes."""
     computer_id = status.computer_id
-    await _require_computer(ctx, computer_id)
+    await require_computer(ctx, computer_id)
     await store.computers.set_user_logged_on(ctx.conn, computer_id, status.user_logged_on)
     facts = await store.updates.facts(ctx.conn, [i.update_id for i in status.installs])
     codes = {update_id: fact.return_codes for update_id, fact in facts.items()}
@@ -52,7 +52,7 @@ async def record_status(ctx: HandlerContext, status: ag.AgentStatus) -> None:
 async def record_restart(ctx: HandlerContext, event: ag.AgentRestart) -> None:
     """Postponed: prompt again after the interval. Restarted: done, then missed installs."""
     computer_id = event.computer_id
-    await _require_computer(ctx, computer_id)
+    await require_computer(ctx, computer_id)
     await store.computers.set_user_logged_on(ctx.conn, computer_id, event.user_logged_on)
     computer = (await store.computers.find(ctx.conn, [computer_id]))[computer_id]
     plan = await current_plan(ctx, computer_id)
