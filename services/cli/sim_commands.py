@@ -14,6 +14,10 @@ from libs.settings import Settings
 from services.cli.common import Output
 from services.simulator.fleet import Fleet, Options
 
+DEFAULTS = Options()
+REJECTIONS_SHOWN = 10
+"""The last refusals the summary lists (each is also logged when it arrives)."""
+
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -26,6 +30,11 @@ def options_of(args: argparse.Namespace) -> Options:
         failure_rate=args.failure_rate,
         postpone_rate=args.postpone_rate,
         seed=args.seed,
+        x86_rate=args.x86_rate,
+        arm64_rate=args.arm64_rate,
+        windows10_rate=args.windows10_rate,
+        request_rate=args.request_rate,
+        interrupt_rate=args.interrupt_rate,
     )
 
 
@@ -64,6 +73,13 @@ async def cmd_sim(settings: Settings, out: Output, args: argparse.Namespace) -> 
     fleet = await run_fleet(settings, out, options_of(args), args.duration)
     summary = fleet.summary()
     out.result(summary, "fleet summary: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    if not out.as_json:
+        for rejected in fleet.rejections[-REJECTIONS_SHOWN:]:
+            print(
+                f"  rejected {rejected.message_type} of {rejected.computer_id}: "
+                f"{rejected.reason_class} {rejected.reason}",
+                flush=True,
+            )
     return 0
 
 
@@ -75,6 +91,30 @@ def add_parsers(sub: Commands) -> None:
     sim.add_argument("--failure-rate", type=float, default=0.05)
     sim.add_argument("--postpone-rate", type=float, default=0.5)
     sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument(
+        "--x86-rate", type=float, default=DEFAULTS.x86_rate, help="share of 32-bit (x86) computers"
+    )
+    sim.add_argument(
+        "--arm64-rate", type=float, default=DEFAULTS.arm64_rate, help="share of arm64 computers"
+    )
+    sim.add_argument(
+        "--windows10-rate",
+        type=float,
+        default=DEFAULTS.windows10_rate,
+        help="share of computers running Windows 10 (the others run Windows 11)",
+    )
+    sim.add_argument(
+        "--request-rate",
+        type=float,
+        default=DEFAULTS.request_rate,
+        help="chance, at each plan, that a user asks for an available update",
+    )
+    sim.add_argument(
+        "--interrupt-rate",
+        type=float,
+        default=DEFAULTS.interrupt_rate,
+        help="chance that a download is cut halfway (the agent resumes it with Range)",
+    )
     sim.add_argument(
         "--duration", type=float, default=0, help="seconds to run (0: until interrupted)"
     )

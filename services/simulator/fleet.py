@@ -1,24 +1,30 @@
-"""Simulated Windows agents: they speak only the agent protocol on `lockgate.agents`.
+"""Simulated Windows agents: they speak only the agent protocol on `lockgate.agents`, and
+fetch content only by the signed URLs their plans carry.
 
-Each agent checks in (at start, at its policy's detection frequency, after a restart),
-keeps the plan it is sent, reports detections for the approved updates it holds, installs
-what instructions ask (return code 0, 3010 when the update restarts, or a configured
-failure), answers restart prompts by postponing or accepting, and goes offline now and
-then, catching up when it comes back. Thousands run in one asyncio process; time can run
-faster (a clock shared with the services through LOCKGATE_CLOCK_SPEED/EPOCH).
+Each agent checks in with its inventory (operating system, architecture, free disk, memory)
+at start, at its policy's detection frequency and after a restart; keeps the plan it is
+sent; reports detections for the approved updates it holds: for a third-party update it
+checks the requirements and evaluates the detection rules and prerequisites against its
+simulated disk (services/simulator/detection.py), for a Microsoft update it draws once at
+random. It installs what instructions ask: a third-party update only after downloading every
+file and verifying its size and sha256 (services/simulator/download.py), then reports the
+result together with what it detects afterwards. It answers restart prompts by postponing
+or accepting, asks now and then for an available update, counts the refusals it is told
+about (`computer.<id>.rejected.v1`), and goes offline now and then, catching up when it
+comes back. Thousands run in one asyncio process; time can run faster (a clock shared with
+the services through LOCKGATE_CLOCK_SPEED/EPOCH).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import aio_pika
+import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -26,13 +32,18 @@ from libs.bus import Bus, to_amqp
 from libs.contracts import agents as ag
 from libs.contracts.envelope import Envelope
 from libs.contracts.names import Exchange
-from libs.contracts.scheduler import AGENT_CHECKIN, AgentCheckin
+from libs.contracts.scheduler import AGENT_CHECKIN
 from libs.contracts.spec import AgentEventSpec, Contract, InstructionSpec
 from libs.service.clock import Clock
+from services.simulator.agent import Agent, CheckinReason, Options, make_agents
+from services.simulator.detection import detect
+from services.simulator.disk import install, uninstall
+from services.simulator.download import PACKAGE_OPEN_FAILED, Fetched, fetch
+
+__all__ = ["FAILURE_CODE", "Agent", "Fleet", "Options"]
 
 log = structlog.get_logger(__name__)
 
-TIMEZONES = ("Europe/Paris", "America/New_York", "Asia/Tokyo", "Europe/London", "UTC")
 FAILURE_CODE = 1603  # ERROR_INSTALL_FAILURE
 DETECTION_HOURS_BEFORE_PLAN = 8
 """How often an agent that has no plan yet checks in (the recommended detection frequency)."""
@@ -40,52 +51,14 @@ DETECTION_HOURS_BEFORE_PLAN = 8
 C = TypeVar("C", bound=Contract)
 
 
-@dataclass(frozen=True)
-class Options:
-    computers: int = 100
-    prefix: str = "sim"
-    offline_rate: float = 0.05
-    """Chance, at each check-in, that the computer goes offline until the next one."""
-    failure_rate: float = 0.05
-    """Chance that an install fails (exit code 1603)."""
-    postpone_rate: float = 0.5
-    """Chance that a user postpones a restart prompt."""
-    seed: int = 1
-
-
-@dataclass
-class Agent:
-    computer_id: str
-    timezone: str
-    architecture: str
-    user_logged_on: bool
-    rng: random.Random
-    online: bool = True
-    plan: ag.ComputerPlan | None = None
-    """The last plan it was sent (none before the first)."""
-    states: dict[str, ag.DetectionState] = field(default_factory=dict)
-    """What this computer holds per update: installed, needed or not_applicable."""
-    pending_restart: bool = False
-    version: str = "1.0.0"
-    """The agent version it runs (mandatory agent updates raise it)."""
-
-
 class Fleet:
     """N agents on one broker connection; instructions come through one queue."""
 
-    def __init__(self, bus: Bus, clock: Clock, options: Options) -> None:
+    def __init__(
+        self, bus: Bus, clock: Clock, options: Options, http: httpx.AsyncClient | None = None
+    ) -> None:
         self.bus, self.clock, self.options = bus, clock, options
-        rng = random.Random(options.seed)  # noqa: S311 - simulation, not security
-        self.agents = {
-            f"{options.prefix}-{n:05d}": Agent(
-                computer_id=f"{options.prefix}-{n:05d}",
-                timezone=rng.choice(TIMEZONES),
-                architecture="x64" if rng.random() < 0.9 else "arm64",
-                user_logged_on=rng.random() < 0.7,
-                rng=random.Random(rng.random()),  # noqa: S311 - simulation
-            )
-            for n in range(options.computers)
-        }
+        self.agents = make_agents(options)
         self.stats: Counter[str] = Counter()
         self.failures: set[tuple[str, str]] = set()
         """(computer, update) pairs whose installs always fail (scripted failures)."""
@@ -93,11 +66,21 @@ class Fleet:
         """What each computer first detected for each update (before any install)."""
         self.installs: dict[tuple[str, str], int] = {}
         """Last exit code each computer reported for each update (what the fleet did)."""
+        self.downloads: dict[tuple[str, str], list[Fetched]] = {}
+        """The last download of each (computer, update)'s content, file by file."""
+        self.requests: set[tuple[str, str]] = set()
+        """(computer, update): the user asked to install an available update."""
+        self.rejections: list[ag.Rejected] = []
+        """What the system told the agents it refused, as it arrived."""
+        self._http, self._own_http = http, http is None
+        self._downloading = asyncio.Semaphore(options.download_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
         self._channel: aio_pika.abc.AbstractChannel | None = None
 
     async def start(self) -> None:
         """Bind every agent's instructions, then let each agent start (check in)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=60)
         self._channel = await self.bus.connection.channel()
         queue = await self._channel.declare_queue(
             f"simulator.{self.options.prefix}", exclusive=True, auto_delete=True
@@ -116,11 +99,14 @@ class Fleet:
                 await task
         if self._channel is not None:
             await self._channel.close()
+        if self._http is not None and self._own_http:
+            await self._http.aclose()
 
     def summary(self) -> dict[str, int]:
         return {
             "computers": len(self.agents),
             "online": sum(a.online for a in self.agents.values()),
+            "rejected": self.stats["rejected"],
             **dict(sorted(self.stats.items())),
         }
 
@@ -139,7 +125,7 @@ class Fleet:
                 agent.online = False
                 self.stats["went_offline"] += 1
                 continue
-            reason = "periodic" if agent.online else "start"
+            reason: CheckinReason = "periodic" if agent.online else "start"
             agent.online = True
             await self._checkin(agent, reason)
 
@@ -160,23 +146,8 @@ class Fleet:
             routing_key=spec.routing_key(agent.computer_id),
         )
 
-    async def _checkin(self, agent: Agent, reason: str) -> None:
-        await self._send(
-            agent,
-            AGENT_CHECKIN,
-            AgentCheckin(
-                computer_id=agent.computer_id,
-                hostname=f"{agent.computer_id}.corp.example",
-                os_version="10.0.26100",
-                timezone=agent.timezone,
-                agent_version=agent.version,
-                checked_in_at=self.clock.now(),
-                hardware_id=f"hw-{agent.computer_id}",
-                architecture=agent.architecture,
-                user_logged_on=agent.user_logged_on,
-                reason=reason,
-            ),
-        )
+    async def _checkin(self, agent: Agent, reason: CheckinReason) -> None:
+        await self._send(agent, AGENT_CHECKIN, agent.checkin(reason, self.clock.now()))
         self.stats["checkins"] += 1
 
     async def _on_instruction(self, message: AbstractIncomingMessage) -> None:
@@ -201,60 +172,169 @@ class Fleet:
                 agent.version = update.version  # the new agent starts and checks in
                 self.stats["agent_updates"] += 1
                 await self._checkin(agent, "start")
+            elif kind == ag.REJECTED.type:
+                self._on_rejected(_decode(ag.REJECTED, message.body))
+
+    def _on_rejected(self, rejected: ag.Rejected) -> None:
+        self.rejections.append(rejected)
+        self.stats["rejected"] += 1
+        log.warning(
+            "message refused",
+            computer=rejected.computer_id,
+            message_type=rejected.message_type,
+            field=rejected.field,
+            reason=rejected.reason,
+        )
+
+    def _detect(
+        self, agent: Agent, update_id: str, installation: ag.Installation | None
+    ) -> ag.DetectionState:
+        """Detect one update now: a third-party one against the disk, a Microsoft one drawn at
+        random once (Windows Update's own detection is not simulated)."""
+        state = agent.states.get(update_id)
+        if installation is not None:
+            state = detect(update_id, installation, agent.inventory, agent.disk, agent.states).state
+        elif state is None:
+            roll = agent.rng.random()
+            state = "installed" if roll < 0.2 else "not_applicable" if roll > 0.9 else "needed"
+            if (agent.computer_id, update_id) in self.failures:
+                state = "needed"  # a scripted failure needs the update to apply
+        agent.states[update_id] = state
+        self.detected.setdefault((agent.computer_id, update_id), state)
+        return state
 
     async def _on_plan(self, agent: Agent, plan: ag.ComputerPlan) -> None:
-        """Detect: report the state of every approved update (new ones drawn at random)."""
+        """Detect: report the state of every approved update; ask for some available ones."""
         agent.plan = plan
-        found = []
-        for item in plan.items:
-            state = agent.states.get(item.update_id)
-            if state is None:
-                roll = agent.rng.random()
-                state = "installed" if roll < 0.2 else "not_applicable" if roll > 0.9 else "needed"
-                if (agent.computer_id, item.update_id) in self.failures:
-                    state = "needed"  # a scripted failure needs the update to apply
-                agent.states[item.update_id] = state
-                self.detected[agent.computer_id, item.update_id] = state
-            found.append(ag.DetectionResult(update_id=item.update_id, state=state))
+        found = [
+            ag.DetectionResult(
+                update_id=item.update_id,
+                state=self._detect(agent, item.update_id, item.installation),
+            )
+            for item in plan.items
+        ]
         if found:
             await self._report(agent, detections=found)
+        for item in plan.items:
+            if (
+                item.optional
+                and agent.states[item.update_id] == "needed"
+                and item.update_id not in agent.requested
+                and agent.rng.random() < self.options.request_rate
+            ):
+                agent.requested.add(item.update_id)
+                self.requests.add((agent.computer_id, item.update_id))
+                self.stats["install_requests"] += 1
+                await self._send(
+                    agent,
+                    ag.INSTALL_REQUEST,
+                    ag.InstallRequest(
+                        computer_id=agent.computer_id,
+                        update_id=item.update_id,
+                        requested_at=self.clock.now(),
+                    ),
+                )
 
     async def _on_install(self, agent: Agent, instruction: ag.InstallInstruction) -> None:
-        """Install (or remove) what is asked; 3010 when the update restarts."""
-        planned = agent.plan.items if agent.plan is not None else []
-        restarts = {i.update_id: i.restart for i in planned}
-        results = []
-        now = self.clock.now()
+        """Install (or remove) what is asked; then report each result with what it detects
+        afterwards, in one report (an install result and a detection for each update)."""
+        planned = {i.update_id: i for i in agent.plan.items} if agent.plan is not None else {}
+        results: list[ag.InstallResult] = []
+        detections: list[ag.DetectionResult] = []
         for item in instruction.updates:
             update_id = item.update_id
-            if agent.states.get(update_id) == "not_applicable":
+            plan_item = planned.get(update_id)
+            installation = item.installation or (plan_item.installation if plan_item else None)
+            removing = item.action == "uninstall"
+            before = self._detect(agent, update_id, installation)
+            if before == "not_applicable" or (before == "installed" and not removing):
+                # Nothing to do: no attempt, only what detection says.
+                self.stats[f"install_skipped_{before}"] += 1
+                detections.append(ag.DetectionResult(update_id=update_id, state=before))
                 continue
-            scripted = (agent.computer_id, update_id) in self.failures
-            if scripted or agent.rng.random() < self.options.failure_rate:
-                code = FAILURE_CODE
-            elif restarts.get(update_id) == "always" or (
-                restarts.get(update_id) == "may_request" and agent.rng.random() < 0.5
-            ):
-                code = 3010
-            else:
-                code = 0
-            if code != FAILURE_CODE:
-                removing = item.action == "uninstall"
+            started = self.clock.now()
+            code = await self._run(agent, item, installation, removing)
+            agent.requested.discard(update_id)
+            if code in (0, 3010) and installation is None:
                 agent.states[update_id] = "needed" if removing else "installed"
             agent.pending_restart |= code == 3010
             self.installs[agent.computer_id, update_id] = code
-            self.stats["installs_failed" if code == FAILURE_CODE else "installs_ok"] += 1
+            self.stats["installs_ok" if code in (0, 3010) else "installs_failed"] += 1
             results.append(
                 ag.InstallResult(
                     update_id=update_id,
-                    operation="uninstall" if item.action == "uninstall" else "install",
+                    operation="uninstall" if removing else "install",
                     return_code=code,
-                    started_at=now - timedelta(minutes=2),
-                    finished_at=now,
+                    started_at=started,
+                    finished_at=max(self.clock.now(), started),
                 )
             )
-        if results:
-            await self._report(agent, installs=results)
+            detections.append(
+                ag.DetectionResult(
+                    update_id=update_id, state=self._detect(agent, update_id, installation)
+                )
+            )
+        if results or detections:
+            await self._report(agent, installs=results, detections=detections)
+
+    async def _run(
+        self,
+        agent: Agent,
+        item: ag.InstallItem,
+        installation: ag.Installation | None,
+        removing: bool,
+    ) -> int:
+        """One install or uninstall: the content first (third-party installs), then the
+        installer's exit code (a scripted or random failure, 3010 when it restarts)."""
+        if installation is not None and not removing:
+            failed = await self._download(agent, item.update_id, installation)
+            if failed is not None:
+                return failed
+        scripted = (agent.computer_id, item.update_id) in self.failures
+        if scripted or agent.rng.random() < self.options.failure_rate:
+            return FAILURE_CODE
+        code = (
+            3010
+            if item.restart == "always"
+            or (item.restart == "may_request" and agent.rng.random() < 0.5)
+            else 0
+        )
+        if installation is not None:
+            (uninstall if removing else install)(agent.disk, item.update_id, installation)
+        return code
+
+    async def _download(
+        self, agent: Agent, update_id: str, installation: ag.Installation
+    ) -> int | None:
+        """Fetch and verify every file; the exit code of the first that fails, else None."""
+        if self._http is None:
+            raise RuntimeError("the fleet is not started: no HTTP client to download with")
+        if not installation.files:
+            log.warning("nothing to download", computer=agent.computer_id, update=update_id)
+            self.stats["downloads_failed"] += 1
+            return PACKAGE_OPEN_FAILED
+        fetched: list[Fetched] = []
+        self.downloads[agent.computer_id, update_id] = fetched
+        for file in installation.files:
+            cut = file.size // 2 if agent.rng.random() < self.options.interrupt_rate else None
+            async with self._downloading:
+                done = await fetch(self._http, file, cut_after=cut)
+            fetched.append(done)
+            self.stats["download_bytes"] += done.received
+            self.stats["downloads_resumed"] += done.resumed
+            if done.return_code is not None:
+                self.stats["downloads_failed"] += 1
+                log.warning(
+                    "download failed",
+                    computer=agent.computer_id,
+                    update=update_id,
+                    file=file.path,
+                    return_code=done.return_code,
+                    reason=done.reason,
+                )
+                return done.return_code
+            self.stats["downloads_ok"] += 1
+        return None
 
     async def _on_prompt(self, agent: Agent, prompt: ag.RestartPrompt) -> None:
         if prompt.may_postpone and agent.rng.random() < self.options.postpone_rate:
@@ -270,7 +350,9 @@ class Fleet:
         await self._restart_event(agent, "restarted")
         await self._checkin(agent, "restart")
 
-    async def _restart_event(self, agent: Agent, event: str) -> None:
+    async def _restart_event(
+        self, agent: Agent, event: Literal["prompted", "postponed", "restarted"]
+    ) -> None:
         await self._send(
             agent,
             ag.AGENT_RESTART,

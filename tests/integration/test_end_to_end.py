@@ -69,19 +69,35 @@ async def estate(infra: Infra, bus: Bus, log_dir: Path, tmp_path: Path) -> Async
         "LOCKGATE_CONTENT_DIR": str(tmp_path / "content"),
         "LOCKGATE_DATABASE_URL": database,
     }
+    console = ServiceRunner("console", infra, log_dir, **env)
+    # Plans sign content URLs for the console the agents download from.
+    console.env["LOCKGATE_CONTENT_URL"] = env["LOCKGATE_CONTENT_URL"] = (
+        f"http://127.0.0.1:{console.port}"
+    )
     runners = [
-        ServiceRunner(name, infra, log_dir, **env).start()
-        for name in ("catalog", "approval", "scheduler", "reporting", "console")
+        *(
+            ServiceRunner(name, infra, log_dir, **env).start()
+            for name in ("catalog", "approval", "scheduler", "reporting")
+        ),
+        console.start(),
     ]
     fleet = Fleet(
         bus,
         SpeedClock(epoch, SPEED),
-        Options(computers=COMPUTERS, prefix="e2e", offline_rate=0.0, failure_rate=0.0),
+        # Every computer runs Windows 11, the MSI's requirement, so the scripted failure
+        # below happens on a computer the MSI applies to.
+        Options(
+            computers=COMPUTERS,
+            prefix="e2e",
+            offline_rate=0.0,
+            failure_rate=0.0,
+            windows10_rate=0.0,
+            interrupt_rate=0.2,
+        ),
     )
     try:
         for runner in runners:
             await runner.wait_ready(60)
-        console = runners[-1]
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{console.port}",
             headers={"Authorization": f"Bearer {token}"},
@@ -251,6 +267,10 @@ async def test_the_whole_flow_with_a_simulated_fleet(estate: Estate, tmp_path: P
         return done >= len(applicable) and bool(applicable)
 
     await eventually(msi_reported, timeout=90, what="the MSI's installs reported")
+    # Each Pilot computer fetched the MSI by its signed URL and verified it before installing
+    # (the scripted failure too: its installer fails after the download).
+    fetched = [fleet.downloads.get((c, third_party["update_id"])) for c in computers[:PILOT]]
+    assert all(files and all(f.return_code is None for f in files) for files in fetched)
     report = await ok("GET", f"/reports/updates/{third_party['update_id']}")
     assert report["update"]["counts"]["failed"] == 1
     # Only the scripted computer fails (it may have been told to retry at a later window,
