@@ -14,6 +14,11 @@ from libs.contracts.envelope import CONTENT_TYPE, Envelope
 class InvalidMessage(Exception):
     """A message that can never be handled as sent (bad envelope, JSON, type or field)."""
 
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        """The body field at fault (`installs[0].return_code`), when one is."""
+
 
 def to_amqp(
     envelope: Envelope,
@@ -78,11 +83,25 @@ def from_amqp(message: AbstractIncomingMessage) -> Envelope:
         ) from None
 
 
+def field_path(location: tuple[int | str, ...]) -> str:
+    """A validation error's location as agents write it: `installs[0].return_code`."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def first_field(error: ValidationError) -> str | None:
+    """The first field a validation error names; None when the body as a whole is wrong."""
+    errors = error.errors()
+    return (field_path(tuple(errors[0]["loc"])) or None) if errors else None
+
+
 def describe_validation_error(error: ValidationError, message_type: str) -> str:
     """One line naming each bad field, the value sent and what is allowed."""
     parts = []
     for item in error.errors()[:5]:
-        field = ".".join(map(str, item["loc"])) or "(body)"
+        field = field_path(tuple(item["loc"])) or "(body)"
         value = item.get("input")
         shown = repr(value) if not isinstance(value, dict) else "{...}"
         parts.append(f"field {field!r} = {shown[:80]}: {item['msg']}")

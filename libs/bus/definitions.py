@@ -12,7 +12,8 @@ what its code does, no more:
   exchanges its queues bind from; nobody reads a `.dlq` but operators;
 - topic permissions on the topic exchanges it uses: it publishes only under its own
   routing-key prefixes (`catalog.` on `lockgate.events`, `computer.` for the scheduler on
-  `lockgate.agents`) and binds only the prefixes its handlers subscribe to.
+  `lockgate.agents`, and for any service whose routes answer refused agent messages with
+  `computer.<id>.rejected.v1`) and binds only the prefixes its handlers subscribe to.
 
 Consuming `amq.rabbitmq.reply-to` (RPC callers) needs no permission.
 
@@ -43,6 +44,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from libs.contracts.agents import REJECTED
 from libs.contracts.names import EXCHANGE_TYPES, Exchange, dead_letter_queue_name
 from libs.contracts.registry import REGISTRY, Registry
 from libs.contracts.scheduler import COMPUTER_ID_PATTERN
@@ -189,6 +191,10 @@ def service_access(
         if event.producer == definition.name:
             published.add(event.exchange.value)
             publish_words.setdefault(event.exchange, set()).add(_first_word(event.type))
+    if any(isinstance(r, On) and r.sends_rejected for routes in queues.values() for r in routes):
+        # An agent's refused message is answered with computer.<id>.rejected.v1.
+        published.add(REJECTED.exchange.value)
+        publish_words.setdefault(REJECTED.exchange, set()).add(_first_word(REJECTED.type))
     if queues:
         published.add(Exchange.DEAD_LETTERS.value)  # messages that can never succeed
     if definition.commands:

@@ -176,7 +176,24 @@ class EventSpec(Generic[M]):
 class AgentEventSpec(EventSpec[M]):
     """An agent's message on `lockgate.agents`: routing key `agent.<computer_id>.<rest>`."""
 
+    computer_id_field: str = "computer_id"
+    """The body field naming the computer the message speaks for. The pipeline refuses a
+    message whose field differs from the computer id of its routing key (an agent may only
+    speak for itself), before any handler runs."""
+
     exchange = Exchange.AGENTS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.computer_id_field not in self.model.model_fields:
+            raise ValueError(
+                f"{self.type}: {self.model.__name__} has no field {self.computer_id_field!r} "
+                "to hold the computer id (set computer_id_field)"
+            )
+
+    def computer_id_of(self, body: M) -> str:
+        """The computer id the body speaks for (the `computer_id_field`)."""
+        return str(getattr(body, self.computer_id_field))
 
     def _check_name(self) -> None:
         """`agent.<kind>.v<major>`: the computer id goes into the routing key, not the type."""

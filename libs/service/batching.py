@@ -93,10 +93,10 @@ class BatchingPipeline:
         if route is None:
             return None
         try:
-            envelope = Pipeline.check_sender(route, envelope, message.routing_key or "")
             payload = route.spec.model.model_validate_json(message.body)
+            envelope = Pipeline.check_sender(route, envelope, message.routing_key or "", payload)
         except (InvalidMessage, ValidationError):
-            return None  # the ordinary path parks it with the reason
+            return None  # the ordinary path parks it with the reason (and tells the agent)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         return _Waiting(message, envelope, payload, route, future)
 
@@ -144,7 +144,7 @@ class BatchingPipeline:
                         conn,
                         schema=self._instance.service,
                         source=f"lockgate/{self._instance.service}",
-                        correlation_id=new[0].envelope.id,
+                        correlation_id=new[0].envelope.correlation_id or new[0].envelope.id,
                     ),
                     now=self._clock.now(),
                     instance=self._instance,

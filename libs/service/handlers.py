@@ -86,6 +86,13 @@ class On(Generic[M]):
     `batch_wait_seconds`) and handed over together in one transaction, acked after its
     commit. If a batch fails, each of its messages goes through `handle` alone, so one bad
     message is retried or dead-lettered on its own."""
+    sends_rejected: bool = False
+    """Agent messages only: when this route refuses a message for what it says (malformed,
+    invalid, not its sender's, a DomainError from the handler), the pipeline, besides
+    dead-lettering it, tells the agent with `computer.<computer_id>.rejected.v1`. Set on one
+    service's routes only (the scheduler's), so that an agent gets one rejection, not one
+    per consuming service. A queue with such a route also answers, for its agent messages,
+    refusals that come before a route is known (a bad envelope, a type it has no route for)."""
 
     @property
     def name(self) -> str:

@@ -6,6 +6,11 @@ committed; a crash before the ack redelivers the message and the inbox skips it.
 Messages that can never succeed go to `<queue>.dlq` at once with the reason in headers;
 others are retried (with backoff) until the delivery limit, then dead-lettered likewise.
 
+Agent messages are checked before any handler runs: the computer id in the body must be the
+one of the routing key the broker let the agent publish under (`check_sender`). When a route
+with `sends_rejected` refuses an agent's message at once, the agent is also told why
+(`computer.<computer_id>.rejected.v1`, published directly with a confirm).
+
 With an `on_step` observer (ServiceProcess(on_step=...), for benchmarks) each delivery also
 reports how long its steps took (the STEP_* names); without one nothing is timed.
 """
@@ -25,11 +30,18 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from libs.bus.bus import Bus, PublishFailed
-from libs.bus.codec import InvalidMessage, describe_validation_error, from_amqp, to_amqp
+from libs.bus.codec import (
+    InvalidMessage,
+    describe_validation_error,
+    first_field,
+    from_amqp,
+    to_amqp,
+)
 from libs.bus.rpc import STATUS_HEADER
+from libs.contracts.agents import REJECTED, Rejected
 from libs.contracts.envelope import Envelope, source_of
 from libs.contracts.names import Exchange, dead_letter_queue_name
-from libs.contracts.spec import AgentEventSpec, Contract
+from libs.contracts.spec import SUBJECT, AgentEventSpec, Contract
 from libs.contracts.system import RpcError
 from libs.db import inbox
 from libs.db.outbox import Outbox, StepObserver, timed_step
@@ -121,6 +133,8 @@ class Pipeline:
         self._clock = clock
         self._on_step = on_step
         self._source = source_of(instance.service)
+        self._sends_rejected = any(isinstance(r, On) and r.sends_rejected for r in routes)
+        """Some route here tells agents of refusals: so are refusals before a route is known."""
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         with self._in_flight:
@@ -128,14 +142,16 @@ class Pipeline:
 
     async def process(self, message: AbstractIncomingMessage) -> Outcome:
         started = time.perf_counter()
+        envelope: Envelope | None = None
+        route: On[Any] | Answer[Any, Any] | None = None
         try:
             with timed_step(self._on_step, STEP_DECODE):
                 envelope = from_amqp(message)
                 route = self._route(envelope)
-                envelope = self.check_sender(route, envelope, message.routing_key or "")
                 payload = self._decode(route, envelope, message.body)
+                envelope = self.check_sender(route, envelope, message.routing_key or "", payload)
         except InvalidMessage as error:
-            return await self._refuse(message, None, error)
+            return await self._refuse(message, route, error, envelope)
         with structlog.contextvars.bound_contextvars(
             message_id=envelope.id,
             message_type=envelope.type,
@@ -145,7 +161,7 @@ class Pipeline:
             try:
                 outcome = await self._handle(message, envelope, route, payload)
             except DomainError as error:
-                outcome = await self._refuse(message, route, error)
+                outcome = await self._refuse(message, route, error, envelope)
             except Exception as error:  # noqa: BLE001 - any other failure is retried, then dead-lettered
                 outcome = await self._retry_or_dead_letter(message, route, error)
         elapsed = time.perf_counter() - started
@@ -156,20 +172,33 @@ class Pipeline:
 
     @staticmethod
     def check_sender(
-        route: On[Any] | Answer[Any, Any], envelope: Envelope, routing_key: str
+        route: On[Any] | Answer[Any, Any],
+        envelope: Envelope,
+        routing_key: str,
+        payload: Contract,
     ) -> Envelope:
-        """An agent's identity is the routing key it may publish under, not a header it writes.
+        """An agent's identity is the routing key it may publish under, not what it writes.
 
-        Broker permissions limit each agent to `agent.<its id>.*`; the subject must agree.
+        Broker permissions limit each agent to `agent.<its id>.*`; the `ce-subject` (when
+        sent) and the body's computer id (the spec's `computer_id_field`) must agree with it.
+        The one check for every agent message type, per-message and batched paths alike.
+        Returns the envelope with the sender as its subject.
         """
         if not (isinstance(route, On) and isinstance(route.spec, AgentEventSpec)):
             return envelope
-        parts = routing_key.split(".")
-        sender = parts[1] if len(parts) > 2 and parts[0] == "agent" else ""
+        sender = sender_of(routing_key) or ""
         if envelope.subject not in (None, sender):
             raise InvalidMessage(
                 f"subject {envelope.subject!r} does not match the sender {sender!r} of routing "
                 f"key {routing_key!r}: an agent may only speak for itself"
+            )
+        spoken_for = route.spec.computer_id_of(payload)
+        if spoken_for != sender:
+            field = route.spec.computer_id_field
+            raise InvalidMessage(
+                f"{field} {spoken_for!r} in the body does not match {sender!r} in the routing "
+                "key: an agent may only speak for itself",
+                field=field,
             )
         return envelope.model_copy(update={"subject": sender})
 
@@ -188,7 +217,9 @@ class Pipeline:
         try:
             payload: Contract = model.model_validate_json(body)
         except ValidationError as error:
-            raise InvalidMessage(describe_validation_error(error, envelope.type)) from None
+            raise InvalidMessage(
+                describe_validation_error(error, envelope.type), field=first_field(error)
+            ) from None
         return payload
 
     async def _handle(
@@ -292,8 +323,10 @@ class Pipeline:
         message: AbstractIncomingMessage,
         route: On[Any] | Answer[Any, Any] | None,
         error: Exception,
+        envelope: Envelope | None = None,
     ) -> Outcome:
-        """A message that can never succeed: an RPC caller is told, anything else is parked."""
+        """A message that can never succeed: an RPC caller is told, anything else is parked
+        (and an agent, on a route that `sends_rejected`, is told why)."""
         if message.reply_to and not isinstance(route, On):
             command = route.spec.type if route else (message.type or "unknown.command.v1")
             await self._reply_error(message, command, error, str(error))
@@ -306,7 +339,60 @@ class Pipeline:
             )
             return Outcome("answered-error")
         await self._dead_letter(message, route, error)
+        if route.sends_rejected if isinstance(route, On) else self._sends_rejected:
+            await self._tell_agent(message, envelope, error)
         return Outcome("dead-lettered")
+
+    async def _tell_agent(
+        self, message: AbstractIncomingMessage, envelope: Envelope | None, error: Exception
+    ) -> None:
+        """Publish `computer.<id>.rejected.v1` for an agent's refused message, with a confirm.
+
+        Called after the dead letter is safely parked: the handler's transaction did not
+        commit (no outbox), and a lost rejection must never cost the dead letter. The
+        computer id is read from the routing key, since the body may be unreadable.
+        """
+        computer_id = sender_of(message.routing_key or "")
+        if message.exchange != Exchange.AGENTS.value or computer_id is None:
+            return
+        headers = message.headers or {}
+        message_id = envelope.id if envelope else _text(headers.get("ce-id")) or message.message_id
+        caused_by = envelope.correlation_id if envelope else message.correlation_id
+        now = self._clock.now()
+        try:
+            body = Rejected(
+                computer_id=computer_id,
+                message_id=message_id or "",
+                message_type=(
+                    envelope.type if envelope else _text(headers.get("ce-type")) or message.type
+                )
+                or "",
+                reason_class=type(error).__name__,
+                reason=str(error)[:MAX_REASON],
+                field=getattr(error, "field", None),
+                rejected_at=now,
+            )
+            reply = Envelope.new(
+                source=self._source,
+                type=REJECTED.type,
+                subject=computer_id,
+                correlation_id=caused_by or message_id or None,
+                now=now,
+            )
+            await self._bus.publish(
+                to_amqp(reply, body.model_dump_json().encode()),
+                exchange=REJECTED.exchange.value,
+                routing_key=REJECTED.routing_key(computer_id),
+            )
+        except Exception as failure:  # noqa: BLE001 - the dead letter stands; only the hint is lost
+            log.warning(
+                "agent.rejection_lost",
+                computer_id=computer_id,
+                message_id=message_id,
+                error=f"{type(failure).__name__}: {failure}",
+            )
+            return
+        log.info("agent.rejected", computer_id=computer_id, message_id=message_id)
 
     async def _retry_or_dead_letter(
         self,
@@ -399,3 +485,18 @@ class Pipeline:
             reason_class=type(error).__name__,
             reason=str(error)[:300],
         )
+
+
+def sender_of(routing_key: str) -> str | None:
+    """The computer id of an agent's routing key `agent.<computer_id>.<kind>.v<major>`."""
+    parts = routing_key.split(".")
+    if len(parts) > 2 and parts[0] == "agent" and SUBJECT.fullmatch(parts[1]):
+        return parts[1]
+    return None
+
+
+def _text(value: object) -> str | None:
+    """A header's value as text (AMQP clients send strings as bytes or str)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return None if value is None else str(value)

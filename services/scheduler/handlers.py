@@ -32,9 +32,24 @@ SERVICE = ServiceDefinition(
     name="scheduler",
     migrations=Path(__file__).parent / "migrations",
     events=(
-        On(AGENT_CHECKIN, queue="agent-checkins", handle=checkins.record_checkin),
-        On(ag.AGENT_STATUS, queue="agent-reports", handle=reports.record_status),
-        On(ag.AGENT_RESTART, queue="agent-reports", handle=reports.record_restart),
+        On(
+            AGENT_CHECKIN,
+            queue="agent-checkins",
+            handle=checkins.record_checkin,
+            sends_rejected=True,
+        ),
+        On(
+            ag.AGENT_STATUS,
+            queue="agent-reports",
+            handle=reports.record_status,
+            sends_rejected=True,
+        ),
+        On(
+            ag.AGENT_RESTART,
+            queue="agent-reports",
+            handle=reports.record_restart,
+            sends_rejected=True,
+        ),
         On(a.APPROVAL_CHANGED, queue="approvals", handle=read_copies.learn_approval),
         On(c.UPDATE_PUBLISHED, queue="updates", handle=read_copies.learn_update),
         On(c.UPDATE_REVISED, queue="updates", handle=read_copies.learn_update),

@@ -1,4 +1,9 @@
-"""A small service built on libs/ only, whose handlers misbehave on request (for tests)."""
+"""Small services built on libs/ only, whose handlers misbehave on request (for tests).
+
+PROBE counts keys and divides numbers; AGENTS_PROBE takes every agent message type of the
+registry (agent.<id>.status.v1 through the batching pipeline, the others one by one) and
+records whom each one spoke for, so tests see what the pipeline lets through.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from libs.contracts.spec import Contract, command, event
+from libs.contracts.agents import AGENT_STATUS
+from libs.contracts.envelope import Envelope
+from libs.contracts.registry import REGISTRY
+from libs.contracts.spec import AgentEventSpec, Contract, command, event
 from libs.service import Answer, HandlerContext, InvalidInput, On, ServiceDefinition
 
 NAME = "probe"
@@ -98,5 +106,55 @@ PROBE = ServiceDefinition(
         On(REFUSE, queue="inputs", handle=refuse),
     ),
     commands=(Answer(DIVIDE, divide), Answer(SLEEP, sleep), Answer(EXPLODE, explode)),
+    heartbeat=False,
+)
+
+AGENT_SPECS: tuple[AgentEventSpec[Contract], ...] = tuple(
+    sorted(
+        (spec for spec in REGISTRY.events.values() if isinstance(spec, AgentEventSpec)),
+        key=lambda spec: spec.type,
+    )
+)
+"""Every agent message type the registry knows."""
+
+
+def heard_key(message_type: str, computer_id: str) -> str:
+    """The counter bumped by an agent message of `message_type` speaking for `computer_id`."""
+    return f"heard/{message_type}/{computer_id}"
+
+
+async def _hear(ctx: HandlerContext, envelope: Envelope, body: Contract) -> None:
+    """Count the message under the computer its body speaks for."""
+    spec = REGISTRY.event(envelope.type)
+    assert isinstance(spec, AgentEventSpec), "only agent routes lead here"
+    await ctx.conn.execute(
+        "INSERT INTO counts (key, n) VALUES ($1, 1)"
+        " ON CONFLICT (key) DO UPDATE SET n = counts.n + 1",
+        heard_key(envelope.type, spec.computer_id_of(body)),
+    )
+
+
+async def hear(ctx: HandlerContext, body: Contract) -> None:
+    await _hear(ctx, ctx.envelope, body)
+
+
+async def hear_many(ctx: HandlerContext, messages: list[tuple[Envelope, Contract]]) -> None:
+    for envelope, body in messages:
+        await _hear(ctx, envelope, body)
+
+
+AGENTS_PROBE = ServiceDefinition(
+    name="probeagents",
+    migrations=Path(__file__).parent / "probe_migrations",
+    events=tuple(
+        On(
+            spec,
+            queue="agents",
+            handle=hear,
+            handle_many=hear_many if spec.type == AGENT_STATUS.type else None,
+            sends_rejected=True,
+        )
+        for spec in AGENT_SPECS
+    ),
     heartbeat=False,
 )

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aio_pika
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
 from libs.bus import Bus, RpcClient, RpcError, RpcTimeout, ServiceUnavailable, to_amqp
-from libs.bus.bus import Callback
+from libs.bus.bus import Callback, PublishFailed
 from libs.contracts import Envelope
+from libs.contracts.agents import AGENT_RESTART, AGENT_STATUS, REJECTED, Rejected
 from libs.contracts.names import Exchange
-from libs.contracts.spec import CommandSpec, EventSpec
+from libs.contracts.spec import AgentEventSpec, CommandSpec, Contract, EventSpec
 from libs.db.outbox import RELAY_STEPS, relay_application_name
 from libs.service import pipeline
 from libs.service.pipeline import REASON_CLASS_HEADER, REASON_HEADER
@@ -319,3 +323,163 @@ async def test_hooks_see_each_step_and_the_consumer(
     ]
     assert [name for name, _ in timed if name in handled] == handled, timed
     assert all(seconds >= 0 for _, seconds in timed)
+
+
+AGENTS_DLQ = "probeagents.agents.dlq"
+
+
+@pytest.fixture
+async def agents_probe(infra: Infra) -> AsyncIterator[ServiceProcess]:
+    """The probe taking every agent message type (status batched), telling agents of refusals."""
+    settings = Settings(
+        amqp_url=infra.amqp_url, database_url=infra.database_url, batch_wait_seconds=0.05
+    )
+    process = ServiceProcess(probe.AGENTS_PROBE, settings, http_port=0)
+    await process.start()
+    yield process
+    await process.stop()
+
+
+async def publish_agent(
+    bus: Bus,
+    spec: AgentEventSpec[Any],
+    sender: str,
+    *,
+    speaks_for: str | None = None,
+    body: bytes | None = None,
+) -> str:
+    """The spec's example as `sender` publishes it (agent.<sender>.<kind>.v1, subject and
+    source its own), its body speaking for `speaks_for` (default: the sender)."""
+    assert spec.example is not None
+    example = spec.example.model_copy(update={spec.computer_id_field: speaks_for or sender})
+    envelope = Envelope.new(source=f"agent/{sender}", type=spec.type, subject=sender)
+    await bus.publish(
+        to_amqp(envelope, body if body is not None else example.model_dump_json().encode()),
+        exchange=Exchange.AGENTS.value,
+        routing_key=spec.routing_key(sender),
+    )
+    return envelope.id
+
+
+async def heard(db: asyncpg.Connection, message_type: str, computer_id: str) -> int | None:
+    """How many messages of `message_type` speaking for `computer_id` the agents probe handled."""
+    value: int | None = await db.fetchval(
+        "SELECT n FROM probeagents.counts WHERE key = $1",
+        probe.heard_key(message_type, computer_id),
+    )
+    return value
+
+
+async def rejections_of(bus: Bus, computer_id: str) -> Collector:
+    """Collects what `computer_id`'s agent is told on computer.<id>.rejected.v1."""
+    collector = Collector()
+    queue = await bind_test_queue(
+        bus, f"test.rejected.{computer_id}", Exchange.AGENTS, REJECTED.routing_key(computer_id)
+    )
+    await queue.consume(collector)
+    return collector
+
+
+@pytest.mark.usefixtures("agents_probe")
+@pytest.mark.parametrize("spec", probe.AGENT_SPECS, ids=lambda spec: spec.type)
+async def test_an_agent_message_speaking_for_another_computer_is_dead_lettered(
+    spec: AgentEventSpec[Contract], bus: Bus, db: asyncpg.Connection
+) -> None:
+    """For every agent message type, a body naming another computer than the routing key's is
+    parked before any handler runs (status too, on the batching path), the reason names both
+    ids, the agent is told, and the genuine message after it is handled."""
+    sender = f"pc-{uuid.uuid4().hex[:12]}"
+    victim = f"{sender}-victim"
+    told = await rejections_of(bus, sender)
+    forged = await publish_agent(bus, spec, sender, speaks_for=victim)
+    genuine = await publish_agent(bus, spec, sender)
+
+    found = await dead_letters(bus, AGENTS_DLQ, {forged})
+    assert found[forged][REASON_CLASS_HEADER] == "InvalidMessage"
+    assert found[forged][REASON_HEADER] == (
+        f"{spec.computer_id_field} '{victim}' in the body does not match '{sender}' in the "
+        "routing key: an agent may only speak for itself"
+    )
+
+    async def genuine_heard() -> bool:
+        return await heard(db, spec.type, sender) == 1
+
+    await eventually(genuine_heard, timeout=10, what=f"the genuine {spec.type} to be handled")
+    assert await heard(db, spec.type, victim) is None, "no effect"
+    await told.wait_for(1, timeout=10)
+    rejected = Rejected.model_validate_json(told.messages[0].body)
+    assert (rejected.computer_id, rejected.message_id, rejected.message_type) == (
+        sender,
+        forged,
+        spec.type,
+    )
+    assert (rejected.reason_class, rejected.field) == ("InvalidMessage", spec.computer_id_field)
+    assert rejected.reason == found[forged][REASON_HEADER]
+    assert genuine not in told.ids
+
+
+@pytest.mark.usefixtures("agents_probe")
+async def test_a_rejection_names_the_field_and_is_correlated_with_the_refused_message(
+    bus: Bus,
+) -> None:
+    """`computer.<id>.rejected.v1` carries the CloudEvents headers and, in the AMQP
+    correlation_id, the ce-id of the refused message; an unreadable body has no field."""
+    spec = AGENT_STATUS
+    sender = f"pc-{uuid.uuid4().hex[:12]}"
+    told = await rejections_of(bus, sender)
+    assert spec.example is not None
+    body = spec.example.model_dump(mode="json") | {"computer_id": sender}
+    body["installs"][0]["return_code"] = "abc"
+    wrong = await publish_agent(bus, spec, sender, body=json.dumps(body).encode())
+    unreadable = await publish_agent(bus, spec, sender, body=b'{"computer_id": ')
+    await told.wait_for(2, timeout=10)
+    by_id = {
+        Rejected.model_validate_json(message.body).message_id: message for message in told.messages
+    }
+    first = by_id[wrong]
+    assert first.routing_key == f"computer.{sender}.rejected.v1"
+    assert first.correlation_id == wrong
+    assert first.headers["ce-type"] == REJECTED.type
+    assert first.headers["ce-subject"] == sender
+    assert first.headers["ce-source"] == "lockgate/probeagents"
+    rejected = Rejected.model_validate_json(first.body)
+    assert rejected.field == "installs[0].return_code"
+    assert "field 'installs[0].return_code' = 'abc'" in rejected.reason
+    assert Rejected.model_validate_json(by_id[unreadable].body).field is None
+    assert "Invalid JSON" in Rejected.model_validate_json(by_id[unreadable].body).reason
+
+
+@pytest.mark.usefixtures("agents_probe")
+async def test_a_rejection_that_cannot_be_published_keeps_the_dead_letter(
+    bus: Bus, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker refusing the rejection costs the agent its hint, never the dead letter, and
+    the queue goes on."""
+    publish = Bus.publish
+
+    async def refusing_rejections(
+        self: Bus,
+        message: aio_pika.Message,
+        *,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool = False,
+    ) -> None:
+        if routing_key.startswith("computer."):
+            raise PublishFailed(f"publish to {exchange}/{routing_key} failed: refused (test)")
+        await publish(
+            self, message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
+        )
+
+    monkeypatch.setattr(Bus, "publish", refusing_rejections)
+    spec = AGENT_RESTART
+    sender = f"pc-{uuid.uuid4().hex[:12]}"
+    forged = await publish_agent(bus, spec, sender, speaks_for=f"{sender}-victim")
+    await publish_agent(bus, spec, sender)
+    found = await dead_letters(bus, AGENTS_DLQ, {forged})
+    assert "an agent may only speak for itself" in str(found[forged][REASON_HEADER])
+
+    async def genuine_heard() -> bool:
+        return await heard(db, spec.type, sender) == 1
+
+    await eventually(genuine_heard, timeout=10, what="the next message to be handled")

@@ -3,6 +3,7 @@ and each user's patterns cover what it needs and nothing of the others'."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -130,6 +131,27 @@ def test_only_the_scheduler_instructs_agents_and_nobody_binds_instructions() -> 
     scheduler = topics(document, "lockgate-scheduler")[Exchange.AGENTS.value]
     assert allows(scheduler["write"], "computer.pc-1.plan.v1")
     assert allows(scheduler["read"], "agent.*.checkin.v1")
+
+
+def test_a_service_answering_agents_refusals_may_publish_their_rejections() -> None:
+    """`sends_rejected` on a route is what lets its service publish computer.<id>.rejected.v1
+    (reporting, whose routes do not set it, may not)."""
+    reporting = definition("reporting")
+    answering = dataclasses.replace(
+        reporting,
+        events=tuple(
+            dataclasses.replace(route, sends_rejected=True)
+            if route.spec.exchange == Exchange.AGENTS
+            else route
+            for route in reporting.events
+        ),
+    )
+    for service, may in ((reporting, False), (answering, True)):
+        document = definitions([service])
+        granted = permission(document, "lockgate-reporting")
+        topic = topics(document, "lockgate-reporting")[Exchange.AGENTS.value]
+        assert allows(granted["write"], Exchange.AGENTS.value) == may
+        assert allows(topic["write"], "computer.pc-1.rejected.v1") == may
 
 
 def test_the_console_only_sends_commands() -> None:

@@ -11,7 +11,14 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from libs.bus.codec import InvalidMessage, describe_validation_error, from_amqp, to_amqp
+from libs.bus.codec import (
+    InvalidMessage,
+    describe_validation_error,
+    field_path,
+    first_field,
+    from_amqp,
+    to_amqp,
+)
 from libs.contracts import Envelope
 from libs.contracts.reporting import ServiceInstances
 from libs.contracts.scheduler import AgentCheckin
@@ -222,12 +229,48 @@ def test_describe_validation_error_names_field_value_and_problem() -> None:
     assert "at least 1 character" in described
 
 
-def test_describe_validation_error_joins_a_nested_location_with_dots() -> None:
-    """A bad item deep in a list must be located precisely (`instances.0.field`)."""
+def test_describe_validation_error_locates_a_list_item_with_brackets() -> None:
+    """A bad item deep in a list must be located precisely, as a JSON path (`instances[0].x`)."""
     with pytest.raises(ValidationError) as caught:
         ServiceInstances.model_validate({"instances": [{"service": "nope"}]})
     described = describe_validation_error(caught.value, "reporting.service-instances.list.v1")
-    assert "field 'instances.0.service' = 'nope'" in described
+    assert "field 'instances[0].service' = 'nope'" in described
+
+
+@pytest.mark.parametrize(
+    ("location", "path"),
+    [
+        (("hostname",), "hostname"),
+        (("installs", 0, "return_code"), "installs[0].return_code"),
+        (("matrix", 1, 2), "matrix[1][2]"),
+        ((), ""),
+    ],
+)
+def test_field_path_writes_list_indexes_in_brackets(
+    location: tuple[int | str, ...], path: str
+) -> None:
+    """The path an agent reads in a rejection is the one it would write to reach the field."""
+    assert field_path(location) == path
+
+
+def test_first_field_names_the_first_bad_field() -> None:
+    """A rejection names one field: the first one validation found wrong."""
+    with pytest.raises(ValidationError) as caught:
+        ServiceInstances.model_validate({"instances": [{"service": "nope"}]})
+    assert first_field(caught.value) == "instances[0].service"
+
+
+def test_first_field_is_none_for_a_body_that_is_not_an_object() -> None:
+    """Invalid JSON or a list instead of an object has no field to name."""
+    with pytest.raises(ValidationError) as caught:
+        AgentCheckin.model_validate_json(b'{"computer_id": ')
+    assert first_field(caught.value) is None
+
+
+def test_invalid_message_carries_the_field_at_fault() -> None:
+    """The pipeline passes the field on to the agent's rejection; without one it is None."""
+    assert InvalidMessage("bad", field="hostname").field == "hostname"
+    assert InvalidMessage("bad").field is None
 
 
 def test_describe_validation_error_hides_a_whole_object_value() -> None:

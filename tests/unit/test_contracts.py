@@ -289,6 +289,37 @@ def test_agent_event_spec_refuses_more_than_one_kind_word() -> None:
         AgentEventSpec(type="agent.status.full.v1", model=Sample, producer="agent", summary="x")
 
 
+def test_agent_event_spec_refuses_a_model_without_its_computer_id_field() -> None:
+    """The pipeline checks the body's computer id against the routing key: the spec must say
+    which field holds it, and the model must have that field."""
+    with pytest.raises(ValueError, match=re.escape("Sample has no field 'computer_id'")):
+        AgentEventSpec(type="agent.sample.v1", model=Sample, producer="agent", summary="x")
+
+
+def test_agent_event_spec_reads_the_computer_id_from_the_field_it_names() -> None:
+    """A model may hold the computer id under another name; the spec names the field."""
+    spec = AgentEventSpec(
+        type="agent.sample.v1",
+        model=Sample,
+        producer="agent",
+        summary="x",
+        computer_id_field="note",
+    )
+    assert spec.computer_id_of(Sample(note="pc-0042")) == "pc-0042"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [spec for spec in REGISTRY.events.values() if isinstance(spec, AgentEventSpec)],
+    ids=lambda spec: spec.type,
+)
+def test_every_agent_message_names_the_computer_it_speaks_for(spec: AgentEventSpec[Any]) -> None:
+    """Every agent message type carries the computer id the pipeline checks (its example
+    speaks for the example computer)."""
+    assert spec.example is not None
+    assert spec.computer_id_of(spec.example) == "pc-0042"
+
+
 def test_instruction_spec_refuses_a_type_outside_the_computer_prefix() -> None:
     """Agents bind `computer.<own id>.#`; an instruction elsewhere would never reach them."""
     with pytest.raises(ValueError, match=re.escape("must be 'computer.<kind>.v<major>'")):
