@@ -383,6 +383,8 @@ class Fleet:
             ),
         )
         self.stats["reports"] += 1
+        both = {i.update_id for i in installs or []} & {d.update_id for d in detections or []}
+        self.stats["combined_reports"] += bool(both)
 
 
 def _decode(spec: InstructionSpec[C], body: bytes) -> C:

@@ -11,30 +11,20 @@ from __future__ import annotations
 
 import base64
 import gzip
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from libs.bus import Bus
-from libs.contracts.api import PREFIX
-from libs.db.pool import drop_database
 from libs.service.clock import SpeedClock
-from services.approval.handlers import SERVICE as APPROVAL
-from services.catalog.handlers import SERVICE as CATALOG
-from services.reporting.handlers import SERVICE as REPORTING
-from services.scheduler.handlers import SERVICE as SCHEDULER
 from services.simulator.fleet import FAILURE_CODE, Fleet, Options
-from tests.integration.test_approval import delete_queues
 from tests.integration.test_catalog_msrc import FEB, JAN
 from tests.support.infra import Infra
 from tests.support.installers import build_msi
 from tests.support.messages import eventually
-from tests.support.processes import ServiceRunner
+from tests.support.system import System, running_system
 
 pytestmark = pytest.mark.integration
 
@@ -44,43 +34,14 @@ PILOT = 10
 
 
 class Estate:
-    def __init__(self, http: httpx.AsyncClient, fleet: Fleet) -> None:
-        self.http, self.fleet = http, fleet
-
-    async def ok(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self.http.request(method, PREFIX + path, **kwargs)
-        assert response.status_code < 300, f"{method} {path}: {response.text}"
-        return response.json()
+    def __init__(self, system: System, fleet: Fleet) -> None:
+        self.system, self.fleet = system, fleet
+        self.ok = system.ok
 
 
 @pytest.fixture
 async def estate(infra: Infra, bus: Bus, log_dir: Path, tmp_path: Path) -> AsyncIterator[Estate]:
     epoch = datetime.now(UTC)
-    database = f"{infra.database_url}_e2e{secrets.token_hex(3)}"
-    token = "lg_e2e_" + secrets.token_urlsafe(12)
-    env = {
-        "LOCKGATE_CLOCK_SPEED": str(SPEED),
-        "LOCKGATE_CLOCK_EPOCH": epoch.isoformat(),
-        "LOCKGATE_TIMER_POLL_SECONDS": "0.2",
-        "LOCKGATE_PLANNER_POLL_SECONDS": "0.2",
-        "LOCKGATE_COMPLIANCE_PUBLISH_SECONDS": "0.5",
-        "LOCKGATE_HEARTBEAT_SECONDS": "60",
-        "LOCKGATE_BOOTSTRAP_TOKEN": token,
-        "LOCKGATE_CONTENT_DIR": str(tmp_path / "content"),
-        "LOCKGATE_DATABASE_URL": database,
-    }
-    console = ServiceRunner("console", infra, log_dir, **env)
-    # Plans sign content URLs for the console the agents download from.
-    console.env["LOCKGATE_CONTENT_URL"] = env["LOCKGATE_CONTENT_URL"] = (
-        f"http://127.0.0.1:{console.port}"
-    )
-    runners = [
-        *(
-            ServiceRunner(name, infra, log_dir, **env).start()
-            for name in ("catalog", "approval", "scheduler", "reporting")
-        ),
-        console.start(),
-    ]
     fleet = Fleet(
         bus,
         SpeedClock(epoch, SPEED),
@@ -95,21 +56,13 @@ async def estate(infra: Infra, bus: Bus, log_dir: Path, tmp_path: Path) -> Async
             interrupt_rate=0.2,
         ),
     )
-    try:
-        for runner in runners:
-            await runner.wait_ready(60)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{console.port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=120,
-        ) as http:
-            yield Estate(http, fleet)
-    finally:
-        await fleet.stop()
-        for runner in runners:
-            runner.stop_quietly()
-        await delete_queues(bus, (CATALOG, APPROVAL, SCHEDULER, REPORTING))
-        await drop_database(database)
+    async with running_system(
+        infra, bus, log_dir, tmp_path / "content", epoch=epoch, speed=SPEED
+    ) as system:
+        try:
+            yield Estate(system, fleet)
+        finally:
+            await fleet.stop()
 
 
 def _b64(path: Path) -> str:
@@ -215,23 +168,13 @@ async def test_the_whole_flow_with_a_simulated_fleet(estate: Estate, tmp_path: P
 
     # 4. A third-party MSI, required for Pilot, with one scripted failure.
     msi = build_msi(tmp_path, name="Contoso Notes", version="2.1.0", manufacturer="Contoso")
-    data = msi.path.read_bytes()
-    session = await ok(
-        "POST", "/uploads", json={"installer": {"path": msi.path.name, "size": len(data)}}
+    third_party = await estate.system.upload(
+        msi.path,
+        {
+            "description": {"classification": "Updates"},
+            "requirements": {"architecture": "both", "operating_systems": ["Windows 11"]},
+        },
     )
-    upload = session["upload_id"]
-    await ok(
-        "POST",
-        f"/uploads/{upload}/chunks",
-        json={"path": msi.path.name, "offset": 0, "data_b64": base64.b64encode(data).decode()},
-    )
-    await ok("PUT", f"/uploads/{upload}/description", json={"classification": "Updates"})
-    await ok(
-        "PUT",
-        f"/uploads/{upload}/requirements",
-        json={"architecture": "both", "operating_systems": ["Windows 11"]},
-    )
-    third_party = (await ok("POST", f"/uploads/{upload}/commit"))["update"]
     failing = computers[0]
     fleet.failures.add((failing, third_party["update_id"]))
 

@@ -87,3 +87,39 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(every)
+
+
+async def publish_as_agent(bus: Bus, sender: str, message_type: str, body: bytes) -> str:
+    """Publish `body` as agent `sender` would, under `agent.<sender>.<kind>`, with a confirm;
+    returns its message id (`ce-id`)."""
+    envelope = Envelope.new(source=f"agent/{sender}", type=message_type, subject=sender)
+    kind = message_type.removeprefix("agent.")
+    await bus.publish(
+        to_amqp(envelope, body),
+        exchange=Exchange.AGENTS.value,
+        routing_key=f"agent.{sender}.{kind}",
+    )
+    return envelope.id
+
+
+async def dead_lettered(
+    bus: Bus, dead_letter_queue: str, message_id: str, *, timeout: float = 15
+) -> dict[str, object]:
+    """Wait until `message_id` is in the dead-letter queue (taking it off); its headers.
+    Other messages met there are taken off too."""
+    channel = await bus.connection.channel()
+    try:
+        queue = await channel.declare_queue(dead_letter_queue, passive=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await queue.get(fail=False)
+            if message is None:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{message_id} not in {dead_letter_queue} in {timeout} s")
+                await asyncio.sleep(0.1)
+                continue
+            await message.ack()
+            if message.message_id == message_id:
+                return dict(message.headers or {})
+    finally:
+        await channel.close()

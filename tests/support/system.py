@@ -1,0 +1,122 @@
+"""The whole system as processes for end-to-end tests: the four services and the console on
+one fresh database, a shared fast clock, and the console's address signed into content URLs;
+plus the operator's moves those tests repeat (uploading an installer)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from libs.bus import Bus
+from libs.contracts.api import PREFIX
+from libs.contracts.names import dead_letter_queue_name
+from libs.db.pool import drop_database
+from services.approval.handlers import SERVICE as APPROVAL
+from services.catalog.handlers import SERVICE as CATALOG
+from services.reporting.handlers import SERVICE as REPORTING
+from services.scheduler.handlers import SERVICE as SCHEDULER
+from tests.support.infra import Infra
+from tests.support.processes import ServiceRunner
+
+SERVICES = ("catalog", "approval", "scheduler", "reporting")
+
+
+@dataclass(frozen=True)
+class System:
+    """The running system, as the operator (HTTP) and a test reading its database see it."""
+
+    http: httpx.AsyncClient
+    database_url: str
+    console_url: str
+
+    async def ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        """An API call that must succeed; its JSON body."""
+        response = await self.http.request(method, PREFIX + path, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.text}"
+        return response.json()
+
+    async def refused(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An API call that must be refused (4xx); the response, to read why."""
+        response = await self.http.request(method, PREFIX + path, **kwargs)
+        assert 400 <= response.status_code < 500, (
+            f"{method} {path} should be refused: {response.status_code} {response.text}"
+        )
+        return response
+
+    async def upload(self, installer: Path, steps: dict[str, dict[str, Any]]) -> Any:
+        """Upload one installer, answer each step (`requirements`, `description`, ...: the
+        route under /uploads/<id>/ and its body), commit; the update it became."""
+        data = await asyncio.to_thread(installer.read_bytes)
+        session = await self.ok(
+            "POST", "/uploads", json={"installer": {"path": installer.name, "size": len(data)}}
+        )
+        upload = session["upload_id"]
+        await self.ok(
+            "POST",
+            f"/uploads/{upload}/chunks",
+            json={"path": installer.name, "offset": 0, "data_b64": base64.b64encode(data).decode()},
+        )
+        for step, body in steps.items():
+            await self.ok("PUT", f"/uploads/{upload}/{step}", json=body)
+        return (await self.ok("POST", f"/uploads/{upload}/commit"))["update"]
+
+
+@asynccontextmanager
+async def running_system(
+    infra: Infra,
+    bus: Bus,
+    log_dir: Path,
+    content_dir: Path,
+    *,
+    epoch: datetime,
+    speed: float,
+) -> AsyncIterator[System]:
+    """Start every service and the console; stop them, delete the services' queues (so later
+    tests' messages do not pile up in them) and drop the database at the end."""
+    database = f"{infra.database_url}_e2e{secrets.token_hex(3)}"
+    token = "lg_e2e_" + secrets.token_urlsafe(12)
+    env = {
+        "LOCKGATE_CLOCK_SPEED": str(speed),
+        "LOCKGATE_CLOCK_EPOCH": epoch.isoformat(),
+        "LOCKGATE_TIMER_POLL_SECONDS": "0.2",
+        "LOCKGATE_PLANNER_POLL_SECONDS": "0.2",
+        "LOCKGATE_COMPLIANCE_PUBLISH_SECONDS": "0.5",
+        "LOCKGATE_HEARTBEAT_SECONDS": "60",
+        "LOCKGATE_BOOTSTRAP_TOKEN": token,
+        "LOCKGATE_CONTENT_DIR": str(content_dir),
+        "LOCKGATE_DATABASE_URL": database,
+    }
+    console = ServiceRunner("console", infra, log_dir, **env)
+    # Plans sign content URLs for the console the agents download from.
+    console_url = f"http://127.0.0.1:{console.port}"
+    console.env["LOCKGATE_CONTENT_URL"] = env["LOCKGATE_CONTENT_URL"] = console_url
+    runners = [
+        *(ServiceRunner(name, infra, log_dir, **env).start() for name in SERVICES),
+        console.start(),
+    ]
+    try:
+        for runner in runners:
+            await runner.wait_ready(60)
+        async with httpx.AsyncClient(
+            base_url=console_url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        ) as http:
+            yield System(http, database, console_url)
+    finally:
+        for runner in runners:
+            runner.stop_quietly()
+        channel = await bus.connection.channel()
+        for service in (CATALOG, APPROVAL, SCHEDULER, REPORTING):
+            for queue in service.queues():
+                await channel.queue_delete(queue)
+                await channel.queue_delete(dead_letter_queue_name(queue))
+        await channel.close()
+        await drop_database(database)
