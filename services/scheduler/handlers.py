@@ -1,6 +1,7 @@
 """scheduler's handler table: every message the service reacts to, and its periodic work.
 
-Agents: check-ins (answered with the plan), status and restart reports. Approval and
+Agents: check-ins (answered with the plan), status and restart reports, install requests
+(answered with an install instruction). Approval and
 catalog events keep read copies and mark plans dirty; use_cases/planner.py recomputes them
 and use_cases/timers.py fires what is due. Policies and agent releases are commands.
 """
@@ -25,6 +26,7 @@ from services.scheduler.use_cases import (
     read_copies,
     releases,
     reports,
+    requests,
     timers,
 )
 
@@ -48,6 +50,12 @@ SERVICE = ServiceDefinition(
             ag.AGENT_RESTART,
             queue="agent-reports",
             handle=reports.record_restart,
+            sends_rejected=True,
+        ),
+        On(
+            ag.INSTALL_REQUEST,
+            queue="agent-reports",
+            handle=requests.request_install,
             sends_rejected=True,
         ),
         On(a.APPROVAL_CHANGED, queue="approvals", handle=read_copies.learn_approval),

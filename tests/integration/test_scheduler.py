@@ -53,8 +53,11 @@ PARIS = "Europe/Paris"
 class Agent:
     """One simulated computer: publishes its reports, keeps the instructions it receives."""
 
-    def __init__(self, fleet: Fleet, computer_id: str, timezone: str) -> None:
+    def __init__(
+        self, fleet: Fleet, computer_id: str, timezone: str, architecture: str = "x64"
+    ) -> None:
         self.fleet, self.computer_id, self.timezone = fleet, computer_id, timezone
+        self.architecture = architecture
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.version = "1.0.0"
         """The agent version it reports at check-in."""
@@ -100,6 +103,10 @@ class Agent:
                 user_logged_on=user,
                 reason=reason,
                 agent_version=self.version,
+                architecture=self.architecture,
+                operating_system="Windows 11",
+                free_disk_bytes=64 * 1024**3,
+                memory_bytes=16 * 1024**3,
             ),
         )
 
@@ -143,8 +150,10 @@ class Fleet:
         self.cli: dict[str, str] = {}
         """Environment for `lockgate`, pointed at the console."""
 
-    async def agent(self, computer_id: str, timezone: str = PARIS) -> Agent:
-        agent = Agent(self, computer_id, timezone)
+    async def agent(
+        self, computer_id: str, timezone: str = PARIS, architecture: str = "x64"
+    ) -> Agent:
+        agent = Agent(self, computer_id, timezone, architecture)
         assert self.channel is not None
         queue = await self.channel.declare_queue(f"tests.agent.{computer_id}", exclusive=True)
         await queue.bind(Exchange.AGENTS.value, routing_key=f"computer.{computer_id}.#")
@@ -721,3 +730,136 @@ async def test_a_mandatory_agent_release_installs_at_the_agent_update_schedule(
         ("1.0.1", False),
     ]
     assert listed["latest_mandatory"] == "1.1.0"
+
+
+async def publish_update(fleet: Fleet, update: c.UpdateSnapshot) -> None:
+    """Publish an update as the catalog would, and wait until approval and scheduler know it."""
+    envelope = Envelope.new(source="lockgate/catalog", type=c.UPDATE_PUBLISHED.type)
+    await fleet.bus.publish(
+        to_amqp(envelope, c.UpdatePublished(update=update).model_dump_json().encode()),
+        exchange=Exchange.EVENTS.value,
+        routing_key=c.UPDATE_PUBLISHED.type,
+    )
+
+    async def known() -> bool:
+        found = await fleet.db.fetchval(
+            "SELECT (SELECT count(*) FROM approval.updates WHERE update_id = $1::uuid)"
+            " + (SELECT count(*) FROM scheduler.updates WHERE update_id = $1::uuid)",
+            update.update_id,
+        )
+        return bool(found == 2)
+
+    await eventually(known, timeout=30, what="approval and scheduler learning the update")
+
+
+async def test_third_party_items_carry_the_installation_and_requirements_decide_applicability(
+    fleet: Fleet,
+) -> None:
+    """x64 computers get the content signed for each of them; x86 ones find the x64-only
+    update not applicable and are never told to install it."""
+    update = tool_update()
+    await publish_update(fleet, update)
+    await fleet.policy("At once", a.ROOT_GROUP_NAME, allow_immediate_install=True)
+    x64 = await fleet.agent("pc-x64")
+    x86 = await fleet.agent("pc-x86", architecture="x86")
+    await fleet.approve(update.update_id, a.ROOT_GROUP_NAME, a.DeadlineChoice(kind="one_week"))
+    await fleet.quiet()
+
+    [item] = x64.of(ag.PLAN)[-1]["items"]
+    assert (item["state"], item["optional"]) == ("unknown", False)
+    installation = item["installation"]
+    assert installation["requirements"]["architecture"] == "x64"
+    [installer] = installation["files"]
+    assert (installer["path"], installer["sha256"]) == ("reader.exe", update.sha256)
+    assert "/content/" in installer["url"]
+    assert "computer=pc-x64" in installer["url"]
+    (install,) = await x64.wait_for(ag.INSTALL)
+    assert install["updates"][0]["installation"] == installation
+    assert install["updates"][0]["restart"] == "never"
+
+    [skipped] = x86.of(ag.PLAN)[-1]["items"]
+    assert (skipped["state"], skipped["install_at"]) == ("not_applicable", None)
+    await fleet.advance(timedelta(days=8))  # window, deadline: nothing for the x86 computer
+    assert x86.of(ag.INSTALL) == []
+
+    # The computer is replaced by an x64 one under the same id: the update applies again.
+    x86.architecture = "x64"
+    await x86.checkin()
+    await fleet.quiet()
+    assert x86.of(ag.PLAN)[-1]["items"][0]["state"] == "unknown"
+    await x86.wait_for(ag.INSTALL)
+
+
+async def test_a_user_asks_for_an_available_install_and_gets_it(fleet: Fleet, bus: Bus) -> None:
+    update = tool_update()
+    await publish_update(fleet, update)
+    agent = await fleet.agent("pc-portal")
+    await fleet.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[update.update_id],
+            groups=[a.GroupChoice(group=a.ROOT_GROUP_NAME, action="available_install")],
+        ),
+    )
+    await fleet.quiet()
+    [item] = agent.of(ag.PLAN)[-1]["items"]
+    assert (item["action"], item["optional"], item["install_at"]) == (
+        "available_install",
+        True,
+        None,
+    )
+    assert agent.of(ag.INSTALL) == [], "nothing installs an available update unasked"
+
+    asked_at = fleet.clock.now()
+    await agent.send(
+        ag.INSTALL_REQUEST,
+        ag.InstallRequest(
+            computer_id=agent.computer_id, update_id=update.update_id, requested_at=asked_at
+        ),
+    )
+    (install,) = await agent.wait_for(ag.INSTALL)
+    assert install["reason"] == "requested"
+    assert install["prompt_user"] is False
+    [wanted] = install["updates"]
+    assert (wanted["update_id"], wanted["action"], wanted["forced"]) == (
+        update.update_id,
+        "required_install",
+        False,
+    )
+    assert wanted["installation"] == item["installation"]
+    recorded = await fleet.db.fetchrow(
+        "SELECT computer_id, update_id::text, requested_at, answered_at"
+        " FROM scheduler.install_requests"
+    )
+    assert recorded is not None
+    assert dict(recorded) == {
+        "computer_id": "pc-portal",
+        "update_id": update.update_id,
+        "requested_at": asked_at,
+        "answered_at": fleet.clock.now(),
+    }
+
+    # An update that is not optional for the computer is refused, with the reason.
+    await agent.send(
+        ag.INSTALL_REQUEST,
+        ag.InstallRequest(
+            computer_id=agent.computer_id,
+            update_id="3f0c5d8e-8a52-5c8e-9d0e-2b7f4c1a9e11",
+            requested_at=asked_at,
+        ),
+    )
+    channel = await bus.connection.channel()
+    dlq = await channel.get_queue(dead_letter_queue_name("scheduler.agent-reports"))
+
+    async def parked() -> bool:
+        return bool((await dlq.declare()).message_count)
+
+    await eventually(parked, timeout=20, what="the refused request in the DLQ")
+    refused = await dlq.get(timeout=5)
+    assert "a user may only ask for an update the plan lists as optional" in str(
+        (refused.headers or {})[REASON_HEADER]
+    )
+    await channel.close()
+    assert len(agent.of(ag.INSTALL)) == 1
+    assert await fleet.db.fetchval("SELECT count(*) FROM scheduler.install_requests") == 1
+
