@@ -26,6 +26,8 @@ CLASSIFICATIONS: tuple[ClassificationName, ...] = get_args(ClassificationName)
 SeverityName = Literal["Low", "Moderate", "Important", "Critical"]
 RestartName = Literal["never", "may_request", "always"]
 Origin = Literal["microsoft", "third_party"]
+MAX_REQUIREMENT_BYTES = 2**50
+"""The largest disk or memory requirement an upload may state (1 PiB)."""
 
 
 class ProductRef(Contract):
@@ -97,6 +99,18 @@ class Package(Contract):
     prerequisite_package: str | None = Field(description="Update id of a required package.")
     prerequisite_rules: list[DetectionRule] = Field(description="Rules that must all hold.")
     command_line: str = Field(description="Installer arguments, e.g. `/q`.")
+    min_free_disk_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_REQUIREMENT_BYTES,
+        description="Free disk space (bytes) a computer needs to install it; null: no requirement.",
+    )
+    min_memory_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_REQUIREMENT_BYTES,
+        description="Physical memory (bytes) a computer needs to install it; null: no requirement.",
+    )
 
 
 class UpdateSnapshot(Contract):
@@ -129,6 +143,27 @@ class UpdateSnapshot(Contract):
     package: Package | None = Field(
         default=None, description="How to install it (third-party updates only)."
     )
+    offered: bool = Field(
+        default=True,
+        description="Whether the catalog settings offer it to computers (docs/product.md "
+        "section 2). An update not offered is hidden from the default update views, cannot be "
+        "approved, is skipped by auto-approval rules and is never planned; approvals made "
+        "before it was withdrawn stay. Third-party updates are always offered. Later changes "
+        "come as `catalog.update.offered.v1` / `catalog.update.withdrawn.v1`.",
+    )
+    not_offered_because: str | None = Field(
+        default=None,
+        description="Why it is not offered: its classification or product categories and "
+        "what the settings offer; null when offered.",
+    )
+    settings_version: int = Field(
+        default=0,
+        ge=0,
+        description="Version of the catalog settings `offered` was decided under. Together "
+        "with `revision` it orders this against offered/withdrawn events: keep the offered "
+        "state whose `revision` and `settings_version` are both the highest seen (they never "
+        "go down together; 0: sent before settings had versions).",
+    )
 
 
 class UpdatePublished(Contract):
@@ -159,6 +194,35 @@ class UpdateExpired(Contract):
     kb: str | None = Field(description="Its KB number, if any.")
     expired_at: AwareDatetime = Field(description="When it expired.")
     reason: str = Field(description="Why (operator's words or the source's).")
+
+
+class UpdateOfferChanged(Contract):
+    """An update was offered to computers again, or withdrawn from them.
+
+    Sent when a change of the catalog settings (or a new revision of the update) changes
+    whether the update is offered (docs/product.md section 2). Withdrawing keeps the update
+    and its approvals; it is no longer approvable, picked by rules or planned.
+    """
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="Its KB number, if any.")
+    title: str = Field(description="Its title, for people reading the event.")
+    offered: bool = Field(
+        description="true: offered (catalog.update.offered.v1); false: withdrawn "
+        "(catalog.update.withdrawn.v1)."
+    )
+    reason: str = Field(
+        description="Why, in words: its classification and product categories against what "
+        "the settings offer."
+    )
+    revision: int = Field(ge=1, description="The update's revision the decision was made on.")
+    settings_version: int = Field(
+        ge=0,
+        description="Version of the catalog settings the decision was made under. Apply the "
+        "event only if its `revision` and `settings_version` are both at least those of the "
+        "offered state already kept (from a snapshot or an earlier event); otherwise it is "
+        "older and is ignored.",
+    )
 
 
 class UpdateDeleted(Contract):
@@ -385,6 +449,43 @@ UPDATE_EXPIRED = event(
         reason="expired by an operator",
     ),
 )
+_WITHDRAWN = UpdateOfferChanged(
+    update_id=_UPDATE.update_id,
+    kb=_UPDATE.kb,
+    title=_UPDATE.title,
+    offered=False,
+    reason="its product category Windows is not offered (offered products: Microsoft Office)",
+    revision=1,
+    settings_version=3,
+)
+UPDATE_OFFERED = event(
+    "catalog",
+    "update",
+    "offered",
+    UpdateOfferChanged,
+    summary="A change of the catalog settings (or a new revision) offers an update to "
+    "computers again: it may be approved, picked by rules and planned.",
+    subject="the update id",
+    example=UpdateOfferChanged(
+        update_id=_UPDATE.update_id,
+        kb=_UPDATE.kb,
+        title=_UPDATE.title,
+        offered=True,
+        reason="its classification Security Updates and product category Windows are offered",
+        revision=1,
+        settings_version=4,
+    ),
+)
+UPDATE_WITHDRAWN = event(
+    "catalog",
+    "update",
+    "withdrawn",
+    UpdateOfferChanged,
+    summary="A change of the catalog settings (or a new revision) no longer offers an update: "
+    "it cannot be approved, rules skip it and it is not planned; its approvals stay.",
+    subject="the update id",
+    example=_WITHDRAWN,
+)
 UPDATE_DELETED = event(
     "catalog",
     "update",
@@ -402,7 +503,7 @@ SETTINGS_CHANGED = event(
     summary="Offered products or classifications changed.",
     example=SettingsChanged(
         settings=CatalogSettings(
-            products=["Windows", "Microsoft Office", "Igor Pavlov"],
+            products=["Windows", "Microsoft Office"],
             classifications=["Critical Updates", "Security Updates", "Update Rollups"],
         )
     ),

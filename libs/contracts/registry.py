@@ -84,6 +84,8 @@ REGISTRY = Registry(
         catalog.UPDATE_SUPERSEDED,
         catalog.UPDATE_EXPIRED,
         catalog.UPDATE_DELETED,
+        catalog.UPDATE_OFFERED,
+        catalog.UPDATE_WITHDRAWN,
         catalog.SETTINGS_CHANGED,
         *approval.EVENTS,
         *agents.EVENTS,

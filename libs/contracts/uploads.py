@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from libs.contracts.catalog import (
+    MAX_REQUIREMENT_BYTES,
     DetectionRule,
     InstallerKind,
     ReturnCode,
@@ -47,6 +48,12 @@ class UploadSession(Contract):
     classification: ThirdPartyClassification | None = Field(description="Classification.")
     architecture: Literal["x86", "x64", "both"] | None = Field(description="Step 3.")
     operating_systems: list[str] = Field(description="Step 3.")
+    min_free_disk_bytes: int | None = Field(
+        default=None, description="Step 3: free disk space needed (bytes); null: none."
+    )
+    min_memory_bytes: int | None = Field(
+        default=None, description="Step 3: physical memory needed (bytes); null: none."
+    )
     detection_rules: list[DetectionRule] = Field(description="Step 4.")
     prerequisite_package: str | None = Field(description="Step 5: another managed package.")
     prerequisite_rules: list[DetectionRule] = Field(description="Step 5: rules.")
@@ -90,11 +97,28 @@ class Describe(Contract):
 
 
 class SetRequirements(Contract):
-    """Step 3: architecture and operating systems."""
+    """Step 3: architecture, operating systems, and optionally free disk space and memory.
+
+    Answering again replaces every answer of this step (a requirement left out is dropped).
+    """
 
     upload_id: str = Field(description="Upload session.")
     architecture: Literal["x86", "x64", "both"] = Field(description="Required architecture.")
     operating_systems: list[str] = Field(min_length=1, description="e.g. `Windows 11`.")
+    min_free_disk_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_REQUIREMENT_BYTES,
+        description="Free disk space (bytes, 0 to 2^50) a computer needs to install it; "
+        "computers with less find it not applicable. Null: no requirement.",
+    )
+    min_memory_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_REQUIREMENT_BYTES,
+        description="Physical memory (bytes, 0 to 2^50) a computer needs; computers with less "
+        "find it not applicable. Null: no requirement.",
+    )
 
 
 class SetDetectionRules(Contract):

@@ -46,7 +46,11 @@ async def cmd_import_msrc(settings: Settings, out: Output, args: argparse.Namesp
 
 
 def _line(update: c.UpdateSnapshot) -> str:
-    flags = ("superseded " if update.superseded_by else "") + ("expired" if update.expired else "")
+    flags = (
+        ("superseded " if update.superseded_by else "")
+        + ("expired " if update.expired else "")
+        + ("not-offered" if not update.offered else "")
+    )
     return (
         f"KB{update.kb or '-':<8} {update.classification:<17} {update.severity or '-':<9} "
         f"{update.release_date:%Y-%m-%d}  {update.title}  {flags}".rstrip()
@@ -82,6 +86,7 @@ def _detail_text(detail: c.UpdateDetail) -> str:
             f"supersedes: {', '.join('KB' + kb for kb in u.supersedes) or '-'}",
             f"superseded by: {', '.join('KB' + kb for kb in u.superseded_by_kbs) or '-'}",
             f"expired: {detail.expired_at.isoformat() if detail.expired_at else 'no'}",
+            f"offered: {'yes' if u.offered else 'no, ' + (u.not_offered_because or '')}",
         ]
     )
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import re
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -19,6 +21,40 @@ if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 CHUNK = 256 * 1024
+
+SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+"""Units of a size: decimal (kB, MB, GB, TB) and binary (KiB, MiB, GiB, TiB), any case."""
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", re.ASCII)
+
+
+def size_bytes(text: str) -> int:
+    """A size given as bytes (`1048576`) or a number with a unit (`500MB`, `2GiB`, `1.5 GB`),
+    in bytes (a fraction of a byte is dropped)."""
+    match = _SIZE.fullmatch(text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give a number of bytes (e.g. 1048576) or a number "
+            "with a unit, B, kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers "
+            "of 1024), e.g. 500MB or 2GiB"
+        )
+    value = int(Decimal(match.group(1)) * SIZE_UNITS[unit])
+    if value > c.MAX_REQUIREMENT_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is {value} bytes; at most {c.MAX_REQUIREMENT_BYTES} bytes (1 PiB) is allowed"
+        )
+    return value
 
 
 def _pair(text: str, what: str) -> tuple[str, str]:
@@ -103,7 +139,11 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
                 client.call,
                 u.SET_REQUIREMENTS,
                 u.SetRequirements(
-                    upload_id=upload_id, architecture=args.arch, operating_systems=args.os
+                    upload_id=upload_id,
+                    architecture=args.arch,
+                    operating_systems=args.os,
+                    min_free_disk_bytes=args.min_disk,
+                    min_memory_bytes=args.min_memory,
                 ),
             ),
         ]
@@ -193,6 +233,20 @@ def add_upload_parser(commands: Commands) -> None:
     up.add_argument("--classification", choices=classes, default="Updates")
     up.add_argument("--arch", choices=["x86", "x64", "both"], required=True)
     up.add_argument("--os", nargs="+", required=True, help="e.g. 'Windows 11'")
+    up.add_argument(
+        "--min-disk",
+        type=size_bytes,
+        default=None,
+        metavar="SIZE",
+        help="free disk space needed, e.g. 500MB, 2GiB or bytes (default: none)",
+    )
+    up.add_argument(
+        "--min-memory",
+        type=size_bytes,
+        default=None,
+        metavar="SIZE",
+        help="physical memory needed, e.g. 4GiB or bytes (default: none)",
+    )
     up.add_argument("--command-line", "--cmdline", default=None, help="e.g. /S (required for .exe)")
     up.add_argument(
         "--detect",

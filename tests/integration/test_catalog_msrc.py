@@ -246,3 +246,71 @@ async def _cli_import(path: Path, env: dict[str, str]) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     found: dict[str, Any] = json.loads(done.stdout)
     return found
+
+
+def offered_in(updates: dict[str, c.UpdateSnapshot], families: set[str]) -> set[str]:
+    """KBs the default classifications offer when these product categories are offered."""
+    classes = {"Critical Updates", "Security Updates", "Definition Updates", "Update Rollups"}
+    return {
+        kb
+        for kb, u in updates.items()
+        if u.classification in classes and families & set(u.product_families)
+    }
+
+
+async def test_settings_offer_and_withdraw_updates_with_events(catalog: Catalog) -> None:
+    """Snapshots say whether the settings offer each update and why not; a change withdraws
+    or offers exactly the updates it moves, one event each, with the new settings version."""
+    await catalog.rpc.call(c.IMPORT_DOCUMENT, import_request(JAN))
+    updates = await catalog.all_updates()
+    defaults = offered_in(updates, {"Windows", "Microsoft Office"})
+    assert {kb for kb, u in updates.items() if u.offered} == defaults
+    assert defaults != set(updates), "January has SQL Server and ESU updates, not offered"
+    sql = next(u for u in updates.values() if u.product_families == ["SQL Server"])
+    assert sql.not_offered_because == (
+        "its product category SQL Server is not offered "
+        "(offered products: Windows, Microsoft Office)"
+    )
+    published = await catalog.events(c.UPDATE_PUBLISHED.type)
+    assert {e["update"]["kb"] for e in published if e["update"]["offered"]} == defaults
+    assert {e["update"]["settings_version"] for e in published} == {1}
+
+    await catalog.rpc.call(c.CHANGE_SETTINGS, c.ChangeSettings(products=["Windows"]))
+    withdrawn = [
+        c.UpdateOfferChanged.model_validate(e)
+        for e in await catalog.events(c.UPDATE_WITHDRAWN.type)
+    ]
+    office = defaults - offered_in(updates, {"Windows"})
+    assert office, "January has offered Office updates"
+    assert {e.kb for e in withdrawn} == office
+    assert len(withdrawn) == len(office)
+    assert {(e.offered, e.settings_version, e.revision) for e in withdrawn} == {(False, 2, 1)}
+    assert all(
+        "product category Microsoft Office is not offered (offered products: Windows)" in e.reason
+        for e in withdrawn
+    )
+    assert await catalog.events(c.UPDATE_OFFERED.type) == []
+    now = await catalog.all_updates()
+    assert {kb for kb, u in now.items() if u.offered} == offered_in(updates, {"Windows"})
+    assert {u.settings_version for u in now.values()} == {2}
+
+    await catalog.rpc.call(
+        c.CHANGE_SETTINGS, c.ChangeSettings(products=["Windows", "Microsoft Office", "ESU"])
+    )
+    offered = [
+        c.UpdateOfferChanged.model_validate(e) for e in await catalog.events(c.UPDATE_OFFERED.type)
+    ]
+    widened = offered_in(updates, {"Windows", "Microsoft Office", "ESU"})
+    assert {e.kb for e in offered} == widened - offered_in(updates, {"Windows"})
+    assert {e.settings_version for e in offered} == {3}
+    assert len(await catalog.events(c.UPDATE_WITHDRAWN.type)) == len(withdrawn)
+
+    before = await catalog.db.fetchval("SELECT count(*) FROM catalog.outbox")
+    await catalog.rpc.call(
+        c.CHANGE_SETTINGS, c.ChangeSettings(products=["ESU", "Windows", "Microsoft Office"])
+    )
+    assert await catalog.db.fetchval("SELECT count(*) FROM catalog.outbox") == before, (
+        "the same settings again change nothing and publish nothing"
+    )
+    view = await catalog.rpc.call(c.GET_SETTINGS, c.GetSettings())
+    assert "SQL Server" in view.available_products

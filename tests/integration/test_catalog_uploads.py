@@ -131,12 +131,30 @@ async def test_msi_upload_end_to_end(catalog_with: CatalogFactory, tmp_path: Pat
     await catalog.rpc.call(
         u.DESCRIBE, u.Describe(upload_id=session.upload_id, classification="Security Updates")
     )
-    await catalog.rpc.call(
+    with pytest.raises(RpcError, match="greater than or equal to 0") as caught:
+        await catalog.rpc.call(
+            u.SET_REQUIREMENTS,
+            u.SetRequirements.model_construct(
+                upload_id=session.upload_id,
+                architecture="x64",
+                operating_systems=["Windows 11"],
+                min_free_disk_bytes=-1,
+                min_memory_bytes=None,
+            ),
+        )
+    assert "min_free_disk_bytes" in caught.value.body.message
+    assert "-1" in caught.value.body.message
+    answered = await catalog.rpc.call(
         u.SET_REQUIREMENTS,
         u.SetRequirements(
-            upload_id=session.upload_id, architecture="x64", operating_systems=["Windows 11"]
+            upload_id=session.upload_id,
+            architecture="x64",
+            operating_systems=["Windows 11"],
+            min_free_disk_bytes=500_000_000,
+            min_memory_bytes=2 * 1024**3,
         ),
     )
+    assert (answered.min_free_disk_bytes, answered.min_memory_bytes) == (500_000_000, 2 * 1024**3)
     detail = await catalog.rpc.call(u.COMMIT_UPLOAD, u.UploadRef(upload_id=session.upload_id))
 
     update = detail.update
@@ -149,10 +167,18 @@ async def test_msi_upload_end_to_end(catalog_with: CatalogFactory, tmp_path: Pat
     assert (update.sha256, update.size_bytes) == (sha, len(data))
     assert update.package is not None
     assert update.package.kind == "msi"
+    assert (update.package.min_free_disk_bytes, update.package.min_memory_bytes) == (
+        500_000_000,
+        2 * 1024**3,
+    )
     assert [r.code for r in update.return_codes] == [0, 3010]
     assert (catalog.content / sha[:2] / sha).read_bytes() == data
     published = await catalog.events(c.UPDATE_PUBLISHED.type)
     assert [e["update"]["update_id"] for e in published] == [update.update_id]
+    package = c.UpdatePublished.model_validate(published[0]).update.package
+    assert package is not None
+    assert (package.min_free_disk_bytes, package.min_memory_bytes) == (500_000_000, 2 * 1024**3)
+    assert published[0]["update"]["offered"] is True  # third-party: always (product.md 2)
     assert await catalog.db.fetchval("SELECT count(*) FROM catalog.upload_chunks") == 0
 
 
@@ -364,6 +390,13 @@ async def test_cli_uploads_a_real_exe(
     assert update.package is not None
     assert [f.path for f in update.package.files] == [exe.name, "notes/readme.txt"]
     assert [r.code for r in update.return_codes] == [0, 1641, 3010]
+    assert (update.package.min_free_disk_bytes, update.package.min_memory_bytes) == (
+        500_000_000,
+        2 * 1024**3,
+    )
+    # "Updates" is not among the default classifications: third-party updates are offered
+    # all the same (docs/product.md section 2).
+    assert (update.classification, update.offered) == ("Updates", True)
     listed = await catalog.rpc.call(c.LIST_UPDATES, c.ListUpdates(origin="third_party"))
     assert [u.update_id for u in listed.updates] == [update.update_id]
 
@@ -386,6 +419,10 @@ async def _cli_upload(
             "x64",
             "--os",
             "Windows 11",
+            "--min-disk",
+            "500MB",
+            "--min-memory",
+            "2GiB",
             "--command-line",
             "/S",
             "--detect",

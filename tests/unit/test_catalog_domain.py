@@ -22,6 +22,7 @@ from services.catalog.domain.model import (
     Severity,
     SourceUpdate,
 )
+from services.catalog.domain.offers import SettingsInForce
 from services.catalog.domain.settings import changed_settings, settings_view
 from services.catalog.domain.third_party import (
     check_third_party,
@@ -56,6 +57,9 @@ from services.catalog.domain.uploads import (
 
 JAN, FEB = datetime(2026, 1, 13, tzinfo=UTC), datetime(2026, 2, 10, tzinfo=UTC)
 UPDATE_ID = "0b5f3c2e-8f0a-4c47-9d55-0d6f6c1a2b3c"
+IN_FORCE = SettingsInForce(
+    c.CatalogSettings(products=["Windows"], classifications=["Security Updates"]), version=4
+)
 
 
 def source_update() -> SourceUpdate:
@@ -135,8 +139,9 @@ def test_snapshot_adds_identity_supersession_and_expiry() -> None:
         superseded_by_kbs=("5077181",),
         expired_at=FEB,
     )
-    view = snapshot(row)
+    view = snapshot(row, IN_FORCE)
     assert (view.update_id, view.revision, view.origin) == (row.update_id, 3, "microsoft")
+    assert (view.offered, view.not_offered_because, view.settings_version) == (True, None, 4)
     assert (view.superseded_by, view.superseded_by_kbs) == ([UPDATE_ID], ["5077181"])
     assert view.expired
     assert (view.classification, view.severity, view.restart) == (
@@ -287,3 +292,45 @@ def test_only_third_party_updates_are_edited_or_deleted() -> None:
         check_third_party(None, "KB5074109", "edited")
     with pytest.raises(Conflict, match="is a Microsoft update"):
         check_third_party(stored(), UPDATE_ID, "deleted")
+
+
+def test_disk_and_memory_requirements_reach_the_session_and_the_package() -> None:
+    """Step 3's optional sizes are kept as answered, shown, and travel in the package the
+    scheduler turns into the agent's requirements; unanswered, they stay absent."""
+    steps = UploadSteps(
+        title="Agent",
+        architecture="x64",
+        operating_systems=("Windows 11",),
+        min_free_disk_bytes=500_000_000,
+        min_memory_bytes=0,
+        command_line="/S",
+    )
+    assert steps_from_json(steps_json(steps)) == steps
+    answered = upload(steps)
+    view = session(answered)
+    assert (view.min_free_disk_bytes, view.min_memory_bytes) == (500_000_000, 0)
+    installing = package(answered)
+    assert (installing.min_free_disk_bytes, installing.min_memory_bytes) == (500_000_000, 0)
+    bare = package(upload(replace(steps, min_free_disk_bytes=None, min_memory_bytes=None)))
+    assert (bare.min_free_disk_bytes, bare.min_memory_bytes) == (None, None)
+    assert "min_memory_bytes" not in steps_json(UploadSteps(architecture="x64"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("min_free_disk_bytes", -1, "greater than or equal to 0"),
+        ("min_memory_bytes", 2**50 + 1, "less than or equal to 1125899906842624"),
+    ],
+)
+def test_a_size_requirement_out_of_range_is_refused_naming_it(
+    field: str, value: int, allowed: str
+) -> None:
+    """The contract bounds the sizes; the error names the field, the value and the range."""
+    with pytest.raises(ValueError, match=allowed) as caught:
+        u.SetRequirements.model_validate(
+            {"upload_id": "u1", "architecture": "x64", "operating_systems": ["Windows 11"]}
+            | {field: value}
+        )
+    assert field in str(caught.value)
+    assert str(value) in str(caught.value)

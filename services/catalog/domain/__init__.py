@@ -1,1 +1,2 @@
-"""catalog's pure rules and types: updates, source documents, installers, settings, uploads."""
+"""catalog's pure rules and types: updates, source documents, installers, settings, offers,
+uploads."""

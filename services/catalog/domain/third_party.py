@@ -43,6 +43,8 @@ def package(upload: Upload) -> Package:
         prerequisite_package=steps.prerequisite_package,
         prerequisite_rules=list(steps.prerequisite_rules or ()),
         command_line=steps.command_line or "",
+        min_free_disk_bytes=steps.min_free_disk_bytes,
+        min_memory_bytes=steps.min_memory_bytes,
     )
 
 

@@ -28,6 +28,7 @@ from libs.contracts.catalog import (
 from libs.domain.agent_reports import DEFAULT_RETURN_CODES
 from libs.service.errors import InvalidInput
 from services.catalog.domain.model import Classification, RestartBehaviour, Severity, SourceUpdate
+from services.catalog.domain.offers import OfferFacts, SettingsInForce, offer_for
 
 _NAMESPACE = uuid.UUID("6c1b8a53-3d0e-4b7e-9a55-4f6f2a0c9d11")
 _KB = re.compile(r"(?:KB)?(\d{4,8})", re.IGNORECASE)
@@ -104,9 +105,24 @@ class StoredUpdate:
     superseded_by_kbs: tuple[str, ...]
 
 
-def snapshot(stored: StoredUpdate) -> UpdateSnapshot:
-    """The event/API form of a stored update."""
+def offer_facts(stored: StoredUpdate) -> OfferFacts:
+    """What the offer of a stored update depends on."""
     content = stored.content
+    return OfferFacts(
+        update_id=stored.update_id,
+        kb=stored.kb,
+        title=content.title,
+        origin=stored.origin,
+        revision=stored.revision,
+        classification=content.classification,
+        product_families=content.product_families,
+    )
+
+
+def snapshot(stored: StoredUpdate, in_force: SettingsInForce) -> UpdateSnapshot:
+    """The event/API form of a stored update, offered or not under the settings in force."""
+    content = stored.content
+    offer = offer_for(offer_facts(stored), in_force.settings)
     return UpdateSnapshot(
         update_id=stored.update_id,
         revision=stored.revision,
@@ -131,13 +147,18 @@ def snapshot(stored: StoredUpdate) -> UpdateSnapshot:
         sha256=content.sha256,
         return_codes=list(content.return_codes),
         package=content.package,
+        offered=offer.offered,
+        not_offered_because=None if offer.offered else offer.reason,
+        settings_version=in_force.version,
     )
 
 
-def detail(stored: StoredUpdate) -> UpdateDetail:
+def detail(stored: StoredUpdate, in_force: SettingsInForce) -> UpdateDetail:
     """One update with when it was superseded and expired."""
     return UpdateDetail(
-        update=snapshot(stored), superseded_at=stored.superseded_at, expired_at=stored.expired_at
+        update=snapshot(stored, in_force),
+        superseded_at=stored.superseded_at,
+        expired_at=stored.expired_at,
     )
 
 

@@ -48,6 +48,8 @@ class UploadSteps:
     classification: ThirdPartyClassification | None = None
     architecture: Literal["x86", "x64", "both"] | None = None
     operating_systems: tuple[str, ...] | None = None
+    min_free_disk_bytes: int | None = None
+    min_memory_bytes: int | None = None
     detection_rules: tuple[DetectionRule, ...] | None = None
     prerequisite_package: str | None = None
     prerequisite_rules: tuple[DetectionRule, ...] | None = None
@@ -275,6 +277,8 @@ def session(upload: Upload) -> UploadSession:
         classification=steps.classification,
         architecture=steps.architecture,
         operating_systems=list(steps.operating_systems or ()),
+        min_free_disk_bytes=steps.min_free_disk_bytes,
+        min_memory_bytes=steps.min_memory_bytes,
         detection_rules=list(steps.detection_rules or ()),
         prerequisite_package=steps.prerequisite_package,
         prerequisite_rules=list(steps.prerequisite_rules or ()),

@@ -11,6 +11,7 @@ import asyncpg
 from libs.contracts.catalog import ListUpdates, Origin
 from libs.db.pool import Connection, rows_affected
 from services.catalog.domain.model import Advisory, SourceDocument, SourceUpdate
+from services.catalog.domain.offers import OfferFacts
 from services.catalog.domain.updates import (
     StoredUpdate,
     UpdateContent,
@@ -202,10 +203,33 @@ async def list_updates(conn: Connection, query: ListUpdates) -> tuple[list[Store
 
 
 async def known_families(conn: Connection) -> list[str]:
+    """Product categories of Microsoft updates: the settings choose among those only."""
     rows = await conn.fetch(
-        "SELECT DISTINCT unnest(product_families) AS family FROM updates ORDER BY 1"
+        "SELECT DISTINCT unnest(product_families) AS family FROM updates"
+        " WHERE origin = 'microsoft' ORDER BY 1"
     )
     return [row["family"] for row in rows]
+
+
+async def offer_facts(conn: Connection) -> list[OfferFacts]:
+    """What the offer of every update depends on (a settings change looks at all of them)."""
+    rows = await conn.fetch(
+        "SELECT update_id::text, kb, origin, revision, data->>'title' AS title,"
+        " data->>'classification' AS classification, product_families FROM updates"
+        " ORDER BY release_date, update_id"
+    )
+    return [
+        OfferFacts(
+            update_id=row["update_id"],
+            kb=row["kb"],
+            title=row["title"],
+            origin=row["origin"],
+            revision=row["revision"],
+            classification=row["classification"],
+            product_families=tuple(row["product_families"]),
+        )
+        for row in rows
+    ]
 
 
 async def update_states(conn: Connection) -> dict[str, int]:

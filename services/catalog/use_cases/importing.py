@@ -10,10 +10,12 @@ from libs.service import HandlerContext, InvalidInput
 from services.catalog import store
 from services.catalog.domain.documents import read_document
 from services.catalog.domain.msrc import InvalidDocument
+from services.catalog.domain.offers import revision_changes
 from services.catalog.domain.updates import (
     catalog_fields,
     content_hash,
     merge,
+    offer_facts,
     snapshot,
     update_id_for_kb,
 )
@@ -29,6 +31,7 @@ async def import_document(ctx: HandlerContext, command: c.ImportDocument) -> c.I
         raise InvalidInput(f"{command.label or 'document'}: {error}", field="content") from None
     conn = ctx.conn
     await store.updates.lock_catalog(conn)
+    in_force = await store.settings.load(conn)
     await store.updates.record_document(conn, document, hashlib.sha256(raw).hexdigest())
     await store.updates.save_contributions(conn, document)
     links = await store.updates.save_links(conn, document.updates)
@@ -61,17 +64,28 @@ async def import_document(ctx: HandlerContext, command: c.ImportDocument) -> c.I
     fresh = await store.updates.updates_by_kb(conn, [*published, *revised])
     await ctx.outbox.add_many(
         c.UPDATE_PUBLISHED,
-        [(c.UpdatePublished(update=snapshot(fresh[kb])), fresh[kb].update_id) for kb in published],
+        [
+            (c.UpdatePublished(update=snapshot(fresh[kb], in_force)), fresh[kb].update_id)
+            for kb in published
+        ],
     )
     await ctx.outbox.add_many(
         c.UPDATE_REVISED,
         [
             (
-                c.UpdateRevised(update=snapshot(fresh[kb]), previous_revision=previous),
+                c.UpdateRevised(update=snapshot(fresh[kb], in_force), previous_revision=previous),
                 fresh[kb].update_id,
             )
             for kb, previous in revised.items()
         ],
+    )
+    # A revision may move an update into or out of what the settings offer.
+    moved = revision_changes(
+        [(offer_facts(existing[kb]), offer_facts(fresh[kb])) for kb in revised], in_force
+    )
+    await ctx.outbox.add_many(c.UPDATE_OFFERED, [(e, e.update_id) for e in moved if e.offered])
+    await ctx.outbox.add_many(
+        c.UPDATE_WITHDRAWN, [(e, e.update_id) for e in moved if not e.offered]
     )
     await ctx.outbox.add_many(
         c.UPDATE_SUPERSEDED,

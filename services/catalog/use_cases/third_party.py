@@ -27,8 +27,9 @@ async def edit_update(ctx: HandlerContext, command: u.EditUpdate) -> c.UpdateDet
     """Change a third-party update; the change is a new revision."""
     found = await _third_party(ctx, command.update, "edited")
     content = edited(found.content, command)
+    in_force = await store.settings.load(ctx.conn)
     if content == found.content:
-        return detail(found)
+        return detail(found, in_force)
     await store.updates.put_update(
         ctx.conn,
         update_id=found.update_id,
@@ -43,10 +44,10 @@ async def edit_update(ctx: HandlerContext, command: u.EditUpdate) -> c.UpdateDet
     assert changed is not None  # noqa: S101 - just written
     await ctx.outbox.add(
         c.UPDATE_REVISED,
-        c.UpdateRevised(update=snapshot(changed), previous_revision=found.revision),
+        c.UpdateRevised(update=snapshot(changed, in_force), previous_revision=found.revision),
         subject=found.update_id,
     )
-    return detail(changed)
+    return detail(changed, in_force)
 
 
 async def delete_update(ctx: HandlerContext, command: u.DeleteUpdate) -> u.Deleted:

@@ -19,13 +19,15 @@ async def find(ctx: HandlerContext, reference: str) -> StoredUpdate:
 
 async def get_update(ctx: HandlerContext, query: c.GetUpdate) -> c.UpdateDetail:
     """One update, with what it supersedes and what supersedes it."""
-    return detail(await find(ctx, query.update))
+    found = await find(ctx, query.update)
+    return detail(found, await store.settings.load(ctx.conn))
 
 
 async def list_updates(ctx: HandlerContext, query: c.ListUpdates) -> c.UpdateList:
-    """Updates matching the filters, newest first."""
+    """Updates matching the filters, newest first, each offered or not under the settings."""
+    in_force = await store.settings.load(ctx.conn)
     found, total = await store.updates.list_updates(ctx.conn, query)
-    return c.UpdateList(updates=[snapshot(u) for u in found], total=total)
+    return c.UpdateList(updates=[snapshot(u, in_force) for u in found], total=total)
 
 
 async def expire_update(ctx: HandlerContext, command: c.ExpireUpdate) -> c.UpdateDetail:
@@ -40,4 +42,4 @@ async def expire_update(ctx: HandlerContext, command: c.ExpireUpdate) -> c.Updat
             ),
             subject=found.update_id,
         )
-    return detail(await find(ctx, found.update_id))
+    return detail(await find(ctx, found.update_id), await store.settings.load(ctx.conn))

@@ -157,12 +157,15 @@ async def describe(ctx: HandlerContext, command: u.Describe) -> u.UploadSession:
 
 
 async def set_requirements(ctx: HandlerContext, command: u.SetRequirements) -> u.UploadSession:
-    """Step 3: architecture and operating systems."""
+    """Step 3: architecture, operating systems, free disk space and memory (the contract
+    bounds the sizes); the answer replaces the step's earlier one."""
     upload = await _answering(ctx, command.upload_id)
     upload.steps = replace(
         upload.steps,
         architecture=command.architecture,
         operating_systems=tuple(command.operating_systems),
+        min_free_disk_bytes=command.min_free_disk_bytes,
+        min_memory_bytes=command.min_memory_bytes,
     )
     return await _saved(ctx, upload)
 
@@ -251,7 +254,6 @@ async def commit_upload(ctx: HandlerContext, command: u.UploadRef) -> c.UpdateDe
     await store.uploads.save(ctx.conn, upload)
     created = await store.updates.update(ctx.conn, update_id=update_id)
     assert created is not None  # noqa: S101 - inserted above
-    await ctx.outbox.add(
-        c.UPDATE_PUBLISHED, c.UpdatePublished(update=snapshot(created)), subject=update_id
-    )
-    return c.UpdateDetail(update=snapshot(created), superseded_at=None, expired_at=None)
+    published = snapshot(created, await store.settings.load(ctx.conn))
+    await ctx.outbox.add(c.UPDATE_PUBLISHED, c.UpdatePublished(update=published), subject=update_id)
+    return c.UpdateDetail(update=published, superseded_at=None, expired_at=None)
