@@ -27,7 +27,9 @@ DeadlineKind = Literal[
     "none", "as_soon_as_possible", "custom", "one_week", "two_weeks", "one_month"
 ]
 RuleDeadlineKind = Literal["none", "as_soon_as_possible", "one_week", "two_weeks", "one_month"]
-UpdateState = Literal["new", "approved", "declined", "superseded", "expired", "third_party"]
+UpdateState = Literal[
+    "new", "approved", "declined", "superseded", "expired", "third_party", "not_offered"
+]
 UPDATE_STATES: tuple[UpdateState, ...] = get_args(UpdateState)
 ACTIONS_WITH_DEADLINE: tuple[ActionName, ...] = ("required_install", "uninstall")
 
@@ -133,6 +135,14 @@ class UpdateView(Contract):
     superseded_by: list[str] = Field(description="Update ids replacing it.")
     expired: bool = Field(description="Expired: can no longer be approved.")
     declined: bool = Field(description="Declined: hidden from default views.")
+    offered: bool = Field(
+        default=True,
+        description="Offered by the catalog settings; false: hidden from default views and "
+        "not approvable (docs/product.md section 2).",
+    )
+    not_offered_because: str | None = Field(
+        default=None, description="Why it is not offered; null when offered."
+    )
 
 
 # --- groups ---------------------------------------------------------------------------------
@@ -293,7 +303,8 @@ class ListUpdates(Contract):
 
     states: list[UpdateState] = Field(
         default_factory=list,
-        description="Only updates in one of these states; empty: every update not declined.",
+        description="Only updates in one of these states; empty: every update neither declined "
+        "nor `not_offered` (outside the catalog settings).",
     )
     classification: ClassificationName | None = Field(default=None, description="Only this.")
     product_family: str | None = Field(default=None, description="Only this product category.")

@@ -26,6 +26,8 @@ SERVICE = ServiceDefinition(
         On(c.UPDATE_SUPERSEDED, queue="updates", handle=updates.learn_superseded),
         On(c.UPDATE_EXPIRED, queue="updates", handle=updates.learn_expired),
         On(c.UPDATE_DELETED, queue="updates", handle=updates.learn_deleted),
+        On(c.UPDATE_OFFERED, queue="updates", handle=updates.learn_offer),
+        On(c.UPDATE_WITHDRAWN, queue="updates", handle=updates.learn_offer),
     ),
     commands=(
         Answer(PING["approval"], answer_ping),

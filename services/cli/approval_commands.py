@@ -211,6 +211,8 @@ async def cmd_update_show(settings: Settings, out: Output, args: argparse.Namesp
             "superseded_by": update.superseded_by_kbs or update.superseded_by,
             "expired": update.expired,
             "declined": bool(view and view.declined),
+            "offered": update.offered,
+            "not_offered_because": update.not_offered_because,
             "states": states,
             "computers": counts.model_dump() if counts else None,
             "update": update.model_dump(mode="json"),
@@ -222,6 +224,9 @@ async def cmd_update_show(settings: Settings, out: Output, args: argparse.Namesp
                 f"severity {update.severity or '-'}, restart {update.restart}"
             ),
             f"state: {', '.join(states) or '-'}",
+            "offered: yes"
+            if update.offered
+            else f"offered: no, {update.not_offered_because or 'outside the catalog settings'}",
             (
                 f"supersedes: {', '.join(update.supersedes) or '-'}; superseded by: "
                 f"{', '.join(update.superseded_by_kbs) or '-'}"
@@ -422,7 +427,8 @@ def _update_parsers(sub: Commands) -> None:
         dest="state",
         action="append",
         choices=[*(s.replace("_", "-") for s in a.UPDATE_STATES), "failed"],
-        help="(repeat) default: every update not declined",
+        help="(repeat) default: every update neither declined nor not-offered (outside the "
+        "catalog settings)",
     )
     listing.add_argument("--search", default=None, help="in title or KB")
     listing.add_argument("--classification", choices=CLASSIFICATIONS, default=None)

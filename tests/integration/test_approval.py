@@ -698,3 +698,114 @@ async def test_operators_use_the_cli(system: System) -> None:
     assert listing["updates"][0]["id"] == listing["updates"][0]["update_id"]
     code, searched, _ = await lockgate(system.cli, "updates", "list", "--search", kb[-4:])
     assert kb in [u["kb"] for u in searched["updates"]]
+
+
+async def offered_here(system: System, kb: str) -> bool:
+    return bool(await system.db.fetchval("SELECT offered FROM approval.updates WHERE kb = $1", kb))
+
+
+async def test_settings_decide_what_can_be_approved(system: System) -> None:
+    """Updates outside the catalog settings are hidden from the default list (a filter shows
+    them), skipped by rules, and refused for approval naming the update, what it is and what
+    is offered; withdrawing keeps earlier approvals, offering again allows approving."""
+    await system.group("Office users")
+    await system.rpc.call(
+        a.CREATE_RULE,
+        a.CreateRule(
+            rule=a.RuleSpec(
+                name="all security", classifications=["Security Updates"], groups=["Office users"]
+            )
+        ),
+    )
+    await system.import_msrc(JAN)
+    jan = await system.catalog_updates()
+    offered = {kb for kb, u in jan.items() if u.offered}
+    sql = sorted(kb for kb, u in jan.items() if u.product_families == ["SQL Server"])
+    office = sorted(kb for kb, u in jan.items() if u.product_families == ["Microsoft Office"])
+    assert sql
+    assert office
+    assert not set(sql) & offered
+    assert set(office) <= offered
+
+    # The rule approved, as they arrived, the offered security updates only.
+    rule_approved = set(await system.approvals_of("Office users"))
+    assert rule_approved == {kb for kb in offered if jan[kb].classification == "Security Updates"}
+    listed = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates())
+    assert {u.kb for u in listed.updates} == offered
+    hidden = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(states=["not_offered"]))
+    assert {u.kb for u in hidden.updates} == set(jan) - offered
+    assert all(not u.offered and u.not_offered_because for u in hidden.updates)
+
+    refusal = await refused(
+        system,
+        a.APPROVE,
+        a.Approve(
+            updates=[office[0], f"KB{sql[0]}"],
+            groups=[a.GroupChoice(group="Office users", action="required_install")],
+        ),
+    )
+    assert refusal.body.field == "updates[1]"
+    assert f"update KB{sql[0]} (" in refusal.body.message
+    assert "SQL Server is not offered (offered products: Windows, Microsoft Office)" in (
+        refusal.body.message
+    )
+
+    # The operator stops offering Office: approval learns it from the withdrawn events.
+    await system.rpc.call(c.CHANGE_SETTINGS, c.ChangeSettings(products=["Windows"]))
+
+    async def withdrawn() -> bool:
+        return not any([await offered_here(system, kb) for kb in office])
+
+    await eventually(withdrawn, timeout=30, what="approval learning the withdrawn updates")
+    code, _, err = await lockgate(
+        system.cli, "updates", "approve", f"KB{office[0]}", "--group", "Office users"
+    )
+    assert code == 1
+    assert "HTTP 409" in err
+    assert f"update KB{office[0]} (" in err
+    assert "Microsoft Office is not offered (offered products: Windows)" in err
+    # Its approvals stay (the scheduler stops planning it), listed when asked for.
+    assert set(office) <= set(await system.approvals_of("Office users"))
+    default = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates())
+    assert not set(office) & {u.kb for u in default.updates}
+    code, listing, _ = await lockgate(system.cli, "updates", "list", "--filter", "not-offered")
+    assert code == 0
+    shown = {u["kb"]: u["states"] for u in listing["updates"]}
+    assert set(shown) == set(jan) - offered_in_windows(jan)
+    assert shown[office[0]] == ["approved", "not_offered"]
+    # A rule run skips what is not offered.
+    await system.rpc.call(
+        a.CREATE_RULE,
+        a.CreateRule(
+            rule=a.RuleSpec(
+                name="office later",
+                classifications=["Security Updates"],
+                products=["Microsoft Office"],
+                groups=[a.ROOT_GROUP_NAME],
+            )
+        ),
+    )
+    ran = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule="office later"))
+    assert ran.updates_approved == []
+
+    # Offered again: approvable again, and the run now approves them.
+    await system.rpc.call(
+        c.CHANGE_SETTINGS, c.ChangeSettings(products=["Windows", "Microsoft Office"])
+    )
+
+    async def offered_again() -> bool:
+        return all([await offered_here(system, kb) for kb in office])
+
+    await eventually(offered_again, timeout=30, what="approval learning the offered updates")
+    ran = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule="office later"))
+    assert set(ran.updates_approved) == {jan[kb].update_id for kb in office}
+
+
+def offered_in_windows(updates: dict[str, c.UpdateSnapshot]) -> set[str]:
+    return {
+        kb
+        for kb, u in updates.items()
+        if "Windows" in u.product_families
+        and u.classification
+        in ("Critical Updates", "Security Updates", "Definition Updates", "Update Rollups")
+    }

@@ -26,6 +26,8 @@ class Candidate:
     superseded: bool
     expired: bool
     declined: bool
+    offered: bool = True
+    """False: outside the catalog settings (docs/product.md section 2)."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,10 @@ def matches(criteria: Criteria, update: Candidate) -> bool:
     """Products (any shared; none listed: any) and classification, then the optional filters.
 
     A rule never picks an update that is superseded (the superseding one is what it
-    approves), expired (cannot be approved) or declined (the operator said no).
+    approves), expired (cannot be approved), declined (the operator said no) or not offered
+    (the catalog settings leave it out, so it cannot be approved).
     """
-    if update.superseded or update.expired or update.declined:
+    if update.superseded or update.expired or update.declined or not update.offered:
         return False
     wanted = {p.casefold() for p in criteria.products}
     if wanted and not wanted & {p.casefold() for p in update.product_families}:
@@ -70,6 +73,7 @@ def candidate(update: Update) -> Candidate:
         superseded=bool(update.superseded_by),
         expired=update.expired_at is not None,
         declined=update.declined_at is not None,
+        offered=update.offered,
     )
 
 

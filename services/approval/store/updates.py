@@ -11,7 +11,7 @@ import asyncpg
 from libs.contracts.catalog import UpdateSnapshot
 from libs.db.pool import Connection, rows_affected
 from libs.domain.references import as_id, kb_number
-from services.approval.domain.updates import ListedUpdate, Update
+from services.approval.domain.updates import ListedUpdate, Offer, Update
 
 _COLUMNS = (
     "update_id::text",
@@ -28,6 +28,8 @@ _COLUMNS = (
     "declined_at",
     "products",
     "supersedes",
+    "offered",
+    "not_offered_because",
 )
 _UPDATE_COLUMNS = ", ".join(_COLUMNS)
 U_COLUMNS = ", ".join(f"u.{column}" for column in _COLUMNS)
@@ -50,16 +52,23 @@ def from_row(r: asyncpg.Record) -> Update:
         declined_at=r["declined_at"],
         products=list(r["products"]),
         supersedes=list(r["supersedes"]),
+        offered=r["offered"],
+        not_offered_because=r["not_offered_because"],
     )
 
 
 async def learn(conn: Connection, snapshot: UpdateSnapshot) -> str | None:
-    """Keep the newest revision seen: `new`, `revised`, or None (older or repeated)."""
+    """Keep the newest revision seen: `new`, `revised`, or None (older or repeated).
+
+    A new row takes the snapshot's offered state; an existing one changes it only through
+    `learn_offer` (call it after this), which keeps the newest decision.
+    """
     inserted: bool | None = await conn.fetchval(
         "INSERT INTO updates (update_id, kb, revision, origin, title, classification, severity,"
-        " product_families, release_date, superseded_by, expired_at, products, supersedes)"
+        " product_families, release_date, superseded_by, expired_at, products, supersedes,"
+        " offered, not_offered_because, offer_revision, offer_settings_version)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid[],"
-        "         CASE WHEN $11 THEN now() END, $12, $13)"
+        "         CASE WHEN $11 THEN now() END, $12, $13, $14, $15, $3, $16)"
         " ON CONFLICT (update_id) DO UPDATE SET kb = EXCLUDED.kb, revision = EXCLUDED.revision,"
         " origin = EXCLUDED.origin, title = EXCLUDED.title,"
         " classification = EXCLUDED.classification, severity = EXCLUDED.severity,"
@@ -81,10 +90,40 @@ async def learn(conn: Connection, snapshot: UpdateSnapshot) -> str | None:
         snapshot.expired,
         [p.name for p in snapshot.products],
         snapshot.supersedes,
+        snapshot.offered,
+        snapshot.not_offered_because,
+        snapshot.settings_version,
     )
     if inserted is None:
         return None
     return "new" if inserted else "revised"
+
+
+async def learn_offer(conn: Connection, offer: Offer) -> bool | None:
+    """Keep whether the update is offered, unless what is kept was decided on a later
+    revision or later settings (an older message arriving late changes nothing).
+
+    Returns None if the update is unknown here, else whether its offered state changed.
+    """
+    row = await conn.fetchrow(
+        "WITH before AS (SELECT update_id, offered FROM updates WHERE update_id = $1 FOR UPDATE)"
+        " UPDATE updates u SET offered = $2, not_offered_because = $3, offer_revision = $4,"
+        " offer_settings_version = $5 FROM before"
+        " WHERE u.update_id = before.update_id"
+        " AND u.offer_revision <= $4 AND u.offer_settings_version <= $5"
+        " RETURNING before.offered <> $2 AS changed",
+        uuid.UUID(offer.update_id),
+        offer.offered,
+        offer.not_offered_because,
+        offer.revision,
+        offer.settings_version,
+    )
+    if row is not None:
+        return bool(row["changed"])
+    known: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM updates WHERE update_id = $1)", uuid.UUID(offer.update_id)
+    )
+    return False if known else None
 
 
 async def mark_superseded(conn: Connection, update_id: str, superseded_by: Sequence[str]) -> bool:
