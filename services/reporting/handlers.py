@@ -40,6 +40,8 @@ SERVICE = ServiceDefinition(
         On(c.UPDATE_PUBLISHED, queue="updates", handle=copies.learn_update),
         On(c.UPDATE_REVISED, queue="updates", handle=copies.learn_update),
         On(c.UPDATE_SUPERSEDED, queue="updates", handle=copies.learn_superseded),
+        On(c.UPDATE_OFFERED, queue="updates", handle=copies.learn_offer),
+        On(c.UPDATE_WITHDRAWN, queue="updates", handle=copies.learn_offer),
         On(c.UPDATE_DELETED, queue="updates", handle=copies.forget_update),
         On(a.APPROVAL_CHANGED, queue="approvals", handle=copies.learn_approval),
         On(a.UPDATE_DECLINED, queue="approvals", handle=copies.learn_declined),

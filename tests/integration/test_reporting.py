@@ -415,6 +415,31 @@ async def test_new_updates_to_approve_notification(reports: Reports) -> None:
     assert not await notified(), "declined"
 
 
+async def test_an_update_the_settings_withdraw_is_not_new_to_approve(reports: Reports) -> None:
+    """The notification counts only offered updates: withdrawing one by the catalog settings
+    silences it, offering it again brings it back."""
+    updates = await setup(reports, ["pc-w1"])
+    u = next(x for x in updates if x.offered and x.classification == "Security Updates")
+
+    async def notified() -> bool:
+        return (await reports.rpc.call(r.SUMMARY, r.Summary())).new_updates_to_approve
+
+    await reports.status("pc-w1", T0, detections={u.update_id: "needed"})
+    await reports.settled()
+    assert await notified(), "an offered update is needed"
+    before = await reports.rpc.call(c.GET_SETTINGS, c.GetSettings())
+    await reports.rpc.call(
+        c.CHANGE_SETTINGS, c.ChangeSettings(classifications=["Critical Updates"])
+    )
+    await reports.settled()
+    assert not await notified(), "withdrawn by the settings"
+    await reports.rpc.call(
+        c.CHANGE_SETTINGS, c.ChangeSettings(classifications=before.settings.classifications)
+    )
+    await reports.settled()
+    assert await notified(), "offered again"
+
+
 async def test_out_of_order_and_duplicate_reports_never_move_backwards(reports: Reports) -> None:
     updates = await setup(reports, ["pc-o1"])
     u = updates[0].update_id

@@ -125,10 +125,10 @@ async def reported_updates(conn: Connection, page: r.Page) -> tuple[list[str], i
 
 
 async def new_updates_to_approve(conn: Connection) -> bool:
-    """A managed computer needs an update that is neither approved nor declined."""
+    """A managed computer needs an update that is offered and neither approved nor declined."""
     found: bool = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM update_counts c JOIN updates u USING (update_id)"
-        " WHERE c.state = 'needed' AND c.n > 0 AND u.declined_at IS NULL"
+        " WHERE c.state = 'needed' AND c.n > 0 AND u.declined_at IS NULL AND u.offered"
         " AND NOT EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = c.update_id))"
     )
     return found

@@ -7,21 +7,28 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from libs.contracts.catalog import ReturnCode, UpdateSnapshot
+from libs.contracts.catalog import ReturnCode, UpdateOfferChanged, UpdateSnapshot
 from libs.db.pool import Connection
 from libs.domain.references import as_id, kb_number
 from services.reporting.domain.batches import KnownUpdate
 
 
 async def put(conn: Connection, update: UpdateSnapshot) -> None:
-    """Keep the newest revision seen; superseded stays superseded."""
+    """Keep the newest revision seen; superseded stays superseded; the offered state moves
+    only forward in (revision, settings version)."""
     await conn.execute(
         "INSERT INTO updates (update_id, revision, kb, title, classification, severity,"
-        " return_codes, superseded) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)"
+        " return_codes, superseded, offered, offer_revision, offer_settings_version)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $2, $10)"
         " ON CONFLICT (update_id) DO UPDATE SET revision = EXCLUDED.revision, kb = EXCLUDED.kb,"
         " title = EXCLUDED.title, classification = EXCLUDED.classification,"
         " severity = EXCLUDED.severity, return_codes = EXCLUDED.return_codes,"
-        " superseded = updates.superseded OR EXCLUDED.superseded"
+        " superseded = updates.superseded OR EXCLUDED.superseded,"
+        " offered = CASE WHEN updates.offer_settings_version <= EXCLUDED.offer_settings_version"
+        "           THEN EXCLUDED.offered ELSE updates.offered END,"
+        " offer_revision = EXCLUDED.offer_revision,"
+        " offer_settings_version = greatest(updates.offer_settings_version,"
+        "                                   EXCLUDED.offer_settings_version)"
         " WHERE updates.revision < EXCLUDED.revision",
         uuid.UUID(update.update_id),
         update.revision,
@@ -31,6 +38,21 @@ async def put(conn: Connection, update: UpdateSnapshot) -> None:
         update.severity,
         json.dumps([c.model_dump() for c in update.return_codes]),
         bool(update.superseded_by),
+        update.offered,
+        update.settings_version,
+    )
+
+
+async def learn_offer(conn: Connection, offer: UpdateOfferChanged) -> None:
+    """Offered again or withdrawn, unless what is kept was decided on a later revision or
+    later settings; an update not known yet takes its state from its snapshot."""
+    await conn.execute(
+        "UPDATE updates SET offered = $2, offer_revision = $3, offer_settings_version = $4"
+        " WHERE update_id = $1 AND offer_revision <= $3 AND offer_settings_version <= $4",
+        uuid.UUID(offer.update_id),
+        offer.offered,
+        offer.revision,
+        offer.settings_version,
     )
 
 

@@ -18,6 +18,11 @@ async def learn_update(ctx: HandlerContext, event: c.UpdatePublished | c.UpdateR
     await store.updates.put(ctx.conn, event.update)
 
 
+async def learn_offer(ctx: HandlerContext, event: c.UpdateOfferChanged) -> None:
+    """Offered again or withdrawn by the catalog settings: only offered updates are "new"."""
+    await store.updates.learn_offer(ctx.conn, event)
+
+
 async def learn_superseded(ctx: HandlerContext, event: c.UpdateSuperseded) -> None:
     """Superseded updates are still counted; the flag lets views filter them."""
     await store.updates.mark_superseded(ctx.conn, event.update_id)
