@@ -44,13 +44,22 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from libs.contracts import names
 from libs.contracts.agents import REJECTED
-from libs.contracts.names import EXCHANGE_TYPES, Exchange, dead_letter_queue_name
+from libs.contracts.names import (
+    AGENT_QUEUE_PREFIX,
+    EXCHANGE_TYPES,
+    Exchange,
+    agent_binding_key,
+    dead_letter_queue_name,
+)
 from libs.contracts.registry import REGISTRY, Registry
 from libs.contracts.scheduler import COMPUTER_ID_PATTERN
 from libs.service.handlers import On, ServiceDefinition
 
-DEFAULT_VHOST = "lockgate"
+DEFAULT_VHOST = names.DEFAULT_VHOST
+AGENT_QUEUE_ARGUMENTS = names.AGENT_QUEUE_ARGUMENTS
+"""The agent queue's arguments; the agent protocol (AsyncAPI document) states them too."""
 DEFAULT_USER_PREFIX = "lockgate-"
 CLIENTS = ("console",)
 """Processes that only send commands (RPC) and own no queue."""
@@ -60,16 +69,6 @@ DEFAULT_EXCHANGE = "amq.default"
 NOTHING = "^$"
 """A permission pattern no resource matches (`^$`; an empty pattern means the same)."""
 RESERVED_USERS = frozenset({"guest"})
-
-AGENT_QUEUE_PREFIX = "agent."
-AGENT_QUEUE_ARGUMENTS: dict[str, object] = {
-    "x-queue-type": "classic",
-    "x-max-length": 1000,
-    "x-overflow": "drop-head",
-    "x-message-ttl": 3_600_000,
-}
-"""An agent's queue keeps instructions through short disconnections only: they are hints,
-and the plan sent at its next check-in covers whatever expired or was dropped."""
 
 AGENT_WRITE_TOPICS = r"^agent\.{username}\."
 AGENT_READ_TOPICS = r"^computer\.{username}\."
@@ -234,7 +233,7 @@ def agent_access(computer_id: str) -> Access:
         read=frozenset({exchange.value, queue}),  # bind from the exchange; consume
         topics=(TopicAccess(exchange, write=AGENT_WRITE_TOPICS, read=AGENT_READ_TOPICS),),
         queues=(queue,),
-        bindings=((exchange, queue, f"computer.{computer_id}.#"),),
+        bindings=((exchange, queue, agent_binding_key(computer_id)),),
     )
 
 

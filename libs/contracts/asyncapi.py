@@ -1,22 +1,32 @@
-"""AsyncAPI 3.0 document generated from the registry and the services' handler tables."""
+"""AsyncAPI 3.0 document generated from the registry and the services' handler tables.
+
+Enough to write an agent from it alone: payloads field by field with an example each,
+headers with their values (libs/contracts/asyncapi_wire.py), the agent's queue and what it
+receives there, the server with its vhost and users.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from libs.contracts.envelope import CONTENT_TYPE, Envelope
+from libs.contracts import asyncapi_wire as wire
+from libs.contracts.envelope import CONTENT_TYPE, source_of
 from libs.contracts.names import EXCHANGE_TYPES, Exchange
 from libs.contracts.registry import AnyCommandSpec, AnyEventSpec, Registry
 from libs.contracts.spec import AgentEventSpec, InstructionSpec, major_version
 from libs.contracts.system import RpcError
 
-AMQP_BINDING_VERSION = "0.3.0"
+AMQP_BINDING_VERSION = wire.AMQP_BINDING_VERSION
+EXAMPLE_TIME = datetime(2026, 2, 11, 20, 6, 16, tzinfo=UTC)
+"""`ce-time` of an example without a time of its own (the examples' evening)."""
 
 
 @dataclass(frozen=True)
@@ -33,18 +43,7 @@ def _ident(message_type: str) -> str:
 
 
 def _channel_binding(exchange: Exchange) -> dict[str, Any]:
-    return {
-        "amqp": {
-            "is": "routingKey",
-            "exchange": {
-                "name": exchange.value,
-                "type": EXCHANGE_TYPES[exchange],
-                "durable": True,
-                "autoDelete": False,
-            },
-            "bindingVersion": AMQP_BINDING_VERSION,
-        }
-    }
+    return wire.exchange_binding(exchange, EXCHANGE_TYPES[exchange])
 
 
 def _earlier_names(message_type: str, formerly: tuple[str, ...]) -> str:
@@ -66,6 +65,8 @@ def _message(
     summary: str,
     message_type: str,
     formerly: tuple[str, ...] = (),
+    *,
+    headers: dict[str, Any],
 ) -> dict[str, Any]:
     earlier = _earlier_names(message_type, formerly)
     return {
@@ -74,24 +75,44 @@ def _message(
         "summary": summary,
         **({"description": earlier} if earlier else {}),
         "contentType": CONTENT_TYPE,
-        "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
-        "correlationId": {"location": "$message.header#/correlation_id"},
+        "headers": headers,
+        "correlationId": {"$ref": f"#/components/correlationIds/{wire.CORRELATION}"},
         "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
         "bindings": {"amqp": {"messageType": message_type, "bindingVersion": AMQP_BINDING_VERSION}},
     }
 
 
-def _headers_schema() -> dict[str, Any]:
-    props = Envelope.model_json_schema()["properties"]
-    return {
-        "type": "object",
-        "description": "CloudEvents attributes carried as AMQP headers (ce-*); message_id = ce-id.",
-        "properties": {
-            f"ce-{name}": {"type": "string", "description": props[name].get("description", "")}
-            for name in ("id", "source", "type", "time", "subject", "specversion")
-        },
-        "required": ["ce-id", "ce-source", "ce-type", "ce-time", "ce-specversion"],
+def _event_headers(event: AnyEventSpec) -> dict[str, Any]:
+    is_agent = isinstance(event, AgentEventSpec)
+    return wire.message_headers(
+        event.type,
+        source=None if is_agent else source_of(event.producer),
+        subject=event.subject,
+        agent=is_agent,
+        instruction=isinstance(event, InstructionSpec),
+    )
+
+
+def _example_headers(event: AnyEventSpec, example: BaseModel) -> dict[str, str]:
+    """Headers as the example message would carry them: a fixed id, and as its time the
+    example's last time of its own (when it was made: `reported_at`, `issued_at`, ...)."""
+    computer_id = getattr(example, "computer_id", None)
+    is_agent = isinstance(event, AgentEventSpec)
+    times = [
+        value
+        for value in (getattr(example, name) for name in type(example).model_fields)
+        if isinstance(value, datetime)
+    ]
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"lockgate:example:{event.type}")),
+        "ce-type": event.type,
+        "ce-time": (times[-1] if times else EXAMPLE_TIME).astimezone(UTC).isoformat(),
+        "ce-source": f"agent/{computer_id}" if is_agent else source_of(event.producer),
     }
+    if isinstance(event, AgentEventSpec | InstructionSpec) and computer_id is not None:
+        headers["ce-subject"] = str(computer_id)
+    return headers
 
 
 def build(
@@ -121,32 +142,44 @@ def build(
         [(model, "validation") for _, model in sorted(models.items())],
         ref_template="#/components/schemas/{model}",
     )
+    _add_agent_queue(registry, channels, operations)
     schemas = dict(sorted(schema.get("$defs", {}).items()))
-    schemas["CloudEventsHeaders"] = _headers_schema()
+    schemas[wire.HEADERS] = wire.headers_schema()
+    schemas[wire.PROPERTIES] = wire.properties_schema()
     return {
         "asyncapi": "3.0.0",
-        "info": {
-            "title": "Lockgate messages",
-            "version": version,
-            "description": (
-                "Every message Lockgate services exchange over RabbitMQ. Generated from "
-                "libs/contracts and the services' handler tables by `lockgate asyncapi`; "
-                "do not edit by hand."
-            ),
-        },
+        "info": {"title": "Lockgate messages", "version": version, "description": wire.DESCRIPTION},
         "defaultContentType": CONTENT_TYPE,
-        "servers": {
-            "local": {
-                "host": "127.0.0.1:5672",
-                "protocol": "amqp",
-                "protocolVersion": "0.9.1",
-                "description": "A development broker (set LOCKGATE_AMQP_URL for others).",
-            }
-        },
+        "servers": wire.servers(),
         "channels": channels,
         "operations": operations,
-        "components": {"messages": dict(sorted(messages.items())), "schemas": schemas},
+        "components": {
+            "messages": dict(sorted(messages.items())),
+            "schemas": schemas,
+            "securitySchemes": wire.security_schemes(),
+            "correlationIds": {wire.CORRELATION: wire.correlation_id()},
+        },
     }
+
+
+def _add_agent_queue(
+    registry: Registry, channels: dict[str, Any], operations: dict[str, Any]
+) -> None:
+    """The agent's own queue, and one receive operation per instruction it gets there."""
+    instructions = sorted(
+        _ident(event.type)
+        for event in registry.events.values()
+        if isinstance(event, InstructionSpec)
+    )
+    channels[wire.AGENT_QUEUE_CHANNEL] = wire.agent_queue_channel(instructions)
+    for channel in instructions:
+        operations[f"agent_receives_{channel}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{wire.AGENT_QUEUE_CHANNEL}"},
+            "summary": f"An agent receives it from its own queue {wire.AGENT_QUEUE}.",
+            "messages": [{"$ref": f"#/channels/{wire.AGENT_QUEUE_CHANNEL}/messages/{channel}"}],
+            "bindings": {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING_VERSION}},
+        }
 
 
 def _add_event(
@@ -158,12 +191,22 @@ def _add_event(
 ) -> None:
     channel = _ident(event.type)
     models[event.model.__name__] = event.model
-    messages[channel] = _message(channel, event.model, event.summary, event.type, event.formerly)
+    messages[channel] = _message(
+        channel,
+        event.model,
+        event.summary,
+        event.type,
+        event.formerly,
+        headers=_event_headers(event),
+    )
     if event.example is not None:
         messages[channel]["examples"] = [
-            {"name": f"{channel}_example", "payload": event.example.model_dump(mode="json")}
+            {
+                "name": f"{channel}_example",
+                "headers": _example_headers(event, event.example),
+                "payload": event.example.model_dump(mode="json"),
+            }
         ]
-    is_agent = isinstance(event, AgentEventSpec)
     entry: dict[str, Any] = {
         "address": event.type,
         "description": _sentences(
@@ -174,18 +217,37 @@ def _add_event(
         "messages": {channel: {"$ref": f"#/components/messages/{channel}"}},
         "bindings": _channel_binding(event.exchange),
     }
-    if is_agent:
-        entry["address"] = "agent.{computer_id}." + event.type.removeprefix("agent.")
-        entry["parameters"] = {"computer_id": {"description": "Id of the sending computer."}}
+    sends: dict[str, Any] = {}
+    if isinstance(event, AgentEventSpec):
+        kind = event.type.removeprefix("agent.")
+        entry["address"] = "agent.{computer_id}." + kind
+        entry["description"] = _sentences(
+            entry["description"],
+            f"An agent publishes it on `{event.exchange.value}` with routing key "
+            f"`agent.<computer_id>.{kind}` and its own computer id (the broker refuses any "
+            f"other); the body's `{event.computer_id_field}` must be that id too, else the "
+            "message is refused: dead-lettered, and the agent told why by "
+            "`computer.<computer_id>.rejected.v1`.",
+        )
+        entry["parameters"] = wire.computer_id_parameter("Id of the sending computer.")
+        sends = {"bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": AMQP_BINDING_VERSION}}}
     if isinstance(event, InstructionSpec):
         entry["address"] = "computer.{computer_id}." + event.type.removeprefix("computer.")
-        entry["parameters"] = {"computer_id": {"description": "Id of the computer told."}}
+        entry["description"] = _sentences(
+            entry["description"],
+            f"It reaches the computer's own queue `{wire.AGENT_QUEUE}` (channel "
+            f"`{wire.AGENT_QUEUE_CHANNEL}`).",
+        )
+        entry["parameters"] = wire.computer_id_parameter("Id of the computer told.")
     channels[channel] = entry
     operations[f"{event.producer}_sends_{channel}"] = {
         "action": "send",
         "channel": {"$ref": f"#/channels/{channel}"},
-        "summary": f"{event.producer} publishes it.",
+        "summary": "An agent publishes it, as itself."
+        if isinstance(event, AgentEventSpec)
+        else f"{event.producer} publishes it.",
         "messages": [{"$ref": f"#/channels/{channel}/messages/{channel}"}],
+        **sends,
     }
 
 
@@ -201,13 +263,20 @@ def _add_command(
     models[command.request.__name__] = command.request
     models[command.reply.__name__] = command.reply
     messages[channel] = _message(
-        channel, command.request, command.summary, command.type, command.formerly
+        channel,
+        command.request,
+        command.summary,
+        command.type,
+        command.formerly,
+        headers=wire.message_headers(command.type, source=None, subject=""),
     )
+    answerer = source_of(command.handler)
     messages[reply_channel] = _message(
         reply_channel,
         command.reply,
         f"Reply to {command.type} (x-lockgate-status: ok).",
         command.type + ".reply",
+        headers=wire.message_headers(command.type + ".reply", source=answerer, subject=""),
     )
     error_name = channel + "_error"
     messages[error_name] = _message(
@@ -215,6 +284,7 @@ def _add_command(
         RpcError,
         f"Error reply to {command.type} (x-lockgate-status: error).",
         command.type + ".error",
+        headers=wire.message_headers(command.type + ".error", source=answerer, subject=""),
     )
     channels[channel] = {
         "address": command.routing_key,

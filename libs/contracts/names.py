@@ -34,6 +34,25 @@ EXCHANGE_TYPES: dict[Exchange, str] = {
 _SEGMENT = re.compile(r"^[a-z][a-z0-9-]*$")
 DLQ_SUFFIX = ".dlq"
 
+DEFAULT_VHOST = "lockgate"
+"""The vhost the broker definitions create and the services and agents connect to."""
+
+AGENT_QUEUE_PREFIX = "agent."
+"""An enrolled agent's own queue is `agent.<computer id>`."""
+AGENT_QUEUE_ARGUMENTS: dict[str, object] = {
+    "x-queue-type": "classic",
+    "x-max-length": 1000,
+    "x-overflow": "drop-head",
+    "x-message-ttl": 3_600_000,
+}
+"""An agent's queue keeps instructions through short disconnections only: they are hints,
+and the plan sent at its next check-in covers whatever expired or was dropped."""
+
+
+def agent_binding_key(computer_id: str) -> str:
+    """What an agent's queue binds on `lockgate.agents`: every instruction to its computer."""
+    return f"computer.{computer_id}.#"
+
 
 def queue_name(service: str, purpose: str) -> str:
     """`<service>.<purpose>`, e.g. `reporting.agent-status`; both parts lower-case words."""
