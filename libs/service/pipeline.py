@@ -327,7 +327,13 @@ class Pipeline:
     ) -> Outcome:
         """A message that can never succeed: an RPC caller is told, anything else is parked
         (and an agent, on a route that `sends_rejected`, is told why)."""
-        if message.reply_to and not isinstance(route, On):
+        # Agents' messages are never commands: a reply_to on one is not followed (a service
+        # may write to any queue through the default exchange; an agent must not steer it).
+        if (
+            message.reply_to
+            and not isinstance(route, On)
+            and message.exchange != Exchange.AGENTS.value
+        ):
             command = route.spec.type if route else (message.type or "unknown.command.v1")
             await self._reply_error(message, command, error, str(error))
             await message.ack()

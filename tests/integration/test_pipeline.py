@@ -450,6 +450,24 @@ async def test_a_rejection_names_the_field_and_is_correlated_with_the_refused_me
 
 
 @pytest.mark.usefixtures("agents_probe")
+async def test_an_agent_cannot_make_a_service_answer_into_another_queue(bus: Bus) -> None:
+    """A reply_to on an agent's message of an unknown type is not an RPC: the message is
+    dead-lettered and the agent told, and nothing is written to the queue it named."""
+    sender = f"pc-{uuid.uuid4().hex[:12]}"
+    told = await rejections_of(bus, sender)
+    target = await bind_test_queue(bus, f"test.target.{sender}", Exchange.EVENTS, "nothing.#")
+    envelope = Envelope.new(source=f"agent/{sender}", type="agent.status.v9", subject=sender)
+    message = to_amqp(envelope, b"{}", reply_to=target.name)
+    await bus.publish(
+        message, exchange=Exchange.AGENTS.value, routing_key=AGENT_STATUS.routing_key(sender)
+    )
+    found = await dead_letters(bus, AGENTS_DLQ, {envelope.id})
+    assert "'agent.status.v9' has no handler" in str(found[envelope.id][REASON_HEADER])
+    await told.wait_for(1, timeout=10)
+    assert await target.get(fail=False) is None
+
+
+@pytest.mark.usefixtures("agents_probe")
 async def test_a_rejection_that_cannot_be_published_keeps_the_dead_letter(
     bus: Bus, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
