@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from libs.bus import Bus
+from libs.contracts.approval import UPDATE_STATES
 from libs.service.clock import SpeedClock
 from services.simulator.fleet import FAILURE_CODE, Fleet, Options
 from tests.integration.test_catalog_msrc import FEB, JAN
@@ -80,7 +81,8 @@ async def test_the_whole_flow_with_a_simulated_fleet(estate: Estate, tmp_path: P
     # Approval learns January from catalog events; the rule below must come after that, or
     # it would see January's updates arrive and approve them.
     async def january_known() -> bool:
-        found = await ok("GET", "/updates", params={"limit": 1000})
+        # Every state: the default view hides what the catalog settings do not offer.
+        found = await ok("GET", "/updates", params={"limit": 1000, "states": list(UPDATE_STATES)})
         return bool(found["total"] >= jan["published"])
 
     await eventually(january_known, timeout=60, what="approval learning January's updates")
