@@ -61,10 +61,12 @@ class Fetched:
     return_code: int | None = None
     """None: the file is here and verified; else the install's exit code."""
     reason: str = ""
+    refusal: str | None = None
+    """The server's word for a refusal (the problem's `title`: `expired`, ...), if it gave one."""
 
 
-def refusal_of(response: httpx.Response) -> str:
-    """Why the server refused, from its problem-details body when it has one."""
+def refusal_of(response: httpx.Response) -> tuple[str | None, str]:
+    """Why the server refused: the problem-details `title` when it sent one, and in words."""
     try:
         problem = json.loads(response.content)
     except ValueError:
@@ -72,10 +74,10 @@ def refusal_of(response: httpx.Response) -> str:
     if isinstance(problem, dict):
         title, detail = problem.get("title"), problem.get("detail")
         if isinstance(title, str):
-            return f"HTTP {response.status_code} {title}" + (
+            return title, f"HTTP {response.status_code} {title}" + (
                 f": {detail}" if isinstance(detail, str) else ""
             )
-    return f"HTTP {response.status_code}"
+    return None, f"HTTP {response.status_code}"
 
 
 def resumes_at(response: httpx.Response) -> int | None:
@@ -104,8 +106,9 @@ async def fetch(
                         return _failed(file, digest, resumed, "a range that was not asked for")
                 elif response.status_code != 200:
                     await response.aread()
+                    title, words = refusal_of(response)
                     return Fetched(
-                        file.path, digest.size, resumed, PACKAGE_OPEN_FAILED, refusal_of(response)
+                        file.path, digest.size, resumed, PACKAGE_OPEN_FAILED, words, title
                     )
                 limit = cut_after if attempt == 0 else None
                 async for received in response.aiter_bytes():

@@ -332,6 +332,10 @@ class Fleet:
                     return_code=done.return_code,
                     reason=done.reason,
                 )
+                if done.refusal == "expired":
+                    # The plan is older than its URLs: check in for a fresh one.
+                    self.stats["urls_expired"] += 1
+                    await self._checkin(agent, "periodic")
                 return done.return_code
             self.stats["downloads_ok"] += 1
         return None

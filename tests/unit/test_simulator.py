@@ -322,7 +322,7 @@ async def test_a_refused_download_fails_the_install_and_says_why() -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
         done = await fetch(http, installation().files[0])
     assert done.return_code == PACKAGE_OPEN_FAILED
-    assert done.reason == "HTTP 410 expired"
+    assert (done.refusal, done.reason) == ("expired", "HTTP 410 expired")
     assert PACKAGE_OPEN_FAILED != PACKAGE_INVALID != 1603
 
 
