@@ -61,6 +61,8 @@ SERVICE = ServiceDefinition(
         On(a.APPROVAL_CHANGED, queue="approvals", handle=read_copies.learn_approval),
         On(c.UPDATE_PUBLISHED, queue="updates", handle=read_copies.learn_update),
         On(c.UPDATE_REVISED, queue="updates", handle=read_copies.learn_update),
+        On(c.UPDATE_OFFERED, queue="updates", handle=read_copies.learn_offer),
+        On(c.UPDATE_WITHDRAWN, queue="updates", handle=read_copies.learn_offer),
         On(c.UPDATE_DELETED, queue="updates", handle=read_copies.forget_update),
     ),
     commands=(

@@ -863,3 +863,37 @@ async def test_a_user_asks_for_an_available_install_and_gets_it(fleet: Fleet, bu
     assert len(agent.of(ag.INSTALL)) == 1
     assert await fleet.db.fetchval("SELECT count(*) FROM scheduler.install_requests") == 1
 
+
+async def test_an_update_withdrawn_by_the_catalog_settings_is_not_planned(fleet: Fleet) -> None:
+    update = tool_update().model_copy(update={"restart": "always"})
+    await publish_update(fleet, update)
+    agent = await fleet.agent("pc-offers")
+    await fleet.approve(update.update_id, a.ROOT_GROUP_NAME, a.DeadlineChoice(kind="none"))
+    await fleet.quiet()
+    assert [i["update_id"] for i in agent.of(ag.PLAN)[-1]["items"]] == [update.update_id]
+
+    async def offer(spec: Any, settings_version: int) -> None:
+        change = c.UpdateOfferChanged(
+            update_id=update.update_id,
+            kb=None,
+            title=update.title,
+            offered=spec is c.UPDATE_OFFERED,
+            reason="test",
+            revision=update.revision,
+            settings_version=settings_version,
+        )
+        envelope = Envelope.new(source="lockgate/catalog", type=spec.type)
+        await fleet.bus.publish(
+            to_amqp(envelope, change.model_dump_json().encode()),
+            exchange=Exchange.EVENTS.value,
+            routing_key=spec.type,
+        )
+        await asyncio.sleep(0.5)
+        await fleet.quiet()
+
+    await offer(c.UPDATE_WITHDRAWN, 2)
+    assert agent.of(ag.PLAN)[-1]["items"] == []
+    await offer(c.UPDATE_OFFERED, 1)  # decided under older settings: ignored
+    assert agent.of(ag.PLAN)[-1]["items"] == []
+    await offer(c.UPDATE_OFFERED, 3)
+    assert [i["update_id"] for i in agent.of(ag.PLAN)[-1]["items"]] == [update.update_id]

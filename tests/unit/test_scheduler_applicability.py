@@ -184,3 +184,27 @@ def test_only_optional_items_may_be_requested(action: str, architecture: str) ->
     assert refused.value.field == "update_id"
     with pytest.raises(InvalidInput, match="is not in its plan"):
         plans.requested_item(plan, "u2")
+
+
+def test_an_update_the_catalog_does_not_offer_is_never_planned() -> None:
+    withdrawn = plans.UpdateFacts("5073455", "KB", "always", None, [], offered=False)
+    assert plan_for(Inventory(), fact=withdrawn).items == []
+    assert plan_for(Inventory(), fact=facts()).items != []
+
+
+def test_disk_and_memory_requirements_come_from_the_package() -> None:
+    needy = plans.UpdateFacts(
+        None,
+        "Big tool",
+        "never",
+        "/qn",
+        [],
+        package(min_free_disk_bytes=100 * GIB, min_memory_bytes=8 * GIB),
+        SHA,
+    )
+    [item] = plan_for(Inventory(free_disk_bytes=99 * GIB), fact=needy).items
+    assert item.state == "not_applicable"
+    assert item.installation is not None
+    assert item.installation.requirements.min_free_disk_bytes == 100 * GIB
+    [item] = plan_for(Inventory(free_disk_bytes=100 * GIB, memory_bytes=8 * GIB), fact=needy).items
+    assert item.state == "unknown"

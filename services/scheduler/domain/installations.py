@@ -16,8 +16,8 @@ def requirements_of(package: Package) -> Requirements:
     return Requirements(
         architecture=package.architecture,
         operating_systems=package.operating_systems,
-        min_free_disk_bytes=None,
-        min_memory_bytes=None,
+        min_free_disk_bytes=package.min_free_disk_bytes,
+        min_memory_bytes=package.min_memory_bytes,
     )
 
 

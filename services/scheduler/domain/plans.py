@@ -45,6 +45,8 @@ class UpdateFacts:
     """How to install it (third-party updates only)."""
     sha256: str | None = None
     """The installer's sha256 (third-party updates)."""
+    offered: bool = True
+    """Whether the catalog settings offer it (docs/product.md section 2); never planned if not."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
 ) -> tuple[ComputerPlan, Schedule]:
     """The plan of one computer from its groups' approvals (group, update, action, deadline).
 
-    Updates the scheduler has no facts for yet are left out until the catalog event arrives.
+    Updates the scheduler has no facts for yet are left out until the catalog event arrives,
+    and so are updates the catalog settings do not offer (approved before they were withdrawn).
     Third-party items carry their installation, its content URLs signed for this computer
     with `links` (None: no installation, for callers that only look at the schedule).
     An update whose requirements the computer does not meet is `not_applicable`, with
@@ -133,7 +136,7 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
     for update_id in sorted(per_update):
         resolved = resolve(per_update[update_id])
         fact = facts.get(update_id)
-        if resolved is None or fact is None:
+        if resolved is None or fact is None or not fact.offered:
             continue
         done = progress.get(update_id, Progress())
         state = state_for(fact, done.state, computer.inventory)

@@ -51,6 +51,13 @@ async def learn_update(ctx: HandlerContext, event: c.UpdatePublished | c.UpdateR
         await _mark_update_dirty(ctx, event.update.update_id)
 
 
+async def learn_offer(ctx: HandlerContext, event: c.UpdateOfferChanged) -> None:
+    """Offered again or withdrawn by the catalog settings: its computers are planned anew
+    (an update not offered is never planned; its approvals are kept for when it returns)."""
+    if await store.updates.set_offered(ctx.conn, event):
+        await _mark_update_dirty(ctx, event.update_id)
+
+
 async def forget_update(ctx: HandlerContext, event: c.UpdateDeleted) -> None:
     await _mark_update_dirty(ctx, event.update_id)
     await store.approvals.forget_update(ctx.conn, event.update_id)
