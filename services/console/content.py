@@ -59,19 +59,16 @@ def refused(why: Refusal, detail: str | None = None) -> JSONResponse:
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
     """The one range `header` asks for, as (first, last) inclusive; None: the whole file
-    (no header, or one we may ignore: several ranges, another unit)."""
-    if not header:
-        return None
-    found = _RANGE.fullmatch(header.strip())
-    if found is None:
+    (no header, or one we may ignore: several ranges, another unit, not a valid range)."""
+    found = _RANGE.fullmatch((header or "").strip())
+    if found is None or found.groups() == ("", ""):
         return None
     first_text, last_text = found.groups()
-    if not first_text:
-        if not last_text:
-            return None  # `bytes=-`: not a range
-        if int(last_text) == 0 or size == 0:
+    if not first_text:  # `bytes=-N`: the last N bytes
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
             return "unsatisfiable"
-        return max(size - int(last_text), 0), size - 1
+        return max(size - suffix, 0), size - 1
     first = int(first_text)
     if last_text and int(last_text) < first:
         return None  # not a valid range: ignored (RFC 9110 section 14.2)

@@ -85,7 +85,12 @@ async def test_the_seed_flow_through_the_api(api: Api) -> None:
         assert imported["published"] > 0
         settings = ok(await http.get("/catalog/settings"))
         assert "Windows" in settings["available_products"]
-        ok(await http.put("/catalog/settings", json={"classifications": ["Security Updates"]}))
+        # Security updates go to Pilot by a rule; the ESU rollups, offered too, stay new.
+        offered = {
+            "products": ["Windows", "Microsoft Office", "ESU"],
+            "classifications": ["Security Updates", "Update Rollups"],
+        }
+        ok(await http.put("/catalog/settings", json=offered))
         group = ok(await http.post("/groups", json={"name": "Pilot"}))
         assert group["path"] == ["All computers", "Pilot"]
         rule = ok(
