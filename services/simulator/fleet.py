@@ -1,18 +1,14 @@
 """Simulated Windows agents: they speak only the agent protocol on `lockgate.agents`, and
 fetch content only by the signed URLs their plans carry.
 
-Each agent checks in with its inventory (operating system, architecture, free disk, memory)
-at start, at its policy's detection frequency and after a restart; keeps the plan it is
-sent; reports detections for the approved updates it holds: for a third-party update it
-checks the requirements and evaluates the detection rules and prerequisites against its
-simulated disk (services/simulator/detection.py), for a Microsoft update it draws once at
-random. It installs what instructions ask: a third-party update only after downloading every
-file and verifying its size and sha256 (services/simulator/download.py), then reports the
-result together with what it detects afterwards. It answers restart prompts by postponing
-or accepting, asks now and then for an available update, counts the refusals it is told
-about (`computer.<id>.rejected.v1`), and goes offline now and then, catching up when it
-comes back. Thousands run in one asyncio process; time can run faster (a clock shared with
-the services through LOCKGATE_CLOCK_SPEED/EPOCH).
+Each agent checks in with its inventory at start, at its policy's detection frequency and
+after a restart; detects every update of its plan (a third-party one against its simulated
+disk: services/simulator/detection.py; a Microsoft one drawn once at random); installs what
+it is told, a third-party update only once its content is downloaded and verified
+(services/simulator/download.py), reporting each result with the detection that follows;
+answers restart prompts; asks now and then for an available update; counts the refusals it
+is told about; goes offline now and then. Thousands run in one asyncio process; time can
+run faster (a clock shared with the services through LOCKGATE_CLOCK_SPEED/EPOCH).
 """
 
 from __future__ import annotations
@@ -152,28 +148,33 @@ class Fleet:
 
     async def _on_instruction(self, message: AbstractIncomingMessage) -> None:
         async with message.process():
-            parts = (message.routing_key or "").split(".")
-            agent = self.agents.get(parts[1]) if len(parts) > 2 else None
-            if agent is None or not agent.online:
-                self.stats["instructions_missed"] += agent is not None
-                return
             kind = str((message.headers or {}).get("ce-type", ""))
-            if kind == ag.PLAN.type:
-                await self._on_plan(agent, _decode(ag.PLAN, message.body))
-            elif kind == ag.INSTALL.type:
-                await self._on_install(agent, _decode(ag.INSTALL, message.body))
-            elif kind == ag.RESTART_PROMPT.type:
-                await self._on_prompt(agent, _decode(ag.RESTART_PROMPT, message.body))
-            elif kind == ag.RESTART.type:
-                _decode(ag.RESTART, message.body)  # checked like the others; reason unused
-                await self._restarted(agent)
-            elif kind == ag.AGENT_UPDATE.type:
-                update = _decode(ag.AGENT_UPDATE, message.body)
-                agent.version = update.version  # the new agent starts and checks in
-                self.stats["agent_updates"] += 1
-                await self._checkin(agent, "start")
-            elif kind == ag.REJECTED.type:
-                self._on_rejected(_decode(ag.REJECTED, message.body))
+            await self.deliver(message.routing_key or "", kind, message.body)
+
+    async def deliver(self, routing_key: str, kind: str, body: bytes) -> None:
+        """What an agent does with a message on its queue (`computer.<id>.<kind>`, `ce-type`
+        `kind`); an offline agent misses it."""
+        parts = routing_key.split(".")
+        agent = self.agents.get(parts[1]) if len(parts) > 2 else None
+        if agent is None or not agent.online:
+            self.stats["instructions_missed"] += agent is not None
+            return
+        if kind == ag.PLAN.type:
+            await self._on_plan(agent, _decode(ag.PLAN, body))
+        elif kind == ag.INSTALL.type:
+            await self._on_install(agent, _decode(ag.INSTALL, body))
+        elif kind == ag.RESTART_PROMPT.type:
+            await self._on_prompt(agent, _decode(ag.RESTART_PROMPT, body))
+        elif kind == ag.RESTART.type:
+            _decode(ag.RESTART, body)  # checked like the others; reason unused
+            await self._restarted(agent)
+        elif kind == ag.AGENT_UPDATE.type:
+            update = _decode(ag.AGENT_UPDATE, body)
+            agent.version = update.version  # the new agent starts and checks in
+            self.stats["agent_updates"] += 1
+            await self._checkin(agent, "start")
+        elif kind == ag.REJECTED.type:
+            self._on_rejected(_decode(ag.REJECTED, body))
 
     def _on_rejected(self, rejected: ag.Rejected) -> None:
         self.rejections.append(rejected)
