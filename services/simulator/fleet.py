@@ -64,6 +64,8 @@ class Fleet:
         """Last exit code each computer reported for each update (what the fleet did)."""
         self.downloads: dict[tuple[str, str], list[Fetched]] = {}
         """The last download of each (computer, update)'s content, file by file."""
+        self.combined: set[tuple[str, str]] = set()
+        """(computer, update): an install result went out in one report with a detection."""
         self.requests: set[tuple[str, str]] = set()
         """(computer, update): the user asked to install an available update."""
         self.rejections: list[ag.Rejected] = []
@@ -390,6 +392,7 @@ class Fleet:
         self.stats["reports"] += 1
         both = {i.update_id for i in installs or []} & {d.update_id for d in detections or []}
         self.stats["combined_reports"] += bool(both)
+        self.combined.update((agent.computer_id, update_id) for update_id in both)
 
 
 def _decode(spec: InstructionSpec[C], body: bytes) -> C:

@@ -197,7 +197,7 @@ async def test_x64_downloads_installs_and_reports_result_and_detection_together(
     assert x86_report.installs == []
     assert [(d.update_id, d.state) for d in x86_report.detections] == [(UPDATE, "not_applicable")]
     assert (x86, UPDATE) not in made.downloads
-    assert made.stats["combined_reports"] == 1
+    assert made.combined == {(x64, UPDATE)}
 
 
 async def test_content_that_does_not_match_fails_the_install_and_installs_nothing() -> None:
