@@ -71,6 +71,19 @@ class UploadFile(Contract):
     )
 
 
+class PackageFile(Contract):
+    """A stored file of a third-party package."""
+
+    path: str = Field(min_length=1, max_length=400, description="Relative path, e.g. `a/b.cab`.")
+    size: int = Field(gt=0, le=2**40, description="Size in bytes as stored.")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the stored file (lower-case hex); null only in packages "
+        "published before per-file hashes, where the update's `sha256` is the installer's.",
+    )
+
+
 class DetectionRule(Contract):
     """How an agent tells the update (or a prerequisite) is already installed."""
 
@@ -89,7 +102,7 @@ class Package(Contract):
 
     kind: InstallerKind = Field(description="Installer type.")
     installer: str = Field(description="Path of the installer among the files.")
-    files: list[UploadFile] = Field(description="Every file, installer first.")
+    files: list[PackageFile] = Field(description="Every file, installer first.")
     architecture: Literal["x86", "x64", "both"] = Field(description="Required architecture.")
     operating_systems: list[str] = Field(description="Operating systems it may install on.")
     detection_rules: list[DetectionRule] = Field(
@@ -99,6 +112,11 @@ class Package(Contract):
     prerequisite_package: str | None = Field(description="Update id of a required package.")
     prerequisite_rules: list[DetectionRule] = Field(description="Rules that must all hold.")
     command_line: str = Field(description="Installer arguments, e.g. `/q`.")
+    product_code: str | None = Field(
+        default=None,
+        description="The MSI ProductCode (or MSP patch code) read from the installer: how an "
+        "msi/msp detects itself when no detection rule is given.",
+    )
     min_free_disk_bytes: int | None = Field(
         default=None,
         ge=0,
@@ -394,13 +412,20 @@ _THIRD_PARTY = UpdateSnapshot(
     package=Package(
         kind="msi",
         installer="7z2501-x64.msi",
-        files=[UploadFile(path="7z2501-x64.msi", size=1_961_984)],
+        files=[
+            PackageFile(
+                path="7z2501-x64.msi",
+                size=1_961_984,
+                sha256="9b0e5f4c3a2d1e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f",
+            )
+        ],
         architecture="x64",
         operating_systems=["Windows 10", "Windows 11"],
         detection_rules=[],
         prerequisite_package=None,
         prerequisite_rules=[],
         command_line="/qn /norestart",
+        product_code="{23170F69-40C1-2702-2501-000001000000}",
     ),
 )
 

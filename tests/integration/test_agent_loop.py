@@ -302,13 +302,6 @@ async def test_the_agent_loop_with_a_real_msi(loop: Loop, tmp_path: Path) -> Non
     assert fleet.summary()["rejected"] >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an MSI's plan item carries no detection rule: the catalog's package keeps "
-    "detection_rules empty for .msi (services/catalog/domain/third_party.py package(), "
-    "uploads refuse rules for .msi), and neither the package nor the installation carries "
-    "the product code, so an agent cannot tell the MSI is installed before downloading it",
-)
 async def test_an_msi_detects_itself_by_its_product_code(loop: Loop, tmp_path: Path) -> None:
     """A computer that already has the product (its MSI product code registered) detects it
     from the plan's rule: it reports it installed, downloads nothing and attempts nothing."""

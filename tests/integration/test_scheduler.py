@@ -453,7 +453,7 @@ def tool_update() -> c.UpdateSnapshot:
         package=c.Package(
             kind="exe",
             installer="reader.exe",
-            files=[c.UploadFile(path="reader.exe", size=1024)],
+            files=[c.PackageFile(path="reader.exe", size=1024)],
             architecture="x64",
             operating_systems=["Windows 11"],
             detection_rules=[],

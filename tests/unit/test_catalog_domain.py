@@ -25,6 +25,7 @@ from services.catalog.domain.model import (
 from services.catalog.domain.offers import SettingsInForce
 from services.catalog.domain.settings import changed_settings, settings_view
 from services.catalog.domain.third_party import (
+    StoredFile,
     check_third_party,
     edited,
     package,
@@ -250,6 +251,36 @@ def test_session_shows_defaults_for_unanswered_steps() -> None:
     assert view.total_bytes == 15
 
 
+def stored_files(upload_: Upload) -> list[StoredFile]:
+    """The upload's files as the content store would keep them (a hash each)."""
+    return [
+        StoredFile(path=f.path, sha256=f"{n:064x}", size=f.size)
+        for n, f in enumerate(upload_.files, start=1)
+    ]
+
+
+def test_a_package_names_every_stored_file_hash_and_the_product_code() -> None:
+    """The agent verifies each file it downloads, and an msi detects itself by its code."""
+    msi = replace(
+        upload(UploadSteps(title="Notes", architecture="x64", command_line="/qn"), kind="msi"),
+        extracted=u.Extracted(
+            kind="msi",
+            product_name="Contoso Notes",
+            version="3.1.0",
+            manufacturer="Contoso",
+            product_code="{6F1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D}",
+            description=None,
+        ),
+    )
+    stored = stored_files(msi)
+    installing = package(msi, stored)
+    assert [(f.path, f.sha256) for f in installing.files] == [
+        ("setup.msi", stored[0].sha256),
+        ("a.cab", stored[1].sha256),
+    ]
+    assert installing.product_code == "{6F1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D}"
+
+
 def test_third_party_content_comes_from_the_answers_and_the_installer() -> None:
     """Name and family from the installer, everything else from the steps."""
     answered = upload(
@@ -257,7 +288,7 @@ def test_third_party_content_comes_from_the_answers_and_the_installer() -> None:
             title="Agent", architecture="x64", operating_systems=("Windows 11",), command_line="/S"
         )
     )
-    content = third_party_content(answered, package(answered), "abc", FEB)
+    content = third_party_content(answered, package(answered, stored_files(answered)), "abc", FEB)
     assert (content.kb, content.title, content.classification) == (None, "Agent", "Updates")
     assert content.products == (
         c.ProductRef(product_id="Fabrikam Agent", name="Fabrikam Agent", family="Fabrikam"),
@@ -275,7 +306,7 @@ def test_an_edit_that_changes_nothing_is_no_revision() -> None:
             title="Agent", architecture="x64", operating_systems=("Windows 11",), command_line="/S"
         )
     )
-    content = third_party_content(answered, package(answered), "abc", FEB)
+    content = third_party_content(answered, package(answered, stored_files(answered)), "abc", FEB)
     same = u.EditUpdate(update=UPDATE_ID, title="Agent", command_line=" /S ")
     assert edited(content, same) == content
     renamed = edited(content, u.EditUpdate(update=UPDATE_ID, title="Agent 2"))
@@ -309,9 +340,10 @@ def test_disk_and_memory_requirements_reach_the_session_and_the_package() -> Non
     answered = upload(steps)
     view = session(answered)
     assert (view.min_free_disk_bytes, view.min_memory_bytes) == (500_000_000, 0)
-    installing = package(answered)
+    installing = package(answered, stored_files(answered))
     assert (installing.min_free_disk_bytes, installing.min_memory_bytes) == (500_000_000, 0)
-    bare = package(upload(replace(steps, min_free_disk_bytes=None, min_memory_bytes=None)))
+    bare_upload = upload(replace(steps, min_free_disk_bytes=None, min_memory_bytes=None))
+    bare = package(bare_upload, stored_files(bare_upload))
     assert (bare.min_free_disk_bytes, bare.min_memory_bytes) == (None, None)
     assert "min_memory_bytes" not in steps_json(UploadSteps(architecture="x64"))
 

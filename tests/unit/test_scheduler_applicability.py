@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from libs.contracts.agents import ComputerPlan, Requirements
-from libs.contracts.catalog import DetectionRule, Package, UploadFile
+from libs.contracts.catalog import DetectionRule, Package, PackageFile
 from libs.contracts.policies import RECOMMENDED
 from libs.domain.content_urls import ContentLinks, check
 from libs.domain.resolution import NO_DEADLINE
 from libs.service.errors import InvalidInput
-from services.scheduler.domain import plans
+from services.scheduler.domain import installations, plans
 from services.scheduler.domain.applicability import Inventory, applies, unmet
 from services.scheduler.domain.plans import PolicyInForce
 
@@ -88,8 +88,8 @@ def package(architecture: str = "x64", **changes: object) -> Package:
         "kind": "msi",
         "installer": "tool.msi",
         "files": [
-            UploadFile(path="tool.msi", size=2048),
-            UploadFile(path="data/extra.cab", size=100),
+            PackageFile(path="tool.msi", size=2048, sha256=SHA),
+            PackageFile(path="data/extra.cab", size=100, sha256="cd" * 32),
         ],
         "architecture": architecture,
         "operating_systems": ["Windows 11"],
@@ -153,6 +153,38 @@ def test_a_computer_meeting_them_gets_the_installation_signed_for_it() -> None:
     [due] = plans.due_items(plan, forced_only=False, now=NOW)
     assert due.installation == installation
     assert (due.restart, due.command_line) == ("never", "/qn")
+
+
+def test_every_file_with_its_own_hash_is_offered_for_download() -> None:
+    """Extra files (a .cab beside the MSI) are downloadable too: each names its sha256."""
+    [item] = plan_for(Inventory(architecture="x64", operating_system="Windows 11")).items
+    assert item.installation is not None
+    assert [(f.path, f.sha256) for f in item.installation.files] == [
+        ("tool.msi", SHA),
+        ("data/extra.cab", "cd" * 32),
+    ]
+
+
+def test_a_package_from_before_per_file_hashes_offers_only_its_installer() -> None:
+    """Without a file's hash the agent could not verify it, so it is left out."""
+    old = package(
+        files=[PackageFile(path="tool.msi", size=2048), PackageFile(path="x.cab", size=9)]
+    )
+    built = installations.installation(old, SHA, "pc-1", LINKS, NOW)
+    assert [(f.path, f.sha256) for f in built.files] == [("tool.msi", SHA)]
+
+
+@pytest.mark.parametrize("kind", ["msi", "msp"])
+def test_an_msi_without_rules_detects_itself_by_its_product_code(kind: str) -> None:
+    """docs/product.md section 4: msi/msp detect themselves; the plan says how."""
+    code = "{6F1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D}"
+    bare = package(kind=kind, detection_rules=[], product_code=code)
+    assert installations.detection_rules_of(bare) == [
+        DetectionRule(kind="msi_product_code", value=code)
+    ]
+    given = package(kind=kind, product_code=code)
+    assert installations.detection_rules_of(given) == given.detection_rules
+    assert installations.detection_rules_of(package(kind="exe", detection_rules=[])) == []
 
 
 def test_a_microsoft_update_has_no_installation() -> None:

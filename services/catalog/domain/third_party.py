@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from libs.contracts.catalog import Package, ProductRef
+from libs.contracts.catalog import Package, PackageFile, ProductRef
 from libs.contracts.uploads import EditUpdate
 from libs.service.errors import Conflict, InvalidInput, NotFound
 from services.catalog.domain.updates import StoredUpdate, UpdateContent
@@ -30,13 +31,14 @@ class FreedContent:
     size: int
 
 
-def package(upload: Upload) -> Package:
-    """How an agent installs the update an upload becomes."""
+def package(upload: Upload, stored: Sequence[StoredFile]) -> Package:
+    """How an agent installs the update an upload becomes: its stored files with their
+    hashes (the agent verifies each download), and the installer's product code."""
     steps = upload.steps
     return Package(
         kind=upload.kind,
         installer=upload.installer,
-        files=upload.files,
+        files=[PackageFile(path=f.path, size=f.size, sha256=f.sha256) for f in stored],
         architecture=steps.architecture,
         operating_systems=list(steps.operating_systems or ()),
         detection_rules=list(steps.detection_rules or ()),
@@ -45,6 +47,7 @@ def package(upload: Upload) -> Package:
         command_line=steps.command_line or "",
         min_free_disk_bytes=steps.min_free_disk_bytes,
         min_memory_bytes=steps.min_memory_bytes,
+        product_code=upload.extracted.product_code if upload.extracted else None,
     )
 
 

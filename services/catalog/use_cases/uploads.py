@@ -237,7 +237,7 @@ async def commit_upload(ctx: HandlerContext, command: u.UploadRef) -> c.UpdateDe
         await store.packages.add_content(ctx.conn, sha256, size)
         stored.append(StoredFile(path=item.path, sha256=sha256, size=size))
     update_id = str(uuid.uuid4())
-    installing = package(upload)
+    installing = package(upload, stored)
     content = third_party_content(upload, installing, stored[0].sha256, ctx.now)
     await store.updates.put_update(
         ctx.conn,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from libs.contracts.agents import ContentFile, Installation, Prerequisites, Requirements
-from libs.contracts.catalog import Package, UploadFile
+from libs.contracts.catalog import DetectionRule, Package, PackageFile
 from libs.domain.content_urls import ContentLinks, signed_url
 
 
@@ -26,8 +26,20 @@ def file_name(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def _sha256(package: Package, file: UploadFile, installer_sha256: str | None) -> str | None:
+def _sha256(package: Package, file: PackageFile, installer_sha256: str | None) -> str | None:
+    """The file's own hash; packages published before per-file hashes name only the
+    installer's (the update's `sha256`)."""
+    if file.sha256 is not None:
+        return file.sha256
     return installer_sha256 if file.path == package.installer else None
+
+
+def detection_rules_of(package: Package) -> list[DetectionRule]:
+    """The package's rules; an msi/msp given none detects itself by its product code
+    (docs/product.md section 4, step 4)."""
+    if package.detection_rules or package.kind == "exe" or not package.product_code:
+        return list(package.detection_rules)
+    return [DetectionRule(kind="msi_product_code", value=package.product_code)]
 
 
 def installation(
@@ -61,7 +73,7 @@ def installation(
     return Installation(
         kind=package.kind,
         files=files,
-        detection_rules=package.detection_rules,
+        detection_rules=detection_rules_of(package),
         prerequisites=Prerequisites(
             package=package.prerequisite_package, rules=package.prerequisite_rules
         ),
