@@ -5,7 +5,6 @@ from __future__ import annotations
 from libs.contracts.scheduler import COMPUTER_REGISTERED, AgentCheckin, ComputerRegistered
 from libs.service import HandlerContext
 from services.scheduler import store
-from services.scheduler.domain.checkin import check_sender
 from services.scheduler.use_cases.planner import replan
 from services.scheduler.use_cases.restarts import schedule_catch_up
 
@@ -16,7 +15,6 @@ async def record_checkin(ctx: HandlerContext, checkin: AgentCheckin) -> None:
 
     After a start or a restart, installs it missed run after the missed-install delay.
     """
-    check_sender(ctx.envelope.subject, checkin.computer_id)
     if await store.computers.record_checkin(ctx.conn, checkin, ctx.now):
         await ctx.outbox.add(
             COMPUTER_REGISTERED,

@@ -6,7 +6,6 @@ from libs.contracts import agents as ag
 from libs.domain import agent_reports
 from libs.service import HandlerContext, InvalidInput
 from services.scheduler import store
-from services.scheduler.domain.checkin import check_sender
 from services.scheduler.domain.restarts import (
     after_install,
     on_postponed,
@@ -18,7 +17,8 @@ from services.scheduler.use_cases.restarts import schedule_catch_up, set_restart
 
 
 async def require_computer(ctx: HandlerContext, computer_id: str) -> None:
-    check_sender(ctx.envelope.subject, computer_id)
+    """Only a checked-in computer reports (the pipeline already checked that the sender is
+    this computer: libs/service/pipeline.py, Pipeline.check_sender)."""
     if not await store.computers.known(ctx.conn, computer_id):
         raise InvalidInput(
             f"computer_id {computer_id!r} is not registered: an agent checks in "
