@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from libs.bus import Bus
@@ -35,6 +35,9 @@ def options_of(args: argparse.Namespace) -> Options:
         windows10_rate=args.windows10_rate,
         request_rate=args.request_rate,
         interrupt_rate=args.interrupt_rate,
+        silent_rate=args.silent_rate,
+        silent_after=timedelta(hours=args.silent_after_hours),
+        mute_rate=args.mute_rate,
     )
 
 
@@ -114,6 +117,25 @@ def add_parsers(sub: Commands) -> None:
         type=float,
         default=DEFAULTS.interrupt_rate,
         help="chance that a download is cut halfway (the agent resumes it with Range)",
+    )
+    sim.add_argument(
+        "--silent-rate",
+        type=float,
+        default=DEFAULTS.silent_rate,
+        help="share of computers that go silent for good after --silent-after-hours (no more "
+        "check-ins or reports: not reporting once LOCKGATE_NOT_REPORTING_DAYS pass)",
+    )
+    sim.add_argument(
+        "--silent-after-hours",
+        type=float,
+        default=DEFAULTS.silent_after.total_seconds() / 3600,
+        help="simulated hours a silent computer works before it goes quiet",
+    )
+    sim.add_argument(
+        "--mute-rate",
+        type=float,
+        default=DEFAULTS.mute_rate,
+        help="share of computers that check in but never report a status (no status)",
     )
     sim.add_argument(
         "--duration", type=float, default=0, help="seconds to run (0: until interrupted)"

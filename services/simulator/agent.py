@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from libs.contracts import agents as ag
@@ -42,6 +42,14 @@ class Options:
     """Chance that a download's connection drops halfway (the agent resumes it with Range)."""
     download_concurrency: int = 16
     """Downloads running at once across the fleet (one process simulates every agent)."""
+    silent_rate: float = 0.0
+    """Share of computers that go silent for good `silent_after` after they start: no more
+    check-ins, reports or answers (a computer gone from the network: not reporting)."""
+    silent_after: timedelta = timedelta(days=1)
+    """Simulated time a silent computer keeps working before it goes quiet."""
+    mute_rate: float = 0.0
+    """Share of computers that check in (and stay in contact) but never report a status:
+    an agent whose update detection is broken (no status for every update approved)."""
 
 
 @dataclass
@@ -62,6 +70,12 @@ class Agent:
     pending_restart: bool = False
     version: str = "1.0.0"
     """The agent version it runs (mandatory agent updates raise it)."""
+    goes_silent: bool = False
+    """It goes silent for good once `Options.silent_after` has passed (`silent` then)."""
+    silent: bool = False
+    """It has gone silent: no check-in, report or answer any more."""
+    mute: bool = False
+    """It checks in but never reports a status nor acts on its plan."""
 
     @property
     def architecture(self) -> Architecture:
@@ -114,4 +128,15 @@ def make_agents(options: Options) -> dict[str, Agent]:
             user_logged_on=rng.random() < 0.7,
             rng=random.Random(rng.random()),  # noqa: S311 - simulation
         )
+    _choose_quiet(agents, options)
     return agents
+
+
+def _choose_quiet(agents: dict[str, Agent], options: Options) -> None:
+    """Which computers go silent and which are mute, from a generator of their own (a seed
+    draws the same computers, inventories and behaviour whatever these rates are)."""
+    rng = random.Random(f"{options.seed}/quiet")  # noqa: S311 - simulation
+    for agent in agents.values():
+        roll = rng.random()
+        agent.goes_silent = roll < options.silent_rate
+        agent.mute = not agent.goes_silent and roll < options.silent_rate + options.mute_rate

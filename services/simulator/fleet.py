@@ -7,8 +7,10 @@ disk: services/simulator/detection.py; a Microsoft one drawn once at random); in
 it is told, a third-party update only once its content is downloaded and verified
 (services/simulator/download.py), reporting each result with the detection that follows;
 answers restart prompts; asks now and then for an available update; counts the refusals it
-is told about; goes offline now and then. Thousands run in one asyncio process; time can
-run faster (a clock shared with the services through LOCKGATE_CLOCK_SPEED/EPOCH).
+is told about; goes offline now and then. A share of the fleet goes silent for good after a
+while (not reporting), another checks in but never reports a status (no status).
+Thousands run in one asyncio process; time can run faster (a clock shared with the services
+through LOCKGATE_CLOCK_SPEED/EPOCH).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class Fleet:
             await queue.bind(Exchange.AGENTS.value, routing_key=f"computer.{computer_id}.#")
         await queue.consume(self._on_instruction)
         for agent in self.agents.values():
-            self._tasks.append(asyncio.create_task(self._live(agent)))
+            self._tasks.append(asyncio.create_task(self.live(agent)))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -104,21 +106,40 @@ class Fleet:
         return {
             "computers": len(self.agents),
             "online": sum(a.online for a in self.agents.values()),
+            "silent": sum(a.silent for a in self.agents.values()),
+            "mute": sum(a.mute for a in self.agents.values()),
             "rejected": self.stats["rejected"],
             **dict(sorted(self.stats.items())),
         }
 
-    async def _live(self, agent: Agent) -> None:
-        """Check in at start, then at the detection frequency; sometimes be offline."""
+    def silent(self) -> list[str]:
+        """Computers that have gone silent (not reporting once the threshold passes)."""
+        return sorted(a.computer_id for a in self.agents.values() if a.silent)
+
+    def mute(self) -> list[str]:
+        """Computers that check in but never report a status (no status)."""
+        return sorted(a.computer_id for a in self.agents.values() if a.mute)
+
+    async def live(self, agent: Agent) -> None:
+        """Check in at start, then at the detection frequency; sometimes be offline; a
+        computer chosen to go silent stops for good once `silent_after` has passed."""
         await asyncio.sleep(agent.rng.random() * 2)  # do not all start in the same instant
         await self._checkin(agent, "start")
+        quiet_at = self.clock.now() + self.options.silent_after if agent.goes_silent else None
         while True:
             hours = (
                 agent.plan.settings.detection_frequency_hours
                 if agent.plan is not None
                 else DETECTION_HOURS_BEFORE_PLAN
             )
-            await self._sleep_simulated(timedelta(hours=hours))
+            span = timedelta(hours=hours)
+            if quiet_at is not None and quiet_at - self.clock.now() <= span:
+                await self._sleep_simulated(quiet_at - self.clock.now())
+                self.go_silent(agent)
+                return
+            await self._sleep_simulated(span)
+            if agent.silent:  # told to go silent from outside (a test, a demo)
+                return
             if agent.online and agent.rng.random() < self.options.offline_rate:
                 agent.online = False
                 self.stats["went_offline"] += 1
@@ -126,6 +147,12 @@ class Fleet:
             reason: CheckinReason = "periodic" if agent.online else "start"
             agent.online = True
             await self._checkin(agent, reason)
+
+    def go_silent(self, agent: Agent) -> None:
+        """From now on the computer neither checks in, reports nor answers."""
+        if not agent.silent:
+            agent.online, agent.silent = False, True
+            self.stats["went_silent"] += 1
 
     async def _sleep_simulated(self, span: timedelta) -> None:
         speed = getattr(self.clock, "speed", 1.0)
@@ -160,6 +187,9 @@ class Fleet:
         agent = self.agents.get(parts[1]) if len(parts) > 2 else None
         if agent is None or not agent.online:
             self.stats["instructions_missed"] += agent is not None
+            return
+        if agent.mute:  # in contact, yet nothing ever comes back about its updates
+            self.stats["instructions_ignored"] += 1
             return
         if kind == ag.PLAN.type:
             await self._on_plan(agent, _decode(ag.PLAN, body))

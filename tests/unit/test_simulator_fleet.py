@@ -3,9 +3,10 @@ the fleet, what it publishes back, and what it downloads (an in-memory content s
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import aio_pika
@@ -17,7 +18,8 @@ from libs.contracts.catalog import DetectionRule, ReturnCode
 from libs.contracts.names import Exchange
 from libs.contracts.policies import PolicySettings
 from libs.contracts.scheduler import AGENT_CHECKIN, AgentCheckin
-from libs.service.clock import ManualClock
+from libs.service.clock import ManualClock, SpeedClock
+from services.simulator.agent import make_agents
 from services.simulator.detection import Inventory
 from services.simulator.download import PACKAGE_INVALID
 from services.simulator.fleet import Fleet, Options
@@ -255,3 +257,72 @@ async def test_refusals_are_counted_and_kept() -> None:
     )
     assert made.rejections == [rejected]
     assert made.summary()["rejected"] == 1
+
+
+def test_a_share_goes_silent_another_is_mute_and_the_rest_of_the_fleet_is_the_same() -> None:
+    plain = make_agents(Options(computers=400))
+    quiet = make_agents(Options(computers=400, silent_rate=0.1, mute_rate=0.05))
+    silent = {c for c, a in quiet.items() if a.goes_silent}
+    mute = {c for c, a in quiet.items() if a.mute}
+    assert 20 <= len(silent) <= 60
+    assert 5 <= len(mute) <= 40
+    assert not silent & mute
+    assert not any(a.goes_silent or a.mute for a in plain.values())
+    # The rates choose computers; they do not change what the seed drew for each one.
+    assert [(a.inventory, a.timezone, a.disk.free_bytes) for a in plain.values()] == [
+        (a.inventory, a.timezone, a.disk.free_bytes) for a in quiet.values()
+    ]
+    assert silent == {
+        c for c, a in make_agents(Options(computers=400, silent_rate=0.1)).items() if a.goes_silent
+    }
+
+
+async def test_a_mute_computer_is_planned_for_but_never_reports() -> None:
+    bus = Published()
+    made = fleet(bus)
+    x64, x86 = sorted(made.agents)
+    made.agents[x64].mute = True
+    for computer in (x64, x86):
+        await deliver(made, computer, plan(computer))
+        await deliver(made, computer, install(computer))
+    assert {s.computer_id for s in bus.statuses()} == {x86}
+    assert (x64, UPDATE) not in made.installs
+    assert made.stats["instructions_ignored"] == 2
+    assert made.mute() == [x64]
+    assert made.summary()["mute"] == 1
+
+
+async def test_a_silent_computer_checks_in_reports_then_stops_for_good() -> None:
+    bus = Published()
+    # A simulated hour passes in 36 ms: the computer goes silent after 4 hours (a check-in
+    # every 8 hours before a plan), i.e. right after its first check-in.
+    clock = SpeedClock(datetime.now(UTC), 100_000)
+    made = Fleet(
+        cast(Bus, bus),
+        clock,
+        Options(computers=2, silent_after=timedelta(hours=4), failure_rate=0.0),
+    )
+    first, second = sorted(made.agents)
+    made.agents[first].goes_silent = True
+    tasks = [asyncio.create_task(made.live(agent)) for agent in made.agents.values()]
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if made.silent() and made.stats["checkins"] >= 4:
+                break
+        assert made.silent() == [first]
+        assert not made.agents[first].online
+        checked_in = [
+            AgentCheckin.model_validate_json(b).computer_id for _, b in bus.of(AGENT_CHECKIN.type)
+        ]
+        assert checked_in.count(first) == 1  # its start, then nothing
+        assert checked_in.count(second) >= 2  # the other goes on checking in
+        # What reaches it now is missed, not answered.
+        await deliver(made, first, plan(first))
+        assert all(s.computer_id != first for s in bus.statuses())
+        assert made.stats["instructions_missed"] == 1
+        assert made.summary()["silent"] == made.stats["went_silent"] == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
