@@ -103,6 +103,7 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/reports/updates/{update}", reporting.UPDATE_REPORT, "reports"),
     _r("GET", "/reports/groups/{group}", reporting.GROUP_REPORT, "reports"),
     _r("GET", "/reports/computers/{computer}", reporting.COMPUTER_REPORT, "reports"),
+    _r("GET", "/computers", reporting.LIST_COMPUTERS, "computers"),
     _r("GET", "/services", reporting.LIST_SERVICE_INSTANCES, "system"),
 )
 

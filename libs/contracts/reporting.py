@@ -67,7 +67,15 @@ class StateCounts(Contract):
     failed: int = Field(description="Last install attempt failed.")
     installed_pending_restart: int = Field(description="Installed, restart pending.")
     not_applicable: int = Field(description="Reported not applicable.")
-    no_status: int = Field(description="Targeted by an approval but never reported.")
+    no_status: int = Field(
+        description="Targeted by an approval (one of its groups, All computers included) and "
+        "in contact, but never reported on it."
+    )
+    not_reporting: int = Field(
+        default=0,
+        description="Silent for longer than LOCKGATE_NOT_REPORTING_DAYS: counted here only, "
+        "whatever they last reported (so failed and silent are different numbers).",
+    )
 
 
 class UpdateCompliance(Contract):
@@ -102,6 +110,12 @@ class SummaryReport(Contract):
         description="At least one managed computer needs an update neither approved nor declined."
     )
     computers: int = Field(description="Managed computers.")
+    computers_not_reporting: int = Field(
+        default=0, description="Managed computers silent for longer than the setting."
+    )
+    totals: StateCounts | None = Field(
+        default=None, description="The headline counts: the sum over every reported update."
+    )
     updates: list[UpdateCompliance] = Field(description="Most needed first.")
     total: int = Field(description="Updates with any report or approval.")
 
@@ -173,8 +187,96 @@ class ComputerReport(Contract):
     """Every update reported by or targeted at one computer."""
 
     computer_id: str = Field(description="The computer.")
+    last_contact_at: AwareDatetime | None = Field(
+        default=None, description="Its last check-in or report (reporting's clock)."
+    )
+    not_reporting: bool = Field(
+        default=False, description="Silent for longer than LOCKGATE_NOT_REPORTING_DAYS."
+    )
     totals: StateCounts = Field(description="Its updates per state.")
-    updates: list[ComputerUpdate] = Field(description="Per update.")
+    updates: list[ComputerUpdate] = Field(
+        description="Every update reported on or approved for it (never reported: no_status)."
+    )
+
+
+FleetSort = Literal["name", "last_contact", "failed"]
+
+
+class ListComputers(Contract):
+    """Ask for a page of the fleet list: every managed computer, filtered and sorted."""
+
+    not_reporting: bool = Field(
+        default=False, description="Only computers silent for longer than the setting."
+    )
+    failed: bool = Field(default=False, description="Only computers with a failed update.")
+    restart_pending: bool = Field(
+        default=False, description="Only computers with an install waiting for a restart."
+    )
+    past_deadline: bool = Field(
+        default=False,
+        description="Only computers behind on an update past their deadline (still missing a "
+        "required install, or still holding an update to uninstall).",
+    )
+    group: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Only members of this group (id or name) or of its subgroups.",
+    )
+    search: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Only computers whose host name (any case) or id starts with this.",
+    )
+    sort: FleetSort = Field(
+        default="name",
+        description="name (host name, A-Z), last_contact (longest silent first) or failed "
+        "(most failed updates first); the computer id breaks ties.",
+    )
+    cursor: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Where the page starts: `next_cursor` of the previous page (opaque).",
+    )
+    limit: int = Field(default=100, ge=1, le=1000, description="Computers to return.")
+
+
+class FleetCompliance(Contract):
+    """One computer's approved updates per state."""
+
+    installed: int = Field(description="Installed.")
+    needed: int = Field(description="Needed, not installed yet.")
+    failed: int = Field(description="Last install attempt failed.")
+    installed_pending_restart: int = Field(description="Installed, restart pending.")
+    no_status: int = Field(description="Approved for it, never reported.")
+
+
+class FleetComputer(Contract):
+    """One managed computer in the fleet list."""
+
+    computer_id: str = Field(description="The computer.")
+    hostname: str = Field(description="Its host name.")
+    groups: list[str] = Field(description="Names of the groups it is a member of, A-Z.")
+    operating_system: str = Field(description="Operating system product (empty: unknown).")
+    os_version: str = Field(description="Windows version and build (empty: unknown).")
+    architecture: str = Field(description="Processor architecture (empty: unknown).")
+    agent_version: str = Field(description="Agent software version (empty: unknown).")
+    timezone: str = Field(description="IANA time zone.")
+    policy: str | None = Field(description="Name of the policy in force, if reporting knows it.")
+    last_contact_at: AwareDatetime = Field(
+        description="Its last check-in or report (reporting's clock)."
+    )
+    not_reporting: bool = Field(description="Silent for longer than LOCKGATE_NOT_REPORTING_DAYS.")
+    compliance: FleetCompliance = Field(description="Its approved updates per state.")
+
+
+class ComputerList(Contract):
+    """A page of the fleet list."""
+
+    computers: list[FleetComputer] = Field(description="In the order asked for.")
+    managed: int = Field(description="Managed computers (the whole fleet, unfiltered).")
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` for the next page; null on the last page."
+    )
 
 
 class ComplianceChanged(Contract):
@@ -199,6 +301,7 @@ _COMPLIANCE = UpdateCompliance(
         installed_pending_restart=8,
         not_applicable=36,
         no_status=3,
+        not_reporting=2,
     ),
 )
 
@@ -225,6 +328,14 @@ COMPUTER_REPORT = command(
     ComputerReport,
     summary="A computer's report.",
 )
+LIST_COMPUTERS = command(
+    "reporting",
+    "computer",
+    "list",
+    ListComputers,
+    ComputerList,
+    summary="The fleet list: managed computers with inventory, last contact and compliance.",
+)
 COMPLIANCE_CHANGED = event(
     "reporting",
     "compliance",
@@ -234,4 +345,4 @@ COMPLIANCE_CHANGED = event(
     subject="the update id",
     example=ComplianceChanged(update=_COMPLIANCE),
 )
-COMMANDS = (SUMMARY, UPDATE_REPORT, GROUP_REPORT, COMPUTER_REPORT)
+COMMANDS = (SUMMARY, UPDATE_REPORT, GROUP_REPORT, COMPUTER_REPORT, LIST_COMPUTERS)

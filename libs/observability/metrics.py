@@ -70,8 +70,8 @@ COMPLIANCE_COMPUTERS = Gauge(
 )
 GROUP_COMPUTERS = Gauge(
     "lockgate_group_update_states",
-    "Computer x update pairs per state in a group and its subgroups, for groups no deeper "
-    "than LOCKGATE_REPORT_GROUP_DEPTH (bounded labels).",
+    "Computer x update pairs per state (no_status and not_reporting included) in a group and "
+    "its subgroups, for groups no deeper than LOCKGATE_REPORT_GROUP_DEPTH (bounded labels).",
     ["group", "state"],
 )
 QUEUE_MESSAGES = Gauge(
@@ -111,14 +111,30 @@ UPDATE_DEADLINE = Gauge(
 )
 UPDATE_OVERDUE = Gauge(
     "lockgate_update_overdue_computers",
-    "Computers that still need an update (needed or failed) past their own deadline: the "
-    "earliest over the approvals of their groups. Same updates as lockgate_update_computers.",
+    "Computers behind on an update past their own deadline (the earliest over the winning "
+    "approvals of their groups): lacking a required install (needed, failed, no status) or "
+    "still holding an update to uninstall (installed, pending restart); an available "
+    "install is never overdue. Same updates as lockgate_update_computers.",
     ["update", "classification", "severity"],
 )
 UPDATES_AWAITING_APPROVAL = Gauge(
     "lockgate_updates_awaiting_approval",
     "Updates needed by at least one computer, neither approved for any group nor declined.",
     ["classification", "severity"],
+)
+COMPUTERS_MANAGED = Gauge(
+    "lockgate_computers_managed", "Managed computers (every computer that checked in)."
+)
+COMPUTERS_NOT_REPORTING = Gauge(
+    "lockgate_computers_not_reporting",
+    "Managed computers with no check-in or report for LOCKGATE_NOT_REPORTING_DAYS.",
+)
+FLEET_UPDATE_STATES = Gauge(
+    "lockgate_fleet_update_states",
+    "Computer x update pairs per state over the approved updates of lockgate_update_computers "
+    "(installed, needed, failed, installed_pending_restart, not_applicable, no_status, "
+    "not_reporting: a silent computer counts as not_reporting only).",
+    ["state"],
 )
 CATALOG_UPDATES = Gauge(
     "lockgate_catalog_updates",

@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         description="Reporting: Prometheus gauges per group for groups this deep or less "
         "(All computers is 0); bounded so label counts stay small.",
     )
+    not_reporting_days: float = Field(
+        default=7.0,
+        gt=0,
+        le=3650,
+        description="Reporting: a computer with no check-in or report for this many days is "
+        "not reporting; it is counted apart (not_reporting), never as failed or needed.",
+    )
     report_update_limit: int = Field(
         default=200,
         ge=0,

@@ -13,13 +13,21 @@ from libs.contracts import agents as ag
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
 from libs.contracts import reporting as r
-from libs.contracts.scheduler import COMPUTER_REGISTERED
+from libs.contracts.scheduler import AGENT_CHECKIN, COMPUTER_REGISTERED
 from libs.contracts.system import HEARTBEAT, PING
 from libs.read_copies.groups import group_copy
 from libs.service import Answer, Every, On, ServiceDefinition
 from libs.service.system import answer_ping
 from libs.settings import SERVICE_NAMES
-from services.reporting.use_cases import copies, gauges, heartbeats, ingest, publishing, reports
+from services.reporting.use_cases import (
+    copies,
+    fleet,
+    gauges,
+    heartbeats,
+    ingest,
+    publishing,
+    reports,
+)
 
 SERVICE = ServiceDefinition(
     name="reporting",
@@ -36,6 +44,12 @@ SERVICE = ServiceDefinition(
             handle_many=ingest.ingest,
         ),
         On(ag.AGENT_RESTART, queue="agent-reports", handle=ingest.record_restart),
+        On(
+            AGENT_CHECKIN,
+            queue="agent-checkins",
+            handle=ingest.check_in_one,
+            handle_many=ingest.check_in,
+        ),
         On(COMPUTER_REGISTERED, queue="computers", handle=copies.learn_computer),
         On(c.UPDATE_PUBLISHED, queue="updates", handle=copies.learn_update),
         On(c.UPDATE_REVISED, queue="updates", handle=copies.learn_update),
@@ -53,6 +67,7 @@ SERVICE = ServiceDefinition(
         Answer(r.UPDATE_REPORT, reports.update_report),
         Answer(r.GROUP_REPORT, reports.group_report),
         Answer(r.COMPUTER_REPORT, reports.computer_report),
+        Answer(r.LIST_COMPUTERS, fleet.list_computers),
     ),
     read_copies=(group_copy(queue="approvals", deleted=copies.forget_group),),
     tasks=(

@@ -336,11 +336,12 @@ async def test_every_state_counted_per_update_computer_and_group(reports: Report
     async def overdue(expected: float) -> bool:
         return sample("lockgate_update_overdue_computers", **other_labels) == expected
 
-    await approve_now("Floor 1")  # pc-s2, which needs it, is not in Floor 1
-    await eventually(lambda: overdue(0), timeout=10, what="no computer overdue")
+    # Floor 1 (pc-s1, and pc-s3 in Room 101) never reported on it: no status lacks it too.
+    await approve_now("Floor 1")
+    await eventually(lambda: overdue(2), timeout=10, what="pc-s1 and pc-s3 overdue")
     assert sample("lockgate_update_deadline_timestamp_seconds", update=other_name)
-    await approve_now(a.ROOT_GROUP_NAME)
-    await eventually(lambda: overdue(1), timeout=10, what="pc-s2 overdue")
+    await approve_now(a.ROOT_GROUP_NAME)  # pc-s2 needs it; the other five have no status
+    await eventually(lambda: overdue(len(computers)), timeout=10, what="every computer overdue")
 
 
 async def test_operator_added_return_code_is_read_through_the_map(reports: Reports) -> None:

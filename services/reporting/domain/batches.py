@@ -11,6 +11,7 @@ from typing import Literal
 
 from libs.contracts.agents import AgentStatus
 from libs.contracts.catalog import ReturnCode, ReturnOutcome
+from libs.contracts.scheduler import AgentCheckin
 from libs.domain import agent_reports
 from libs.domain.agent_reports import Observation
 
@@ -120,3 +121,14 @@ def read_batch(statuses: Iterable[AgentStatus], known: Known) -> Batch:
             if unusable(result.update_id, known) is None
         )
     return Batch(observations, attempts, ignored)
+
+
+def latest_checkins(checkins: Iterable[AgentCheckin]) -> list[AgentCheckin]:
+    """One check-in per computer (the latest by the agent's clock), sorted by computer id
+    (rows are written in one order, so replicas never deadlock)."""
+    latest: dict[str, AgentCheckin] = {}
+    for checkin in checkins:
+        kept = latest.get(checkin.computer_id)
+        if kept is None or checkin.checked_in_at >= kept.checked_in_at:
+            latest[checkin.computer_id] = checkin
+    return [latest[c] for c in sorted(latest)]

@@ -4,10 +4,20 @@ from services.reporting.store import (
     aggregates,
     approvals,
     computers,
+    fleet,
     groups,
     heartbeats,
     states,
     updates,
 )
 
-__all__ = ["aggregates", "approvals", "computers", "groups", "heartbeats", "states", "updates"]
+__all__ = [
+    "aggregates",
+    "approvals",
+    "computers",
+    "fleet",
+    "groups",
+    "heartbeats",
+    "states",
+    "updates",
+]

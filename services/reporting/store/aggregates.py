@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from libs.contracts import reporting as r
 from libs.contracts.approval import ROOT_GROUP_ID
 from libs.db.pool import Connection
-from services.reporting.domain.counts import CounterMove, StatesByUpdate, counts_of
+from services.reporting.domain.counts import (
+    COUNTED,
+    CounterMove,
+    Reach,
+    StatesByUpdate,
+    fleet_counts,
+)
 from services.reporting.domain.gauges import StateGauge
 
 
@@ -55,26 +62,84 @@ async def delete_update(conn: Connection, update_id: str) -> None:
     await conn.execute("DELETE FROM update_counts WHERE update_id = $1", uuid.UUID(update_id))
 
 
-_TARGETED = (
-    # Computers targeted per update: every computer when All computers is approved,
-    # else the members of the approved groups and of their subgroups.
-    "WITH RECURSIVE sub (top, group_id) AS ("
-    "   SELECT g.group_id, g.group_id FROM groups g"
-    "   UNION ALL SELECT s.top, c.group_id FROM sub s JOIN groups c ON c.parent_id = s.group_id"
-    " ), approved AS ("
-    "   SELECT update_id, group_id FROM group_approvals WHERE update_id = ANY ($1::uuid[])"
-    " ), everywhere AS ("
-    "   SELECT DISTINCT update_id FROM approved WHERE group_id = $2::uuid"
-    " ) SELECT a.update_id::text, count(DISTINCT m.computer_id) AS n"
-    " FROM approved a JOIN sub s ON s.top = a.group_id"
-    " JOIN memberships m ON m.group_id = s.group_id"
-    " WHERE a.update_id NOT IN (SELECT update_id FROM everywhere) GROUP BY a.update_id"
-    " UNION ALL SELECT update_id::text, (SELECT count(*) FROM computers) FROM everywhere"
+_REACH = (
+    # Per update not approved for All computers: the managed computers its approvals target
+    # (an effective approval other than do not install for one of their groups), how many
+    # of them reported on it, are silent, or both.
+    "WITH t AS (SELECT DISTINCT a.update_id, m.computer_id FROM group_approvals a"
+    "   JOIN memberships m ON m.group_id = a.group_id"
+    "   WHERE a.update_id = ANY ($1::uuid[]) AND a.action <> 'do_not_install')"
+    " SELECT t.update_id::text, count(*) AS targeted,"
+    " count(*) FILTER (WHERE cu.state <> 'none') AS reported,"
+    " count(*) FILTER (WHERE c.last_contact_at < $2) AS silent,"
+    " count(*) FILTER (WHERE cu.state <> 'none' AND c.last_contact_at < $2) AS both"
+    " FROM t JOIN computers c USING (computer_id)"
+    " LEFT JOIN computer_updates cu USING (update_id, computer_id) GROUP BY t.update_id"
 )
 
 
-async def compliance(conn: Connection, update_ids: Sequence[str]) -> list[r.UpdateCompliance]:
-    """Counts of these updates, from the counters (fast at any fleet size)."""
+async def _reach(
+    conn: Connection,
+    ids: list[uuid.UUID],
+    by_update: StatesByUpdate,
+    silent: StatesByUpdate,
+    silent_since: datetime,
+) -> dict[str, Reach]:
+    """Per update: its reach. Approved for All computers it reaches every computer, read
+    from counters (no scan of the fleet); otherwise from its groups' members."""
+    everywhere = {
+        row["update_id"]
+        for row in await conn.fetch(
+            "SELECT update_id::text FROM group_approvals WHERE update_id = ANY ($1::uuid[])"
+            " AND group_id = $2::uuid AND action <> 'do_not_install'",
+            ids,
+            ROOT_GROUP_ID,
+        )
+    }
+    found: dict[str, Reach] = {}
+    if everywhere:
+        fleet = await conn.fetchval("SELECT count(*) FROM computers")
+        quiet = await conn.fetchval(
+            "SELECT count(*) FROM computers WHERE last_contact_at < $1", silent_since
+        )
+        for u in everywhere:
+            found[u] = Reach(
+                targeted=fleet,
+                targeted_reported=sum(by_update.get(u, {}).get(s, 0) for s in COUNTED),
+                targeted_silent=quiet,
+                targeted_both=sum(silent.get(u, {}).get(s, 0) for s in COUNTED),
+            )
+    rest = [i for i in ids if str(i) not in everywhere]
+    if rest:
+        for row in await conn.fetch(_REACH, rest, silent_since):
+            found[row["update_id"]] = Reach(
+                row["targeted"], row["reported"], row["silent"], row["both"]
+            )
+    return found
+
+
+async def _silent_states(
+    conn: Connection, ids: list[uuid.UUID], silent_since: datetime
+) -> StatesByUpdate:
+    """Per update: silent computers per state they last reported."""
+    rows = await conn.fetch(
+        "SELECT cu.update_id::text, cu.state, count(*) AS n FROM computers c"
+        " JOIN computer_updates cu USING (computer_id) WHERE c.last_contact_at < $2"
+        " AND cu.update_id = ANY ($1::uuid[]) AND cu.state <> 'none' GROUP BY 1, 2",
+        ids,
+        silent_since,
+    )
+    found: StatesByUpdate = {}
+    for row in rows:
+        found.setdefault(row["update_id"], {})[row["state"]] = row["n"]
+    return found
+
+
+async def compliance(
+    conn: Connection, update_ids: Sequence[str], silent_since: datetime
+) -> list[r.UpdateCompliance]:
+    """Counts of these updates, from the counters (fast at any fleet size), with no status
+    and not reporting (computers silent since `silent_since`)."""
     ids = [uuid.UUID(u) for u in update_ids]
     updates = await conn.fetch(
         "SELECT u.update_id::text, u.kb, u.title, u.classification, u.superseded,"
@@ -86,12 +151,11 @@ async def compliance(conn: Connection, update_ids: Sequence[str]) -> list[r.Upda
         "SELECT update_id::text, state, n FROM update_counts WHERE update_id = ANY ($1::uuid[])",
         ids,
     )
-    targeted = {
-        row["update_id"]: row["n"] for row in await conn.fetch(_TARGETED, ids, ROOT_GROUP_ID)
-    }
     by_update: StatesByUpdate = {}
     for row in counts:
         by_update.setdefault(row["update_id"], {})[row["state"]] = row["n"]
+    silent = await _silent_states(conn, ids, silent_since)
+    reach = await _reach(conn, ids, by_update, silent, silent_since)
     return [
         r.UpdateCompliance(
             update_id=row["update_id"],
@@ -100,8 +164,10 @@ async def compliance(conn: Connection, update_ids: Sequence[str]) -> list[r.Upda
             classification=row["classification"],
             superseded=row["superseded"],
             approved=row["approved"],
-            counts=counts_of(
-                by_update.get(row["update_id"], {}), targeted.get(row["update_id"], 0)
+            counts=fleet_counts(
+                by_update.get(row["update_id"], {}),
+                silent.get(row["update_id"], {}),
+                reach.get(row["update_id"], Reach()),
             ),
         )
         for row in updates

@@ -34,3 +34,14 @@ async def to_depth(conn: Connection, depth: int) -> list[tuple[str, str]]:
         depth,
     )
     return [(row["group_id"], row["name"]) for row in rows]
+
+
+async def subtree(conn: Connection, group_id: str) -> list[str]:
+    """The group and its subgroups."""
+    rows = await conn.fetch(
+        "WITH RECURSIVE sub (group_id) AS (SELECT $1::uuid UNION ALL"
+        " SELECT g.group_id FROM groups g JOIN sub s ON g.parent_id = s.group_id)"
+        " SELECT group_id::text FROM sub",
+        uuid.UUID(group_id),
+    )
+    return [row["group_id"] for row in rows]

@@ -11,7 +11,22 @@ from libs.contracts.approval import ROOT_GROUP_ID
 from libs.db.pool import Connection
 from libs.domain.agent_reports import RESTART_COMPLETES, Observation
 from services.reporting.domain.batches import Attempt
-from services.reporting.domain.counts import StatesByUpdate
+from services.reporting.domain.counts import (
+    ComputerMove,
+    StatesByUpdate,
+    behind_states,
+)
+
+# The (computer, update) pairs an approval targets: an effective approval other than do not
+# install for one of the computer's groups, or for All computers (every computer is in it;
+# effective approvals carry inheritance already). $1: the computers, $2: All computers.
+_TARGETED_PAIRS = (
+    "SELECT m.computer_id, a.update_id FROM memberships m JOIN group_approvals a"
+    "   ON a.group_id = m.group_id AND a.action <> 'do_not_install'"
+    " WHERE m.computer_id = ANY ($1::text[])"
+    " UNION SELECT c, a.update_id FROM unnest($1::text[]) AS c, group_approvals a"
+    " WHERE a.group_id = $2::uuid AND a.action <> 'do_not_install'"
+)
 
 
 async def lock(
@@ -95,11 +110,60 @@ async def save_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
     )
 
 
-async def delete_update(conn: Connection, update_id: str) -> None:
-    """Every state and attempt of an update."""
+async def delete_update(conn: Connection, update_id: str) -> list[ComputerMove]:
+    """Every state and attempt of an update; returns how the per-computer counters move."""
     uid = uuid.UUID(update_id)
-    for table in ("computer_updates", "install_attempts"):
-        await conn.execute(f"DELETE FROM {table} WHERE update_id = $1", uid)
+    rows = await conn.fetch(
+        "DELETE FROM computer_updates WHERE update_id = $1 AND state <> 'none'"
+        " RETURNING computer_id, state",
+        uid,
+    )
+    await conn.execute("DELETE FROM computer_updates WHERE update_id = $1", uid)
+    await conn.execute("DELETE FROM install_attempts WHERE update_id = $1", uid)
+    return [ComputerMove(row["computer_id"], row["state"], -1) for row in rows]
+
+
+async def classify(
+    conn: Connection, computer_ids: Sequence[str], silent_since: datetime
+) -> StatesByUpdate:
+    """Per update: how many of these computers are in each state, no_status for those an
+    approval targets that never reported, not_reporting (only) for silent ones."""
+    rows = await conn.fetch(
+        "WITH t AS (" + _TARGETED_PAIRS + "),"
+        " r AS (SELECT computer_id, update_id, state FROM computer_updates"
+        "   WHERE computer_id = ANY ($1::text[]) AND state <> 'none'),"
+        " x AS (SELECT coalesce(r.computer_id, t.computer_id) AS computer_id,"
+        "   coalesce(r.update_id, t.update_id) AS update_id, r.state"
+        "   FROM r FULL JOIN t ON r.computer_id = t.computer_id AND r.update_id = t.update_id)"
+        " SELECT x.update_id::text, CASE WHEN c.last_contact_at < $3 THEN 'not_reporting'"
+        "   ELSE coalesce(x.state, 'no_status') END AS state, count(*) AS n"
+        " FROM x JOIN computers c USING (computer_id) GROUP BY 1, 2",
+        list(computer_ids),
+        ROOT_GROUP_ID,
+        silent_since,
+    )
+    found: StatesByUpdate = {}
+    for row in rows:
+        found.setdefault(row["update_id"], {})[row["state"]] = row["n"]
+    return found
+
+
+async def approved_states(
+    conn: Connection, computer_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Per computer: its approved updates per state (no_status: never reported)."""
+    rows = await conn.fetch(
+        "WITH t AS (" + _TARGETED_PAIRS + ")"
+        " SELECT t.computer_id, coalesce(nullif(cu.state, 'none'), 'no_status') AS state,"
+        " count(*) AS n FROM t LEFT JOIN computer_updates cu"
+        "   ON cu.computer_id = t.computer_id AND cu.update_id = t.update_id GROUP BY 1, 2",
+        list(computer_ids),
+        ROOT_GROUP_ID,
+    )
+    found: dict[str, dict[str, int]] = {}
+    for row in rows:
+        found.setdefault(row["computer_id"], {})[row["state"]] = row["n"]
+    return found
 
 
 async def of_computers(conn: Connection, computer_ids: Sequence[str]) -> StatesByUpdate:
@@ -116,12 +180,19 @@ async def of_computers(conn: Connection, computer_ids: Sequence[str]) -> StatesB
 
 
 async def of_computer(conn: Connection, computer_id: str) -> list[r.ComputerUpdate]:
-    """The updates reported on one computer, by KB number."""
+    """Every update reported on one computer or approved for it (never reported: no
+    status), by KB number."""
     rows = await conn.fetch(
-        "SELECT cu.update_id::text, u.kb, u.title, cu.state, cu.reported_at, cu.last_return_code"
-        " FROM computer_updates cu JOIN updates u USING (update_id)"
-        " WHERE cu.computer_id = $1 AND cu.state <> 'none' ORDER BY u.kb",
-        computer_id,
+        "WITH t AS (" + _TARGETED_PAIRS + "),"
+        " r AS (SELECT update_id, state, reported_at, last_return_code FROM computer_updates"
+        "   WHERE computer_id = $1[1] AND state <> 'none')"
+        " SELECT u.update_id::text, u.kb, u.title, coalesce(r.state, 'no_status') AS state,"
+        " r.reported_at, r.last_return_code"
+        " FROM (SELECT update_id FROM r UNION SELECT update_id FROM t) k"
+        " JOIN updates u USING (update_id) LEFT JOIN r USING (update_id)"
+        " WHERE u.declined_at IS NULL ORDER BY u.kb, u.update_id",
+        [computer_id],
+        ROOT_GROUP_ID,
     )
     return [
         r.ComputerUpdate(
@@ -137,19 +208,36 @@ async def of_computer(conn: Connection, computer_id: str) -> list[r.ComputerUpda
 
 
 async def overdue(conn: Connection, update_ids: Sequence[str], now: datetime) -> dict[str, int]:
-    """Per update: computers that still need it (needed or failed) past their own deadline,
-    the earliest over the effective approvals of the groups they are in (approvals carry
-    inheritance already; every computer is in All computers)."""
+    """Per update: computers behind on it past their own deadline [docs/product.md section
+    6]: a required install they lack (needed, failed, no status) or an uninstall they still
+    hold (installed, pending restart); an available install is never overdue. Per computer,
+    required install beats uninstall and its deadline is the earliest among the winning
+    groups' (approvals carry inheritance already; every computer is in All computers)."""
     rows = await conn.fetch(
-        "SELECT cu.update_id::text, count(*) AS n FROM computer_updates cu"
-        " WHERE cu.update_id = ANY ($1::uuid[]) AND cu.state IN ('needed', 'failed')"
-        " AND EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = cu.update_id"
-        "   AND a.deadline <= $2 AND (a.group_id = $3::uuid OR a.group_id IN"
-        "     (SELECT m.group_id FROM memberships m WHERE m.computer_id = cu.computer_id)))"
-        " GROUP BY cu.update_id",
+        "WITH w AS ("
+        "   SELECT a.update_id, m.computer_id, a.action, a.deadline FROM group_approvals a"
+        "   JOIN memberships m ON m.group_id = a.group_id"
+        "   WHERE a.update_id = ANY ($1::uuid[]) AND a.action IN ('required_install', 'uninstall')"
+        "   UNION ALL SELECT a.update_id, c.computer_id, a.action, a.deadline"
+        "   FROM group_approvals a CROSS JOIN computers c WHERE a.group_id = $3::uuid"
+        "   AND a.update_id = ANY ($1::uuid[]) AND a.action IN ('required_install', 'uninstall')"
+        " ), per AS ("
+        "   SELECT update_id, computer_id, bool_or(action = 'required_install') AS required,"
+        "   CASE WHEN bool_or(action = 'required_install')"
+        "     THEN min(deadline) FILTER (WHERE action = 'required_install')"
+        "     ELSE min(deadline) END AS deadline"
+        "   FROM w GROUP BY 1, 2"
+        " ) SELECT per.update_id::text, count(*) AS n FROM per"
+        " JOIN computers c USING (computer_id)"
+        " LEFT JOIN computer_updates cu USING (update_id, computer_id)"
+        " WHERE per.deadline <= $2 AND coalesce(nullif(cu.state, 'none'), 'no_status')"
+        "   = ANY (CASE WHEN per.required THEN $4::text[] ELSE $5::text[] END)"
+        " GROUP BY 1",
         [uuid.UUID(u) for u in update_ids],
         now,
         ROOT_GROUP_ID,
+        list(behind_states("required_install")),
+        list(behind_states("uninstall")),
     )
     return {row["update_id"]: row["n"] for row in rows}
 

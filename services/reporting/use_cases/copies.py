@@ -66,6 +66,7 @@ async def forget_group(ctx: HandlerContext, group_id: str) -> None:
 
 async def delete_reports(ctx: HandlerContext, update_id: str) -> None:
     """Every report of an update goes, and its counts are to be published again."""
-    await store.states.delete_update(ctx.conn, update_id)
+    moves = await store.states.delete_update(ctx.conn, update_id)
+    await store.computers.move_counters(ctx.conn, moves)
     await store.aggregates.delete_update(ctx.conn, update_id)
     await store.aggregates.mark_changed(ctx.conn, update_id)

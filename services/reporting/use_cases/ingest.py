@@ -9,6 +9,7 @@ import structlog
 
 from libs.contracts import agents as ag
 from libs.contracts.envelope import Envelope
+from libs.contracts.scheduler import AgentCheckin
 from libs.domain import agent_reports
 from libs.observability import metrics
 from libs.service import HandlerContext
@@ -32,6 +33,10 @@ async def ingest(ctx: HandlerContext, reports: list[tuple[Envelope, ag.AgentStat
         ignored["older_than_stored"] += len(newest) - len(changes)
     await store.states.save(ctx.conn, changes)
     await store.aggregates.apply_deltas(ctx.conn, counts.counter_deltas(changes))
+    # Every report is a contact, even one whose states changed nothing.
+    await store.computers.record_reports(
+        ctx.conn, sorted(computers), counts.computer_deltas(changes), ctx.now
+    )
     await store.states.save_attempts(ctx.conn, batch.attempts)
     for reason, count in ignored.items():
         metrics.REPORTS_IGNORED.labels(reason).inc(count)
@@ -49,3 +54,25 @@ async def record_restart(ctx: HandlerContext, event: ag.AgentRestart) -> None:
     if event.event == "restarted":
         completed = await store.states.complete_restart(ctx.conn, event.computer_id, event.at)
         await store.aggregates.apply_deltas(ctx.conn, counts.restart_deltas(completed))
+        pending, done = agent_reports.RESTART_COMPLETES
+        await store.computers.move_counters(
+            ctx.conn,
+            [
+                counts.ComputerMove(event.computer_id, pending, -len(completed)),
+                counts.ComputerMove(event.computer_id, done, len(completed)),
+            ]
+            if completed
+            else [],
+        )
+
+
+async def check_in(ctx: HandlerContext, checkins: list[tuple[Envelope, AgentCheckin]]) -> None:
+    """A batch of check-ins: each computer's inventory and last contact, one statement."""
+    await store.computers.check_in(
+        ctx.conn, batches.latest_checkins(c for _, c in checkins), ctx.now
+    )
+
+
+async def check_in_one(ctx: HandlerContext, checkin: AgentCheckin) -> None:
+    """The same, for one check-in."""
+    await check_in(ctx, [(ctx.envelope, checkin)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from libs.contracts import reporting as r
 from libs.service import TaskContext
 from services.reporting import store
+from services.reporting.domain.fleet import silent_since
 
 PUBLISH_BATCH = 500
 
@@ -17,7 +18,8 @@ async def publish_changes(task: TaskContext) -> int:
             changed = await store.aggregates.take_changed(conn, PUBLISH_BATCH)
             if not changed:
                 break
-            found = await store.aggregates.compliance(conn, changed)
+            since = silent_since(task.clock.now(), task.settings.not_reporting_days)
+            found = await store.aggregates.compliance(conn, changed, since)
             await task.outbox(conn).add_many(
                 r.COMPLIANCE_CHANGED,
                 [(r.ComplianceChanged(update=c), c.update_id) for c in found],

@@ -8,17 +8,23 @@ from libs.read_copies import groups as group_copy
 from libs.service import HandlerContext, NotFound
 from services.reporting import store
 from services.reporting.domain.counts import counts_of, most_behind, sum_counts, tally
+from services.reporting.domain.fleet import silent_since
 from services.reporting.domain.pages import page_of
 
 
 async def summary(ctx: HandlerContext, query: r.Summary) -> r.SummaryReport:
-    """Per-update counts over the whole fleet, most needed first; and the notification."""
+    """Per-update counts over the whole fleet, most needed first; the headline counts and
+    the overview's notification."""
+    since = silent_since(ctx.now, ctx.settings.not_reporting_days)
     ids, total = await store.aggregates.reported_updates(ctx.conn, query.page)
-    found = {c.update_id: c for c in await store.aggregates.compliance(ctx.conn, ids)}
+    found = {c.update_id: c for c in await store.aggregates.compliance(ctx.conn, ids, since)}
+    updates = [found[i] for i in ids if i in found]
     return r.SummaryReport(
         new_updates_to_approve=await store.aggregates.new_updates_to_approve(ctx.conn),
         computers=await store.computers.count(ctx.conn),
-        updates=[found[i] for i in ids if i in found],
+        computers_not_reporting=await store.computers.count_silent(ctx.conn, since),
+        totals=sum_counts([u.counts for u in updates]),
+        updates=updates,
         total=total,
     )
 
@@ -28,23 +34,26 @@ async def update_report(ctx: HandlerContext, query: r.UpdateReportQuery) -> r.Up
     update_id = await store.updates.find(ctx.conn, query.update)
     if update_id is None:
         raise NotFound(f"update: {query.update!r} is unknown to reporting", field="update")
-    (found,) = await store.aggregates.compliance(ctx.conn, [update_id])
+    since = silent_since(ctx.now, ctx.settings.not_reporting_days)
+    (found,) = await store.aggregates.compliance(ctx.conn, [update_id], since)
     ok, failed, views = await store.states.attempts(ctx.conn, update_id, query.page)
     return r.UpdateReport(update=found, successes=ok, failures=failed, failed_attempts=views)
 
 
 async def group_report(ctx: HandlerContext, query: r.GroupReportQuery) -> r.GroupReport:
-    """Counts among the group's computers and its subgroups', per update."""
+    """Counts among the group's computers and its subgroups', per update (no status and not
+    reporting included)."""
     group = await group_copy.find_group(ctx.conn, query.group)
     if group is None:
         raise NotFound(f"group: {query.group!r} is unknown to reporting", field="group")
+    since = silent_since(ctx.now, ctx.settings.not_reporting_days)
     computers = await store.groups.members(ctx.conn, group[0])
-    per_update = await store.states.of_computers(ctx.conn, computers)
+    per_update = await store.states.classify(ctx.conn, computers, since)
     ids = most_behind(per_update)
     page = page_of(ids, query.page)
-    described = {c.update_id: c for c in await store.aggregates.compliance(ctx.conn, page)}
+    described = {c.update_id: c for c in await store.aggregates.compliance(ctx.conn, page, since)}
     updates = [
-        described[u].model_copy(update={"counts": counts_of(per_update[u], 0)})
+        described[u].model_copy(update={"counts": counts_of(per_update[u])})
         for u in page
         if u in described
     ]
@@ -52,18 +61,22 @@ async def group_report(ctx: HandlerContext, query: r.GroupReportQuery) -> r.Grou
         group_id=group[0],
         name=group[1],
         computers=len(computers),
-        totals=sum_counts([counts_of(per_update[u], 0) for u in ids]),
+        totals=sum_counts([counts_of(per_update[u]) for u in ids]),
         updates=updates,
     )
 
 
 async def computer_report(ctx: HandlerContext, query: r.ComputerReportQuery) -> r.ComputerReport:
-    """One computer's updates and their states."""
-    items = await store.states.of_computer(ctx.conn, query.computer)
-    if not items and query.computer not in await store.computers.known(ctx.conn, [query.computer]):
+    """One computer's updates (reported or approved for it) and their states."""
+    contact = await store.computers.last_contact(ctx.conn, query.computer)
+    if contact is None:
         raise NotFound(f"computer: {query.computer!r} is unknown to reporting", field="computer")
+    silent = contact < silent_since(ctx.now, ctx.settings.not_reporting_days)
+    items = await store.states.of_computer(ctx.conn, query.computer)
     return r.ComputerReport(
         computer_id=query.computer,
-        totals=tally(str(i.state) for i in items),
+        last_contact_at=contact,
+        not_reporting=silent,
+        totals=tally((str(i.state) for i in items), silent=silent),
         updates=page_of(items, query.page),
     )
