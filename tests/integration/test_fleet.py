@@ -1,0 +1,115 @@
+"""The fleet list and every computer accounted for (issue 16): failed, silent and never
+reported computers each in their own number, per update and per computer, and in the list's
+filters, sorts and keyset pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from libs.contracts import approval as a
+from libs.contracts import reporting as r
+from tests.integration.test_reporting import (  # noqa: F401 (the fixture)
+    T0,
+    Reports,
+    reports,
+    setup,
+)
+
+
+async def _list(reports: Reports, **query: object) -> r.ComputerList:  # noqa: F811
+    return await reports.rpc.call(r.LIST_COMPUTERS, r.ListComputers.model_validate(query))
+
+
+async def test_failed_silent_and_never_reported_computers_are_counted_apart(
+    reports: Reports,  # noqa: F811
+) -> None:
+    computers = ["pc-f1", "pc-f2", "pc-f3", "pc-f4"]
+    updates = await setup(reports, computers)
+    u = updates[0].update_id
+    await reports.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[u],
+            groups=[
+                a.GroupChoice(
+                    group=a.ROOT_GROUP_NAME,
+                    action="required_install",
+                    deadline=a.DeadlineChoice(kind="as_soon_as_possible"),
+                )
+            ],
+        ),
+    )
+    await reports.status("pc-f1", T0, detections={u: "installed"})
+    await reports.status("pc-f2", T0, installs={u: 1603})
+    await reports.status("pc-f3", T0, installs={u: 1603})
+    await reports.settled()
+    # pc-f3 fell silent a month ago (it failed before it did); pc-f4 never reported.
+    await reports.db.execute(
+        "UPDATE reporting.computers SET last_contact_at = $1 WHERE computer_id = 'pc-f3'",
+        datetime.now(UTC) - timedelta(days=30),
+    )
+
+    counts = (await reports.update(u)).update.counts
+    assert (counts.installed, counts.failed, counts.not_reporting, counts.no_status) == (1, 1, 1, 1)
+    summary = await reports.rpc.call(r.SUMMARY, r.Summary())
+    assert (summary.computers, summary.computers_not_reporting) == (4, 1)
+    assert summary.totals is not None
+    assert summary.totals.not_reporting == 1
+
+    pc4 = await reports.rpc.call(r.COMPUTER_REPORT, r.ComputerReportQuery(computer="pc-f4"))
+    assert [(x.update_id, x.state) for x in pc4.updates] == [(u, "no_status")]
+    assert pc4.totals.no_status == 1
+    assert not pc4.not_reporting
+    pc3 = await reports.rpc.call(r.COMPUTER_REPORT, r.ComputerReportQuery(computer="pc-f3"))
+    assert pc3.not_reporting
+    assert pc3.totals.not_reporting == 1
+    assert pc3.totals.failed == 0
+
+    every = await _list(reports)
+    assert [c.computer_id for c in every.computers] == computers
+    assert every.next_cursor is None
+    assert every.managed == 4
+    first = every.computers[0]
+    assert (first.hostname, first.timezone, first.agent_version) == (
+        "pc-f1.corp.example",
+        "Europe/Paris",
+        "1.0.0",
+    )
+    assert [c.compliance.failed for c in every.computers] == [0, 1, 1, 0]
+    assert every.computers[3].compliance.no_status == 1
+    assert [c.not_reporting for c in every.computers] == [False, False, True, False]
+
+    async def ids(**query: object) -> list[str]:
+        return [c.computer_id for c in (await _list(reports, **query)).computers]
+
+    assert await ids(not_reporting=True) == ["pc-f3"]
+    assert await ids(failed=True) == ["pc-f2", "pc-f3"]
+    assert await ids(restart_pending=True) == []
+    assert await ids(past_deadline=True) == ["pc-f2", "pc-f3", "pc-f4"]
+    assert await ids(search="PC-F1") == ["pc-f1"]
+    assert await ids(search="pc-f") == computers
+    assert await ids(group=a.ROOT_GROUP_NAME) == computers
+    assert await ids(sort="failed") == ["pc-f2", "pc-f3", "pc-f1", "pc-f4"]
+    assert (await ids(sort="last_contact"))[0] == "pc-f3"
+
+    for sort in ("name", "last_contact", "failed"):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await _list(reports, sort=sort, limit=3, cursor=cursor)
+            seen += [c.computer_id for c in page.computers]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert sorted(seen) == computers, sort
+        assert len(seen) == 4, sort
+
+    await reports.rpc.call(a.CREATE_GROUP, a.CreateGroup(name="Lab"))
+    await reports.rpc.call(a.CREATE_GROUP, a.CreateGroup(name="Lab bench", parent="Lab"))
+    await reports.rpc.call(
+        a.CHANGE_MEMBERSHIP, a.ChangeMembership(computers=["pc-f2"], group="Lab bench")
+    )
+    await reports.settled()
+    assert await ids(group="Lab") == ["pc-f2"], "subgroups included"
+    lab = await _list(reports, group="Lab")
+    assert lab.computers[0].groups == ["Lab bench"]
