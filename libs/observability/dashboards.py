@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 SERVICES_RE = "catalog|approval|scheduler|reporting|console"
-PENDING = "installed|installed_pending_restart|needed|failed|no_status"
-"""States of targeted computers (approved updates), not_applicable left out."""
+PENDING = "installed|installed_pending_restart|needed|failed|no_status|not_reporting"
+"""States of targeted computers (approved updates), not_applicable left out; a silent
+computer counts as not_reporting only, apart from failed."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ ATTEMPTED = gauge(
 AWAITING = gauge("lockgate_updates_awaiting_approval")
 GROUP_STATES = gauge("lockgate_group_update_states", 'state!="not_applicable"')
 OVERDUE = gauge("lockgate_update_overdue_computers")
+MANAGED = gauge("lockgate_computers_managed")
+NOT_REPORTING = gauge("lockgate_computers_not_reporting")
+FLEET_STATES = gauge("lockgate_fleet_update_states", 'state!="not_applicable"')
 
 COMPLIANCE = Dashboard(
     uid="lockgate-compliance",
@@ -100,8 +104,9 @@ COMPLIANCE = Dashboard(
             kind="stat",
             width=6,
             height=5,
-            description="Computers that still need an approved update (needed or failed) "
-            "past their own deadline (the earliest over their groups' approvals).",
+            description="Computers behind on an approved update past their own deadline "
+            "(the earliest over their groups' approvals): lacking a required install "
+            "(needed, failed, no status) or still holding one to uninstall.",
         ),
         Panel(
             "Updates waiting for approval",
@@ -117,6 +122,32 @@ COMPLIANCE = Dashboard(
             kind="stat",
             width=6,
             height=5,
+        ),
+        Panel(
+            "Computers managed",
+            (q(f"sum({MANAGED}) or vector(0)"),),
+            kind="stat",
+            width=6,
+            height=5,
+            description="Every computer that checked in.",
+        ),
+        Panel(
+            "Computers not reporting",
+            (q(f"sum({NOT_REPORTING}) or vector(0)"),),
+            kind="stat",
+            width=6,
+            height=5,
+            description="No check-in and no report for LOCKGATE_NOT_REPORTING_DAYS: never "
+            "heard back, counted apart from failed installs (lockgate computers list).",
+        ),
+        Panel(
+            "Fleet: computer x update pairs per state",
+            (q(f"sum by (state) ({FLEET_STATES})", "{{state}}"),),
+            kind="bargauge",
+            width=12,
+            height=5,
+            description="Over the approved updates: installed, needed, failed, pending "
+            "restart, no status (never reported) and not reporting (silent).",
         ),
         Panel(
             "By classification: computers per state",
