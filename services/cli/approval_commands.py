@@ -379,7 +379,9 @@ def add_parsers(sub: Commands) -> Commands:
     _group_parsers(sub)
     _update_parsers(sub)
     _rule_parsers(sub)
-    computer = sub.add_parser("computers", help="one managed computer")
+    computer = sub.add_parser(
+        "computers", help="managed computers: the fleet list, one computer's approvals and plan"
+    )
     computers = computer.add_subparsers(dest="computer_command", required=True)
     resolved = computers.add_parser("approvals", help="what applies to it, resolved")
     resolved.add_argument("computer")

@@ -28,6 +28,7 @@ from services.cli import (
     broker_commands,
     catalog_commands,
     demo,
+    fleet_commands,
     policy_commands,
     report_commands,
     sim_commands,
@@ -231,6 +232,7 @@ def parser() -> argparse.ArgumentParser:
     catalog_commands.add_parser(sub)
     computers = approval_commands.add_parsers(sub)
     policy_commands.add_parsers(sub, computers)
+    fleet_commands.add_parsers(computers)
     report_commands.add_parsers(sub)
     upload_commands.add_upload_parser(sub)
     token_commands.add_parsers(sub)

@@ -14,12 +14,39 @@ if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
+NOT_ENROLLED = (
+    "No computer is managed yet: the update views fill once an agent checks in "
+    "(docs/product.md section 5).\n"
+    "Enrol a computer:  lockgate broker agents <computer-id> --output enrol.json\n"
+    "                   rabbitmqctl import_definitions enrol.json   (then set its password)\n"
+    "Write or install an agent by docs/agent-protocol.md (the agent contract: "
+    "docs/asyncapi.yaml), or try one: lockgate sim --computers 10"
+)
+"""What the overview says until the first computer checks in."""
+
+
 def _counts(counts: r.StateCounts) -> str:
     return (
         f"applies to {counts.applies_to}: {counts.installed} installed, {counts.needed} needed, "
         f"{counts.failed} failed, {counts.installed_pending_restart} pending restart; "
-        f"{counts.not_applicable} not applicable, {counts.no_status} no status"
+        f"{counts.not_applicable} not applicable, {counts.no_status} no status, "
+        f"{counts.not_reporting} not reporting"
     )
+
+
+def overview_text(found: r.SummaryReport) -> str:
+    """The overview as text: the fleet, its headline counts, then per update; until a
+    computer checks in, how to enrol one."""
+    if found.computers == 0:
+        return NOT_ENROLLED
+    head = (
+        f"{found.computers} computers, {found.computers_not_reporting} not reporting; "
+        "new updates to approve: " + ("yes" if found.new_updates_to_approve else "no")
+    )
+    lines = [head]
+    if found.totals is not None:
+        lines.append(f"every update: {_counts(found.totals)}")
+    return "\n".join([*lines, *(_line(u) for u in found.updates)])
 
 
 def _line(update: r.UpdateCompliance) -> str:
@@ -34,10 +61,7 @@ def _page(args: argparse.Namespace) -> r.Page:
 async def cmd_summary(settings: Settings, out: Output, args: argparse.Namespace) -> int:
     async def produce(client: ApiClient) -> tuple[Contract, str]:
         found = await client.call(r.SUMMARY, r.Summary(page=_page(args)))
-        head = f"{found.computers} computers; new updates to approve: " + (
-            "yes" if found.new_updates_to_approve else "no"
-        )
-        return found, "\n".join([head, *(_line(u) for u in found.updates)])
+        return found, overview_text(found)
 
     return await show(settings, out, produce)
 
@@ -76,7 +100,13 @@ async def cmd_computer(settings: Settings, out: Output, args: argparse.Namespace
         found = await client.call(
             r.COMPUTER_REPORT, r.ComputerReportQuery(computer=args.computer, page=_page(args))
         )
-        lines = [f"{found.computer_id}: {_counts(found.totals)}"] + [
+        contact = (
+            f"last contact {found.last_contact_at:%Y-%m-%d %H:%M}"
+            if found.last_contact_at is not None
+            else "never in contact"
+        )
+        silent = " (NOT REPORTING)" if found.not_reporting else ""
+        lines = [f"{found.computer_id}: {contact}{silent}; {_counts(found.totals)}"] + [
             f"KB{u.kb or '-':<8} {u.state:<26} {u.title[:60]}" for u in found.updates
         ]
         return found, "\n".join(lines)
