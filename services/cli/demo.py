@@ -3,7 +3,9 @@
 Groups (Workstations, its child Pilot, Servers), a policy, two auto-approval rules (Windows
 security updates for Workstations within a week; for Pilot as soon as possible), 1,000
 simulated computers spread over the groups, and a compliance summary every 30 seconds
-that moves as Pilot installs. Everything goes through the console API, like an operator.
+that moves as Pilot installs. A few computers go silent after a few minutes (not reporting
+once LOCKGATE_NOT_REPORTING_DAYS pass) and a few never report a status (no status), so they
+show apart from failing ones. Everything goes through the console API, like an operator.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from libs.contracts import approval as a
 from libs.contracts import policies as p
@@ -20,7 +23,15 @@ from services.cli.common import ApiClient, ApiFailure, Output, with_api
 from services.cli.sim_commands import run_fleet
 from services.simulator.fleet import Options
 
-FLEET = Options(computers=1000, prefix="demo", offline_rate=0.02, failure_rate=0.03)
+FLEET = Options(
+    computers=1000,
+    prefix="demo",
+    offline_rate=0.02,
+    failure_rate=0.03,
+    silent_rate=0.03,
+    silent_after=timedelta(minutes=5),
+    mute_rate=0.01,
+)
 SHARES = (("Pilot", 100), ("Workstations", 700), ("Servers", 200))
 
 
@@ -88,14 +99,15 @@ async def place_computers(client: ApiClient, computers: list[str]) -> None:
 
 def _summary(report: r.SummaryReport) -> str:
     lines = [
-        f"compliance: {report.computers} computers; new updates to approve: "
-        + ("yes" if report.new_updates_to_approve else "no")
+        f"compliance: {report.computers} computers, {report.computers_not_reporting} not "
+        "reporting; new updates to approve: " + ("yes" if report.new_updates_to_approve else "no")
     ]
     for update in report.updates[:5]:
         c = update.counts
         lines.append(
             f"  KB{update.kb or '-':<8} {c.installed:>4} installed {c.installed_pending_restart:>4}"
-            f" pending restart {c.needed:>4} needed {c.failed:>3} failed"
+            f" pending restart {c.needed:>4} needed {c.failed:>3} failed {c.no_status:>3} no status"
+            f" {c.not_reporting:>3} not reporting"
         )
     return "\n".join(lines)
 
@@ -111,7 +123,9 @@ async def show_fleet(settings: Settings, out: Output) -> int:
         f"  console API  {settings.url}/api/v1/docs\n"
         "  admin token  var/dev-token   (export LOCKGATE_TOKEN=$(cat var/dev-token))\n"
         "  try          lockgate report overview | lockgate groups show Pilot |"
-        " lockgate updates list --filter approved | lockgate computers plan demo-00000\n",
+        " lockgate updates list --filter approved | lockgate computers plan demo-00000\n"
+        "               lockgate computers list --filter not-reporting |"
+        " lockgate computers list --filter failed --sort failed\n",
         flush=True,
     )
 
