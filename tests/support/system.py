@@ -9,7 +9,7 @@ import base64
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ class System:
     http: httpx.AsyncClient
     database_url: str
     console_url: str
+    service_urls: dict[str, str] = field(default_factory=dict)
+    """Each service's own HTTP address (its /metrics, /readyz), by service name."""
 
     async def ok(self, method: str, path: str, **kwargs: Any) -> Any:
         """An API call that must succeed; its JSON body."""
@@ -109,7 +111,12 @@ async def running_system(
         async with httpx.AsyncClient(
             base_url=console_url, headers={"Authorization": f"Bearer {token}"}, timeout=120
         ) as http:
-            yield System(http, database, console_url)
+            yield System(
+                http,
+                database,
+                console_url,
+                {r.service: f"http://127.0.0.1:{r.port}" for r in runners},
+            )
     finally:
         for runner in runners:
             runner.stop_quietly()
