@@ -273,7 +273,11 @@ class ComputerList(Contract):
     """A page of the fleet list."""
 
     computers: list[FleetComputer] = Field(description="In the order asked for.")
-    managed: int = Field(description="Managed computers (the whole fleet, unfiltered).")
+    managed: int | None = Field(
+        default=None,
+        description="Managed computers (the whole fleet, unfiltered), on the first page only "
+        "(counting a large fleet on every page would cost more than the page).",
+    )
     next_cursor: str | None = Field(
         description="Pass it as `cursor` for the next page; null on the last page."
     )

@@ -60,7 +60,7 @@ async def list_computers(ctx: HandlerContext, query: r.ListComputers) -> r.Compu
     last = rows[-1] if len(rows) == query.limit else None
     return r.ComputerList(
         computers=computers,
-        managed=await store.computers.count(ctx.conn),
+        managed=await store.computers.count(ctx.conn) if after is None else None,
         next_cursor=fleet.encode(fleet.Position(query.sort, last.key, last.computer_id))
         if last
         else None,
