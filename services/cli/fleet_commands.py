@@ -85,12 +85,19 @@ def next_command(args: argparse.Namespace, cursor: str) -> str:
 def table(found: r.ComputerList, args: argparse.Namespace) -> str:
     if found.managed == 0:
         return NOT_ENROLLED
+    # The managed count comes with the first page only (counting a million rows per page
+    # cost more than the page): later pages say how many they show.
+    of_managed = "" if found.managed is None else f" of {found.managed} managed"
     if not found.computers:
-        return f"no computer matches (of {found.managed} managed)"
+        return (
+            f"no computer matches ({of_managed.strip()})"
+            if of_managed
+            else ("no computer matches on this page")
+        )
     lines = [COLUMNS, *(row(c) for c in found.computers)]
     silent = sum(c.not_reporting for c in found.computers)
     lines.append(
-        f"{len(found.computers)} shown of {found.managed} managed"
+        f"{len(found.computers)} shown{of_managed}"
         + (f"; ! = not reporting ({silent} here)" if silent else "")
     )
     if found.next_cursor is not None:

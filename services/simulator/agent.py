@@ -50,6 +50,9 @@ class Options:
     mute_rate: float = 0.0
     """Share of computers that check in (and stay in contact) but never report a status:
     an agent whose update detection is broken (no status for every update approved)."""
+    checkin_every: timedelta | None = None
+    """Check in this often instead of at the policy's detection frequency (8-22 hours): a
+    demo compresses time this way, so a silent computer stands out within minutes."""
 
 
 @dataclass

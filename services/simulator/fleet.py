@@ -132,7 +132,7 @@ class Fleet:
                 if agent.plan is not None
                 else DETECTION_HOURS_BEFORE_PLAN
             )
-            span = timedelta(hours=hours)
+            span = self.options.checkin_every or timedelta(hours=hours)
             if quiet_at is not None and quiet_at - self.clock.now() <= span:
                 await self._sleep_simulated(quiet_at - self.clock.now())
                 self.go_silent(agent)

@@ -110,6 +110,16 @@ def test_an_empty_page_and_an_empty_fleet_say_so() -> None:
     assert table(r.ComputerList(computers=[], managed=0, next_cursor=None), args) == NOT_ENROLLED
 
 
+def test_a_later_page_without_the_managed_count_says_only_what_it_shows() -> None:
+    """The managed count comes with the first page only: later pages must not print None."""
+    args = parser().parse_args(["computers", "list"])
+    later = r.ComputerList(computers=[computer("pc-3")], managed=None, next_cursor=None)
+    assert "1 shown" in table(later, args).splitlines()[-1]
+    assert "None" not in table(later, args)
+    empty = r.ComputerList(computers=[], managed=None, next_cursor=None)
+    assert table(empty, args) == "no computer matches on this page"
+
+
 def test_the_overview_shows_every_number_and_until_a_computer_checks_in_how_to_enrol() -> None:
     empty = r.SummaryReport(new_updates_to_approve=False, computers=0, updates=[], total=0)
     text = overview_text(empty)
