@@ -103,6 +103,17 @@ class Summary(Contract):
     page: Page = Field(default_factory=Page, description="Which updates.")
 
 
+NOT_ENROLLED = (
+    "No computer is managed yet: the update views fill once an agent checks in "
+    "(docs/product.md section 5).\n"
+    "Enrol a computer:  lockgate broker agents <computer-id> --output enrol.json\n"
+    "                   rabbitmqctl import_definitions enrol.json   (then set its password)\n"
+    "Write or install an agent by docs/agent-protocol.md (the agent contract: "
+    "docs/asyncapi.yaml), or try one: lockgate sim --computers 10"
+)
+"""What the overview says until the first computer checks in."""
+
+
 class SummaryReport(Contract):
     """Per update counts over the whole fleet, and the overview's notification."""
 
@@ -110,6 +121,11 @@ class SummaryReport(Contract):
         description="At least one managed computer needs an update neither approved nor declined."
     )
     computers: int = Field(description="Managed computers.")
+    enrolment: str | None = Field(
+        default=None,
+        description="Until the first computer checks in: that no computer is managed yet and "
+        "how an agent is enrolled; null once one is.",
+    )
     computers_not_reporting: int = Field(
         default=0, description="Managed computers silent for longer than the setting."
     )

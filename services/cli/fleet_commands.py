@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from libs.contracts import reporting as r
+from libs.contracts.reporting import NOT_ENROLLED
 from libs.contracts.spec import Contract
 from libs.settings import Settings
 from services.cli.common import ApiClient, Output, show
-from services.cli.report_commands import NOT_ENROLLED
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]

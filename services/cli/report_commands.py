@@ -6,23 +6,13 @@ import argparse
 from typing import TYPE_CHECKING
 
 from libs.contracts import reporting as r
+from libs.contracts.reporting import NOT_ENROLLED
 from libs.contracts.spec import Contract
 from libs.settings import Settings
 from services.cli.common import ApiClient, Output, show
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
-
-
-NOT_ENROLLED = (
-    "No computer is managed yet: the update views fill once an agent checks in "
-    "(docs/product.md section 5).\n"
-    "Enrol a computer:  lockgate broker agents <computer-id> --output enrol.json\n"
-    "                   rabbitmqctl import_definitions enrol.json   (then set its password)\n"
-    "Write or install an agent by docs/agent-protocol.md (the agent contract: "
-    "docs/asyncapi.yaml), or try one: lockgate sim --computers 10"
-)
-"""What the overview says until the first computer checks in."""
 
 
 def _counts(counts: r.StateCounts) -> str:

@@ -128,6 +128,8 @@ async def test_failed_silent_and_never_reported_are_each_their_own_number(
     # Until a computer checks in, the overview and the list say none is managed yet.
     overview = await ok("GET", "/reports/overview")
     assert overview["computers"] == 0
+    assert "No computer is managed yet" in overview["enrolment"]
+    assert "lockgate broker agents" in overview["enrolment"]
     assert (await ok("GET", "/computers"))["managed"] == 0
 
     # The fleet: X needed everywhere (three installs fail), Y held by four computers.
@@ -178,10 +180,12 @@ async def test_failed_silent_and_never_reported_are_each_their_own_number(
 
     # Per update: failed, silent and never reported are three numbers.
     async def counts_settled() -> bool:
+        """Every report sent has been taken (the agents' sends are not the ingest)."""
         counts = (await ok("GET", f"/reports/updates/{x}"))["update"]["counts"]
-        return bool(counts["installed"] + counts["installed_pending_restart"] == 11)
+        taken = counts["installed"] + counts["installed_pending_restart"] + counts["failed"]
+        return bool(taken + counts["not_reporting"] + counts["no_status"] == COMPUTERS)
 
-    await eventually(counts_settled, timeout=60, what="every install of X counted")
+    await eventually(counts_settled, timeout=60, what="every report on X counted")
     counts = (await ok("GET", f"/reports/updates/{x}"))["update"]["counts"]
     assert (counts["failed"], counts["not_reporting"], counts["no_status"], counts["needed"]) == (
         3,
@@ -231,8 +235,11 @@ async def test_failed_silent_and_never_reported_are_each_their_own_number(
             return (await http.get(system.service_urls["reporting"] + "/metrics")).text
 
         async def gauges_settled() -> bool:
-            samples = _gauges(await scraped(), "lockgate_update_overdue_computers")
-            return len(samples) >= 2 and sorted(samples.values()) == [2.0, 6.0]
+            """One sample taken after everything above (gauges are sampled periodically)."""
+            text = await scraped()
+            samples = _gauges(text, "lockgate_update_overdue_computers")
+            quiet = _gauges(text, "lockgate_computers_not_reporting")
+            return sorted(samples.values()) == [2.0, 6.0] and quiet == {frozenset(): 3.0}
 
         await eventually(gauges_settled, timeout=30, what="reporting's gauges sampled")
         text = await scraped()

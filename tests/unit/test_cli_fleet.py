@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from libs.contracts import reporting as r
+from libs.contracts.reporting import NOT_ENROLLED
 from services.cli.fleet_commands import next_command, query_of, table
 from services.cli.main import parser
-from services.cli.report_commands import NOT_ENROLLED, overview_text
+from services.cli.report_commands import overview_text
 
 NOW = datetime(2026, 2, 11, 20, 0, tzinfo=UTC)
 

@@ -19,9 +19,11 @@ async def summary(ctx: HandlerContext, query: r.Summary) -> r.SummaryReport:
     ids, total = await store.aggregates.reported_updates(ctx.conn, query.page)
     found = {c.update_id: c for c in await store.aggregates.compliance(ctx.conn, ids, since)}
     updates = [found[i] for i in ids if i in found]
+    computers = await store.computers.count(ctx.conn)
     return r.SummaryReport(
         new_updates_to_approve=await store.aggregates.new_updates_to_approve(ctx.conn),
-        computers=await store.computers.count(ctx.conn),
+        computers=computers,
+        enrolment=r.NOT_ENROLLED if computers == 0 else None,
         computers_not_reporting=await store.computers.count_silent(ctx.conn, since),
         totals=sum_counts([u.counts for u in updates]),
         updates=updates,
