@@ -43,7 +43,7 @@ def test_a_required_install_is_behind_where_the_computer_lacks_it(state: str, be
         ("installed", True),
         ("installed_pending_restart", True),
         ("needed", False),
-        ("failed", False),
+        ("failed", True),
         ("no_status", False),
         ("not_applicable", False),
     ],

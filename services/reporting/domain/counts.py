@@ -20,8 +20,10 @@ APPLIES = ("installed", "needed", "failed", "installed_pending_restart")
 BEHIND = ("needed", "failed")
 """The states of computers that still need an update: most needed first means most of these."""
 
-HOLDS = ("installed", "installed_pending_restart")
-"""The states of a computer that still holds an update (behind on an uninstall)."""
+HOLDS = ("installed", "installed_pending_restart", "failed")
+"""The states of a computer that still holds an update (behind on an uninstall): under an
+uninstall approval a failure is the uninstall's, which left the update in place; the
+scheduler sends the uninstall again for the same states (libs/domain/agent_reports.py)."""
 
 LACKS = ("needed", "failed", "no_status")
 """The states of a computer that does not have an update (behind on a required install)."""
