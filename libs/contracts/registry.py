@@ -79,6 +79,7 @@ REGISTRY = Registry(
         *system.HEARTBEAT.values(),
         scheduler.AGENT_CHECKIN,
         scheduler.COMPUTER_REGISTERED,
+        scheduler.COMPUTER_POLICY_CHANGED,
         catalog.UPDATE_PUBLISHED,
         catalog.UPDATE_REVISED,
         catalog.UPDATE_SUPERSEDED,

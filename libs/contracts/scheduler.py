@@ -84,6 +84,24 @@ class ComputerRegistered(Contract):
     registered_at: AwareDatetime = Field(description="When the scheduler registered it.")
 
 
+class ComputerPolicyChanged(Contract):
+    """The policy in force for a computer changed (or was first decided at its registration):
+    assigned to one of its groups or an ancestor, unassigned, or deleted (docs/product.md
+    section 1)."""
+
+    computer_id: str = Field(pattern=COMPUTER_ID_PATTERN, description="Id of the computer.")
+    policy_id: str | None = Field(
+        description="Id of the policy in force; null: no policy (the recommended values apply)."
+    )
+    policy_name: str = Field(
+        description="Name of the policy in force; `no policy` when none of its groups (nor "
+        "their ancestors) carries one."
+    )
+    changed_at: AwareDatetime = Field(
+        description="When the scheduler found the change (the newest one wins)."
+    )
+
+
 AGENT_CHECKIN: AgentEventSpec[AgentCheckin] = AgentEventSpec(
     type="agent.checkin.v1",
     model=AgentCheckin,
@@ -119,5 +137,20 @@ COMPUTER_REGISTERED = event(
         hostname="reception-01",
         timezone="Europe/Paris",
         registered_at=datetime(2026, 2, 11, 7, 42, 6, tzinfo=UTC),
+    ),
+)
+
+COMPUTER_POLICY_CHANGED = event(
+    "scheduler",
+    "computer",
+    "policy-changed",
+    ComputerPolicyChanged,
+    summary="The policy in force for a computer changed, or was decided at its registration.",
+    subject="the computer id",
+    example=ComputerPolicyChanged(
+        computer_id="pc-0042",
+        policy_id="7f3c2a9e-51d4-4c1b-9a3e-2d8b6f0c4e11",
+        policy_name="Workstations",
+        changed_at=datetime(2026, 2, 11, 7, 42, 6, tzinfo=UTC),
     ),
 )

@@ -13,7 +13,7 @@ from libs.contracts import agents as ag
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
 from libs.contracts import reporting as r
-from libs.contracts.scheduler import AGENT_CHECKIN, COMPUTER_REGISTERED
+from libs.contracts.scheduler import AGENT_CHECKIN, COMPUTER_POLICY_CHANGED, COMPUTER_REGISTERED
 from libs.contracts.system import HEARTBEAT, PING
 from libs.read_copies.groups import group_copy
 from libs.service import Answer, Every, On, ServiceDefinition
@@ -51,6 +51,7 @@ SERVICE = ServiceDefinition(
             handle_many=ingest.check_in,
         ),
         On(COMPUTER_REGISTERED, queue="computers", handle=copies.learn_computer),
+        On(COMPUTER_POLICY_CHANGED, queue="computers", handle=copies.learn_policy),
         On(c.UPDATE_PUBLISHED, queue="updates", handle=copies.learn_update),
         On(c.UPDATE_REVISED, queue="updates", handle=copies.learn_update),
         On(c.UPDATE_SUPERSEDED, queue="updates", handle=copies.learn_superseded),

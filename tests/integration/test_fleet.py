@@ -7,13 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from libs.contracts import approval as a
+from libs.contracts import policies as p
 from libs.contracts import reporting as r
+from tests.integration.test_approval import lockgate
 from tests.integration.test_reporting import (  # noqa: F401 (the fixture)
     T0,
     Reports,
     reports,
     setup,
 )
+from tests.support.messages import checkin, eventually, publish_checkins
 
 
 async def _list(reports: Reports, **query: object) -> r.ComputerList:  # noqa: F811
@@ -113,3 +116,44 @@ async def test_failed_silent_and_never_reported_computers_are_counted_apart(
     assert await ids(group="Lab") == ["pc-f2"], "subgroups included"
     lab = await _list(reports, group="Lab")
     assert lab.computers[0].groups == ["Lab bench"]
+
+
+async def test_the_fleet_list_shows_the_policy_in_force_as_the_scheduler_announces_it(
+    reports: Reports,  # noqa: F811
+) -> None:
+    """scheduler.computer.policy-changed.v1: at registration ("no policy"), then each time
+    an assignment or unassignment changes a computer's policy in force, and only then."""
+    computers = ["pc-p1", "pc-p2", "pc-p3"]
+    await publish_checkins(reports.bus, [checkin(cid) for cid in computers])
+
+    async def policies_are(expected: dict[str, str]) -> bool:
+        listed = await _list(reports)
+        return {c.computer_id: c.policy for c in listed.computers} == expected
+
+    async def shown(expected: dict[str, str], what: str) -> None:
+        await eventually(lambda: policies_are(expected), timeout=30, what=what)
+
+    await shown(dict.fromkeys(computers, "no policy"), "every new computer announced")
+    await reports.rpc.call(a.CREATE_GROUP, a.CreateGroup(name="Kiosks"))
+    await reports.rpc.call(
+        a.CHANGE_MEMBERSHIP, a.ChangeMembership(computers=["pc-p1", "pc-p2"], group="Kiosks")
+    )
+    await reports.rpc.call(p.CREATE_POLICY, p.CreatePolicy(name="Kiosk nights"))
+    await reports.rpc.call(p.ASSIGN_POLICY, p.AssignPolicy(policy="Kiosk nights", group="Kiosks"))
+    await shown(
+        {"pc-p1": "Kiosk nights", "pc-p2": "Kiosk nights", "pc-p3": "no policy"},
+        "the group's policy in the fleet list",
+    )
+    code, printed, err = await lockgate(reports.cli, "computers", "list", "--search", "pc-p1")
+    assert code == 0, err
+    assert [(c["computer_id"], c["policy"]) for c in printed["computers"]] == [
+        ("pc-p1", "Kiosk nights")
+    ], "GET /computers shows it too"
+
+    await reports.rpc.call(p.UNASSIGN_POLICY, p.UnassignPolicy(group="Kiosks"))
+    await shown(dict.fromkeys(computers, "no policy"), "no policy after the unassignment")
+    await reports.settled()
+    announced = await reports.db.fetchval(
+        "SELECT count(*) FROM scheduler.outbox WHERE routing_key LIKE '%policy-changed%'"
+    )
+    assert announced == 3 + 2 + 2, "a computer is announced only when its policy changes"

@@ -1,12 +1,12 @@
-"""The read copy of managed computers: registrations, check-in inventory, last contact, and
-per-computer counters (the fleet list's columns)."""
+"""The read copy of managed computers: registrations, check-in inventory, policy in force,
+last contact, and per-computer counters (the fleet list's columns)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from libs.contracts.scheduler import AgentCheckin, ComputerRegistered
+from libs.contracts.scheduler import AgentCheckin, ComputerPolicyChanged, ComputerRegistered
 from libs.db.pool import Connection
 from services.reporting.domain.counts import ComputerMove
 
@@ -58,6 +58,22 @@ async def check_in(conn: Connection, checkins: Sequence[AgentCheckin], now: date
         [c.agent_version for c in checkins],
         [c.timezone for c in checkins],
         now,
+    )
+
+
+async def set_policy(conn: Connection, change: ComputerPolicyChanged) -> None:
+    """The computer's policy in force, unless a newer one is already kept. A computer not
+    known yet is kept under its id (its check-ins, on their own queue, bring its name)."""
+    await conn.execute(
+        "INSERT INTO computers (computer_id, hostname, registered_at, last_contact_at, policy,"
+        " policy_changed_at) VALUES ($1, $1, $3, $3, $2, $3)"
+        " ON CONFLICT (computer_id) DO UPDATE SET policy = EXCLUDED.policy,"
+        " policy_changed_at = EXCLUDED.policy_changed_at"
+        " WHERE computers.policy_changed_at IS NULL"
+        " OR computers.policy_changed_at <= EXCLUDED.policy_changed_at",
+        change.computer_id,
+        change.policy_name,
+        change.changed_at,
     )
 
 

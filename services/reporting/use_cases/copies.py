@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
-from libs.contracts.scheduler import ComputerRegistered
+from libs.contracts.scheduler import ComputerPolicyChanged, ComputerRegistered
 from libs.service import HandlerContext
 from services.reporting import store
 
 
 async def learn_computer(ctx: HandlerContext, event: ComputerRegistered) -> None:
     await store.computers.put(ctx.conn, event)
+
+
+async def learn_policy(ctx: HandlerContext, event: ComputerPolicyChanged) -> None:
+    """The fleet list shows the newest policy in force the scheduler announced."""
+    await store.computers.set_policy(ctx.conn, event)
 
 
 async def learn_update(ctx: HandlerContext, event: c.UpdatePublished | c.UpdateRevised) -> None:

@@ -10,6 +10,14 @@ from services.scheduler.domain.restarts import RestartState
 
 
 @dataclass(frozen=True)
+class PublishedPolicy:
+    """The policy in force last announced for a computer (policy_id None: "no policy")."""
+
+    policy_id: str | None
+    name: str
+
+
+@dataclass(frozen=True)
 class ManagedComputer:
     """A computer as its check-ins, fired timers and restarts left it."""
 
@@ -24,3 +32,5 @@ class ManagedComputer:
     agent_version: str
     inventory: Inventory = field(default_factory=Inventory)
     """What its last check-in said of it (requirements are checked against it)."""
+    published_policy: PublishedPolicy | None = None
+    """The policy in force last announced for it (None: none announced yet)."""

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from libs.contracts.approval import ROOT_GROUP_ID
 from libs.contracts.policies import RECOMMENDED, PolicySettings
+from services.scheduler.domain.computers import PublishedPolicy
 from services.scheduler.domain.plans import NO_POLICY, PolicyInForce
 
 
@@ -86,3 +87,13 @@ def policy_in_force(groups: Iterable[str], context: PolicyContext) -> PolicyInFo
         return PolicyInForce(None, NO_POLICY, RECOMMENDED, None)
     name, settings = context.settings[chosen.assignment.policy_id]
     return PolicyInForce(chosen.assignment.policy_id, name, settings, chosen.conflict)
+
+
+def policy_to_announce(
+    published: PublishedPolicy | None, in_force: PolicyInForce
+) -> PublishedPolicy | None:
+    """What to announce of a computer's policy in force: None while it is the one last
+    announced (by id, and by name, so a renamed policy is announced again); the policy in
+    force when it differs or nothing was announced yet (a new computer, "no policy" included)."""
+    now_in_force = PublishedPolicy(in_force.policy_id, in_force.name)
+    return None if published == now_in_force else now_in_force

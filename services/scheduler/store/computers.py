@@ -10,13 +10,14 @@ import asyncpg
 from libs.contracts.scheduler import AgentCheckin
 from libs.db.pool import Connection
 from services.scheduler.domain.applicability import Inventory
-from services.scheduler.domain.computers import ManagedComputer
+from services.scheduler.domain.computers import ManagedComputer, PublishedPolicy
 from services.scheduler.domain.restarts import RestartState
 
 COLUMNS = (
     "computer_id, timezone, user_logged_on, last_checkin_at, last_window_at,"
     " deadline_fired_through, plan_hash, restart_phase, restart_due_at, restart_prompts,"
-    " agent_version, architecture, operating_system, free_disk_bytes, memory_bytes"
+    " agent_version, architecture, operating_system, free_disk_bytes, memory_bytes,"
+    " published_policy_id::text AS published_policy_id, published_policy"
 )
 """The columns `from_row` reads."""
 
@@ -38,6 +39,9 @@ def from_row(r: asyncpg.Record) -> ManagedComputer:
             free_disk_bytes=r["free_disk_bytes"],
             memory_bytes=r["memory_bytes"],
         ),
+        published_policy=None
+        if r["published_policy"] is None
+        else PublishedPolicy(r["published_policy_id"], r["published_policy"]),
     )
 
 
@@ -93,6 +97,22 @@ async def find(conn: Connection, computer_ids: Sequence[str]) -> dict[str, Manag
         list(computer_ids),
     )
     return {r["computer_id"]: from_row(r) for r in rows}
+
+
+async def set_published_policies(
+    conn: Connection, announced: Sequence[tuple[str, PublishedPolicy]]
+) -> None:
+    """Remember the policy in force announced for each of these computers (one statement)."""
+    if not announced:
+        return
+    await conn.execute(
+        "UPDATE computers c SET published_policy_id = k.p, published_policy = k.n"
+        " FROM unnest($1::text[], $2::uuid[], $3::text[]) AS k (c, p, n)"
+        " WHERE c.computer_id = k.c",
+        [computer_id for computer_id, _ in announced],
+        [policy.policy_id for _, policy in announced],
+        [policy.name for _, policy in announced],
+    )
 
 
 async def set_user_logged_on(conn: Connection, computer_id: str, value: bool) -> None:

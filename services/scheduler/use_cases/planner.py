@@ -2,7 +2,8 @@
 
 Events only mark computers (`plan_dirty_at`); this module computes their plans, stores
 them, keeps their timers in line and publishes `computer.<id>.plan.v1` when a plan changed
-(or always, in answer to a check-in).
+(or always, in answer to a check-in), and `scheduler.computer.policy-changed.v1` when the
+policy in force for a computer is not the one last announced for it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 import structlog
 
 from libs.contracts.agents import PLAN, ComputerPlan, GetPlan
+from libs.contracts.scheduler import COMPUTER_POLICY_CHANGED, ComputerPolicyChanged
 from libs.db.outbox import Outbox
 from libs.db.pool import Connection
 from libs.domain.content_urls import ContentLinks
@@ -20,8 +22,9 @@ from libs.observability import metrics
 from libs.service import HandlerContext, NotFound, TaskContext
 from services.scheduler import store
 from services.scheduler.domain.agent_updates import agent_update
+from services.scheduler.domain.computers import PublishedPolicy
 from services.scheduler.domain.plans import Computer, build_plan, plan_digest
-from services.scheduler.domain.policy import policy_in_force
+from services.scheduler.domain.policy import policy_in_force, policy_to_announce
 from services.scheduler.domain.timers import TimerChange, plan_timers
 
 log = structlog.get_logger(__name__)
@@ -55,9 +58,13 @@ async def replan(
     plans: dict[str, ComputerPlan] = {}
     publish: list[tuple[ComputerPlan, str]] = []
     timers: list[TimerChange] = []
+    announced: list[tuple[str, PublishedPolicy]] = []
     for computer_id in ids:
         row = rows[computer_id]
         policy = policy_in_force(member_of[computer_id], context)
+        announce = policy_to_announce(row.published_policy, policy)
+        if announce is not None:
+            announced.append((computer_id, announce))
         approvals = [a for group in member_of[computer_id] for a in per_group.get(group, [])]
         plan, schedule = build_plan(
             Computer(computer_id, row.timezone, row.deadline_fired_through, row.inventory),
@@ -82,8 +89,36 @@ async def replan(
         plans[computer_id] = plan
     await store.timers.schedule(conn, timers)
     await outbox.add_many(PLAN, publish)
+    await _announce_policies(conn, outbox, announced, now)
     metrics.PLANS_PUBLISHED.inc(len(publish))
     return plans
+
+
+async def _announce_policies(
+    conn: Connection,
+    outbox: Outbox,
+    announced: Sequence[tuple[str, PublishedPolicy]],
+    now: datetime,
+) -> None:
+    """Publish the computers' new policies in force and remember them, in one batch."""
+    if not announced:
+        return
+    await store.computers.set_published_policies(conn, announced)
+    await outbox.add_many(
+        COMPUTER_POLICY_CHANGED,
+        [
+            (
+                ComputerPolicyChanged(
+                    computer_id=computer_id,
+                    policy_id=policy.policy_id,
+                    policy_name=policy.name,
+                    changed_at=now,
+                ),
+                computer_id,
+            )
+            for computer_id, policy in announced
+        ],
+    )
 
 
 async def plan_dirty_computers(task: TaskContext) -> int:
