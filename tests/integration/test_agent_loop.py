@@ -81,7 +81,7 @@ async def loop(infra: Infra, bus: Bus, log_dir: Path, tmp_path: Path) -> AsyncIt
         ),
     )
     async with running_system(
-        infra, bus, log_dir, tmp_path / "content", epoch=epoch, speed=SPEED
+        infra, log_dir, tmp_path / "content", epoch=epoch, speed=SPEED
     ) as system:
         try:
             yield Loop(system, fleet, bus)

@@ -58,7 +58,7 @@ async def estate(infra: Infra, bus: Bus, log_dir: Path, tmp_path: Path) -> Async
         ),
     )
     async with running_system(
-        infra, bus, log_dir, tmp_path / "content", epoch=epoch, speed=SPEED
+        infra, log_dir, tmp_path / "content", epoch=epoch, speed=SPEED
     ) as system:
         try:
             yield Estate(system, fleet)

@@ -54,7 +54,7 @@ async def estate(
         ),
     )
     async with running_system(
-        infra, bus, log_dir, tmp_path / "content", epoch=epoch, speed=SPEED
+        infra, log_dir, tmp_path / "content", epoch=epoch, speed=SPEED
     ) as system:
         try:
             yield system, fleet

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 
-from libs.bus import Bus
 from libs.contracts.api import PREFIX
 from libs.contracts.names import dead_letter_queue_name
 from libs.db.pool import drop_database
@@ -75,7 +75,6 @@ class System:
 @asynccontextmanager
 async def running_system(
     infra: Infra,
-    bus: Bus,
     log_dir: Path,
     content_dir: Path,
     *,
@@ -120,10 +119,23 @@ async def running_system(
     finally:
         for runner in runners:
             runner.stop_quietly()
-        channel = await bus.connection.channel()
+        try:
+            await _delete_queues(infra)
+        finally:
+            await drop_database(database)
+
+
+async def _delete_queues(infra: Infra) -> None:
+    """Remove the services' queues over a connection of its own: the test's connection may
+    have been closed by the broker (aiormq can leave a cancelled channel open half-done,
+    which the broker answers by closing the whole connection), and the clean-up must still
+    happen."""
+    connection = await aio_pika.connect(infra.amqp_url)
+    try:
+        channel = await connection.channel()
         for service in (CATALOG, APPROVAL, SCHEDULER, REPORTING):
             for queue in service.queues():
                 await channel.queue_delete(queue)
                 await channel.queue_delete(dead_letter_queue_name(queue))
-        await channel.close()
-        await drop_database(database)
+    finally:
+        await connection.close()
