@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from libs.bus import Bus
+from tests.support.faults import write_report
 from tests.support.infra import Infra, session_infra
 
 
@@ -40,3 +41,8 @@ async def db(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(infra.database_url)
     yield conn
     await conn.close()
+
+
+def pytest_sessionfinish() -> None:
+    """docs/RELIABILITY.md from the fault tests that ran (tests/support/faults.py)."""
+    write_report()
