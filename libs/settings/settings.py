@@ -175,6 +175,28 @@ class Settings(BaseSettings):
     storage_quota_bytes: int = Field(
         default=10 * 1024**3, ge=0, description="Tenant storage quota for uploaded content."
     )
+    installer_probe_cpu_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=600,
+        description="CPU seconds the child process reading an uploaded installer's metadata "
+        "may use (RLIMIT_CPU); past it the upload is refused as not a valid installer.",
+    )
+    installer_probe_memory_mb: int = Field(
+        default=512,
+        ge=64,
+        le=65_536,
+        description="Memory in MiB the child process reading an uploaded installer's metadata "
+        "may allocate (RLIMIT_AS, on top of the installer's own mapped size); past it the "
+        "upload is refused as not a valid installer.",
+    )
+    installer_probe_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock seconds the catalog waits for the child process reading an "
+        "installer's metadata before killing it and refusing the upload.",
+    )
     shutdown_grace_seconds: float = Field(
         default=20.0, gt=0, description="On SIGTERM, how long in-flight work may take to finish."
     )
