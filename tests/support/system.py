@@ -39,6 +39,9 @@ class System:
     console_url: str
     service_urls: dict[str, str] = field(default_factory=dict)
     """Each service's own HTTP address (its /metrics, /readyz), by service name."""
+    runners: dict[str, ServiceRunner] = field(default_factory=dict)
+    """Each service's process, by service name (console included): fault tests kill -9 one
+    and start it again on the same port and settings."""
 
     async def ok(self, method: str, path: str, **kwargs: Any) -> Any:
         """An API call that must succeed; its JSON body."""
@@ -115,6 +118,7 @@ async def running_system(
                 database,
                 console_url,
                 {r.service: f"http://127.0.0.1:{r.port}" for r in runners},
+                {r.service: r for r in runners},
             )
     finally:
         for runner in runners:
