@@ -25,7 +25,7 @@ from libs.db.outbox import Outbox
 from libs.db.pool import Pool
 from libs.observability import metrics
 from libs.service.clock import Clock
-from libs.service.handlers import Answer, HandlerContext, Instance, On
+from libs.service.handlers import Answer, HandlerContext, Instance, On, run_after_commit
 from libs.service.pipeline import InFlight, Pipeline
 from libs.settings import Settings
 
@@ -130,6 +130,7 @@ class BatchingPipeline:
         by_route: dict[str, list[_Waiting]] = {}
         for item in batch:
             by_route.setdefault(item.route.name, []).append(item)
+        committed: list[tuple[HandlerContext, str]] = []
         async with self._pool.acquire() as conn, conn.transaction():
             for name, items in by_route.items():
                 fresh = await inbox.claim_many(conn, [i.envelope.id for i in items], name)
@@ -152,8 +153,11 @@ class BatchingPipeline:
                 )
                 assert route.handle_many is not None  # noqa: S101 - only such routes batch
                 await route.handle_many(ctx, [(i.envelope, i.payload) for i in new])
+                committed.append((ctx, name))
                 metrics.MESSAGES_HANDLED.labels(name).inc(len(new))
                 metrics.MESSAGES_DUPLICATE.labels(name).inc(len(items) - len(new))
+        for ctx, name in committed:
+            await run_after_commit(ctx, self._pool, name)
         # Committed: ack the whole batch at once (a lost ack means a redelivery the inbox skips).
         results = await asyncio.gather(*(i.message.ack() for i in batch), return_exceptions=True)
         for item, result in zip(batch, results, strict=True):

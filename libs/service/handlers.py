@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import structlog
+
 from libs.contracts.envelope import Envelope, source_of
 from libs.contracts.names import queue_name
 from libs.contracts.spec import CommandSpec, Contract, EventSpec
@@ -21,6 +23,11 @@ Req = TypeVar("Req", bound=Contract)
 Rep = TypeVar("Rep", bound=Contract)
 
 COMMANDS_PURPOSE = "commands"
+
+log = structlog.get_logger(__name__)
+
+AfterCommit = Callable[[Pool], Awaitable[object]]
+"""Work a handler leaves for after its commit; it gets the pool (its transaction is over)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,24 @@ class HandlerContext:
     instance: Instance
     settings: Settings
     """The process settings (quota, directories, ...)."""
+    after_commit: list[AfterCommit] = field(default_factory=list)
+    """Work for once the transaction has committed (`on_commit`)."""
+
+    def on_commit(self, work: AfterCommit) -> None:
+        """Run `work(pool)` once this transaction has committed, before the reply and the ack
+        (never if it rolls back). A failure there is logged and the commit stands, so the work
+        must be safe to repeat and something must finish it after a crash (a periodic task):
+        e.g. moving a file into the place a committed row names."""
+        self.after_commit.append(work)
+
+
+async def run_after_commit(ctx: HandlerContext, pool: Pool, handler: str) -> None:
+    """The committed transaction's `on_commit` work, in order; a failure is logged only."""
+    for work in ctx.after_commit:
+        try:
+            await work(pool)
+        except Exception as error:  # noqa: BLE001 - the commit stands; a periodic task repairs
+            log.warning("after_commit.failed", handler=handler, error=repr(error))
 
 
 @dataclass

@@ -49,7 +49,7 @@ from libs.db.pool import Pool
 from libs.observability import metrics
 from libs.service.clock import SYSTEM_CLOCK, Clock
 from libs.service.errors import DomainError, Refused
-from libs.service.handlers import Answer, HandlerContext, Instance, On
+from libs.service.handlers import Answer, HandlerContext, Instance, On, run_after_commit
 from libs.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -230,6 +230,7 @@ class Pipeline:
         payload: Contract,
     ) -> Outcome:
         reply: tuple[str, bytes] | None = None
+        ctx: HandlerContext | None = None
         with timed_step(self._on_step, STEP_TRANSACTION):
             async with self._pool.acquire() as conn, conn.transaction():
                 with timed_step(self._on_step, STEP_CLAIM):
@@ -264,6 +265,8 @@ class Pipeline:
                             await inbox.store_reply(conn, envelope.id, route.name, *reply)
         # Committed. A failure from here on is not the handler's: the effect stands, and a
         # redelivery (if the ack is lost) is skipped by the inbox.
+        if ctx is not None and ctx.after_commit:
+            await run_after_commit(ctx, self._pool, route.name)
         try:
             if reply is not None:
                 with timed_step(self._on_step, STEP_REPLY):
