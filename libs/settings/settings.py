@@ -36,7 +36,21 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/lockgate",
-        description="PostgreSQL URL of the database holding every service's schema.",
+        description="PostgreSQL URL of the database holding every service's schema; several "
+        "hosts follow a failover: postgresql://user@h1:5432,h2:5432/lockgate"
+        "?target_session_attrs=read-write.",
+    )
+    database_command_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long one database statement may take before it fails as a timeout "
+        "(the message waits for the database and runs again; it is not dead-lettered).",
+    )
+    database_connect_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long opening one database connection may take (per host of a "
+        "multi-host URL) before it counts as the database not answering.",
     )
     log_level: LogLevel = Field(default="info", description="Lowest level of log events written.")
     http_host: str = Field(
