@@ -189,6 +189,25 @@ class Settings(BaseSettings):
     storage_quota_bytes: int = Field(
         default=10 * 1024**3, ge=0, description="Tenant storage quota for uploaded content."
     )
+    upload_expiry_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 365,
+        description="An upload not committed and with no activity (no chunk, no step answered) "
+        "for this many hours expires: its bytes are dropped and its quota freed.",
+    )
+    upload_sweep_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often the catalog expires abandoned uploads and sweeps the content "
+        "store (finishes moves a crash interrupted, removes files no row refers to).",
+    )
+    content_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="The content sweeper removes temporary files and content no row refers "
+        "to only once they are older than this (an upload being committed is never swept).",
+    )
     installer_probe_cpu_seconds: int = Field(
         default=10,
         ge=1,
