@@ -147,6 +147,21 @@ CATALOG_STORAGE_BYTES = Gauge(
 CATALOG_STORAGE_QUOTA_BYTES = Gauge(
     "lockgate_catalog_storage_quota_bytes", "The storage quota (LOCKGATE_STORAGE_QUOTA_BYTES)."
 )
+CATALOG_CONTENT_MISSING = Gauge(
+    "lockgate_catalog_content_missing",
+    "Stored content rows whose file the content store does not have (last sweep; should be 0).",
+)
+CATALOG_CONTENT_SWEPT = Counter(
+    "lockgate_catalog_content_swept_total",
+    "Files the content sweeper acted on: temporary (removed), orphan (content no row refers "
+    "to, removed), settled (moved into place after a crash between commit and move).",
+    ["kind"],
+)
+CATALOG_UPLOADS_ENDED = Counter(
+    "lockgate_catalog_uploads_ended_total",
+    "Uploads ended before commit, by how: cancelled, expired.",
+    ["how"],
+)
 HTTP_REQUESTS = Counter(
     "lockgate_http_requests_total",
     "Console API requests, by method, route template and status code.",
