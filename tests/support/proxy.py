@@ -1,16 +1,27 @@
-"""A TCP proxy the tests can cut, to show clients survive a broker connection loss."""
+"""A TCP proxy the tests can cut, to show clients survive a broker connection loss; with
+fallbacks it also stands in for the load balancer in front of a broker cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
+from collections.abc import Sequence
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection at once."""
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection at once.
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
+    With `fallbacks`, a new connection goes to the first target that accepts it, in order,
+    as a TCP load balancer in front of a cluster does: when a node stops, its clients'
+    connections close and their reconnections reach the next node."""
+
+    def __init__(
+        self, target_host: str, target_port: int, *, fallbacks: Sequence[tuple[str, int]] = ()
+    ) -> None:
+        self._targets = [(target_host, target_port), *fallbacks]
+        self.forwarded: Counter[int] = Counter()
+        """Connections forwarded so far, by target port."""
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
@@ -21,9 +32,14 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
+        for host, port in self._targets:
+            try:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
+            except OSError:
+                continue
+            self.forwarded[port] += 1
+            break
+        else:
             writer.close()
             return
         self._writers |= {writer, up_writer}
