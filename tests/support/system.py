@@ -83,10 +83,16 @@ async def running_system(
     *,
     epoch: datetime,
     speed: float,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[System]:
     """Start every service and the console; stop them, delete the services' queues (so later
-    tests' messages do not pile up in them) and drop the database at the end."""
-    database = f"{infra.database_url}_e2e{secrets.token_hex(3)}"
+    tests' messages do not pile up in them) and drop the database at the end.
+
+    `database_url` runs the system on that database instead of a fresh one beside the
+    session's (a private cluster's multi-host URL, say); the caller then owns and drops it.
+    `extra_env` adds or overrides settings of every process."""
+    database = database_url or f"{infra.database_url}_e2e{secrets.token_hex(3)}"
     token = "lg_e2e_" + secrets.token_urlsafe(12)
     env = {
         "LOCKGATE_CLOCK_SPEED": str(speed),
@@ -98,6 +104,7 @@ async def running_system(
         "LOCKGATE_BOOTSTRAP_TOKEN": token,
         "LOCKGATE_CONTENT_DIR": str(content_dir),
         "LOCKGATE_DATABASE_URL": database,
+        **(extra_env or {}),
     }
     console = ServiceRunner("console", infra, log_dir, **env)
     # Plans sign content URLs for the console the agents download from.
@@ -126,7 +133,8 @@ async def running_system(
         try:
             await _delete_queues(infra)
         finally:
-            await drop_database(database)
+            if database_url is None:
+                await drop_database(database)
 
 
 async def _delete_queues(infra: Infra) -> None:
