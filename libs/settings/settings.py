@@ -143,6 +143,11 @@ class Settings(BaseSettings):
         description="How often services sample gauges from the broker and their database "
         "(queue depth and consumers, timers due, restarts pending, catalog storage).",
     )
+    dead_letter_keeper: bool = Field(
+        default=True,
+        description="Console: take every <queue>.dlq into the console's dead-letter store "
+        "(lockgate dlq, /api/v1/dead-letters); off, dead letters stay in the broker's queues.",
+    )
     clock_speed: float = Field(
         default=1.0,
         ge=1,
