@@ -80,6 +80,12 @@ QUEUE_MESSAGES = Gauge(
     "every LOCKGATE_METRICS_SAMPLE_SECONDS by passive declare (the queue's owner reports it).",
     ["queue"],
 )
+DEAD_LETTERS_WAITING = Gauge(
+    "lockgate_dead_letters_waiting",
+    "Dead letters waiting in the console's dead-letter store (lockgate dlq list), by "
+    "dead-letter queue; sampled every LOCKGATE_METRICS_SAMPLE_SECONDS and after each change.",
+    ["queue"],
+)
 QUEUE_CONSUMERS = Gauge(
     "lockgate_queue_consumers",
     "Consumers attached to one of this service's queues, sampled with lockgate_queue_messages.",
