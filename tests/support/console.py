@@ -27,11 +27,21 @@ class ConsoleUnderTest:
 
 
 @asynccontextmanager
-async def running_console(settings: Settings) -> AsyncIterator[ConsoleUnderTest]:
+async def running_console(
+    settings: Settings, *, dead_letter_keeper: bool = False
+) -> AsyncIterator[ConsoleUnderTest]:
+    """The console; its dead-letter keeper only when asked, since most tests read the
+    dead-letter queues themselves."""
     token = "lg_test_" + secrets.token_urlsafe(12)
     port = free_port()
     app = create_app(
-        settings.model_copy(update={"bootstrap_token": SecretStr(token), "console_port": port})
+        settings.model_copy(
+            update={
+                "bootstrap_token": SecretStr(token),
+                "console_port": port,
+                "dead_letter_keeper": dead_letter_keeper,
+            }
+        )
     )
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -104,6 +104,9 @@ async def running_system(
         "LOCKGATE_BOOTSTRAP_TOKEN": token,
         "LOCKGATE_CONTENT_DIR": str(content_dir),
         "LOCKGATE_DATABASE_URL": database,
+        # Tests read the dead-letter queues themselves (tests/integration/test_dead_letters.py
+        # covers the console's keeper).
+        "LOCKGATE_DEAD_LETTER_KEEPER": "false",
         **(extra_env or {}),
     }
     console = ServiceRunner("console", infra, log_dir, **env)
