@@ -35,7 +35,7 @@ from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability import metrics
 from libs.service.clock import clock_from
 from libs.settings import Settings
-from services.console import auth, content
+from services.console import auth, content, dead_letters
 from services.console.models import (
     AuditLog,
     CreatedToken,
@@ -303,6 +303,7 @@ def create_app(settings: Settings) -> FastAPI:
             responses={code: {"model": Problem} for code in (401, 403, 404, 409, 422, 503, 504)},
         )
     _console_routes(app, console)
+    dead_letters.mount(app, console)
     content.mount(
         app,
         links,
