@@ -65,20 +65,26 @@ def lock_key(schema: str) -> int:
 
 
 async def migrate(
-    url: str, schema: str, service_dir: Path, mounted: Sequence[tuple[str, Path]] = ()
+    url: str,
+    schema: str,
+    service_dir: Path,
+    mounted: Sequence[tuple[str, Path]] = (),
+    *,
+    connect_timeout: float = 60.0,
 ) -> list[str]:
     """Apply the shared, then the mounted (read copies'), then the service's pending
     migrations; return the keys applied.
 
     Safe with any number of processes at once: they queue on one advisory lock and each
-    migration is recorded in the transaction that applies it.
+    migration is recorded in the transaction that applies it. Statements have no timeout
+    (an index build may be long); only connecting is bounded.
     """
     check_schema(schema)
     migrations = load(LIBS_SQL, "libs")
     for name, directory in mounted:
         migrations += load(directory, name)
     migrations += load(service_dir, schema)
-    conn = await asyncpg.connect(url)
+    conn = await asyncpg.connect(url, timeout=connect_timeout)
     applied_now: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", lock_key(schema))
