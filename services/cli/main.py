@@ -28,6 +28,7 @@ from services.cli import (
     broker_commands,
     catalog_commands,
     demo,
+    dlq_commands,
     fleet_commands,
     policy_commands,
     report_commands,
@@ -238,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
     token_commands.add_parsers(sub)
     sim_commands.add_parsers(sub)
     broker_commands.add_parsers(sub)
+    dlq_commands.add_parsers(sub)
 
     demo = sub.add_parser("demo", help="show the running system working (used by make run)")
     demo.set_defaults(handler=cmd_demo)
