@@ -243,7 +243,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_database(settings.database_url)
         await migrate(settings.database_url, "console", MIGRATIONS)
-        pool = await create_pool(settings.database_url, "console")
+        pool = await create_pool(
+            settings.database_url,
+            "console",
+            command_timeout=settings.database_command_timeout_seconds,
+            connect_timeout=settings.database_connect_timeout_seconds,
+        )
         bus = await Bus.connect(settings.amqp_url, name="lockgate-console")
         rpc = RpcClient(bus, source="lockgate/console", timeout=settings.rpc_timeout_seconds)
         state["console"] = Console(settings, pool, bus, rpc)
