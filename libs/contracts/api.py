@@ -71,6 +71,7 @@ ROUTES: tuple[Route, ...] = (
     _r("PUT", "/uploads/{upload_id}/command-line", uploads.SET_COMMAND_LINE, "uploads"),
     _r("PUT", "/uploads/{upload_id}/return-codes", uploads.SET_RETURN_CODES, "uploads"),
     _r("POST", "/uploads/{upload_id}/commit", uploads.COMMIT_UPLOAD, "uploads"),
+    _r("POST", "/uploads/{upload_id}/cancel", uploads.CANCEL_UPLOAD, "uploads"),
     # approvals
     _r("GET", "/updates", approval.LIST_UPDATES, "updates"),
     _r("POST", "/updates/approve", approval.APPROVE, "updates"),

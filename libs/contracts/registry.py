@@ -112,6 +112,7 @@ REGISTRY = Registry(
         uploads.SET_RETURN_CODES,
         uploads.GET_UPLOAD,
         uploads.COMMIT_UPLOAD,
+        uploads.CANCEL_UPLOAD,
         uploads.EDIT_UPDATE,
         uploads.DELETE_UPDATE,
         *approval.COMMANDS,

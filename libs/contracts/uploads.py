@@ -16,7 +16,7 @@ from libs.contracts.catalog import (
 )
 from libs.contracts.spec import Contract, command
 
-UploadState = Literal["receiving", "received", "committed", "refused"]
+UploadState = Literal["receiving", "received", "committed", "refused", "cancelled", "expired"]
 ThirdPartyClassification = Literal[
     "Updates", "Critical Updates", "Security Updates", "Update Rollups", "Service Packs"
 ]
@@ -37,7 +37,11 @@ class UploadSession(Contract):
     """Where an upload stands: every step's answer so far, and what is still missing."""
 
     upload_id: str = Field(description="Id of the upload session.")
-    state: UploadState = Field(description="receiving, received (all bytes), committed, refused.")
+    state: UploadState = Field(
+        description="receiving, received (all bytes), committed, refused, cancelled (by the "
+        "operator) or expired (no activity for LOCKGATE_UPLOAD_EXPIRY_HOURS); the last three "
+        "hold no bytes and count nothing against the quota."
+    )
     refusal: str | None = Field(description="Why the upload was refused, if it was.")
     files: list[UploadFile] = Field(description="Declared files, installer first.")
     total_bytes: int = Field(description="Total size to upload (as uploaded, not expanded).")
@@ -203,6 +207,14 @@ GET_UPLOAD = command(
 )
 COMMIT_UPLOAD = command(
     "catalog", "upload", "commit", UploadRef, UpdateDetail, summary="Store it as an update."
+)
+CANCEL_UPLOAD = command(
+    "catalog",
+    "upload",
+    "cancel",
+    UploadRef,
+    UploadSession,
+    summary="Abandon an upload before commit: its bytes are dropped and the quota freed at once.",
 )
 EDIT_UPDATE = command(
     "catalog", "update", "edit", EditUpdate, UpdateDetail, summary="Edit a third-party update."

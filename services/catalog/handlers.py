@@ -11,7 +11,14 @@ from libs.observability import metrics
 from libs.service import Answer, Every, ServiceDefinition, TaskContext
 from libs.service.system import answer_ping
 from services.catalog import store
-from services.catalog.use_cases import importing, settings, third_party, updates, uploads
+from services.catalog.use_cases import (
+    content,
+    importing,
+    settings,
+    third_party,
+    updates,
+    uploads,
+)
 
 
 async def sample_gauges(task: TaskContext) -> None:
@@ -47,8 +54,13 @@ SERVICE = ServiceDefinition(
         Answer(u.SET_RETURN_CODES, uploads.set_return_codes),
         Answer(u.GET_UPLOAD, uploads.get_upload),
         Answer(u.COMMIT_UPLOAD, uploads.commit_upload),
+        Answer(u.CANCEL_UPLOAD, uploads.cancel_upload),
         Answer(u.EDIT_UPDATE, third_party.edit_update),
         Answer(u.DELETE_UPDATE, third_party.delete_update),
     ),
-    tasks=(Every("gauges", lambda s: s.metrics_sample_seconds, sample_gauges),),
+    tasks=(
+        Every("gauges", lambda s: s.metrics_sample_seconds, sample_gauges),
+        Every("upload-expiry", lambda s: s.upload_sweep_seconds, uploads.expire_abandoned),
+        Every("content-sweep", lambda s: s.upload_sweep_seconds, content.sweep),
+    ),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from libs.contracts.catalog import UploadFile
 from libs.contracts.uploads import Extracted
@@ -11,11 +12,13 @@ from libs.db.pool import Connection
 from services.catalog.domain.uploads import Upload, steps_from_json, steps_json
 
 
-async def create(conn: Connection, upload_id: str, files: list[UploadFile]) -> None:
+async def create(conn: Connection, upload_id: str, files: list[UploadFile], now: datetime) -> None:
     await conn.execute(
-        "INSERT INTO uploads (upload_id, state, files) VALUES ($1, 'receiving', $2)",
+        "INSERT INTO uploads (upload_id, state, files, created_at, updated_at)"
+        " VALUES ($1, 'receiving', $2, $3, $3)",
         upload_id,
         json.dumps([f.model_dump() for f in files]),
+        now,
     )
 
 
@@ -38,10 +41,12 @@ async def load(conn: Connection, upload_id: str) -> Upload | None:
     )
 
 
-async def save(conn: Connection, upload: Upload) -> None:
+async def save(conn: Connection, upload: Upload, now: datetime) -> None:
+    """Write the session; `now` (the handler's clock) is its last activity, which expiry
+    reads (LOCKGATE_UPLOAD_EXPIRY_HOURS)."""
     await conn.execute(
         "UPDATE uploads SET state = $2, refusal = $3, received_bytes = $4, steps = $5,"
-        " extracted = $6, update_id = $7::uuid, updated_at = now() WHERE upload_id = $1::uuid",
+        " extracted = $6, update_id = $7::uuid, updated_at = $8 WHERE upload_id = $1::uuid",
         upload.upload_id,
         upload.state,
         upload.refusal,
@@ -49,7 +54,29 @@ async def save(conn: Connection, upload: Upload) -> None:
         steps_json(upload.steps),
         upload.extracted.model_dump_json() if upload.extracted is not None else None,
         upload.update_id,
+        now,
     )
+
+
+async def expire_abandoned(
+    conn: Connection, idle_since: datetime, now: datetime, limit: int
+) -> list[str]:
+    """Expire the uploads not committed and untouched since `idle_since`, and drop their
+    bytes; returns their ids. Sessions a step holds right now are skipped (their activity
+    is about to move anyway)."""
+    rows = await conn.fetch(
+        "WITH idle AS (SELECT upload_id FROM uploads"
+        "  WHERE state IN ('receiving', 'received') AND updated_at < $1"
+        "  ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+        " UPDATE uploads u SET state = 'expired', received_bytes = 0, updated_at = $2"
+        " FROM idle WHERE u.upload_id = idle.upload_id RETURNING u.upload_id::text AS upload_id",
+        idle_since,
+        now,
+        limit,
+    )
+    expired = [row["upload_id"] for row in rows]
+    await conn.execute("DELETE FROM upload_chunks WHERE upload_id = ANY($1::uuid[])", expired)
+    return expired
 
 
 async def lock_storage(conn: Connection) -> None:

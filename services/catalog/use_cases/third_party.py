@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from libs.contracts import catalog as c
 from libs.contracts import uploads as u
+from libs.db.pool import Pool
 from libs.service import HandlerContext
+from libs.settings import Settings
 from services.catalog import store
 from services.catalog.domain.third_party import (
     check_third_party,
@@ -53,11 +56,26 @@ async def edit_update(ctx: HandlerContext, command: u.EditUpdate) -> c.UpdateDet
 async def delete_update(ctx: HandlerContext, command: u.DeleteUpdate) -> u.Deleted:
     """Delete a third-party update and the content only it used."""
     found = await _third_party(ctx, command.update, "deleted")
+    await store.content.lock_update(ctx.conn, found.update_id)
     freed = await store.packages.delete_update(ctx.conn, found.update_id)
     await ctx.outbox.add(
         c.UPDATE_DELETED, c.UpdateDeleted(update_id=found.update_id), subject=found.update_id
     )
-    content_store = store.content.for_settings(ctx.settings)
-    for content in freed:  # last: the transaction commits right after
-        await asyncio.to_thread(content_store.delete, content.sha256)
+    ctx.on_commit(partial(remove_unnamed, ctx.settings, [f.sha256 for f in freed]))
     return u.Deleted(update_id=found.update_id, freed_bytes=sum(f.size for f in freed))
+
+
+async def remove_unnamed(settings: Settings, sha256s: list[str], pool: Pool) -> list[str]:
+    """After the deletion committed: remove each file no row names any more. Each is checked
+    again under its lock, since an upload of the same bytes may have named it meanwhile (a
+    crash here leaves orphans, which the sweeper removes). Returns the sha256s removed."""
+    content_store = store.content.for_settings(settings)
+    removed: list[str] = []
+    async with pool.acquire() as conn:
+        for sha256 in sha256s:
+            async with conn.transaction():
+                await store.content.lock(conn, [sha256])
+                if not await store.content.is_named(conn, sha256):
+                    await asyncio.to_thread(content_store.delete, sha256)
+                    removed.append(sha256)
+    return removed

@@ -6,13 +6,20 @@ import asyncio
 import base64
 import uuid
 from dataclasses import replace
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
+
+import structlog
 
 from libs.contracts import catalog as c
 from libs.contracts import uploads as u
 from libs.contracts.uploads import UploadState
-from libs.service import Conflict, HandlerContext, InvalidInput, NotFound, Refused
+from libs.db.pool import Pool
+from libs.observability import metrics
+from libs.service import Conflict, HandlerContext, InvalidInput, NotFound, Refused, TaskContext
+from libs.service.handlers import AfterCommit
 from services.catalog import store
 from services.catalog.domain.installers import read_installer
 from services.catalog.domain.installers.common import InstallerMetadata, InvalidInstaller
@@ -33,6 +40,12 @@ from services.catalog.domain.uploads import (
     session,
     with_received_defaults,
 )
+from services.catalog.store.content import LocalContentStore, Staged
+
+log = structlog.get_logger(__name__)
+
+OPEN: tuple[UploadState, ...] = ("receiving", "received")
+"""States that hold bytes against the quota; cancel and expiry end them."""
 
 
 async def _open(ctx: HandlerContext, upload_id: str, *, states: tuple[UploadState, ...]) -> Upload:
@@ -53,7 +66,7 @@ async def _answering(ctx: HandlerContext, upload_id: str) -> Upload:
 
 
 async def _saved(ctx: HandlerContext, upload: Upload) -> u.UploadSession:
-    await store.uploads.save(ctx.conn, upload)
+    await store.uploads.save(ctx.conn, upload, ctx.now)
     return session(upload)
 
 
@@ -61,7 +74,7 @@ async def start_upload(ctx: HandlerContext, command: u.StartUpload) -> u.UploadS
     """Step 1: declare the installer and extra files; their total size is shown."""
     files = check_files(command.installer, command.extra_files)
     upload_id = str(uuid.uuid4())
-    await store.uploads.create(ctx.conn, upload_id, files)
+    await store.uploads.create(ctx.conn, upload_id, files, ctx.now)
     return session(await _open(ctx, upload_id, states=("receiving",)))
 
 
@@ -69,7 +82,7 @@ async def _refuse(ctx: HandlerContext, upload: Upload, error: Refused) -> NoRetu
     """Discard everything the upload sent, remember why, and refuse (the cleanup commits)."""
     await store.uploads.discard_chunks(ctx.conn, upload.upload_id)
     upload.state, upload.refusal, upload.received_bytes = "refused", str(error), 0
-    await store.uploads.save(ctx.conn, upload)
+    await store.uploads.save(ctx.conn, upload, ctx.now)
     raise error
 
 
@@ -215,7 +228,9 @@ async def get_upload(ctx: HandlerContext, command: u.UploadRef) -> u.UploadSessi
     """Step 8: the summary of every answer, the total size and what is missing."""
     return session(
         await _open(
-            ctx, command.upload_id, states=("receiving", "received", "committed", "refused")
+            ctx,
+            command.upload_id,
+            states=("receiving", "received", "committed", "refused", "cancelled", "expired"),
         )
     )
 
@@ -229,13 +244,7 @@ async def commit_upload(ctx: HandlerContext, command: u.UploadRef) -> c.UpdateDe
             f"upload {upload.upload_id} cannot be committed yet: missing {', '.join(missing)}",
             field="upload_id",
         )
-    content_store = store.content.for_settings(ctx.settings)
-    stored: list[StoredFile] = []
-    for item in upload.files:
-        assembled = await _assemble(ctx, upload.upload_id, item.path)
-        sha256, size = await asyncio.to_thread(content_store.put, assembled)
-        await store.packages.add_content(ctx.conn, sha256, size)
-        stored.append(StoredFile(path=item.path, sha256=sha256, size=size))
+    stored = await _stage(ctx, upload)
     update_id = str(uuid.uuid4())
     installing = package(upload, stored)
     content = third_party_content(upload, installing, stored[0].sha256, ctx.now)
@@ -251,9 +260,93 @@ async def commit_upload(ctx: HandlerContext, command: u.UploadRef) -> c.UpdateDe
     await store.packages.save(ctx.conn, update_id, installing, stored)
     await store.uploads.discard_chunks(ctx.conn, upload.upload_id)
     upload.state, upload.update_id = "committed", update_id
-    await store.uploads.save(ctx.conn, upload)
+    await store.uploads.save(ctx.conn, upload, ctx.now)
     created = await store.updates.update(ctx.conn, update_id=update_id)
     assert created is not None  # noqa: S101 - inserted above
     published = snapshot(created, await store.settings.load(ctx.conn))
     await ctx.outbox.add(c.UPDATE_PUBLISHED, c.UpdatePublished(update=published), subject=update_id)
     return c.UpdateDetail(update=published, superseded_at=None, expired_at=None)
+
+
+async def _stage(ctx: HandlerContext, upload: Upload) -> list[StoredFile]:
+    """Write each file under a temporary name and record its content; the files move into
+    place only once this transaction has committed (the sweeper finishes a move a crash cut
+    short, and removes what a rollback left)."""
+    content_store = store.content.for_settings(ctx.settings)
+    staged: list[Staged] = []
+    try:
+        for item in upload.files:
+            assembled = await _assemble(ctx, upload.upload_id, item.path)
+            staged.append(await asyncio.to_thread(content_store.stage, assembled))
+        await store.content.lock(ctx.conn, [f.sha256 for f in staged])
+        for file in staged:
+            await store.packages.add_content(ctx.conn, file.sha256, file.size)
+    except BaseException:
+        for file in staged:  # never committed: nothing names them
+            file.path.unlink(missing_ok=True)
+        raise
+    ctx.on_commit(partial(_settle, content_store, staged))
+    return [
+        StoredFile(path=item.path, sha256=file.sha256, size=file.size)
+        for item, file in zip(upload.files, staged, strict=True)
+    ]
+
+
+async def _settle(content_store: LocalContentStore, staged: list[Staged], _: Pool) -> None:
+    """After commit: each staged file into its place (already there: the copy is dropped)."""
+    for file in staged:
+        await asyncio.to_thread(content_store.settle, file.path, file.sha256)
+
+
+async def cancel_upload(ctx: HandlerContext, command: u.UploadRef) -> u.UploadSession:
+    """Abandon an upload before commit: its bytes go and its quota is free at once.
+
+    Cancelling one that already ended without commit (cancelled, expired, refused) answers
+    its session as it stands; a committed one is refused (delete the update instead)."""
+    upload = await store.uploads.load(ctx.conn, command.upload_id)
+    if upload is None:
+        raise NotFound(f"upload {command.upload_id!r} does not exist", field="upload_id")
+    if upload.state == "committed":
+        raise Conflict(
+            f"upload {upload.upload_id} is committed (update {upload.update_id}) and cannot be "
+            f"cancelled; delete the update instead (lockgate delete {upload.update_id})",
+            field="upload_id",
+        )
+    if upload.state not in OPEN:
+        return session(upload)
+    await store.uploads.discard_chunks(ctx.conn, upload.upload_id)
+    upload.state, upload.received_bytes = "cancelled", 0
+    ctx.on_commit(_count_ended("cancelled", 1))
+    return await _saved(ctx, upload)
+
+
+def _count_ended(how: str, count: int) -> AfterCommit:
+    async def count_it(_: Pool) -> None:
+        metrics.CATALOG_UPLOADS_ENDED.labels(how).inc(count)
+
+    return count_it
+
+
+EXPIRE_BATCH = 500
+
+
+async def expire_abandoned(task: TaskContext) -> list[str]:
+    """Periodic: expire every upload with no activity for LOCKGATE_UPLOAD_EXPIRY_HOURS, drop
+    its bytes and free its quota; returns the ids expired."""
+    now = task.clock.now()
+    idle_since = now - timedelta(hours=task.settings.upload_expiry_hours)
+    expired: list[str] = []
+    while True:
+        async with task.pool.acquire() as conn, conn.transaction():
+            batch = await store.uploads.expire_abandoned(conn, idle_since, now, EXPIRE_BATCH)
+        expired.extend(batch)
+        if len(batch) < EXPIRE_BATCH:
+            break
+    if expired:
+        metrics.CATALOG_UPLOADS_ENDED.labels("expired").inc(len(expired))
+        log.info(
+            "uploads.expired",
+            upload_ids=expired,
+            idle_hours=task.settings.upload_expiry_hours,
+        )
+    return expired
