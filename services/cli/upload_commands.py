@@ -1,4 +1,9 @@
-"""`lockgate catalog upload|edit|delete`: third-party updates from the command line."""
+"""`lockgate upload|edit|delete`: third-party updates from the command line.
+
+`lockgate upload cancel UPLOAD_ID` abandons an upload that was not committed (its bytes go
+and its quota is free at once); `upload` takes `cancel` in place of an installer, which
+always ends in .msi, .msp or .exe.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import asyncio
 import base64
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from functools import partial
@@ -16,6 +22,9 @@ from libs.contracts import catalog as c
 from libs.contracts import uploads as u
 from libs.settings import Settings
 from services.cli.common import ApiClient, Output, Progress, with_api
+
+EXIT_USAGE = 2
+CANCEL = "cancel"
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -108,6 +117,50 @@ async def _send(
 
 
 async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    """`upload INSTALLER ...` uploads; `upload cancel UPLOAD_ID` abandons an upload."""
+    if args.installer == CANCEL:
+        return await cmd_cancel(settings, out, args)
+    if args.upload_id is not None:
+        out.error(
+            f"upload {args.installer}: unexpected argument {args.upload_id!r} (an upload id "
+            f"goes after `{CANCEL}`: lockgate upload {CANCEL} UPLOAD_ID)"
+        )
+        return EXIT_USAGE
+    missing = [flag for flag, given in (("--arch", args.arch), ("--os", args.os)) if not given]
+    if missing:
+        out.error(f"upload {args.installer}: {' and '.join(missing)} required")
+        return EXIT_USAGE
+    return await _upload(settings, out, args)
+
+
+async def cmd_cancel(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    """`upload cancel UPLOAD_ID`: drop what the upload sent and free its quota."""
+    if args.upload_id is None:
+        out.error(f"upload {CANCEL}: give the upload id (lockgate upload {CANCEL} UPLOAD_ID)")
+        return EXIT_USAGE
+
+    async def run(client: ApiClient) -> int:
+        ended = await client.call(u.CANCEL_UPLOAD, u.UploadRef(upload_id=args.upload_id))
+        text = (
+            f"cancelled upload {ended.upload_id}: its bytes are dropped and its space is free"
+            if ended.state == "cancelled"
+            else f"upload {ended.upload_id} had already ended ({ended.state}); nothing to free"
+        )
+        out.result(ended, text)
+        return 0
+
+    return await with_api(settings, run)
+
+
+def _left_open(upload_id: str) -> None:
+    print(
+        f"lockgate: upload {upload_id} is not committed; if it still holds space, "
+        f"`lockgate upload {CANCEL} {upload_id}` frees it (abandoned uploads expire on their own)",
+        file=sys.stderr,
+    )
+
+
+async def _upload(settings: Settings, out: Output, args: argparse.Namespace) -> int:
     installer = Path(args.installer)
     extras = [Path(p) for p in args.extra]
     folder = installer.parent
@@ -116,6 +169,13 @@ async def cmd_upload(settings: Settings, out: Output, args: argparse.Namespace) 
 
     async def run(client: ApiClient) -> int:
         session = await client.call(u.START_UPLOAD, declared)
+        try:
+            return await send(client, session)
+        except BaseException:
+            _left_open(session.upload_id)
+            raise
+
+    async def send(client: ApiClient, session: u.UploadSession) -> int:
         upload_id = session.upload_id
         progress = Progress(
             f"uploading {installer.name}", session.total_bytes, enabled=not args.json
@@ -225,14 +285,31 @@ async def cmd_delete(settings: Settings, out: Output, args: argparse.Namespace) 
 def add_upload_parser(commands: Commands) -> None:
     """`lockgate upload`: the eight steps in one command."""
     classes = list(get_args(u.ThirdPartyClassification))
-    up = commands.add_parser("upload", help="upload a third-party installer and publish it")
-    up.add_argument("installer", help=".msi, .msp or .exe")
+    up = commands.add_parser(
+        "upload",
+        help="upload a third-party installer and publish it (or: upload cancel UPLOAD_ID)",
+        usage="%(prog)s INSTALLER --arch ARCH --os OS [OS ...] [options]\n"
+        f"       %(prog)s {CANCEL} UPLOAD_ID",
+    )
+    up.add_argument(
+        "installer",
+        metavar="INSTALLER",
+        help=f".msi, .msp or .exe; or `{CANCEL}` to abandon the upload UPLOAD_ID",
+    )
+    up.add_argument(
+        "upload_id",
+        nargs="?",
+        metavar="UPLOAD_ID",
+        help=f"with `{CANCEL}`: the upload to abandon (its bytes go, its quota is freed)",
+    )
     up.add_argument("--extra", nargs="*", default=[], help="extra files from the same folder")
     up.add_argument("--title", "--name", default=None, help="default: read from the installer")
     up.add_argument("--description", default=None)
     up.add_argument("--classification", choices=classes, default="Updates")
-    up.add_argument("--arch", choices=["x86", "x64", "both"], required=True)
-    up.add_argument("--os", nargs="+", required=True, help="e.g. 'Windows 11'")
+    up.add_argument(
+        "--arch", choices=["x86", "x64", "both"], default=None, help="required to upload"
+    )
+    up.add_argument("--os", nargs="+", default=None, help="required to upload, e.g. 'Windows 11'")
     up.add_argument(
         "--min-disk",
         type=size_bytes,
