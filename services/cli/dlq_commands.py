@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from libs.contracts.api import PREFIX
 from libs.settings import Settings
 from services.cli.common import ApiFailure, Output, problem_text
-from services.console.dead_letters import (
+from services.console.dead_letter_models import (
     DeadLetter,
     DeadLetterList,
     DeadLetterSummary,
