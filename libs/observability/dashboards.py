@@ -233,8 +233,15 @@ PIPELINE = Dashboard(
             height=5,
         ),
         Panel(
-            "Messages in dead-letter queues",
-            (q('sum(max by (queue) (lockgate_queue_messages{queue=~".+\\\\.dlq"})) or vector(0)'),),
+            "Dead letters waiting (lockgate dlq list)",
+            (
+                # The console's store; the broker's queues only while no console keeps them.
+                q(
+                    "sum(max by (queue) (lockgate_dead_letters_waiting))"
+                    ' or sum(max by (queue) (lockgate_queue_messages{queue=~".+\\\\.dlq"}))'
+                    " or vector(0)"
+                ),
+            ),
             kind="stat",
             width=8,
             height=5,
@@ -282,8 +289,14 @@ PIPELINE = Dashboard(
             unit="ops",
         ),
         Panel(
-            "Dead-letter queue depth",
-            (q('max by (queue) (lockgate_queue_messages{queue=~".+\\\\.dlq"})', "{{queue}}"),),
+            "Dead letters waiting, by dead-letter queue",
+            (
+                q("max by (queue) (lockgate_dead_letters_waiting)", "{{queue}} kept"),
+                q(
+                    'max by (queue) (lockgate_queue_messages{queue=~".+\\\\.dlq"})',
+                    "{{queue}} in the broker, not kept yet",
+                ),
+            ),
         ),
         Panel(
             "Queue depth (messages ready)",
