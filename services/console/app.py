@@ -7,9 +7,7 @@ the console's own schema holds only API tokens and the audit log.
 from __future__ import annotations
 
 import inspect
-import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability import metrics
 from libs.service.clock import clock_from
 from libs.settings import Settings
-from services.console import auth, content, dead_letters
+from services.console import audit, auth, content, dead_letters
 from services.console.models import (
     AuditLog,
     CreatedToken,
@@ -53,6 +51,7 @@ STATUS_OF_ERROR = {
     "InvalidInput": 422,
     "InvalidMessage": 422,
     "QuotaExceeded": 413,
+    "NotAnInstaller": 422,
     "Refused": 409,
 }
 
@@ -75,13 +74,11 @@ class Console:
     rpc: RpcClient
 
 
-_CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,100}")
-
-
 def correlation_of(request: Request) -> str:
-    """The caller's X-Correlation-Id if it is a plain token, else a new one."""
-    given = request.headers.get("X-Correlation-Id", "")
-    return given if _CORRELATION.fullmatch(given) else str(uuid.uuid4())
+    """The request's correlation id (the audit middleware's, which the audit log records),
+    else the caller's X-Correlation-Id if it is a plain token, else a new one."""
+    chosen = getattr(request.state, "correlation_id", None)
+    return chosen if isinstance(chosen, str) else audit.correlation_from(request.headers)
 
 
 def _printable(text: str) -> str:
@@ -180,8 +177,8 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
 
     async def endpoint(**kwargs: object) -> BaseModel:
         # FastAPI passes what the signature below declares.
-        request = cast(Request, kwargs.pop("request"))
-        caller = cast(auth.Caller, kwargs.pop("caller"))
+        kwargs.pop("request")
+        kwargs.pop("caller")  # who called is in the request's state, for the audit log
         data: dict[str, object] = {name: kwargs.pop(name) for name in path_fields}
         body = cast(BaseModel | None, kwargs.pop("body", None))
         if body is not None:
@@ -196,29 +193,13 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
             else:
                 data.setdefault(parent, nested.setdefault(parent, {}))
                 nested[parent][name] = value
-        correlation_id = correlation_of(request)
-        status = 200
         try:
-            try:
-                command = model.model_validate(data)
-            except ValidationError as error:
-                raise ApiError(
-                    422, "Invalid input", describe_validation_error(error, route.spec.type)
-                ) from None
-            return await _call(console(), route, command)
-        except ApiError as error:
-            status = error.problem.status
-            raise
-        finally:
-            if route.writes:
-                await auth.audit(
-                    console().pool,
-                    caller,
-                    request,
-                    command=route.spec.type,
-                    status=status,
-                    correlation_id=correlation_id,
-                )
+            command = model.model_validate(data)
+        except ValidationError as error:
+            raise ApiError(
+                422, "Invalid input", describe_validation_error(error, route.spec.type)
+            ) from None
+        return await _call(console(), route, command)
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         params, return_annotation=route.spec.reply
@@ -284,8 +265,21 @@ def create_app(settings: Settings) -> FastAPI:
         response.headers.update(error.headers or {})
         return response
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # The audit middleware has recorded this 500 on the exception's way out.
+        log.error("unexpected_failure", path=request.url.path, error=repr(error)[:500])
+        return problem_response(
+            Problem(
+                title="Internal Server Error",
+                status=500,
+                detail="an unexpected failure; the console's log has it under this correlation id",
+            ),
+            correlation_of(request),
+        )
+
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         parts = []
         for item in error.errors()[:5]:
             field = ".".join(str(p) for p in item["loc"] if p not in ("body", "query", "path"))
@@ -293,7 +287,10 @@ def create_app(settings: Settings) -> FastAPI:
         first = error.errors()[0]["loc"] if error.errors() else ()
         named = ".".join(str(p) for p in first if p not in ("body", "query", "path"))
         return problem_response(
-            Problem(title="Invalid input", status=422, detail="; ".join(parts), field=named or None)
+            Problem(
+                title="Invalid input", status=422, detail="; ".join(parts), field=named or None
+            ),
+            correlation_of(request),
         )
 
     for route in ROUTES:
@@ -309,6 +306,11 @@ def create_app(settings: Settings) -> FastAPI:
         )
     _console_routes(app, console)
     dead_letters.mount(app, console)
+    commands: dict[tuple[str, str], str] = {
+        (route.method, PREFIX + route.path): route.spec.type for route in ROUTES
+    }
+    commands.update(CONSOLE_COMMANDS)
+    app.add_middleware(audit.AuditMiddleware, prefix=PREFIX, commands=commands)
     content.mount(
         app,
         links,
@@ -318,23 +320,28 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+CONSOLE_COMMANDS = {
+    ("POST", f"{PREFIX}/tokens"): "console.token.create",
+    ("DELETE", f"{PREFIX}/tokens/{{token_id}}"): "console.token.revoke",
+    ("POST", f"{PREFIX}/dead-letters/{{dead_letter_id}}/replay"): "console.dead-letter.replay",
+    ("POST", f"{PREFIX}/dead-letters/replay"): "console.dead-letter.replay-many",
+    ("DELETE", f"{PREFIX}/dead-letters/{{dead_letter_id}}"): "console.dead-letter.purge",
+    ("DELETE", f"{PREFIX}/dead-letters"): "console.dead-letter.purge-many",
+}
+"""The console's own writes, named in the audit log as a route's command would be."""
+
+
 def _console_routes(app: FastAPI, console: Callable[[], Console]) -> None:
     """Tokens, audit and health: the console's own resources."""
 
     @app.post(f"{PREFIX}/tokens", tags=["access"], response_model=CreatedToken, status_code=201)
     async def create_token(
-        body: NewToken, request: Request, caller: Annotated[auth.Caller, Depends(auth.admin)]
+        body: NewToken, _: Annotated[auth.Caller, Depends(auth.admin)]
     ) -> CreatedToken:
-        created = await auth.create_token(console().pool, body.name, body.role)
-        await auth.audit(
-            console().pool,
-            caller,
-            request,
-            command=None,
-            status=201,
-            correlation_id=str(uuid.uuid4()),
-        )
-        return created
+        try:
+            return await auth.create_token(console().pool, body.name, body.role, body.expires_at)
+        except auth.TokenExpiryInPast as error:
+            raise ApiError(422, "Invalid input", str(error), "expires_at") from None
 
     @app.get(f"{PREFIX}/tokens", tags=["access"], response_model=TokenList)
     async def list_tokens(_: Annotated[auth.Caller, Depends(auth.admin)]) -> TokenList:
@@ -342,31 +349,48 @@ def _console_routes(app: FastAPI, console: Callable[[], Console]) -> None:
 
     @app.delete(f"{PREFIX}/tokens/{{token_id}}", tags=["access"], response_model=TokenList)
     async def revoke_token(
-        token_id: str, request: Request, caller: Annotated[auth.Caller, Depends(auth.admin)]
+        token_id: str, _: Annotated[auth.Caller, Depends(auth.admin)]
     ) -> TokenList:
         try:
             revoked = await auth.revoke(console().pool, token_id)
         except auth.LastAdmin as error:
             raise ApiError(409, "Conflict", str(error), "token_id") from None
         if not revoked:
-            raise ApiError(404, "NotFound", f"token {token_id!r} does not exist", "token_id")
-        await auth.audit(
-            console().pool,
-            caller,
-            request,
-            command=None,
-            status=200,
-            correlation_id=str(uuid.uuid4()),
-        )
+            raise ApiError(
+                404, "NotFound", f"token {token_id!r} does not exist or is revoked", "token_id"
+            )
         return TokenList(tokens=await auth.tokens(console().pool))
 
     @app.get(f"{PREFIX}/audit", tags=["access"], response_model=AuditLog)
     async def audit_log(
         _: Annotated[auth.Caller, Depends(auth.viewer)],
+        *,
         offset: Annotated[int, Query(ge=0, le=2_000_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        actor: Annotated[
+            str | None,
+            Query(max_length=200, description="Only this token's entries (its name or id)."),
+        ] = None,
+        path_prefix: Annotated[
+            str | None,
+            Query(max_length=500, description="Only paths starting so (e.g. /api/v1/updates)."),
+        ] = None,
+        status: Annotated[
+            int | None, Query(ge=100, le=599, description="Only answers with this status.")
+        ] = None,
+        command: Annotated[
+            str | None, Query(max_length=200, description="Only this command's entries.")
+        ] = None,
     ) -> AuditLog:
-        return await auth.audit_log(console().pool, offset, limit)
+        return await audit.entries(
+            console().pool,
+            offset=offset,
+            limit=limit,
+            actor=actor,
+            path_prefix=path_prefix,
+            status=status,
+            command=command,
+        )
 
     @app.middleware("http")
     async def count_requests(

@@ -1,4 +1,8 @@
-"""API tokens (kept as sha256), roles, the bootstrap admin token and the audit log."""
+"""API tokens (kept as sha256), roles, expiry and the bootstrap admin token.
+
+Who called is left in the request's state (`caller`, or `presented` for a token nobody
+knows) for the audit log (services/console/audit.py), whatever the answer.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import secrets
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +20,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from libs.db.pool import Pool, advisory_key
 from libs.settings import Settings
-from services.console.models import AuditEntry, AuditLog, CreatedToken, Role, Token
+from services.console.models import CreatedToken, Role, Token
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BOOTSTRAP_NAME = "bootstrap"
+ADMINS_LOCK = "lockgate.console.admins"
+"""Held (transaction advisory lock) by whatever may take away an admin token."""
+_LISTED = (
+    "token_id::text, name, role, created_at, revoked_at, expires_at,"
+    " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+    " WHEN expires_at <= now() THEN 'expired' ELSE 'active' END AS state"
+)
 
 
 @dataclass(frozen=True)
@@ -76,22 +88,43 @@ def _pool(request: Request) -> Pool:
 BEARER = HTTPBearer(auto_error=False, description="An API token: `lockgate tokens create`.")
 
 
+def shown_prefix(secret: str) -> str:
+    """What the audit log may say of a token nobody knows: its first characters only."""
+    return f"unknown {secret[:6]}…" if secret else "anonymous"
+
+
+def _refused(detail: str) -> HTTPException:
+    return HTTPException(401, detail, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
 async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
 ) -> Caller:
-    """Who calls: a valid, unrevoked bearer token, else 401."""
+    """Who calls: a valid, unrevoked, unexpired bearer token, else 401 naming why."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             401, "send an API token: Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
         )
+    secret = credentials.credentials.strip()
     row = await _pool(request).fetchrow(
-        "SELECT token_id::text, name, role FROM tokens WHERE sha256 = $1 AND revoked_at IS NULL",
-        digest(credentials.credentials.strip()),
+        "SELECT token_id::text, name, role, revoked_at, expires_at,"
+        " expires_at <= now() AS expired FROM tokens WHERE sha256 = $1",
+        digest(secret),
     )
     if row is None:
-        raise HTTPException(401, "unknown or revoked API token", {"WWW-Authenticate": "Bearer"})
-    return Caller(row["token_id"], row["name"], row["role"])
+        request.state.presented = shown_prefix(secret)
+        raise _refused("unknown API token")
+    found = Caller(row["token_id"], row["name"], row["role"])
+    request.state.caller = found
+    if row["revoked_at"] is not None:
+        raise _refused(f"API token {found.name!r} was revoked at {row['revoked_at'].isoformat()}")
+    if row["expired"]:
+        raise _refused(
+            f"API token {found.name!r} expired at {row['expires_at'].isoformat()}: an admin "
+            "makes a new one (lockgate tokens create)"
+        )
+    return found
 
 
 async def viewer(who: Annotated[Caller, Depends(caller)]) -> Caller:
@@ -106,81 +139,69 @@ async def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
     return who
 
 
-async def create_token(pool: Pool, name: str, role: Role) -> CreatedToken:
+class TokenExpiryInPast(ValueError):
+    """A new token's expires_at is not in the future."""
+
+
+async def create_token(
+    pool: Pool, name: str, role: Role, expires_at: datetime | None = None
+) -> CreatedToken:
+    """A new token; its secret is returned once and only its sha256 kept."""
     secret = new_secret()
     row = await pool.fetchrow(
-        "INSERT INTO tokens (token_id, name, role, sha256) VALUES ($1, $2, $3, $4)"
-        " RETURNING token_id::text, name, role, created_at, revoked_at",
+        "INSERT INTO tokens (token_id, name, role, sha256, expires_at)"
+        " SELECT $1, $2, $3, $4, $5 WHERE $5::timestamptz IS NULL OR $5 > now()"
+        f" RETURNING {_LISTED}",
         uuid.uuid4(),
         name,
         role,
         digest(secret),
+        expires_at,
     )
-    assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
+    if row is None:
+        raise TokenExpiryInPast(
+            f"expires_at = {expires_at.isoformat() if expires_at else None!r} is not in the "
+            "future: give a time to come, or none for a token that does not expire"
+        )
     return CreatedToken(**dict(row), token=secret)
 
 
 async def tokens(pool: Pool) -> list[Token]:
-    rows = await pool.fetch(
-        "SELECT token_id::text, name, role, created_at, revoked_at FROM tokens"
-        " ORDER BY created_at DESC"
-    )
+    rows = await pool.fetch(f"SELECT {_LISTED} FROM tokens ORDER BY created_at DESC")
     return [Token(**dict(row)) for row in rows]
 
 
 class LastAdmin(Exception):
-    """Revoking this token would leave no admin token: nobody could administer any more."""
+    """Revoking this token would leave no admin token that keeps working: nobody could
+    administer any more."""
 
 
 async def revoke(pool: Pool, token_id: str) -> bool:
-    """Revoke a token (False: no such active token); never the last admin token."""
+    """Revoke a token (False: no such active token); never the last admin token that does
+    not expire, even when revokes run at once: they queue on one advisory lock, so each
+    counts the admins the one before it left."""
     try:
         as_id = uuid.UUID(token_id)
     except ValueError:
         return False
-    admins = await pool.fetch(
-        "SELECT token_id FROM tokens WHERE role = 'admin' AND revoked_at IS NULL"
-    )
-    if [row["token_id"] for row in admins] == [as_id]:
-        raise LastAdmin(f"token {token_id} is the last admin token; create another first")
-    found = await pool.fetchval(
-        "UPDATE tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL"
-        " RETURNING true",
-        as_id,
-    )
-    return bool(found)
-
-
-async def audit(
-    pool: Pool,
-    who: Caller,
-    request: Request,
-    *,
-    command: str | None,
-    status: int,
-    correlation_id: str,
-) -> None:
-    """Record one write: who, what, when, with which outcome and correlation id."""
-    await pool.execute(
-        "INSERT INTO audit (token_id, token_name, role, method, path, command, status,"
-        " correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        uuid.UUID(who.token_id),
-        who.name,
-        who.role,
-        request.method,
-        request.url.path,
-        command,
-        status,
-        correlation_id,
-    )
-
-
-async def audit_log(pool: Pool, offset: int, limit: int) -> AuditLog:
-    rows = await pool.fetch(
-        "SELECT seq, at, token_name, role, method, path, command, status, correlation_id"
-        " FROM audit ORDER BY seq DESC OFFSET $1 LIMIT $2",
-        offset,
-        limit,
-    )
-    total = await pool.fetchval("SELECT count(*) FROM audit")
-    return AuditLog(entries=[AuditEntry(**dict(row)) for row in rows], total=total)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(ADMINS_LOCK))
+        row = await conn.fetchrow(
+            "SELECT role, expires_at FROM tokens WHERE token_id = $1 AND revoked_at IS NULL",
+            as_id,
+        )
+        if row is None:
+            return False
+        if row["role"] == "admin" and row["expires_at"] is None:
+            others = await conn.fetchval(
+                "SELECT count(*) FROM tokens WHERE role = 'admin' AND revoked_at IS NULL"
+                " AND expires_at IS NULL AND token_id <> $1",
+                as_id,
+            )
+            if others == 0:
+                raise LastAdmin(
+                    f"token {token_id} is the last admin token that does not expire; create "
+                    "another admin token without an expiry first"
+                )
+        await conn.execute("UPDATE tokens SET revoked_at = now() WHERE token_id = $1", as_id)
+    return True

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, JsonValue
 
 from libs.contracts.spec import Contract
 
 Role = Literal["admin", "viewer"]
+TokenState = Literal["active", "expired", "revoked"]
 
 
 class NewToken(Contract):
@@ -16,6 +17,13 @@ class NewToken(Contract):
 
     name: str = Field(min_length=1, max_length=100, description="Who or what uses it.")
     role: Role = Field(description="`admin` (everything) or `viewer` (read only).")
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "When the token stops working (401 from then on); in the future. None: it works "
+            "until revoked."
+        ),
+    )
 
 
 class Token(Contract):
@@ -26,6 +34,12 @@ class Token(Contract):
     role: Role = Field(description="`admin` or `viewer`.")
     created_at: AwareDatetime = Field(description="Creation time.")
     revoked_at: AwareDatetime | None = Field(description="When it was revoked, if it was.")
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When it stops (or stopped) working; None: never expires."
+    )
+    state: TokenState = Field(
+        default="active", description="`active`, `expired` (past expires_at) or `revoked`."
+    )
 
 
 class CreatedToken(Token):
@@ -39,22 +53,38 @@ class TokenList(Contract):
 
 
 class AuditEntry(Contract):
-    """One write through the API."""
+    """One write, or one refused request, through the API."""
 
     seq: int = Field(description="Order of the entry.")
     at: AwareDatetime = Field(description="When.")
-    token_name: str = Field(description="Who (the token's name).")
-    role: Role = Field(description="With which role.")
+    token_id: str | None = Field(
+        default=None, description="The token's id; None when no known token was presented."
+    )
+    token_name: str = Field(
+        description=(
+            "Who: the token's name, `anonymous` (no token) or `unknown lg_ab…` (a token that "
+            "does not exist, by its first characters only)."
+        )
+    )
+    role: Role | None = Field(description="With which role; None for an unknown caller.")
     method: str = Field(description="HTTP method.")
     path: str = Field(description="HTTP path.")
-    command: str | None = Field(description="The command it sent, if any.")
-    status: int = Field(description="HTTP status answered.")
+    command: str | None = Field(description="The route's command, if any.")
+    content: JsonValue = Field(
+        default=None,
+        description=(
+            "What was asked: `{query, body}` as sent, with secrets (fields named like token, "
+            "secret, password, key) replaced by `[removed]` and base64 data by its size."
+        ),
+    )
+    status: int = Field(description="HTTP status sent (500 for an unexpected failure).")
+    detail: str | None = Field(default=None, description="Why it failed, for a 4xx or 5xx.")
     correlation_id: str = Field(description="Correlation id (also the X-Correlation-Id header).")
 
 
 class AuditLog(Contract):
     entries: list[AuditEntry] = Field(description="Newest first.")
-    total: int = Field(description="Entries in all.")
+    total: int = Field(description="Entries matching the filters, in all.")
 
 
 class Problem(Contract):
