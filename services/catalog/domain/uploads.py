@@ -39,6 +39,44 @@ class QuotaExceeded(Refused):
     """The upload would pass the storage quota; what it had sent is discarded."""
 
 
+class NotAnInstaller(Refused):
+    """The installer's bytes cannot be read as the installer its name says (damaged, crafted,
+    or too costly to read): the upload is refused and its bytes discarded, never retried."""
+
+
+def not_an_installer(reason: str) -> NotAnInstaller:
+    """The refusal of an installer whose metadata cannot be read; `reason` starts with its name."""
+    return NotAnInstaller(f"not a valid installer: {reason}", field="installer")
+
+
+MAX_NAME_LENGTH = 255
+"""Characters in one file or folder name (NTFS allows no more)."""
+_FORBIDDEN_CHARACTERS = {
+    "<": "'<'",
+    ">": "'>'",
+    ":": "':' (a drive or an alternate data stream)",
+    '"': "'\"'",
+    "|": "'|'",
+    "?": "'?'",
+    "*": "'*'",
+    "%": "'%' (Windows expands %NAME% to an environment variable)",
+}
+_DEVICE_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [
+        f"{port}{n}"
+        for port in ("COM", "LPT")
+        for n in [*"123456789", "\u00b9", "\u00b2", "\u00b3"]
+    ]
+)
+_ALLOWED_PATHS = (
+    "use a path relative to the installer's folder, without '..', '.', a drive or a leading "
+    f"'/', whose names are at most {MAX_NAME_LENGTH} characters, contain none of "
+    '< > : " | ? * % or control characters, do not end in a dot or a space and are not a '
+    "Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9, with or without an extension)"
+)
+
+
 @dataclass(frozen=True)
 class UploadSteps:
     """The answers to steps 2-7 so far; None means not answered (yet)."""
@@ -109,12 +147,30 @@ def check_path(path: str, field: str) -> str:
         or re.match(r"^[A-Za-z]:", normal)
         or any(part in ("..", ".") for part in parts)
     ):
-        raise InvalidInput(
-            f"{field} {path!r} is not allowed: use a path relative to the installer's folder, "
-            "without '..', '.', a drive or a leading '/'",
-            field=field,
-        )
+        raise InvalidInput(f"{field} {path!r} is not allowed: {_ALLOWED_PATHS}", field=field)
+    for part in parts:
+        problem = _windows_name_problem(part)
+        if problem is not None:
+            raise InvalidInput(
+                f"{field} {path!r} is not allowed: {problem}; {_ALLOWED_PATHS}", field=field
+            )
     return "/".join(parts)
+
+
+def _windows_name_problem(name: str) -> str | None:
+    """Why Windows cannot hold (or would misread) a file or folder of this name; None: fine."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"a name is {len(name)} characters long"
+    for char in name:
+        if ord(char) < 32 or ord(char) == 127:
+            return f"it contains the control character {ord(char)}"
+        if char in _FORBIDDEN_CHARACTERS:
+            return f"it contains {_FORBIDDEN_CHARACTERS[char]}"
+    if name.endswith((".", " ")):
+        return f"the name {name!r} ends in a dot or a space, which Windows drops"
+    if name.split(".", 1)[0].rstrip(" ").upper() in _DEVICE_NAMES:
+        return f"the name {name!r} is a Windows device name"
+    return None
 
 
 def check_files(installer: UploadFile, extra: Sequence[UploadFile]) -> list[UploadFile]:

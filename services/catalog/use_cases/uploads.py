@@ -21,7 +21,6 @@ from libs.observability import metrics
 from libs.service import Conflict, HandlerContext, InvalidInput, NotFound, Refused, TaskContext
 from libs.service.handlers import AfterCommit
 from services.catalog import store
-from services.catalog.domain.installers import read_installer
 from services.catalog.domain.installers.common import InstallerMetadata, InvalidInstaller
 from services.catalog.domain.third_party import StoredFile, package, third_party_content
 from services.catalog.domain.updates import snapshot
@@ -37,9 +36,11 @@ from services.catalog.domain.uploads import (
     extracted,
     merge_return_codes,
     missing_steps,
+    not_an_installer,
     session,
     with_received_defaults,
 )
+from services.catalog.sources.installer_probe import ProbeLimits, probe_installer
 from services.catalog.store.content import LocalContentStore, Staged
 
 log = structlog.get_logger(__name__)
@@ -112,6 +113,11 @@ async def send_chunk(ctx: HandlerContext, command: u.SendChunk) -> u.UploadSessi
             f"it {have + len(data)}",
             field="data_b64",
         )
+    metadata = None
+    if upload.received_bytes + len(data) == sum(declared.values()):
+        # the last chunk: read the installer before taking the storage lock, which every
+        # other upload's chunks wait for (a child process reads it, within limits)
+        metadata = await _read_installer(ctx, upload, (path, data))
     await store.uploads.lock_storage(ctx.conn)
     try:
         used = await store.uploads.used_bytes(ctx.conn)
@@ -120,36 +126,35 @@ async def send_chunk(ctx: HandlerContext, command: u.SendChunk) -> u.UploadSessi
         await _refuse(ctx, upload, refusal)
     await store.uploads.add_chunk(ctx.conn, upload.upload_id, path, command.offset, data)
     upload.received_bytes += len(data)
-    if upload.received_bytes == sum(declared.values()):
+    if metadata is not None:
         upload.state = "received"
-        upload.extracted = extracted(await _read_installer(ctx, upload))
+        upload.extracted = extracted(metadata)
         upload.steps = with_received_defaults(upload.steps, upload.extracted)
     return await _saved(ctx, upload)
 
 
-async def _assemble(ctx: HandlerContext, upload_id: str, path: str) -> Path:
+async def _assemble(ctx: HandlerContext, upload_id: str, path: str, tail: bytes = b"") -> Path:
     target = await asyncio.to_thread(store.content.for_settings(ctx.settings).temporary)
     with target.open("wb") as out:
         async for chunk in store.uploads.chunks(ctx.conn, upload_id, path):
             out.write(chunk)
+        out.write(tail)
     return target
 
 
-def _installer_metadata(path: Path, filename: str) -> InstallerMetadata:
+async def _read_installer(
+    ctx: HandlerContext, upload: Upload, last: tuple[str, bytes]
+) -> InstallerMetadata:
+    """Read the installer's own metadata (with `last`, the chunk not stored yet); any failure
+    to read it refuses the whole upload as not a valid installer (HTTP 422), never a retry."""
+    path, data = last
+    tail = data if path == upload.installer else b""
+    assembled = await _assemble(ctx, upload.upload_id, upload.installer, tail)
+    limits = ProbeLimits.from_settings(ctx.settings)
     try:
-        with store.content.mapped(path) as content:
-            return read_installer(content, filename)
-    except OSError as error:
-        raise InvalidInstaller(f"{filename}: cannot be read: {error.strerror}") from error
-
-
-async def _read_installer(ctx: HandlerContext, upload: Upload) -> InstallerMetadata:
-    """Read the installer's own metadata; a corrupt installer refuses the whole upload."""
-    assembled = await _assemble(ctx, upload.upload_id, upload.installer)
-    try:
-        return await asyncio.to_thread(_installer_metadata, assembled, upload.installer)
+        return await probe_installer(assembled, upload.installer, limits)
     except InvalidInstaller as error:
-        await _refuse(ctx, upload, Refused(str(error), field="installer"))
+        await _refuse(ctx, upload, not_an_installer(str(error)))
     finally:
         assembled.unlink(missing_ok=True)
 

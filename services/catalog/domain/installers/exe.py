@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,13 +20,18 @@ from services.catalog.domain.installers.common import (
 _RESOURCE_DIRECTORY = "IMAGE_DIRECTORY_ENTRY_RESOURCE"
 _SECURITY_DIRECTORY = "IMAGE_DIRECTORY_ENTRY_SECURITY"
 
+# What pefile lets through on a damaged program besides PEFormatError: it indexes tables the
+# headers size (data directories, resource entries) and unpacks with struct as it goes.
+_PE_ERRORS = (IndexError, KeyError, ValueError, struct.error, OverflowError, UnicodeError)
+
 
 def read_exe(content: InstallerBytes, filename: str) -> InstallerMetadata:
     with _program(content, filename) as pe:
         if bool(pe.is_dll()):
             raise InvalidInstaller(f"{filename}: not a Windows program: it is a library (DLL)")
         _check_complete(pe, len(content), filename)
-        pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY[_RESOURCE_DIRECTORY]])
+        if _directory(pe, _RESOURCE_DIRECTORY) is not None:
+            pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY[_RESOURCE_DIRECTORY]])
         strings = _version_strings(pe)
         fixed_version = _fixed_file_version(pe)
     return InstallerMetadata(
@@ -47,10 +53,18 @@ def _program(content: InstallerBytes, filename: str) -> Iterator[pefile.PE]:
         seen = describe_content(content)
         detail = error.value if seen == PROGRAM_CONTENT else seen
         raise InvalidInstaller(f"{filename}: not a Windows program: {detail}") from error
+    except _PE_ERRORS as error:
+        raise InvalidInstaller(
+            f"{filename}: corrupt Windows program: its headers cannot be read ({error})"
+        ) from error
     try:
         yield pe
     except pefile.PEFormatError as error:
         raise InvalidInstaller(f"{filename}: corrupt Windows program: {error.value}") from error
+    except _PE_ERRORS as error:
+        raise InvalidInstaller(
+            f"{filename}: corrupt Windows program: its version resource cannot be read ({error})"
+        ) from error
     finally:
         pe.close()
 
@@ -58,14 +72,28 @@ def _program(content: InstallerBytes, filename: str) -> Iterator[pefile.PE]:
 def _check_complete(pe: pefile.PE, size: int, filename: str) -> None:
     """Refuse a program cut short: its sections or signature reach past the end of the file."""
     ends = [_section_end(section) for section in pe.sections]
-    security = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY[_SECURITY_DIRECTORY]]
-    if int(security.Size):  # the signature's address is a file offset, usually the very end
+    security = _directory(pe, _SECURITY_DIRECTORY)
+    if security is not None:  # the signature's address is a file offset, usually the very end
         ends.append(int(security.VirtualAddress) + int(security.Size))
     needed = max(ends, default=0)
     if needed > size:
         raise InvalidInstaller(
             f"{filename}: truncated Windows program: {size} bytes, its headers need {needed}"
         )
+
+
+def _directory(pe: pefile.PE, name: str) -> pefile.Structure | None:
+    """A data directory the headers declare and fill, None when absent or empty.
+
+    The optional header says how many directories follow it; a program may declare fewer
+    than the sixteen pefile names, so an index past them means the directory is absent.
+    """
+    directories = pe.OPTIONAL_HEADER.DATA_DIRECTORY
+    index = pefile.DIRECTORY_ENTRY[name]
+    if index >= len(directories) or not int(directories[index].Size):
+        return None
+    entry: pefile.Structure = directories[index]
+    return entry
 
 
 def _section_end(section: pefile.SectionStructure) -> int:

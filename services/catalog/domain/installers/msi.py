@@ -37,6 +37,8 @@ _TABLE_MARKER = "\u4840"
 
 _SUMMARY_STREAM = "\x05SummaryInformation"
 _PID_CODEPAGE, _PID_SUBJECT, _PID_COMMENTS, _PID_REVISION = 1, 3, 6, 9
+_VT_I2, _VT_LPSTR, _VT_LPWSTR = 2, 30, 31
+_PROPERTY_SET_HEADER = 48  # byte order .. property set count, then the first FMTID and offset
 
 _GUID = re.compile(r"\{[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}")
 
@@ -69,9 +71,10 @@ class _StringPool:
 class _Database:
     """Tables and summary information of one open Windows Installer compound file."""
 
-    def __init__(self, ole: olefile.OleFileIO[str], filename: str) -> None:
+    def __init__(self, ole: olefile.OleFileIO[str], filename: str, size: int) -> None:
         self._ole = ole
         self._filename = filename
+        self._size = size
         self._tables = _table_streams(ole)
         self._pool: _StringPool | None = None
 
@@ -86,16 +89,7 @@ class _Database:
         """Text properties of the summary information stream, by property id."""
         if not self._ole.exists(_SUMMARY_STREAM):
             return {}
-        properties = self._ole.getproperties(_SUMMARY_STREAM)
-        declared = properties.get(_PID_CODEPAGE)  # a signed 16-bit value: 65001 reads negative
-        codepage = declared & 0xFFFF if isinstance(declared, int) else 0
-        texts: dict[int, str] = {}
-        for pid, value in properties.items():
-            if isinstance(value, bytes):
-                texts[pid] = _decode_text(value, codepage)
-            elif isinstance(value, str):
-                texts[pid] = value
-        return texts
+        return read_summary(self._stream(_SUMMARY_STREAM))
 
     def _string_pool(self) -> _StringPool:
         if self._pool is None:
@@ -106,6 +100,13 @@ class _Database:
         return self._pool
 
     def _stream(self, name: str) -> bytes:
+        # a directory entry may declare any size; no stream can hold more than the file
+        declared = self._ole.get_size(name)
+        if declared > self._size:
+            raise ValueError(
+                f"stream {decode_stream_name(name)!r} declares {declared} bytes, "
+                f"more than the whole file ({self._size})"
+            )
         with self._ole.openstream(name) as stream:
             data: bytes = stream.read()
         return data
@@ -157,9 +158,11 @@ def _open_database(
     if not olefile.isOleFile(stream):
         raise InvalidInstaller(f"{filename}: not a {what}: {describe_content(content)}")
     try:
-        with olefile.OleFileIO(stream) as ole:
+        # DEFECT_INCORRECT: a damaged sector chain or directory fails at once rather than
+        # being read around (a looping chain would otherwise be followed to its declared size)
+        with olefile.OleFileIO(stream, raise_defects=olefile.DEFECT_INCORRECT) as ole:
             _check_storage_class(ole, clsid, what, filename)
-            yield _Database(ole, filename)
+            yield _Database(ole, filename, len(content))
     except InvalidInstaller:
         raise
     except _OLE_ERRORS as error:
@@ -180,6 +183,55 @@ def _table_streams(ole: olefile.OleFileIO[str]) -> dict[str, str]:
         if len(entry) == 1 and entry[0].startswith(_TABLE_MARKER):
             streams[decode_stream_name(entry[0][1:])] = entry[0]
     return streams
+
+
+def read_summary(stream: bytes) -> dict[int, str]:
+    """Text properties of a summary information stream (MS-OLEPS), by property id.
+
+    Only the first section's strings are read; every count and offset is checked against the
+    bytes that hold it, so a damaged stream fails at once with where it went wrong.
+    """
+    if len(stream) < _PROPERTY_SET_HEADER or stream[:2] != b"\xfe\xff":
+        raise ValueError(f"summary information of {len(stream)} bytes has no property set header")
+    (start,) = struct.unpack_from("<I", stream, _PROPERTY_SET_HEADER - 4)
+    if start > len(stream) - 8:
+        raise ValueError(f"summary information section starts at {start}, past its end")
+    size, count = struct.unpack_from("<II", stream, start)
+    if size > len(stream) - start or count > (size - 8) // 8:
+        raise ValueError(
+            f"summary information section of {size} bytes declaring {count} properties "
+            f"does not fit the {len(stream) - start} bytes left"
+        )
+    section = stream[start : start + size]
+    found: dict[int, tuple[int, int]] = {}
+    for index in range(count):
+        pid, offset = struct.unpack_from("<II", section, 8 + index * 8)
+        if offset > size - 4:
+            raise ValueError(f"summary property {pid} at offset {offset} is past the section end")
+        found[pid] = (struct.unpack_from("<H", section, offset)[0], offset + 4)
+    codepage = 0  # a 16-bit value read unsigned: 65001 (UTF-8) is stored as -535
+    if found.get(_PID_CODEPAGE, (0, 0))[0] == _VT_I2:
+        raw = _property_bytes(section, found[_PID_CODEPAGE][1], 2, _PID_CODEPAGE)
+        codepage = int.from_bytes(raw, "little")
+    texts: dict[int, str] = {}
+    for pid, (kind, at) in found.items():
+        if kind not in (_VT_LPSTR, _VT_LPWSTR):
+            continue  # numbers, dates and vectors: nothing the upload shows
+        length = _property_bytes(section, at, 4, pid)
+        unit = 2 if kind == _VT_LPWSTR else 1
+        raw = _property_bytes(section, at + 4, int.from_bytes(length, "little") * unit, pid)
+        text = raw.decode("utf-16-le", "replace") if unit == 2 else _decode_text(raw, codepage)
+        texts[pid] = text.split("\x00", 1)[0]
+    return texts
+
+
+def _property_bytes(section: bytes, offset: int, length: int, pid: int) -> bytes:
+    if length > len(section) - offset:
+        raise ValueError(
+            f"summary property {pid} needs {length} bytes at offset {offset}; "
+            f"the section has {max(len(section) - offset, 0)} left"
+        )
+    return section[offset : offset + length]
 
 
 def _parse_string_pool(pool: bytes, data: bytes) -> _StringPool:
