@@ -158,6 +158,7 @@ class LocalContentStore:
         """Every file in place (`<aa>/<sha256>`), with its age."""
         now = time.time()
         found: list[FileAge] = []
+        folders: list[str] = []
         with contextlib.suppress(FileNotFoundError), os.scandir(self.root) as entries:
             folders = [e.name for e in entries if e.is_dir() and is_content_folder(e.name)]
         for folder in folders:

@@ -114,6 +114,8 @@ def _report(report: SweepReport) -> None:
     ):
         if done:
             metrics.CATALOG_CONTENT_SWEPT.labels(kind).inc(len(done))
+    if not (report.settled or report.removed_temporary or report.removed_orphans):
+        return
     log.info(
         "content.swept",
         settled=len(report.settled),
