@@ -1,0 +1,224 @@
+"""Workloads for whole-system fault tests: agent status reports whose effect on each service
+is known in advance, operator API calls retried the way a client retries them, and the
+counts a test reads after the fault (dead letters, unpublished outbox rows, queue depths)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import aio_pika
+import asyncpg
+import httpx
+from aiormq.exceptions import ChannelNotFoundEntity
+
+from libs.bus import Bus, to_amqp
+from libs.contracts import Envelope
+from libs.contracts.agents import AGENT_STATUS, AgentStatus, DetectionResult, InstallResult
+from libs.contracts.api import PREFIX
+from libs.contracts.names import dead_letter_queue_name
+from libs.service.handlers import ServiceDefinition
+from tests.support.system import System
+
+ReportKind = Literal["needed", "installed", "not_applicable", "install_ok", "install_failed"]
+KINDS: tuple[ReportKind, ...] = (
+    "needed",
+    "installed",
+    "not_applicable",
+    "install_ok",
+    "install_failed",
+)
+FAILURE_CODE = 1603
+"""An installer exit code outside the default return-code map: a failed install."""
+STATE_AFTER: dict[ReportKind, str] = {
+    "needed": "needed",
+    "installed": "installed",
+    "not_applicable": "not_applicable",
+    "install_ok": "installed",
+    "install_failed": "failed",
+}
+"""The state one report of each kind leaves for its (computer, update) (no restart asked)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """One status report of one computer about one update, and what it must leave."""
+
+    computer_id: str
+    update_id: str
+    kind: ReportKind
+    at: datetime
+
+    @property
+    def state(self) -> str:
+        return STATE_AFTER[self.kind]
+
+    @property
+    def is_install(self) -> bool:
+        """An install result (else a detection)."""
+        return self.kind in ("install_ok", "install_failed")
+
+    def message(self) -> tuple[aio_pika.Message, str]:
+        """The report as the agent publishes it, with its routing key."""
+        detections: list[DetectionResult] = []
+        installs: list[InstallResult] = []
+        if self.is_install:
+            installs.append(
+                InstallResult(
+                    update_id=self.update_id,
+                    return_code=0 if self.kind == "install_ok" else FAILURE_CODE,
+                    started_at=self.at - timedelta(minutes=5),
+                    finished_at=self.at,
+                )
+            )
+        else:
+            detections.append(DetectionResult(update_id=self.update_id, state=self.state))
+        body = AgentStatus(
+            computer_id=self.computer_id,
+            reported_at=self.at,
+            detections=detections,
+            installs=installs,
+        )
+        envelope = Envelope.new(
+            source=f"agent/{self.computer_id}", type=AGENT_STATUS.type, subject=self.computer_id
+        )
+        message = to_amqp(envelope, body.model_dump_json().encode())
+        return message, AGENT_STATUS.routing_key(self.computer_id)
+
+
+def reports_for(computers: list[str], updates: list[str], start: datetime) -> list[Report]:
+    """One report per (computer, update), every kind in turn, interleaved across computers so
+    each stretch of the stream touches every computer and many updates."""
+    reports: list[Report] = []
+    for u, update_id in enumerate(updates):
+        for c, computer_id in enumerate(computers):
+            kind = KINDS[(c + u) % len(KINDS)]
+            at = start + timedelta(seconds=u * len(computers) + c)
+            reports.append(Report(computer_id, update_id, kind, at))
+    return reports
+
+
+@dataclass
+class ApiTally:
+    """What an API client saw: calls made, attempts that failed (and how), retries."""
+
+    calls: int = 0
+    succeeded: int = 0
+    attempts: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def retried(self) -> int:
+        return self.attempts - self.calls
+
+
+RETRIED_STATUS = frozenset({502, 503, 504})
+"""Answers a client retries: the console or the service behind it is down or timed out."""
+
+
+async def retried_call(
+    system: System,
+    tally: ApiTally,
+    method: str,
+    path: str,
+    *,
+    json: dict[str, Any],
+    give_up_after: float = 120.0,
+) -> Any:
+    """An API write retried as a client would after a crash: on connection errors and
+    502/503/504, again after a short pause, until it succeeds; any other refusal fails."""
+    tally.calls += 1
+    deadline = time.monotonic() + give_up_after
+    while True:
+        tally.attempts += 1
+        try:
+            response = await system.http.request(method, PREFIX + path, json=json, timeout=30)
+        except httpx.TransportError as error:
+            tally.failures[type(error).__name__] += 1
+        else:
+            if response.status_code < 300:
+                tally.succeeded += 1
+                return response.json()
+            if response.status_code not in RETRIED_STATUS:
+                raise AssertionError(f"{method} {path}: {response.status_code} {response.text}")
+            tally.failures[f"http {response.status_code}"] += 1
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{method} {path} still failing after {give_up_after} s")
+        await asyncio.sleep(0.2)
+
+
+async def dead_letter_depths(bus: Bus, services: list[ServiceDefinition]) -> dict[str, int]:
+    """Messages waiting in each service queue's `.dlq`, by dead-letter queue (absent ones
+    count 0)."""
+    depths: dict[str, int] = {}
+    for service in services:
+        for queue in service.queues():
+            name = dead_letter_queue_name(queue)
+            channel = await bus.connection.channel()
+            try:
+                declared = await channel.declare_queue(name, passive=True)
+                depths[name] = declared.declaration_result.message_count or 0
+            except ChannelNotFoundEntity:
+                depths[name] = 0
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+    return depths
+
+
+async def dead_letter_reasons(bus: Bus, dead_letter_queue: str) -> Counter[str]:
+    """Why each message in a dead-letter queue is there, taking them off: the pipeline's
+    reason class (x-lockgate-reason-class), or the broker's (x-first-death-reason: `expired`,
+    `rejected`, `delivery_limit`)."""
+    reasons: Counter[str] = Counter()
+    channel = await bus.connection.channel()
+    try:
+        queue = await channel.declare_queue(dead_letter_queue, passive=True)
+        while (message := await queue.get(fail=False)) is not None:
+            headers = dict(message.headers or {})
+            reason = headers.get("x-lockgate-reason-class") or headers.get("x-first-death-reason")
+            kind = message.type or str(headers.get("ce-type", "?"))
+            reasons[f"{kind}: {reason!s}"] += 1
+            await message.ack()
+    finally:
+        await channel.close()
+    return reasons
+
+
+async def queue_depths(bus: Bus, services: list[ServiceDefinition]) -> dict[str, int]:
+    """Messages ready or unacknowledged in each service queue."""
+    depths: dict[str, int] = {}
+    channel = await bus.connection.channel()
+    try:
+        for service in services:
+            for queue in service.queues():
+                declared = await channel.declare_queue(queue, passive=True)
+                depths[queue] = declared.declaration_result.message_count or 0
+    finally:
+        await channel.close()
+    return depths
+
+
+async def unpublished(db: asyncpg.Connection, schemas: list[str]) -> dict[str, int]:
+    """Outbox rows not yet published, per schema."""
+    found: dict[str, int] = {}
+    for schema in schemas:
+        count = await db.fetchval(
+            f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"
+        )
+        found[schema] = int(count)
+    return found
+
+
+async def inbox_rows(db: asyncpg.Connection, schema: str) -> int:
+    """Messages a service has handled so far (its inbox): any new row is a new effect."""
+    return int(await db.fetchval(f"SELECT count(*) FROM {schema}.inbox"))
+
+
+def utc(text: str) -> datetime:
+    """An ISO instant read back from JSON, in UTC."""
+    return datetime.fromisoformat(text).astimezone(UTC)
