@@ -126,6 +126,11 @@ def _classify_one(error: BaseException) -> Failure:  # noqa: PLR0911 - one answe
         return Failure.OUTAGE if "connection" in text and "closed" in text else Failure.OWN
     if isinstance(error, asyncpg.exceptions.TargetServerAttributeNotMatched):
         return Failure.OUTAGE  # no host is (yet) the read-write primary: a failover is under way
+    if isinstance(error, asyncpg.exceptions.InternalClientError):
+        # "cannot switch to state N; another operation is in progress": a connection left
+        # half-way through a protocol exchange when the server went away. The gate replaces
+        # the pool's connections before the message runs again.
+        return Failure.OUTAGE
     if isinstance(error, _CONFIGURATION):
         return Failure.OWN
     if isinstance(

@@ -40,6 +40,9 @@ OUTAGES: list[BaseException] = [
     asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
     asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed"),
     asyncpg.exceptions.TargetServerAttributeNotMatched("none of the hosts match read-write"),
+    asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    ),
     PublishFailed("publish to lockgate.events/x failed: TimeoutError"),
     BrokerUnavailable("the connection to the broker is down"),
     AMQPConnectionError("connection lost"),
