@@ -3,8 +3,10 @@
 Deliveries of a type whose route has `handle_many` wait (up to the prefetch, or
 `batch_wait_seconds`) and are committed together: inbox claims for every message id in
 one statement, the handler once, the outbox, commit, then each message is acked. Anything
-else on the queue, and every message of a batch that failed, goes through the ordinary
-one-message pipeline, which retries or dead-letters it on its own.
+else on the queue, and every message of a batch that failed for its own reasons, goes
+through the ordinary one-message pipeline, which retries or dead-letters it on its own.
+A batch that failed because a dependency did (libs/service/transient.py) is kept whole and
+unacked: it waits for the process's gate to open and is committed together again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from libs.observability import metrics
 from libs.service.clock import Clock
 from libs.service.handlers import Answer, HandlerContext, Instance, On, run_after_commit
 from libs.service.pipeline import InFlight, Pipeline
+from libs.service.transient import Failure, Gate, classify, conflict_pause
 from libs.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -54,6 +57,7 @@ class BatchingPipeline:
         settings: Settings,
         clock: Clock,
         in_flight: InFlight,
+        gate: Gate,
     ) -> None:
         self._pipeline = pipeline
         self._batched = {
@@ -64,6 +68,7 @@ class BatchingPipeline:
         self._settings = settings
         self._clock = clock
         self._in_flight = in_flight
+        self._gate = gate
         self._max = max(settings.prefetch, 1)
         self._waiting: list[_Waiting] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -71,6 +76,8 @@ class BatchingPipeline:
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         with self._in_flight:
+            if not await self._gate.wait_open():
+                return  # stopping during an outage: left unacked, the broker gives it back
             waiting = self._admit(message)
             if waiting is None:
                 await self._pipeline.process(message)
@@ -113,11 +120,7 @@ class BatchingPipeline:
     async def _commit(self, batch: list[_Waiting]) -> None:
         started = time.perf_counter()
         try:
-            await self._commit_together(batch)
-        except Exception as error:  # noqa: BLE001 - the batch falls back to one by one
-            log.warning("batch.failed", size=len(batch), error=f"{type(error).__name__}: {error}")
-            for item in batch:
-                await self._pipeline.process(item.message)
+            await self._commit_until_done(batch)
         finally:
             for item in batch:
                 if not item.done.done():
@@ -125,6 +128,36 @@ class BatchingPipeline:
         elapsed = time.perf_counter() - started
         for item in batch:
             metrics.HANDLER_DURATION.labels(item.route.name).observe(elapsed)
+
+    async def _commit_until_done(self, batch: list[_Waiting]) -> None:
+        """Commit the batch; after an outage or a conflict, again (the same batch, without
+        limit); after its own failure, one by one. Returns early, leaving it unacked, when
+        the process stops while waiting."""
+        attempt = 0
+        while True:
+            try:
+                await self._commit_together(batch)
+            except Exception as error:  # noqa: BLE001 - sorted below: the batch's own or not
+                kind = classify(error)
+                text = f"{type(error).__name__}: {error}"[:300]
+                if kind is Failure.OWN:
+                    log.warning("batch.failed", size=len(batch), error=text)
+                    for item in batch:
+                        await self._pipeline.process(item.message)
+                    return
+                attempt += 1
+                if attempt == 1:
+                    log.warning("batch.waiting", size=len(batch), failure=kind.value, error=text)
+                if kind is Failure.OUTAGE:
+                    self._gate.close(error)
+                    waited = await self._gate.wait_open()
+                else:
+                    waited = await self._gate.pause(conflict_pause(attempt))
+                if not waited:
+                    log.info("batch.abandoned", size=len(batch), attempts=attempt)
+                    return
+            else:
+                return
 
     async def _commit_together(self, batch: list[_Waiting]) -> None:
         by_route: dict[str, list[_Waiting]] = {}

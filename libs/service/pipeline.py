@@ -4,7 +4,11 @@ Delivery semantics: at least once in, exactly once in effect. The ack is sent on
 the transaction holding the handler's writes, its inbox row and its outbox events has
 committed; a crash before the ack redelivers the message and the inbox skips it.
 Messages that can never succeed go to `<queue>.dlq` at once with the reason in headers;
-others are retried (with backoff) until the delivery limit, then dead-lettered likewise.
+others that fail for their own reasons are retried (with backoff) until the delivery limit,
+then dead-lettered likewise. A failure that is a dependency's (libs/service/transient.py:
+the database or broker does not answer, a failover, a timeout) costs no delivery: the
+message stays unacked, the process's gate closes, and once it opens the same message runs
+again in process, as often as it takes. While the gate is closed no new delivery starts.
 
 Agent messages are checked before any handler runs: the computer id in the body must be the
 one of the routing key the broker let the agent publish under (`check_sender`). When a route
@@ -50,6 +54,7 @@ from libs.observability import metrics
 from libs.service.clock import SYSTEM_CLOCK, Clock
 from libs.service.errors import DomainError, Refused
 from libs.service.handlers import Answer, HandlerContext, Instance, On, run_after_commit
+from libs.service.transient import Failure, Gate, classify, conflict_pause
 from libs.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -76,7 +81,9 @@ STEP_PROCESS = "process"
 class Outcome:
     """What the pipeline did with one delivery (returned for tests and logs)."""
 
-    action: str  # handled | duplicate | dead-lettered | requeued | answered-error
+    action: str
+    """handled | duplicate | dead-lettered | requeued | answered-error | abandoned (the
+    process stopped while waiting out an outage: left unacked, the broker gives it back)."""
 
 
 class InFlight:
@@ -115,6 +122,7 @@ class Pipeline:
         delivery_limit: int,
         in_flight: InFlight,
         stopping: asyncio.Event,
+        gate: Gate,
         clock: Clock = SYSTEM_CLOCK,
         on_step: StepObserver | None = None,
     ) -> None:
@@ -130,6 +138,7 @@ class Pipeline:
         self._delivery_limit = delivery_limit
         self._in_flight = in_flight
         self._stopping = stopping
+        self._gate = gate
         self._clock = clock
         self._on_step = on_step
         self._source = source_of(instance.service)
@@ -138,6 +147,8 @@ class Pipeline:
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         with self._in_flight:
+            if not await self._gate.wait_open():
+                return  # stopping during an outage: left unacked, the broker gives it back
             await self.process(message)
 
     async def process(self, message: AbstractIncomingMessage) -> Outcome:
@@ -158,17 +169,51 @@ class Pipeline:
             correlation_id=envelope.correlation_id,
             subject=envelope.subject,
         ):
-            try:
-                outcome = await self._handle(message, envelope, route, payload)
-            except DomainError as error:
-                outcome = await self._refuse(message, route, error, envelope)
-            except Exception as error:  # noqa: BLE001 - any other failure is retried, then dead-lettered
-                outcome = await self._retry_or_dead_letter(message, route, error)
+            outcome = await self._run(message, envelope, route, payload)
         elapsed = time.perf_counter() - started
         metrics.HANDLER_DURATION.labels(route.name).observe(elapsed)
         if self._on_step is not None:
             self._on_step(STEP_PROCESS, elapsed)
         return outcome
+
+    async def _run(
+        self,
+        message: AbstractIncomingMessage,
+        envelope: Envelope,
+        route: On[Any] | Answer[Any, Any],
+        payload: Contract,
+    ) -> Outcome:
+        """Handle the message; wait out outages and conflicts, running it again each time."""
+        attempt = 0
+        while True:
+            try:
+                return await self._handle(message, envelope, route, payload)
+            except DomainError as error:
+                return await self._refuse(message, route, error, envelope)
+            except Exception as error:  # noqa: BLE001 - sorted below: the message's own or not
+                kind = classify(error)
+                if kind is Failure.OWN:
+                    return await self._retry_or_dead_letter(message, route, error)
+                attempt += 1
+                metrics.MESSAGES_FAILED.labels(route.name).inc()
+                if attempt == 1:
+                    log.warning(
+                        "message.waiting",
+                        handler=route.name,
+                        failure=kind.value,
+                        error=f"{type(error).__name__}: {error}"[:300],
+                    )
+                if not await self._wait_after(kind, error, attempt):
+                    log.info("message.abandoned", handler=route.name, attempts=attempt)
+                    return Outcome("abandoned")
+
+    async def _wait_after(self, kind: Failure, error: Exception, attempt: int) -> bool:
+        """Wait until it is worth running again: the gate open after an outage, a short
+        pause after a conflict. False when the process stops meanwhile."""
+        if kind is Failure.OUTAGE:
+            self._gate.close(error)
+            return await self._gate.wait_open()
+        return await self._gate.pause(conflict_pause(attempt))
 
     @staticmethod
     def check_sender(
@@ -479,12 +524,17 @@ class Pipeline:
             correlation_id=message.correlation_id,
         )
         dlq = dead_letter_queue_name(self.queue)
-        try:
-            await self._bus.publish(copy, exchange=Exchange.DEAD_LETTERS.value, routing_key=dlq)
-        except PublishFailed:
-            # Not parked: give it back; the broker's own delivery limit dead-letters it later.
-            await message.nack(requeue=True)
-            raise
+        while True:
+            try:
+                await self._bus.publish(copy, exchange=Exchange.DEAD_LETTERS.value, routing_key=dlq)
+                break
+            except PublishFailed as failure:
+                # Not parked: the broker is away. Keep the original (unacked, so it costs no
+                # delivery) until the broker answers, then park it.
+                self._gate.close(failure)
+                if not await self._gate.wait_open():
+                    log.warning("message.dead_letter_deferred", queue=self.queue, dlq=dlq)
+                    return
         await message.ack()
         metrics.MESSAGES_DEAD_LETTERED.labels(self.queue, type(error).__name__).inc()
         log.warning(
