@@ -1,4 +1,8 @@
-"""A service process from start to SIGTERM: migrate, connect, consume, relay, shut down cleanly."""
+"""A service process from start to SIGTERM: migrate, connect, consume, relay, shut down cleanly.
+
+Start-up waits for the database and the broker (serving /healthz, /readyz red) instead of
+exiting; outages after that are waited out at the process's gate (libs/service/transient.py).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import asyncpg
 import structlog
 
 from libs.bus.bus import Binding, Bus, Callback
@@ -22,7 +25,7 @@ from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.db import inbox, outbox
 from libs.db.migrations import migrate
 from libs.db.outbox import OutboxRelay, StepObserver
-from libs.db.pool import Pool, create_pool, ensure_database
+from libs.db.pool import Pool, answers, create_pool, ensure_database
 from libs.observability import metrics
 from libs.observability.http import HealthServer
 from libs.observability.logging import configure_logging
@@ -31,6 +34,7 @@ from libs.service.clock import Clock, clock_from
 from libs.service.handlers import Answer, Instance, On, ServiceDefinition, TaskContext
 from libs.service.pipeline import InFlight, Pipeline
 from libs.service.system import emit_heartbeat
+from libs.service.transient import Failure, Gate, classify, keep_trying
 from libs.settings import SERVICE_NAMES, Settings
 
 log = structlog.get_logger(__name__)
@@ -104,18 +108,70 @@ class ServiceProcess:
         self._bus: Bus | None = None
         self._relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self._running = False
+        self.gate: Gate | None = None
+        """Open while the database and broker answer (libs/service/transient.py)."""
         self.health: HealthServer | None = None
 
     async def start(self) -> None:
+        """Serve /healthz at once, then connect and consume.
+
+        While the database or the broker does not answer, it logs, keeps /readyz red and
+        tries again with backoff capped at 5 s; it returns once consuming (or when stop()
+        is called first). A failure that waiting cannot cure (a migration refused, wrong
+        credentials) is raised.
+        """
+        settings = self.settings
+        self.health = HealthServer(
+            self.readiness,
+            host=settings.http_host,
+            port=self._http_port
+            if self._http_port is not None
+            else _port_of(settings, self.definition.name),
+        )
+        await self.health.start()
+        try:
+            connected = await keep_trying(self._connect_once, what="start", stopping=self._stopping)
+        except BaseException:
+            await self.health.stop()
+            raise
+        if connected is None:
+            return  # stopped before the dependencies answered
+        self._start_tasks()
+        self._running = True
+        log.info(
+            "service.started",
+            instance_id=self.instance.instance_id,
+            queues=sorted(self.definition.queues()),
+            http_port=self.health.port,
+        )
+
+    async def _connect_once(self) -> bool:
+        """One attempt at everything start needs; on failure, undo what it opened."""
+        try:
+            await self._connect()
+        except BaseException:
+            await self._disconnect()
+            raise
+        return True
+
+    async def _connect(self) -> None:
         name, settings = self.definition.name, self.settings
-        await ensure_database(settings.database_url)
+        connect_timeout = settings.database_connect_timeout_seconds
+        await ensure_database(settings.database_url, timeout=connect_timeout)
         await migrate(
             settings.database_url,
             name,
             self.definition.migrations,
             self.definition.mounted_migrations,
+            connect_timeout=connect_timeout,
         )
-        self._pool = pool = await create_pool(settings.database_url, name)
+        self._pool = pool = await create_pool(
+            settings.database_url,
+            name,
+            command_timeout=settings.database_command_timeout_seconds,
+            connect_timeout=connect_timeout,
+        )
         self._bus = bus = await Bus.connect(
             settings.amqp_url,
             name=f"lockgate-{name}/{self.instance.instance_id}",
@@ -129,22 +185,9 @@ class ServiceProcess:
                 queue,
                 [binding for route in routes for binding in _bindings(route)],
             )
-        self._relay = OutboxRelay(
-            pool,
-            bus,
-            url=settings.database_url,
-            schema=name,
-            batch_size=settings.outbox_batch_size,
-            poll_seconds=settings.outbox_poll_seconds,
-            on_step=self._on_step,
+        self.gate = gate = Gate(
+            self._dependencies_answer, stopping=self._stopping, on_close=pool.expire_connections
         )
-        self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
-        self.health = HealthServer(
-            self.readiness,
-            host=settings.http_host,
-            port=self._http_port if self._http_port is not None else _port_of(settings, name),
-        )
-        await self.health.start()
         for queue, routes in queues.items():
             pipeline = Pipeline(
                 queue=queue,
@@ -156,6 +199,7 @@ class ServiceProcess:
                 delivery_limit=settings.delivery_limit,
                 in_flight=self._in_flight,
                 stopping=self._stopping,
+                gate=gate,
                 clock=self.clock,
                 on_step=self._on_step,
             )
@@ -169,18 +213,47 @@ class ServiceProcess:
                     settings=settings,
                     clock=self.clock,
                     in_flight=self._in_flight,
+                    gate=gate,
                 )
             callback: Callback = consumer
             if self._wrap_consumer is not None:
                 callback = self._wrap_consumer(queue, callback)
             await bus.consume(queue, callback, prefetch=settings.prefetch)
+
+    async def _disconnect(self) -> None:
+        """Close what a failed start attempt opened, so the next attempt starts clean."""
+        bus, self._bus = self._bus, None
+        pool, self._pool = self._pool, None
+        self.gate = None
+        if bus is not None:
+            await bus.stop_consuming()
+            await bus.close()
+        if pool is not None:
+            pool.terminate()
+
+    def _start_tasks(self) -> None:
+        assert self._pool is not None  # noqa: S101 - connected before this
+        assert self._bus is not None  # noqa: S101
+        settings, name = self.settings, self.definition.name
+        self._relay = OutboxRelay(
+            self._pool,
+            self._bus,
+            url=settings.database_url,
+            schema=name,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+            on_step=self._on_step,
+            connect_timeout=settings.database_connect_timeout_seconds,
+            command_timeout=settings.database_command_timeout_seconds,
+        )
+        self._relay_task = asyncio.create_task(self._relay.run(), name="outbox-relay")
         self._tasks = [
             asyncio.create_task(
                 self._every(HOUSEKEEPING_SECONDS, "housekeeping", self._housekeeping)
             )
         ]
         context = TaskContext(
-            pool=pool, clock=self.clock, instance=self.instance, settings=settings
+            pool=self._pool, clock=self.clock, instance=self.instance, settings=settings
         )
         for task in self.definition.tasks:
             self._tasks.append(
@@ -199,38 +272,49 @@ class ServiceProcess:
                     self._every(settings.heartbeat_seconds, "heartbeat", self._heartbeat)
                 )
             )
-        log.info(
-            "service.started",
-            instance_id=self.instance.instance_id,
-            queues=sorted(queues),
-            http_port=self.health.port,
-        )
+
+    async def _dependencies_answer(self) -> bool:
+        """The gate's probe: the database takes writes and the broker answers."""
+        database = await answers(self.settings.database_url, timeout=2.0)
+        broker = self._bus is not None and await self._bus.check()
+        return database and broker
 
     async def readiness(self) -> dict[str, bool]:
-        """Ready only when both the database and the broker answer now.
+        """Ready only when consuming, the gate is open, and both dependencies answer now.
 
         The database is asked on a connection of its own: under a backlog every pooled
-        connection can be busy, and that is load, not unreadiness.
+        connection can be busy, and that is load, not unreadiness. Before the process has
+        started consuming, and while it waits out an outage (its gate is closed), the
+        database counts as not answering.
         """
-        database = False
-        with contextlib.suppress(Exception):
-            conn = await asyncpg.connect(self.settings.database_url, timeout=2.0)
-            try:
-                database = bool(await asyncio.wait_for(conn.fetchval("SELECT true"), 2.0))
-            finally:
-                await conn.close()
+        database = await answers(self.settings.database_url, timeout=2.0)
         broker = self._bus is not None and await self._bus.check()
-        return {"database": database, "broker": broker}
+        consuming = self._running and self.gate is not None and self.gate.is_open
+        return {"database": database and consuming, "broker": broker}
 
     async def _every(
         self, seconds: float, name: str, work: Callable[[], Awaitable[object]]
     ) -> None:
-        """Run `work` now and every `seconds` until stopping; a failure is logged, not fatal."""
+        """Run `work` now and every `seconds` until stopping; a failure is logged, not fatal.
+
+        While the gate is closed the task waits for it; an outage it meets closes the gate,
+        so it resumes by itself when the dependency answers again.
+        """
         while not self._stopping.is_set():
+            if self.gate is not None and not await self.gate.wait_open():
+                return
             try:
                 await work()
             except Exception as error:  # noqa: BLE001 - a periodic task must outlive one failure
-                log.warning("periodic.failed", task=name, error=repr(error))
+                if self.gate is not None and classify(error) is Failure.OUTAGE:
+                    self.gate.close(error)
+                    log.info(
+                        "periodic.waiting",
+                        task=name,
+                        error=f"{type(error).__name__}: {error}"[:300],
+                    )
+                else:
+                    log.warning("periodic.failed", task=name, error=repr(error))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
@@ -269,9 +353,12 @@ class ServiceProcess:
             return max(deadline - loop.time(), 0.1)
 
         self._stopping.set()
+        self._running = False
         log.info("service.stopping", in_flight=self._in_flight.count)
         for task in self._tasks:
             task.cancel()
+        if self.gate is not None:
+            await self.gate.aclose()
         if self._bus is not None:
             await self._bus.stop_consuming()
         log.info("service.consumers_stopped")
@@ -299,14 +386,25 @@ class ServiceProcess:
 
 
 async def serve(definition: ServiceDefinition, settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully (also while still waiting for
+    the database or broker to answer at start)."""
     process = ServiceProcess(definition, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await process.start()
-    await stop.wait()
+    starting = asyncio.create_task(process.start(), name="start")
+    stopped = asyncio.create_task(stop.wait(), name="stop-signal")
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done() and starting.exception() is not None:
+        stopped.cancel()
+        await process.stop()
+        await starting  # raises: a failure waiting cannot cure
+    await stopped
+    if not starting.done():  # still waiting for the database or broker: give up at once
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
     await process.stop()
 
 
@@ -316,6 +414,6 @@ def main(definition: ServiceDefinition) -> None:
     configure_logging(definition.name, settings.log_level)
     try:
         asyncio.run(serve(definition, settings))
-    except (OSError, ConnectionError) as error:
+    except Exception as error:
         log.exception("service.start_failed", error=f"{type(error).__name__}: {error}")
         raise SystemExit(1) from None
