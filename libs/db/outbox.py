@@ -145,6 +145,8 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 1.0,
         on_step: StepObserver | None = None,
+        connect_timeout: float = 60.0,
+        command_timeout: float | None = None,
     ) -> None:
         self._pool = pool
         self._bus = bus
@@ -153,35 +155,67 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll = poll_seconds
         self._on_step = on_step
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
         self._wake = asyncio.Event()
         self._stopping = False
+        self._connected = False
+        self._failing_since: float | None = None
         self.is_leader = False
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
     async def run(self) -> None:
-        """Relay until stop(); reconnects after database or broker losses."""
+        """Relay until stop(); reconnects after database or broker losses.
+
+        An outage (database down, broker gone, a failover) only pauses it: it tries again
+        with backoff capped at 5 s, logs the first failure and the recovery, and carries on
+        where the outbox says it stopped (unpublished rows stay unpublished until confirmed).
+        """
+        first_delay = delay = min(self._poll, 0.5)
         while not self._stopping:
+            self._connected = False
             try:
                 await self._lead()
             except Exception as error:
-                log.warning(
-                    "outbox.relay_error", error=f"{type(error).__name__}: {error}", exc_info=error
-                )
                 self.is_leader = False
-                await self._sleep(self._poll)
+                if self._connected:  # it had recovered (or never failed): a new outage
+                    delay = first_delay
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    log.warning(
+                        "outbox.relay_error",
+                        error=f"{type(error).__name__}: {error}",
+                        exc_info=error,
+                    )
+                else:
+                    log.info("outbox.relay_retry", error=f"{type(error).__name__}: {error}"[:300])
+                if self._stopping:
+                    return
+                self._wake.clear()  # a NOTIFY seen before the loss must not cut the pause short
+                await self._sleep(delay)
+                delay = min(delay * 2, 5.0)
             else:
                 return
 
     async def _lead(self) -> None:
         conn = await asyncpg.connect(
             self._url,
+            timeout=self._connect_timeout,
+            command_timeout=self._command_timeout,
             server_settings={
                 "application_name": relay_application_name(self._schema),
                 "search_path": self._schema,
             },
         )
+        self._connected = True
+        if self._failing_since is not None:
+            log.info(
+                "outbox.relay_reconnected",
+                after_seconds=round(time.monotonic() - self._failing_since, 2),
+            )
+            self._failing_since = None
         try:
             while not self._stopping and not await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1)",
