@@ -218,9 +218,33 @@ def service_access(
     )
 
 
-def client_access(*, user: str) -> Access:
-    """An RPC caller (the console): publishes commands, reads replies via direct reply-to."""
-    return Access(user=user, write=frozenset({Exchange.COMMANDS.value}))
+def client_access(*, user: str, services: Sequence[ServiceDefinition] = ()) -> Access:
+    """An RPC caller (the console): publishes commands, reads replies via direct reply-to.
+
+    With `services`, it also keeps their dead letters (services/console/dead_letters.py):
+    it consumes each `<queue>.dlq` (read) and replays a message to the exchange and routing
+    key it was first published with, so it may publish what those queues bind (topic
+    permissions: the first words of their binding keys)."""
+    dead_letter_queues: set[str] = set()
+    replayed: dict[Exchange, set[str]] = {Exchange.COMMANDS: set()}
+    for service in services:
+        for queue, routes in service.queues().items():
+            dead_letter_queues.add(dead_letter_queue_name(queue))
+            for route in routes:
+                if isinstance(route, On):
+                    replayed.setdefault(route.spec.exchange, set()).add(
+                        _first_word(route.spec.binding_key)
+                    )
+    return Access(
+        user=user,
+        write=frozenset(exchange.value for exchange in replayed),
+        read=frozenset(dead_letter_queues),
+        topics=tuple(
+            TopicAccess(exchange, write=starting_with(words), read=NOTHING)
+            for exchange, words in replayed.items()
+            if EXCHANGE_TYPES[exchange] == "topic"
+        ),
+    )
 
 
 def agent_access(computer_id: str) -> Access:
@@ -317,7 +341,7 @@ def definitions(
     users = service_users((s.name for s in services), user_prefix=user_prefix)
     accesses = [
         *(service_access(s, user=users[s.name], registry=registry) for s in services),
-        *(client_access(user=users[client]) for client in CLIENTS),
+        *(client_access(user=users[client], services=services) for client in CLIENTS),
     ]
     return _document(vhost, accesses, topology=True)
 

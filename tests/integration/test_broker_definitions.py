@@ -338,7 +338,7 @@ async def test_services_and_console_work_under_their_own_users(
         assert (plan.headers or {}).get("ce-type") == "computer.plan.v1"
 
         async with (
-            running_console(settings("console")) as console,
+            running_console(settings("console"), dead_letter_keeper=True) as console,
             httpx.AsyncClient(
                 base_url=console.url,
                 headers={"Authorization": f"Bearer {console.admin_token}"},

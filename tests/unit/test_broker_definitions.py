@@ -154,14 +154,22 @@ def test_a_service_answering_agents_refusals_may_publish_their_rejections() -> N
         assert allows(topic["write"], "computer.pc-1.rejected.v1") == may
 
 
-def test_the_console_only_sends_commands() -> None:
+def test_the_console_sends_commands_and_keeps_dead_letters() -> None:
+    """Commands; and for its dead-letter keeper: read every `<queue>.dlq`, replay a message
+    where it was first published (what the services' queues bind), declare nothing."""
     granted = permission(generated(), "lockgate-console")
-    assert (granted["configure"], granted["write"], granted["read"]) == (
-        "^$",
-        r"^lockgate\.commands$",
-        "^$",
-    )
-    assert not topics(generated(), "lockgate-console")
+    assert granted["configure"] == "^$"
+    assert allows(granted["read"], "scheduler.agent-checkins.dlq")
+    assert not allows(granted["read"], "scheduler.agent-checkins")  # never a work queue
+    for exchange in (Exchange.COMMANDS, Exchange.EVENTS, Exchange.AGENTS):
+        assert allows(granted["write"], exchange.value)
+    assert not allows(granted["write"], Exchange.DEAD_LETTERS.value)
+    assert not allows(granted["write"], "amq.default")
+    topic = topics(generated(), "lockgate-console")
+    assert allows(topic[Exchange.AGENTS.value]["write"], "agent.pc-1.status.v1")
+    assert not allows(topic[Exchange.AGENTS.value]["write"], "computer.pc-1.plan.v1")
+    assert allows(topic[Exchange.EVENTS.value]["write"], "catalog.update.published.v1")
+    assert topic[Exchange.AGENTS.value]["read"] == topic[Exchange.EVENTS.value]["read"] == "^$"
 
 
 def test_an_agent_may_speak_and_listen_only_for_itself() -> None:
