@@ -9,7 +9,7 @@ what its code does, no more:
   to (its events, `lockgate.dead-letters`) and `amq.default` when it answers commands
   (RPC replies go through the default exchange to the caller's direct reply-to);
 - read: its own queues (consuming, and declaring with a dead-letter exchange) and the
-  exchanges its queues bind from; nobody reads a `.dlq` but operators;
+  exchanges its queues bind from; no service reads a `.dlq` (the console's keeper does);
 - topic permissions on the topic exchanges it uses: it publishes only under its own
   routing-key prefixes (`catalog.` on `lockgate.events`, `computer.` for the scheduler on
   `lockgate.agents`, and for any service whose routes answer refused agent messages with
@@ -62,7 +62,7 @@ AGENT_QUEUE_ARGUMENTS = names.AGENT_QUEUE_ARGUMENTS
 """The agent queue's arguments; the agent protocol (AsyncAPI document) states them too."""
 DEFAULT_USER_PREFIX = "lockgate-"
 CLIENTS = ("console",)
-"""Processes that only send commands (RPC) and own no queue."""
+"""Processes that own no queue: they send commands (RPC); the console also keeps dead letters."""
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 DEFAULT_EXCHANGE = "amq.default"
 """How RabbitMQ names the default exchange ("") in permission checks."""
