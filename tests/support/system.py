@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,13 +85,16 @@ async def running_system(
     speed: float,
     database_url: str | None = None,
     extra_env: dict[str, str] | None = None,
+    port: Callable[[], int] | None = None,
 ) -> AsyncIterator[System]:
     """Start every service and the console; stop them, delete the services' queues (so later
     tests' messages do not pile up in them) and drop the database at the end.
 
     `database_url` runs the system on that database instead of a fresh one beside the
     session's (a private cluster's multi-host URL, say); the caller then owns and drops it.
-    `extra_env` adds or overrides settings of every process."""
+    `extra_env` adds or overrides settings of every process. `port` picks each process's HTTP
+    port instead of the kernel: a test that restarts processes picks ports the kernel never
+    hands out, so no other process takes one while it is down."""
     database = database_url or f"{infra.database_url}_e2e{secrets.token_hex(3)}"
     token = "lg_e2e_" + secrets.token_urlsafe(12)
     env = {
@@ -109,12 +112,12 @@ async def running_system(
         "LOCKGATE_DEAD_LETTER_KEEPER": "false",
         **(extra_env or {}),
     }
-    console = ServiceRunner("console", infra, log_dir, **env)
+    console = _on_port(ServiceRunner("console", infra, log_dir, **env), port)
     # Plans sign content URLs for the console the agents download from.
     console_url = f"http://127.0.0.1:{console.port}"
     console.env["LOCKGATE_CONTENT_URL"] = env["LOCKGATE_CONTENT_URL"] = console_url
     runners = [
-        *(ServiceRunner(name, infra, log_dir, **env).start() for name in SERVICES),
+        *(_on_port(ServiceRunner(name, infra, log_dir, **env), port).start() for name in SERVICES),
         console.start(),
     ]
     try:
@@ -138,6 +141,19 @@ async def running_system(
         finally:
             if database_url is None:
                 await drop_database(database)
+
+
+def _on_port(runner: ServiceRunner, port: Callable[[], int] | None) -> ServiceRunner:
+    """The runner moved to a port of `port`'s choosing (unchanged when None)."""
+    if port is not None:
+        service = runner.service.upper()
+        setting = (
+            "LOCKGATE_CONSOLE_PORT" if service == "CONSOLE" else f"LOCKGATE_{service}_HTTP_PORT"
+        )
+        runner.port = port()
+        runner.env[setting] = str(runner.port)
+        runner.log_path = runner.log_path.with_name(f"{runner.service}-{runner.port}.log")
+    return runner
 
 
 async def _delete_queues(infra: Infra) -> None:
