@@ -179,13 +179,18 @@ class Bus:
     async def stop_consuming(self) -> None:
         """Cancel every consumer; unacked messages stay with us until acked or closed."""
         consumers, self._consumers = self._consumers, []
-        for queue, tag in consumers:
+
+        async def cancel(queue: AbstractRobustQueue, tag: str) -> None:
             try:
-                # Bounded: a cancel on a channel restored after a connection loss can wait
-                # forever; closing the connection afterwards stops deliveries anyway.
+                # Bounded: a cancel on a channel restored after a connection loss (or with
+                # the broker away) can wait forever; closing the connection afterwards
+                # stops deliveries anyway.
                 await asyncio.wait_for(queue.cancel(tag), self._publish_timeout)
             except (TimeoutError, AMQPError, ConnectionError, RuntimeError) as error:
                 log.warning("bus.cancel_failed", queue=queue.name, error=repr(error))
+
+        # All at once: one unanswered cancel must not hold up the others, nor shutdown.
+        await asyncio.gather(*(cancel(queue, tag) for queue, tag in consumers))
 
     async def check(self, timeout: float = 2.0) -> bool:
         """Whether the broker answers now (a passive declare round trip)."""

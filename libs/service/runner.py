@@ -360,7 +360,10 @@ class ServiceProcess:
         if self.gate is not None:
             await self.gate.aclose()
         if self._bus is not None:
-            await self._bus.stop_consuming()
+            try:
+                await asyncio.wait_for(self._bus.stop_consuming(), left())
+            except TimeoutError:
+                log.warning("service.cancel_incomplete")
         log.info("service.consumers_stopped")
         try:
             await asyncio.wait_for(self._in_flight.wait_idle(), left())
@@ -376,7 +379,10 @@ class ServiceProcess:
         if self.health is not None:
             await self.health.stop()
         if self._bus is not None:
-            await self._bus.close()
+            try:
+                await asyncio.wait_for(self._bus.close(), left())
+            except TimeoutError:
+                log.warning("service.broker_close_incomplete")
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), left())
