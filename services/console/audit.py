@@ -91,15 +91,15 @@ def _text(value: str, name: str) -> str:
     return storable(value)
 
 
-def hidden_values(value: object, name: str = "") -> set[str]:
+def hidden_values(value: object, name: str = "", *, secret: bool = False) -> set[str]:
     """The texts `redact` removes from `value` (an error's detail may quote them)."""
+    secret = secret or bool(name and _SECRET_NAME.search(name))
     if isinstance(value, dict):
-        return {t for k, v in value.items() for t in hidden_values(v, str(k))}
+        return {t for k, v in value.items() for t in hidden_values(v, str(k), secret=secret)}
     if isinstance(value, list):
-        return {t for item in value for t in hidden_values(item, name)}
+        return {t for item in value for t in hidden_values(item, name, secret=secret)}
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         text = str(value)
-        secret = bool(name and _SECRET_NAME.search(name))
         if secret or (isinstance(value, str) and _text(value, name) != storable(value)):
             return {text}
     return set()
@@ -108,7 +108,7 @@ def hidden_values(value: object, name: str = "") -> set[str]:
 def without(detail: str, hidden: set[str]) -> str:
     """`detail` with every hidden text (and any start of one it quotes) removed."""
     for text in sorted(hidden, key=len, reverse=True):
-        if text:
+        if len(text) >= 3:  # shorter ones are no secret, and would mangle the detail
             detail = detail.replace(text, REMOVED)
             if len(text) > 8:  # an error may quote a long value cut short
                 detail = re.sub(re.escape(text[:8]) + r"[^'\"\s]*", REMOVED, detail)
