@@ -64,6 +64,36 @@ KB_TOKEN_SEPARATORS = re.compile(r"[\s,;]+")
 
 _Ranked = TypeVar("_Ranked", Severity, RestartBehaviour)
 
+KEPT_TAGS = frozenset({PRODUCT_TAG, VULNERABILITY_TAG, TRACKING_TAG, TITLE_TAG})
+"""Elements read whole (one at a time); everything else is only counted and passed over."""
+
+READ_BLOCK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a CVRF document is read before it is refused, whatever its shape.
+
+    Real MSRC documents (data/msrc/) nest 5 deep, hold about 51,000 elements, at most 50 KB
+    of text in one element and under 1 MB of text in all; each limit leaves a wide margin.
+    """
+
+    max_depth: int = 32
+    max_elements: int = 2_000_000
+    max_text_per_element: int = 1024 * 1024
+    """Characters of text and attribute values in one element; also the longest run of bytes
+    without markup, since the XML parser buffers a whole tag before handing it over."""
+    max_text_total: int = 64 * 1024 * 1024
+    max_kept_elements: int = 250_000
+    """Elements inside one vulnerability (or other element read whole)."""
+    max_kept_text: int = 16 * 1024 * 1024
+    """Characters inside one vulnerability (or other element read whole)."""
+    max_retained: int = 1_000_000
+    """Products, advisories and KB facts (product ids, CVEs, builds, supersedences) kept."""
+
+
+DEFAULT_LIMITS = Limits()
+
 
 class InvalidDocument(ValueError):
     """The input is not a well-formed MSRC CVRF document."""
@@ -96,6 +126,17 @@ class _KbUpdate:
     supersedes: set[str] = field(default_factory=set)
     subtypes: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def facts(self) -> int:
+        """How many values this update keeps (each counts against Limits.max_retained)."""
+        return (
+            len(self.product_ids)
+            + len(self.cves)
+            + len(self.fixed_builds)
+            + len(self.supersedes)
+            + len(self.subtypes)
+        )
+
     def add(self, cve: str | None, remediation: _Remediation, severity: Severity | None) -> None:
         """Merge one CVE's remediation naming this KB."""
         self.product_ids.update(remediation.product_ids)
@@ -126,16 +167,31 @@ class _Parse:
     products: dict[str, Product] = field(default_factory=dict)
     updates: dict[str, _KbUpdate] = field(default_factory=dict)
     advisories: list[Advisory] = field(default_factory=list)
+    retained: int = 0
+    """Products, advisories and KB facts kept so far."""
 
 
-def parse_cvrf(stream: BinaryIO, *, source: str = "msrc") -> SourceDocument:
-    """Read one MSRC CVRF document element by element: one update per KB, the rest advisories."""
+def parse_cvrf(
+    stream: BinaryIO, *, source: str = "msrc", limits: Limits = DEFAULT_LIMITS
+) -> SourceDocument:
+    """Read one MSRC CVRF document element by element: one update per KB, the rest advisories.
+
+    Memory stays bounded whatever the document's shape: only the element being handled
+    (a vulnerability, a product, the tracking block) is built as a tree, and only until it is
+    handled; everything else is counted and dropped as it streams past. A DOCTYPE (so any
+    entity) is refused, and each of `limits` refuses the document once passed.
+    """
     state = _Parse()
+    reader = _Reader(state, limits)
+    # S314: the standard library parser with a target builds nothing itself; the DOCTYPE
+    # handler refuses any DTD, so no entity (internal or external) is ever declared.
+    parser = ET.XMLParser(target=reader)  # noqa: S314
+    scanner = _MarkupScanner(limits.max_text_per_element)
     try:
-        # S314: the standard library parser is deliberate here; it resolves no external
-        # entities and expat >= 2.4 caps entity expansion (billion laughs).
-        events = ET.iterparse(stream, events=("start", "end"))  # noqa: S314
-        _consume(events, state)
+        while block := stream.read(READ_BLOCK_BYTES):
+            scanner.scan(block)
+            parser.feed(block)
+        parser.close()
     except ET.ParseError as error:
         line, column = error.position
         reason = expat.ErrorString(error.code) if error.code else str(error)
@@ -157,53 +213,137 @@ def kb_number(text: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _consume(events: Iterator[tuple[str, ET.Element]], state: _Parse) -> None:
-    """Handle elements as they end and drop them, so memory holds one vulnerability at most."""
-    root: ET.Element | None = None
-    depth = 0
-    for event, element in events:
-        if event == "start":
-            if root is None:
-                _check_root(element)
-                root = element
-            depth += 1
-            if element.tag == BRANCH_TAG:
-                state.families.append(_family_of(element))
-            continue
-        depth -= 1
-        _on_end(element, state)
-        if depth == 1 and root is not None:
-            root.clear()  # this top-level child is fully handled: let it go
+class _MarkupScanner:
+    """Refuses a run of bytes without '<' longer than a limit before the parser buffers it.
+
+    The parser hands a start tag over only once it has all of it, so one enormous attribute
+    or name would be held whole; text (delivered in pieces) is limited by the reader.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._run = 0
+        self._offset = 0
+
+    def scan(self, block: bytes) -> None:
+        first = block.find(b"<")
+        run = self._run + (len(block) if first < 0 else first)
+        if run > self._limit:
+            raise InvalidDocument(
+                f"CVRF document has {run} bytes without markup before byte "
+                f"{self._offset + len(block)}: no text, attribute or tag may be longer than "
+                f"{self._limit} characters"
+            )
+        self._run = run if first < 0 else len(block) - block.rfind(b"<") - 1
+        self._offset += len(block)
 
 
-def _check_root(element: ET.Element) -> None:
+class _Reader:
+    """The XML parser's target: builds kept elements one at a time, passes over the rest."""
+
+    def __init__(self, state: _Parse, limits: Limits) -> None:
+        self._state, self._limits = state, limits
+        self._depth = self._elements = self._text_total = self._element_text = 0
+        self._kept: ET.TreeBuilder | None = None
+        self._kept_depth = self._kept_elements = self._kept_text = 0
+
+    def doctype(self, name: str, _pubid: str | None, _system: str | None) -> None:
+        raise InvalidDocument(
+            f"CVRF document declares a DOCTYPE ({name!r}): a DTD, and so any entity, is not allowed"
+        )
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        self._depth += 1
+        self._elements += 1
+        if self._depth == 1:
+            _check_root_tag(tag)
+        limits = self._limits
+        if self._depth > limits.max_depth or self._elements > limits.max_elements:
+            _within(self._depth, limits.max_depth, "elements nested", "deep")
+            _within(self._elements, limits.max_elements, "elements", "in all")
+        self._element_text = 0
+        if attrib:
+            self.data_length(sum(len(key) + len(value) for key, value in attrib.items()))
+        kept = self._kept
+        if kept is None:
+            if tag == BRANCH_TAG:
+                self._state.families.append(_family_of(attrib))
+            elif tag in KEPT_TAGS:
+                kept = self._kept = ET.TreeBuilder()
+                self._kept_depth, self._kept_elements, self._kept_text = self._depth, 0, 0
+        if kept is not None:
+            self._kept_elements += 1
+            _within(self._kept_elements, limits.max_kept_elements, "elements", f"in one {tag}")
+            kept.start(tag, attrib)
+
+    def data(self, text: str) -> None:
+        self.data_length(len(text))
+        if self._kept is not None:
+            self._kept.data(text)
+
+    def end(self, tag: str) -> None:
+        if self._kept is not None:
+            element = self._kept.end(tag)
+            if self._depth == self._kept_depth:
+                self._kept = None
+                _on_end(element, self._state, self._limits)
+        elif tag == BRANCH_TAG:
+            self._state.families.pop()
+        self._depth -= 1
+        self._element_text = 0
+
+    def close(self) -> None:
+        return None
+
+    def data_length(self, length: int) -> None:
+        """Count characters of text or attributes against the limits."""
+        self._element_text += length
+        self._text_total += length
+        if self._kept is not None:
+            self._kept_text += length
+        limits = self._limits
+        if (
+            self._element_text > limits.max_text_per_element
+            or self._text_total > limits.max_text_total
+            or self._kept_text > limits.max_kept_text
+        ):
+            _within(self._element_text, limits.max_text_per_element, "characters", "in one element")
+            _within(self._text_total, limits.max_text_total, "characters of text", "in all")
+            _within(self._kept_text, limits.max_kept_text, "characters", "in one element read")
+
+
+def _within(count: int, limit: int, what: str, where: str) -> None:
+    if count > limit:
+        raise InvalidDocument(
+            f"CVRF document has more than {limit} {what} {where}: refused before reading on"
+        )
+
+
+def _check_root_tag(tag: str) -> None:
     """Refuse anything but a CVRF 1.1 document before reading further."""
-    if element.tag != ROOT_TAG:
-        raise InvalidDocument(f"not a CVRF 1.1 document: root element is {element.tag!r}")
+    if tag != ROOT_TAG:
+        raise InvalidDocument(f"not a CVRF 1.1 document: root element is {tag!r}")
 
 
-def _family_of(branch: ET.Element) -> str | None:
+def _family_of(attributes: Mapping[str, str]) -> str | None:
     """The family name of a `Branch Type="Product Family"`, None for any other branch."""
-    if branch.get("Type") == "Product Family":
-        return branch.get("Name") or UNKNOWN_FAMILY
+    if attributes.get("Type") == "Product Family":
+        return attributes.get("Name") or UNKNOWN_FAMILY
     return None
 
 
-def _on_end(element: ET.Element, state: _Parse) -> None:
-    """Dispatch one completed element to what reads it."""
+def _on_end(element: ET.Element, state: _Parse, limits: Limits) -> None:
+    """Dispatch one completed element read whole to what reads it."""
     tag = element.tag
     if tag == PRODUCT_TAG:
         _add_product(element, state)
-        element.clear()
-    elif tag == BRANCH_TAG:
-        state.families.pop()
-        element.clear()
     elif tag == VULNERABILITY_TAG:
         _add_vulnerability(element, state)
     elif tag == TRACKING_TAG:
         _read_tracking(element, state)
     elif tag == TITLE_TAG:
         state.title = (element.text or "").strip() or None
+    _within(state.retained, limits.max_retained, "products, advisories and KB facts", "kept")
 
 
 def _add_product(element: ET.Element, state: _Parse) -> None:
@@ -216,6 +356,7 @@ def _add_product(element: ET.Element, state: _Parse) -> None:
     name = (element.text or "").strip() or (known.name if known else product_id)
     if known is not None and family is None:
         family = known.family
+    state.retained += 1 if known is None else 0
     state.products[product_id] = Product(product_id, name, family or UNKNOWN_FAMILY)
 
 
@@ -246,10 +387,13 @@ def _add_vulnerability(element: ET.Element, state: _Parse) -> None:
         kb = kb_number(remediation.description)
         if kb is None:
             state.advisories.append(_advisory(cve, remediation))
+            state.retained += 1 + len(remediation.product_ids)
             continue
         update = state.updates.setdefault(kb, _KbUpdate(kb))
         rated = (severities.get(product_id) for product_id in remediation.product_ids)
+        before = update.facts
         update.add(cve, remediation, _max_severity(rated))
+        state.retained += update.facts - before
 
 
 def _severities(vulnerability: ET.Element) -> dict[str, Severity]:
