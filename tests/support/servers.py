@@ -22,10 +22,12 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +157,16 @@ class PgServer:
         _wait(self.accepting, f"PostgreSQL {self.name} on {self.port}", timeout)
 
     def drop(self) -> None:
+        """Remove the cluster (stopped at once first: its data is thrown away anyway)."""
+        subprocess.run(
+            [
+                *("pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, self.name),
+                *("stop", "-m", "immediate"),
+            ],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
         subprocess.run(
             ["pg_dropcluster", "--stop", PG_VERSION, self.name],
             capture_output=True,
@@ -261,8 +273,8 @@ def postgres_cluster(*, standby: bool = False) -> Iterator[PgCluster]:
             _wait(cluster.streaming, f"{replica.name} to stream from {primary.name}", 60)
         yield cluster
     finally:
-        for server in reversed(created):
-            server.drop()
+        with ThreadPoolExecutor(max(1, len(created))) as pool:
+            list(pool.map(PgServer.drop, created))
 
 
 # --------------------------------------------------------------------------- RabbitMQ
@@ -300,6 +312,24 @@ class RabbitNode:
         )
         log.close()
 
+    def listening(self) -> bool:
+        """The node's AMQP listener accepts connections (it opens near the end of boot)."""
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
+            return True
+        return False
+
+    def await_listening(self, timeout: float = 120) -> None:
+        """Until the node accepts AMQP connections: cheaper than `rabbitmqctl await_startup`,
+        each call of which boots an Erlang VM (seconds on a busy machine)."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while not self.listening():
+            if self.process.poll() is not None:
+                raise ServerError(f"{self.nodename} exited at start: {self.output()}")
+            if time.monotonic() > deadline:
+                raise ServerError(f"{self.nodename} not listening in {timeout} s: {self.output()}")
+            time.sleep(0.2)
+
     def await_startup(self, timeout: float = 120) -> None:
         assert self.process is not None
         deadline = time.monotonic() + timeout
@@ -318,16 +348,19 @@ class RabbitNode:
                 return
 
     def stop(self, timeout: float = 60) -> None:
-        """Stop the whole node (the Erlang VM), then make sure its process is gone."""
+        """Stop the whole node gracefully (SIGTERM: RabbitMQ shuts down as `rabbitmqctl stop`
+        does, closing its clients' connections first), then make sure its process is gone."""
         if self.process is None:
             return
         if self.process.poll() is None:
-            with contextlib.suppress(ServerError, subprocess.TimeoutExpired):
-                self.ctl("stop", timeout=timeout)
+            with contextlib.suppress(ProcessLookupError):
+                # rabbitmq-server traps TERM, stops the VM gracefully and waits for it.
+                os.kill(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+                return
         self.process = None
 
     def kill(self) -> None:
@@ -394,8 +427,9 @@ class RabbitCluster:
         self.nodes[i].kill()
 
     def start_node(self, i: int, timeout: float = 120) -> None:
+        """Start node i again; it rejoins the cluster from its own data."""
         self.nodes[i].start()
-        self.nodes[i].await_startup(timeout)
+        self.nodes[i].await_listening(timeout)
 
     def add_vhost(self, vhost: str) -> None:
         self.ctl("add_vhost", vhost)
@@ -425,23 +459,25 @@ class RabbitCluster:
 
 
 def _rabbit_node(base: Path, prefix: str, index: int, home: Path, plugins: Path) -> RabbitNode:
+    """Node `index` of the cluster: every node after the first finds the first by classic
+    peer discovery on its first boot and joins it (no stop_app/join_cluster/start_app)."""
     node_dir = base / f"node{index + 1}"
     (node_dir / "mnesia").mkdir(parents=True)
     (node_dir / "log").mkdir()
     port, dist_port = free_port(), free_port()
     config = node_dir / "rabbitmq.conf"
-    config.write_text(
-        "\n".join(
-            [
-                f"listeners.tcp.1 = 127.0.0.1:{port}",
-                "disk_free_limit.absolute = 50MB",
-                "log.console = false",
-                "log.file.level = info",
-                "",
-            ]
-        ),
-        encoding="utf-8",
-    )
+    lines = [
+        f"listeners.tcp.1 = 127.0.0.1:{port}",
+        "disk_free_limit.absolute = 50MB",
+        "log.console = false",
+        "log.file.level = info",
+    ]
+    if index > 0:
+        lines += [
+            "cluster_formation.peer_discovery_backend = classic_config",
+            f"cluster_formation.classic_config.nodes.1 = {prefix}-1@localhost",
+        ]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     env_file = node_dir / "rabbitmq-env.conf"
     env_file.write_text("# private test node: no settings from /etc/rabbitmq\n", encoding="utf-8")
     nodename = f"{prefix}-{index + 1}@localhost"
@@ -484,20 +520,20 @@ def rabbitmq_cluster(nodes: int = 1) -> Iterator[RabbitCluster]:
         plugins.write_text("[].\n", encoding="utf-8")
         prefix = f"lgt{secrets.token_hex(3)}"
         cluster.nodes = [_rabbit_node(base, prefix, i, home, plugins) for i in range(nodes)]
-        for node in cluster.nodes:
+        first, *others = cluster.nodes
+        first.start()
+        first.await_listening()
+        for node in others:
             node.start()
-        for node in cluster.nodes:
-            node.await_startup()
-        first = cluster.nodes[0].nodename
-        for node in cluster.nodes[1:]:
-            node.ctl("stop_app")
-            node.ctl("join_cluster", first)
-            node.ctl("start_app")
-            node.ctl("await_startup")
+        for node in others:
+            node.await_listening()
+        if others:
+            names = sorted(node.nodename for node in cluster.nodes)
+            _wait(lambda: cluster.cluster_members() == names, f"cluster of {names}", 60)
         yield cluster
     finally:
         for node in cluster.nodes:
-            node.stop(timeout=30)
+            node.kill()  # a throwaway cluster: no graceful stop needed, and none is slower
         for node in cluster.nodes:
             _forget_epmd(node)
         shutil.rmtree(base, ignore_errors=True)
