@@ -57,6 +57,7 @@ from tests.support.workload import (
     dead_letter_depths,
     dead_letter_reasons,
     inbox_rows,
+    port_outside_ephemeral_range,
     queue_depths,
     reports_for,
     retried_call,
@@ -223,7 +224,12 @@ async def system(
 ) -> AsyncIterator[tuple[System, asyncpg.Connection]]:
     """The whole system at real speed, and a connection to its own database."""
     async with running_system(
-        infra, log_dir, tmp_path / "content", epoch=datetime.now(UTC), speed=1.0
+        infra,
+        log_dir,
+        tmp_path / "content",
+        epoch=datetime.now(UTC),
+        speed=1.0,
+        port=port_outside_ephemeral_range,
     ) as running:
         conn = await asyncpg.connect(running.database_url)
         try:
@@ -465,6 +471,10 @@ async def test_every_service_killed_in_turn(
     for service in KILL_ORDER:
         row = figures.row(service)
         assert (row.lost, row.duplicated) == (0, 0), (service, row, figures)
+    # What a retry after a lost answer does, without a crash: the last call again, no change.
+    last = lanes[-1][-1]
+    again = await api.ok(last.method, last.path, json=last.body)
+    assert (again["explicit_changed"], again["effective_changed"]) == (0, 0)
 
 
 @dataclass(frozen=True)
