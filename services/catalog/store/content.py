@@ -46,6 +46,10 @@ class ContentStore(Protocol):
         """Hash a file written under temporary(); keep it staged, not yet in place."""
         ...
 
+    def hold(self, staged: Sequence[Staged]) -> None:
+        """Keep staged files from the sweeper until their commit (raises if one is gone)."""
+        ...
+
     def settle(self, staged: Path, sha256: str) -> bool:
         """Put a staged file in its final place (after commit); True if it was moved there."""
         ...
@@ -115,9 +119,17 @@ class LocalContentStore:
     def stage(self, source: Path) -> Staged:
         sha256, size = sha256_of(source)
         _durable(source)
+        self.scratch.mkdir(parents=True, exist_ok=True)
         staged = self.scratch / staged_name(sha256, uuid.uuid4().hex)
         source.replace(staged)
         return Staged(sha256=sha256, size=size, path=staged)
+
+    def hold(self, staged: Sequence[Staged]) -> None:
+        """Mark staged files as just written, right before the rows naming them are added:
+        the sweeper leaves files this young alone, so the commit still finds them in tmp/.
+        Raises FileNotFoundError if one is gone already (the commit must not happen)."""
+        for file in staged:
+            os.utime(file.path)
 
     def settle(self, staged: Path, sha256: str) -> bool:
         target = self.path(sha256)

@@ -283,6 +283,7 @@ async def _stage(ctx: HandlerContext, upload: Upload) -> list[StoredFile]:
         for item in upload.files:
             assembled = await _assemble(ctx, upload.upload_id, item.path)
             staged.append(await asyncio.to_thread(content_store.stage, assembled))
+        await asyncio.to_thread(content_store.hold, staged)  # however long assembling took
         await store.content.lock(ctx.conn, [f.sha256 for f in staged])
         for file in staged:
             await store.packages.add_content(ctx.conn, file.sha256, file.size)
