@@ -71,6 +71,8 @@ def _refuse_unstorable(value: object, where: str) -> None:
                 ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
+            if isinstance(key, str):  # keys are text too (named by repr: it may hold a NUL)
+                _refuse_unstorable(key, f"key {key!r}" + (f" of {where}" if where else ""))
             _refuse_unstorable(item, f"{where}.{key}" if where else str(key))
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
