@@ -521,15 +521,19 @@ class Keeper:
         self._changed.set()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_look = loop.time()
         while not self._stopping.is_set():
-            for queue in self._queues:
-                if queue not in self._channels:
-                    await self._consume(queue)
+            if loop.time() >= next_look:  # queues not consumed yet: not on every change
+                for queue in self._queues:
+                    if queue not in self._channels:
+                        await self._consume(queue)
+                next_look = loop.time() + RETRY_SECONDS
+            self._changed.clear()  # before sampling: a change meanwhile wakes the next round
             try:
                 await self.sample()
             except Exception as error:  # noqa: BLE001 - a sample may fail; the next one runs
                 log.warning("dead_letters.sample_failed", error=repr(error))
-            self._changed.clear()
             wait = (
                 self._sample_seconds
                 if len(self._channels) == len(self._queues)
