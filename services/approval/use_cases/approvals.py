@@ -67,6 +67,18 @@ async def recompute_all(
     return changed
 
 
+def same_decision(held: Explicit | None, wanted: Explicit) -> bool:
+    """The group already has this very approval (action, resolved deadline, who set it): a
+    repeated call, such as a client retrying after a crash lost its answer, changes nothing,
+    keeps when it was set and publishes no event. A relative deadline (`one_week`, ...,
+    `as_soon_as_possible`) resolves anew at each call, so its repeat is a new decision."""
+    return held is not None and (held.action, held.deadline, held.approved_by) == (
+        wanted.action,
+        wanted.deadline,
+        wanted.approved_by,
+    )
+
+
 async def approve(ctx: HandlerContext, command: a.Approve) -> a.ApproveResult:
     """Set an action and deadline per group on each update; declined ones come back."""
     await store.writers.lock(ctx.conn)
@@ -94,11 +106,12 @@ async def approve(ctx: HandlerContext, command: a.Approve) -> a.ApproveResult:
     inherit = [g for g, value in choices.items() if value is None]
     if inherit:
         written += await store.approvals.drop_explicit(ctx.conn, update_ids, inherit)
+    held = await store.approvals.explicit_for_each(ctx.conn, update_ids)
     explicit = [
         ExplicitApproval(update_id, group, value)
         for update_id in update_ids
         for group, value in choices.items()
-        if value is not None
+        if value is not None and not same_decision(held[update_id].get(group), value)
     ]
     await store.approvals.put_explicit(ctx.conn, explicit)
     written += len(explicit)
