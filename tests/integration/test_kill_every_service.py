@@ -118,6 +118,7 @@ class Kill:
     reports_sent: int = 0
     changes_sent: int = 0
     restarted_at: float = 0.0
+    ready_seconds: float = 0.0
     recover_seconds: float | None = None
 
 
@@ -341,6 +342,7 @@ async def kill_in_turn(system: System, db: asyncpg.Connection, total: int, run: 
         runner.start()
         kill.restarted_at = time.monotonic()
         await runner.wait_ready(60)
+        kill.ready_seconds = time.monotonic() - kill.restarted_at
         kill.recover_seconds = await recovered(system, db, service, before, kill.restarted_at)
 
 
@@ -360,7 +362,7 @@ async def recovered(
                 return time.monotonic() - since
         elif await inbox_rows(db, service) > before:
             return time.monotonic() - since
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
 
 
 async def quiescent(bus: Bus, db: asyncpg.Connection, effects: Any) -> None:
@@ -456,7 +458,8 @@ async def test_every_service_killed_in_turn(
                 recover_seconds=kill.recover_seconds,
                 test=TEST,
                 note=f"killed after {kill.reports_sent:,} reports and {kill.changes_sent:,} "
-                f"API calls were sent; {row.what}; {client}",
+                f"API calls were sent, ready again {kill.ready_seconds:.1f} s after its restart; "
+                f"{row.what}; {client}; dead letters: {figures.reasons or 'none'}",
             )
         )
     took = ", ".join(
