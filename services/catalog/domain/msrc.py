@@ -246,6 +246,7 @@ class _Reader:
         self._depth = self._elements = self._text_total = self._element_text = 0
         self._kept: ET.TreeBuilder | None = None
         self._kept_depth = self._kept_elements = self._kept_text = 0
+        self._kept_name = ""
 
     def doctype(self, name: str, _pubid: str | None, _system: str | None) -> None:
         raise InvalidDocument(
@@ -271,9 +272,11 @@ class _Reader:
             elif tag in KEPT_TAGS:
                 kept = self._kept = ET.TreeBuilder()
                 self._kept_depth, self._kept_elements, self._kept_text = self._depth, 0, 0
+                self._kept_name = tag.rpartition("}")[2]
         if kept is not None:
             self._kept_elements += 1
-            _within(self._kept_elements, limits.max_kept_elements, "elements", f"in one {tag}")
+            where = f"in one {self._kept_name}"
+            _within(self._kept_elements, limits.max_kept_elements, "elements", where)
             kept.start(tag, attrib)
 
     def data(self, text: str) -> None:
@@ -309,7 +312,9 @@ class _Reader:
         ):
             _within(self._element_text, limits.max_text_per_element, "characters", "in one element")
             _within(self._text_total, limits.max_text_total, "characters of text", "in all")
-            _within(self._kept_text, limits.max_kept_text, "characters", "in one element read")
+            _within(
+                self._kept_text, limits.max_kept_text, "characters", f"in one {self._kept_name}"
+            )
 
 
 def _within(count: int, limit: int, what: str, where: str) -> None:
