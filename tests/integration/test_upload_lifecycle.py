@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,7 +46,7 @@ from tests.support.console import running_console
 from tests.support.infra import Infra
 from tests.support.installers import build_exe, build_msi
 from tests.support.messages import eventually
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, ServiceRunner
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,8 @@ Start = Callable[..., Awaitable[Started]]
 
 @pytest.fixture
 async def start_catalog(infra: Infra, bus: Bus, tmp_path: Path) -> AsyncIterator[Start]:
-    """Start catalogs sharing one content directory; `url=` restarts on an existing database."""
+    """Start catalogs sharing one content directory; `url=` starts one on an existing
+    database (a restart), which is then dropped at the end like the others."""
     started: list[Started] = []
     connections: list[asyncpg.Connection] = []
     databases: list[str] = []
@@ -81,7 +83,8 @@ async def start_catalog(infra: Infra, bus: Bus, tmp_path: Path) -> AsyncIterator
         if url is None:
             url = f"{infra.database_url}_ul{uuid.uuid4().hex[:6]}"
             await ensure_database(url)
-            databases.append(url)
+        if url not in databases:
+            databases.append(url)  # dropped at the end, whoever created it
         configured = Settings(
             amqp_url=infra.amqp_url,
             database_url=url,
@@ -413,3 +416,91 @@ async def test_the_sweeper_removes_what_no_row_names_and_reports_rows_without_a_
     assert files.path(named).exists()
     assert files.path(young_orphan).exists()
     assert young_temporary.exists()
+
+
+KILLED_BETWEEN_COMMIT_AND_MOVE = """
+import os, signal
+from libs.service.runner import main
+from services.catalog.handlers import SERVICE
+from services.catalog.store.content import LocalContentStore
+
+def die(*_):  # the commit's transaction has committed; its content is still staged in tmp/
+    os.kill(os.getpid(), signal.SIGKILL)
+
+LocalContentStore.settle = die
+main(SERVICE)
+"""
+
+
+class CatalogKilledBeforeTheMove(ServiceRunner):
+    """The real catalog process, killed -9 at the first move of content into place."""
+
+    def start(self) -> CatalogKilledBeforeTheMove:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", KILLED_BETWEEN_COMMIT_AND_MOVE],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+
+async def test_kill_9_between_commit_and_move_is_finished_by_the_next_catalog(
+    start_catalog: Start, infra: Infra, bus: Bus, tmp_path: Path
+) -> None:
+    """A catalog process killed -9 right after the commit, before the move: the row names
+    content still staged under tmp/. The next catalog moves it into place, and answers the
+    redelivered commit from its inbox with the update the first one committed."""
+    url = f"{infra.database_url}_ul{uuid.uuid4().hex[:6]}"
+    await ensure_database(url)
+    content_dir = tmp_path / "content"
+    doomed = CatalogKilledBeforeTheMove(
+        "catalog",
+        infra,
+        tmp_path,
+        LOCKGATE_DATABASE_URL=url,
+        LOCKGATE_CONTENT_DIR=str(content_dir),
+        LOCKGATE_HEARTBEAT_SECONDS="60",
+    ).start()
+    db = await asyncpg.connect(url)
+    restarted = False
+    try:
+        await doomed.wait_ready()
+        catalog = Catalog(RpcClient(bus, source="tests", timeout=120), db, content_dir, Settings())
+        built = build_msi(tmp_path, name="Litware Probe", version="2.0.0", manufacturer="Litware")
+        data = built.path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        session = await catalog.upload(("probe.msi", data))
+        await catalog.rpc.call(
+            u.SET_REQUIREMENTS,
+            u.SetRequirements(
+                upload_id=session.upload_id, architecture="x64", operating_systems=["Windows 11"]
+            ),
+        )
+        commit = asyncio.create_task(
+            catalog.rpc.call(u.COMMIT_UPLOAD, u.UploadRef(upload_id=session.upload_id))
+        )
+        assert doomed.process is not None
+        assert await asyncio.to_thread(doomed.process.wait, 120) == -signal.SIGKILL
+        assert await db.fetchval("SELECT state FROM catalog.uploads") == "committed"
+        assert await db.fetchval("SELECT sha256 FROM catalog.contents") == sha
+        assert not (content_dir / sha[:2] / sha).exists()
+        assert any(name.startswith(f"{sha}.") for name in _staged(content_dir))
+
+        restarted = bool(await start_catalog(url=url))
+        detail = await commit
+        assert detail.update.sha256 == sha
+
+        async def settled() -> bool:
+            staged = [name for name in _staged(content_dir) if name.startswith(f"{sha}.")]
+            return (content_dir / sha[:2] / sha).exists() and not staged
+
+        await eventually(settled, timeout=60, what="the next catalog to settle the content")
+        assert (content_dir / sha[:2] / sha).read_bytes() == data
+    finally:
+        doomed.stop_quietly()
+        await db.close()
+        if not restarted:  # the fixture drops it otherwise
+            await drop_database(url)
