@@ -202,15 +202,16 @@ async def test_dead_letters_are_kept_shown_replayed_and_purged(keeping: Keeping)
         assert (after["state"], after["attempts"]) == ("replayed", 1)
         assert after["replayed_at"] is not None
 
-        # The CLI lists and replays: the broken check-in fails again, with attempts 2.
+        # The CLI lists and replays a queue's: the broken check-in fails again, attempts 2.
         code, printed, err = await lockgate(keeping.cli, "dlq", "list", "--queue", CHECKINS)
         assert code == 0, err
         assert broken_id in {d["message_id"] for d in printed["dead_letters"]}
         code, printed, err = await lockgate(
-            keeping.cli, "dlq", "replay", str(refused["dead_letter_id"])
+            keeping.cli, "dlq", "replay", "--all", "--queue", CHECKINS + ".dlq"
         )
         assert code == 0, err
-        assert printed["replayed"] == [refused["dead_letter_id"]]
+        assert refused["dead_letter_id"] in printed["replayed"]
+        assert failed["dead_letter_id"] not in printed["replayed"]  # another queue's, replayed
 
         async def back() -> bool:
             letter = ok(await http.get(f"/dead-letters/{refused['dead_letter_id']}"))
