@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
+import pefile
 import pytest
 
 from services.catalog.domain.installers import read_installer
 from services.catalog.domain.installers.common import InstallerMetadata, InvalidInstaller
-from services.catalog.domain.installers.msi import decode_stream_name
+from services.catalog.domain.installers.msi import decode_stream_name, read_summary
 from services.catalog.store.content import mapped
 from tests.support.installers import BuiltMsi, build_exe, build_msi
 
@@ -164,3 +166,56 @@ def test_mapped_files_read_as_their_bytes(msi: BuiltMsi, exe: Path, tmp_path: Pa
     empty.write_bytes(b"")
     with mapped(empty) as content, pytest.raises(InvalidInstaller, match="the file is empty"):
         read_installer(content, "empty.exe")
+
+
+def _summary(properties: list[tuple[int, bytes]]) -> bytes:
+    """A summary information stream: header, one section, (pid, type + value) properties."""
+    table = b"".join(
+        struct.pack("<II", pid, 8 + 8 * len(properties) + sum(len(v) for _, v in properties[:i]))
+        for i, (pid, _) in enumerate(properties)
+    )
+    body = table + b"".join(value for _, value in properties)
+    section = struct.pack("<II", 8 + len(body), len(properties)) + body
+    header = b"\xfe\xff\x00\x00" + bytes(20) + struct.pack("<I", 1) + bytes(16)
+    return header + struct.pack("<I", 48) + section
+
+
+def _text(value: bytes) -> bytes:
+    return struct.pack("<II", 30, len(value) + 1) + value + b"\x00"
+
+
+def test_summary_texts_are_read_and_vectors_passed_over() -> None:
+    """Only the strings the upload shows are read; a vector is skipped, whatever it declares."""
+    vector = struct.pack("<II", 0x1000, 0x7FFFFFFF)  # issue 17: two billion empty items
+    stream = _summary([(3, _text(b"Subject")), (4, vector), (6, _text(b"Comments"))])
+    assert read_summary(stream) == {3: "Subject", 6: "Comments"}
+
+
+@pytest.mark.parametrize(
+    ("stream", "reason"),
+    [
+        (b"\xfe\xff" + bytes(10), r"no property set header"),
+        (_summary([(3, _text(b"x"))])[:48] + struct.pack("<II", 12, 5), r"declaring 5 properties"),
+        (_summary([(3, struct.pack("<II", 30, 1 << 30))]), r"property 3 needs 1073741824 bytes"),
+        (
+            _summary([(3, _text(b"x"))]).replace(
+                struct.pack("<II", 3, 16), struct.pack("<II", 3, 999)
+            ),
+            r"property 3 at offset 999 is past the section end",
+        ),
+    ],
+)
+def test_damaged_summary_is_refused_saying_where(stream: bytes, reason: str) -> None:
+    """Counts and offsets are checked against the bytes that hold them before anything loops."""
+    with pytest.raises(ValueError, match=reason):
+        read_summary(stream)
+
+
+def test_program_declaring_fewer_data_directories_reads_without_them(exe: Path) -> None:
+    """Directories past the declared count are absent, not an IndexError (issue 17)."""
+    program = exe.read_bytes()
+    pe = pefile.PE(data=program, fast_load=True)
+    where = pe.OPTIONAL_HEADER.get_field_absolute_offset("NumberOfRvaAndSizes")
+    pe.close()
+    short = program[:where] + struct.pack("<I", 2) + program[where + 4 :]
+    assert read_installer(short, "short.exe").product_name is None
