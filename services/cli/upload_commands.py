@@ -172,7 +172,8 @@ async def _upload(settings: Settings, out: Output, args: argparse.Namespace) -> 
         try:
             return await send(client, session)
         except BaseException:
-            _left_open(session.upload_id)
+            if not args.json:  # --json keeps stderr to the one JSON error
+                _left_open(session.upload_id)
             raise
 
     async def send(client: ApiClient, session: u.UploadSession) -> int:
