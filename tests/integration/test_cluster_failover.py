@@ -137,17 +137,18 @@ class Setup:
 
 @pytest.fixture
 async def setup(clusters: Clusters, log_dir: Path, tmp_path: Path) -> AsyncIterator[Setup]:
-    """The whole system on a vhost and a database of its own on the clusters, its broker
-    connections through a front that fails over between the nodes."""
+    """The whole system on a database of its own on the clusters, its broker connections
+    through a front that fails over between the nodes. The private cluster's default vhost
+    serves: running_system deletes the services' queues at the end (and each rabbitmqctl
+    call to make a vhost costs seconds on a busy machine)."""
     tag = secrets.token_hex(3)
-    vhost = f"failover-{tag}"
-    await asyncio.to_thread(clusters.rabbit.add_vhost, vhost)
+    vhost = "/"
     database_url = clusters.pg.multi_host_url(f"lockgate_failover_{tag}")
     await ensure_database(database_url)
     first, *others = clusters.rabbit.ports()
     proxy = TcpProxy("127.0.0.1", first, fallbacks=[("127.0.0.1", port) for port in others])
     await proxy.start()
-    infra = Infra(f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}", database_url, vhost)
+    infra = Infra(f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F", database_url, vhost)
     try:
         async with running_system(
             infra,
@@ -160,8 +161,6 @@ async def setup(clusters: Clusters, log_dir: Path, tmp_path: Path) -> AsyncItera
             yield Setup(system, clusters, vhost, database_url, proxy, f"fo{tag}")
     finally:
         await proxy.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(clusters.rabbit.ctl, "delete_vhost", vhost)
 
 
 # --------------------------------------------------------------------------- reading
@@ -613,6 +612,7 @@ async def fault_run(
     runs meanwhile (restarting what the fault stopped, say)."""
     reader = Reader(setup.database_url)
     bus = await Bus.connect(bus_url, name="lockgate-tests-failover", delivery_limit=5)
+    cleanups: list[Callable[[], Awaitable[Any]]] = []
     try:
         began = time.monotonic()
         computers, updates, groups = await prepare(setup, bus, reader)
@@ -629,6 +629,7 @@ async def fault_run(
         )
         await queue.consume(events)
         run = Run()
+        cleanups.append(queue.delete)
         later: list[asyncio.Task[None]] = []
 
         async def fault() -> None:
@@ -669,6 +670,9 @@ async def fault_run(
         )
         return run, figures
     finally:
+        for cleanup in cleanups:
+            with contextlib.suppress(Exception):
+                await cleanup()
         await bus.close()
         await reader.close()
 
