@@ -268,6 +268,14 @@ async def test_probe_past_its_time_is_killed_and_refused(msi_bytes: bytes, tmp_p
         (-signal.SIGKILL, b"", r"killed for its memory"),
         (1, b"", r"metadata reader failed \(exit status 1\): boom"),
         (0, b'{"metadata": {"kind": "msi"}}', r"metadata reader failed"),
+        (
+            0,
+            (
+                b'{"metadata": {"kind": "zip", "product_name": null, "version": null, '
+                b'"manufacturer": null, "product_code": null, "description": null}}'
+            ),
+            r"metadata reader failed",
+        ),
         (0, b'{"refused": "x.msi: the file is empty"}', r"^x\.msi: the file is empty$"),
     ],
 )

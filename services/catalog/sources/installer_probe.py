@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.catalog.domain.installers.common import InstallerMetadata, InvalidInstaller
+from services.catalog.domain.installers.common import KINDS, InstallerMetadata, InvalidInstaller
 
 if TYPE_CHECKING:
     from libs.settings import Settings
@@ -129,8 +129,11 @@ def _decoded(output: bytes) -> InstallerMetadata | str | None:
     refused, fields = answer.get("refused"), answer.get("metadata")
     if isinstance(refused, str):
         return refused
-    if not isinstance(fields, dict) or set(fields) != _KEYS:
+    if not isinstance(fields, dict):
         return None
-    if not all(value is None or isinstance(value, str) for value in fields.values()):
-        return None
-    return InstallerMetadata(**fields)
+    readable = (
+        set(fields) == _KEYS
+        and all(value is None or isinstance(value, str) for value in fields.values())
+        and fields["kind"] in KINDS.values()
+    )
+    return InstallerMetadata(**fields) if readable else None
