@@ -269,6 +269,7 @@ class Run:
     refused: list[tuple[Change, str]] = field(default_factory=list)
     """API calls answered with an error a client does not retry, and the answer."""
     red_seen: bool = False
+    """Some service answered /readyz other than 200 from the fault's start to recovery."""
     """Some service answered /readyz other than 200 after the fault."""
 
 
@@ -390,6 +391,14 @@ def plan_changes(updates: list[str], groups: list[str]) -> list[Change]:
     first = [Change(u, g, base + timedelta(days=n)) for n, (u, g) in enumerate(pairs)]
     second = [Change(u, g, base + timedelta(days=n, hours=5)) for n, (u, g) in enumerate(pairs)]
     return first + second
+
+
+async def watch_readiness(system: System, run: Run) -> None:
+    """Notes whether any service turns not ready, polling until cancelled."""
+    while True:
+        if not await all_ready(system):
+            run.red_seen = True
+        await asyncio.sleep(0.2)
 
 
 async def watch_recovery(setup: Setup, reader: Reader, run: Run, since: float) -> None:
@@ -638,10 +647,14 @@ async def fault_run(
                 await run.progress.wait()
             run.fault_sent = run.sent
             started = time.monotonic()
-            ended = await inject()
-            run.fault_seconds = ended - started
-            run.fault_over.set()
-            await watch_recovery(setup, reader, run, ended)
+            watching = asyncio.create_task(watch_readiness(setup.system, run))
+            try:
+                ended = await inject()
+                run.fault_seconds = ended - started
+                run.fault_over.set()
+                await watch_recovery(setup, reader, run, ended)
+            finally:
+                watching.cancel()
             if after_recovery is not None:
                 later.append(asyncio.create_task(after_recovery()))
 
