@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.support.processes import free_port
-
 PG_VERSION = "15"
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
 PG_ETC = Path(f"/etc/postgresql/{PG_VERSION}")
@@ -65,6 +63,46 @@ synchronous_commit = on
 
 class ServerError(RuntimeError):
     """A private server did not start, stop or answer as asked; carries the command's output."""
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def _pg_ports_in_use() -> set[int]:
+    """Ports every postgresql-common cluster on this machine is configured for, running or
+    not (another test's private cluster may be starting on one right now)."""
+    done = subprocess.run(
+        ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False, timeout=30
+    )
+    ports: set[int] = set()
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2].isdigit():
+            ports.add(int(fields[2]))
+    return ports
+
+
+def server_port() -> int:
+    """A free TCP port for a server of ours, below the kernel's ephemeral range: a server
+    stopped and started again must find its port free, and a `bind(0)` port may meanwhile
+    be any process's source port. Never one handed out before in this process, nor one a
+    PostgreSQL cluster is configured for."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    taken = _HANDED_OUT | _pg_ports_in_use()
+    for _ in range(500):
+        port = 20000 + secrets.randbelow(max(low - 20000, 1000))
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise ServerError(f"no free port between 20000 and {low}")
 
 
 def _run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
@@ -250,8 +288,8 @@ def postgres_cluster(*, standby: bool = False) -> Iterator[PgCluster]:
     if shutil.which("pg_createcluster") is None:
         raise ServerError("postgresql-common's pg_createcluster is needed for a private cluster")
     name = _pg_name()
-    primary = PgServer(name, free_port())
-    replica = PgServer(f"{name}_standby", free_port()) if standby else None
+    primary = PgServer(name, server_port())
+    replica = PgServer(f"{name}_standby", server_port()) if standby else None
     created: list[PgServer] = []
     try:
         created.append(primary)
@@ -464,7 +502,7 @@ def _rabbit_node(base: Path, prefix: str, index: int, home: Path, plugins: Path)
     node_dir = base / f"node{index + 1}"
     (node_dir / "mnesia").mkdir(parents=True)
     (node_dir / "log").mkdir()
-    port, dist_port = free_port(), free_port()
+    port, dist_port = server_port(), server_port()
     config = node_dir / "rabbitmq.conf"
     lines = [
         f"listeners.tcp.1 = 127.0.0.1:{port}",
