@@ -543,15 +543,21 @@ async def count(
             f"{took_effect} approval.changed events for them all the same"
         )
     depths = await dead_letter_depths(bus, SERVICES)
-    return Figures(
-        sent,
-        matched,
-        lost,
-        duplicated,
-        depths,
-        "; ".join(notes),
-        await read_dead_letters(bus, [queue for queue, n in depths.items() if n]),
+    details = await read_dead_letters(bus, [queue for queue, n in depths.items() if n])
+    # The console's dead-letter keeper takes each <queue>.dlq into its own table: a dead
+    # letter it took is no longer in the broker's queue, and counts all the same.
+    kept = await reader.fetch(
+        "SELECT dead_letter_queue, message_type, message_id, reason_class, reason,"
+        " headers->>'x-first-death-reason' AS broker_reason FROM console.dead_letters"
     )
+    for row in kept:
+        depths[row["dead_letter_queue"]] = depths.get(row["dead_letter_queue"], 0) + 1
+        details.append(
+            f"{row['dead_letter_queue']} (kept by the console): {row['message_type']} "
+            f"{row['message_id']} broker reason={row['broker_reason']} "
+            f"{row['reason_class']}: {row['reason'][:200]}"
+        )
+    return Figures(sent, matched, lost, duplicated, depths, "; ".join(notes), details)
 
 
 WHY_HEADERS = (
