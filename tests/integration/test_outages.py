@@ -277,7 +277,8 @@ async def test_services_started_before_their_database_or_broker_wait_for_them(
 ) -> None:
     """The scheduler and the console started while the database is down, and the approval
     service while nothing listens at its broker address: each serves a red /readyz, stays
-    up, and becomes ready by itself once the dependency answers."""
+    up, and becomes ready by itself once the dependency answers. A service told to stop
+    while it waits (SIGTERM) exits cleanly."""
     await asyncio.to_thread(private.cluster.stop_primary, "fast")
     infra = Infra(private.amqp_url, private.database_url, private.vhost)
     waiting = [
@@ -299,11 +300,15 @@ async def test_services_started_before_their_database_or_broker_wait_for_them(
     approval = ServiceRunner(
         "approval", infra, log_dir, **private.env(LOCKGATE_AMQP_URL=late_broker)
     )
+    quitter = ServiceRunner("reporting", infra, log_dir, **private.env())
     try:
         for runner in waiting:
             runner.start()
-        for runner in waiting:
+        quitter.start()
+        for runner in (*waiting, quitter):
             await until_status(runner, 503, timeout=30)
+        # SIGTERM while waiting for the database ends the process at once, cleanly.
+        assert await asyncio.to_thread(quitter.terminate) == 0, quitter.log()
         await asyncio.sleep(3)  # a few retries: still up, still red
         for runner in waiting:
             await until_status(runner, 503, timeout=5)
@@ -327,7 +332,7 @@ async def test_services_started_before_their_database_or_broker_wait_for_them(
             # In a thread: the broker's TCP front runs on this event loop.
             assert await asyncio.to_thread(runner.terminate) in clean, runner.log()
     finally:
-        for runner in (*waiting, approval):
+        for runner in (*waiting, approval, quitter):
             runner.stop_quietly()
         await proxy.stop()
     record(
@@ -344,7 +349,8 @@ async def test_services_started_before_their_database_or_broker_wait_for_them(
             test="tests/integration/test_outages.py::"
             "test_services_started_before_their_database_or_broker_wait_for_them",
             note=f"ready {db_ready_after:.1f} s after the database started and "
-            f"{broker_ready_after:.1f} s after the broker port opened; none exited",
+            f"{broker_ready_after:.1f} s after the broker port opened; none exited; one "
+            "sent SIGTERM while waiting exited 0",
         )
     )
 
