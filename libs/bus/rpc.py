@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from typing import Any, TypeVar
 
@@ -24,6 +25,30 @@ log = structlog.get_logger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"
 STATUS_HEADER = "x-lockgate-status"
 """Header on every reply: `ok` (body is the reply model) or `error` (body is RpcError)."""
+REPLY_BY_HEADER = "x-lockgate-reply-by"
+"""Header on every command: when its caller stops waiting (Unix time in milliseconds).
+
+A command that reaches its service later is acknowledged and dropped, never handled: the
+caller was told it timed out. This replaces a message TTL, because an expired message in a
+queue with a dead-letter exchange is dead-lettered, and a service down for longer than a
+caller's timeout would fill its `.dlq` with commands nobody waits for.
+"""
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d8a1c-3c1e-4f51-9a43-2f1b7e0c5d27")
+
+
+def command_id(command_type: str, idempotency_key: str) -> str:
+    """The message id of a command sent with an idempotency key: the same key, the same id,
+    so the service's inbox answers a retry with the reply it stored for the first call."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{command_type}\n{idempotency_key}"))
+
+
+def reply_by(message: AbstractIncomingMessage) -> float | None:
+    """When the caller of a command stops waiting (Unix seconds), if it said so."""
+    value = (message.headers or {}).get(REPLY_BY_HEADER)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) / 1000.0
+
 
 Req = TypeVar("Req", bound=Contract)
 Rep = TypeVar("Rep", bound=Contract)
@@ -68,20 +93,22 @@ class RpcClient:
         self._watching = False
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        """Open the channel and consume the direct reply-to pseudo-queue (no-ack, as required)."""
+    async def start(self) -> AbstractRobustChannel:
+        """Open the channel and consume the direct reply-to pseudo-queue (no-ack, as required);
+        the channel, for this call only (a concurrent reconnect may drop `self._channel`)."""
         if not self._watching:
             self._bus.connection.reconnect_callbacks.add(self._on_reconnect)
             self._watching = True
         async with self._opening:
             if self._channel is not None and not self._channel.is_closed:
-                return
+                return self._channel
             channel = await self._bus.connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )
             replies = await channel.get_queue(REPLY_TO, ensure=False)
             await replies.consume(self._on_reply, no_ack=True)
             self._channel = channel
+            return channel
 
     def _on_reconnect(self, *_: object) -> None:
         lost, self._channel = self._channel, None
@@ -108,9 +135,12 @@ class RpcClient:
         request: Req,
         *,
         timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Rep:
         """Send `request` and return the reply.
 
+        With an `idempotency_key` (unique per intended change, chosen by the caller) a retry
+        of the same call is answered from the service's inbox instead of applied again.
         Raises RpcError (the service refused or failed), RpcTimeout, ServiceUnavailable (no
         queue takes the command) or BrokerUnavailable (connection down, reconnecting).
         """
@@ -118,18 +148,15 @@ class RpcClient:
         # Replies are matched on a key unique to this call, never on a caller's value.
         key = str(uuid.uuid4())
         envelope = Envelope.new(source=self._source, type=spec.type, correlation_id=key)
+        if idempotency_key is not None:
+            envelope = envelope.model_copy(update={"id": command_id(spec.type, idempotency_key)})
         future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
-        message = to_amqp(
-            envelope,
-            request.model_dump_json().encode(),
-            reply_to=REPLY_TO,
-            expiration_seconds=limit,
-        )
+        message = to_amqp(envelope, request.model_dump_json().encode(), reply_to=REPLY_TO)
+        message.headers[REPLY_BY_HEADER] = int((time.time() + limit) * 1000)
         try:
-            await asyncio.wait_for(self.start(), limit)
-            assert self._channel is not None  # noqa: S101 - set by start()
+            channel = await asyncio.wait_for(self.start(), limit)
             self._pending[key] = future
-            exchange = await self._channel.get_exchange(Exchange.COMMANDS.value, ensure=False)
+            exchange = await channel.get_exchange(Exchange.COMMANDS.value, ensure=False)
             await exchange.publish(
                 message, routing_key=spec.routing_key, mandatory=True, timeout=limit
             )

@@ -41,7 +41,7 @@ from libs.bus.codec import (
     from_amqp,
     to_amqp,
 )
-from libs.bus.rpc import STATUS_HEADER
+from libs.bus.rpc import STATUS_HEADER, reply_by
 from libs.contracts.agents import REJECTED, Rejected
 from libs.contracts.envelope import Envelope, source_of
 from libs.contracts.names import Exchange, dead_letter_queue_name
@@ -82,7 +82,8 @@ class Outcome:
     """What the pipeline did with one delivery (returned for tests and logs)."""
 
     action: str
-    """handled | duplicate | dead-lettered | requeued | answered-error | abandoned (the
+    """handled | duplicate | dead-lettered | requeued | answered-error | expired (a command
+    whose caller stopped waiting) | abandoned (the
     process stopped while waiting out an outage: left unacked, the broker gives it back)."""
 
 
@@ -169,12 +170,32 @@ class Pipeline:
             correlation_id=envelope.correlation_id,
             subject=envelope.subject,
         ):
+            if isinstance(route, Answer) and self._caller_gave_up(message):
+                return await self._drop_expired(message, route)
             outcome = await self._run(message, envelope, route, payload)
         elapsed = time.perf_counter() - started
         metrics.HANDLER_DURATION.labels(route.name).observe(elapsed)
         if self._on_step is not None:
             self._on_step(STEP_PROCESS, elapsed)
         return outcome
+
+    @staticmethod
+    def _caller_gave_up(message: AbstractIncomingMessage) -> bool:
+        """Whether the command's caller has stopped waiting (libs/bus/rpc.py REPLY_BY_HEADER).
+
+        Real time, not the service's clock: the caller's deadline is on the wall clock."""
+        deadline = reply_by(message)
+        return deadline is not None and time.time() > deadline
+
+    async def _drop_expired(
+        self, message: AbstractIncomingMessage, route: On[Any] | Answer[Any, Any]
+    ) -> Outcome:
+        """A command nobody waits for: its caller was told it timed out, so it is not
+        applied now (a retry, with an idempotency key, applies it once). Not a dead letter."""
+        await message.ack()
+        metrics.RPC_REQUESTS.labels(route.spec.type, "expired").inc()
+        log.info("rpc.expired", command=route.spec.type)
+        return Outcome("expired")
 
     async def _run(
         self,
@@ -337,7 +358,11 @@ class Pipeline:
         try:
             result = await route.handle(ctx, payload)
         except Refused as refusal:
-            body = RpcError(error=type(refusal).__name__, message=str(refusal), field=refusal.field)
+            body = RpcError(
+                error=type(refusal).__name__,
+                message=_storable(str(refusal)),
+                field=None if refusal.field is None else _storable(refusal.field),
+            )
             return ("error", body.model_dump_json().encode())
         return ("ok", result.model_dump_json().encode())
 
@@ -361,8 +386,11 @@ class Pipeline:
     async def _reply_error(
         self, message: AbstractIncomingMessage, command: str, error: Exception, text: str
     ) -> None:
+        field = getattr(error, "field", None)
         body = RpcError(
-            error=type(error).__name__, message=text, field=getattr(error, "field", None)
+            error=type(error).__name__,
+            message=_storable(text),
+            field=None if field is None else _storable(str(field)),
         )
         await self._reply(message, command, "error", body.model_dump_json().encode())
 
@@ -559,3 +587,9 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return None if value is None else str(value)
+
+
+def _storable(text: str) -> str:
+    """Text any contract accepts: a refusal may quote input holding a NUL or a lone
+    surrogate, and an error reply that fails its own validation would never be sent."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
