@@ -8,13 +8,22 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+RETRY_AFTER_SECONDS = 2
 
 
 class HealthServer:
-    """aiohttp app serving metrics and health; readiness asks `check` each time."""
+    """aiohttp app serving metrics and health; readiness asks `check` each time.
 
-    def __init__(self, check: ReadinessCheck, *, host: str, port: int) -> None:
+    With `starting=True` (a process that serves its real API only once its dependencies
+    answer) every other path gets 503 with Retry-After, so a client retries instead of taking
+    a bare 404 for a final answer.
+    """
+
+    def __init__(
+        self, check: ReadinessCheck, *, host: str, port: int, starting: bool = False
+    ) -> None:
         self._check = check
+        self._starting = starting
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -25,6 +34,8 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if self._starting:
+            app.router.add_route("*", "/{path:.*}", self._not_yet)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
@@ -42,6 +53,20 @@ class HealthServer:
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
+
+    async def _not_yet(self, _: web.Request) -> web.Response:
+        problem = {
+            "title": "Service unavailable",
+            "status": 503,
+            "detail": "starting: waiting for the database and the broker; try again shortly",
+            "field": None,
+        }
+        return web.json_response(
+            problem,
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            content_type="application/problem+json",
+        )
 
     async def _readyz(self, _: web.Request) -> web.Response:
         checks = await self._check()

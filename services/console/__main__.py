@@ -46,7 +46,9 @@ async def wait_for_dependencies(settings: Settings) -> bool:
         # Not serving the API yet: never ready, but say which dependency answers.
         return {"database": await answers(settings.database_url), "broker": False}
 
-    health = HealthServer(readiness, host=settings.http_host, port=settings.console_port)
+    health = HealthServer(
+        readiness, host=settings.http_host, port=settings.console_port, starting=True
+    )
     await health.start()
     try:
         ready = await keep_trying(prepared, what="console start", stopping=stopping)

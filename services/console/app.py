@@ -7,6 +7,7 @@ the console's own schema holds only API tokens and the audit log.
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,8 +16,9 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, cast
 
+import asyncpg
 import structlog
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -31,7 +33,9 @@ from libs.contracts.api import PREFIX, ROUTES, Route
 from libs.db.migrations import migrate
 from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability import metrics
+from libs.observability.http import RETRY_AFTER_SECONDS
 from libs.service.clock import clock_from
+from libs.service.transient import Failure, classify
 from libs.settings import Settings
 from services.console import audit, auth, content, dead_letters
 from services.console.models import (
@@ -94,10 +98,42 @@ def problem_response(problem: Problem, correlation_id: str | None = None) -> JSO
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM, headers=headers)
 
 
-async def _call(console: Console, route: Route, request: BaseModel) -> BaseModel:
+DEPENDENCY_FAILURES: tuple[type[Exception], ...] = (
+    OSError,  # refused or reset connections, timeouts
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+"""Failures of the console's own database or broker calls, answered by `dependency_failed`."""
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{8,100}")
+IDEMPOTENCY_HELP = (
+    "A key unique to this intended change (8-100 letters, digits, '.', '_', ':', '-'; a UUID "
+    "will do). Retrying the call with the same key, as the same caller, after a timeout or a "
+    "lost connection returns the first call's answer instead of applying the change again."
+)
+
+
+def idempotency_of(caller: auth.Caller, given: str | None) -> str | None:
+    """The caller's idempotency key, scoped to the caller's token; None when not given."""
+    if given is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(given):
+        raise ApiError(
+            422,
+            "Invalid input",
+            f"Idempotency-Key {given[:120]!r} is not allowed: {IDEMPOTENCY_HELP}",
+            "Idempotency-Key",
+        )
+    return f"{caller.token_id}:{given}"
+
+
+async def _call(
+    console: Console, route: Route, request: BaseModel, idempotency_key: str | None = None
+) -> BaseModel:
     try:
         reply: BaseModel = await console.rpc.call(
-            route.spec, request, timeout=route.timeout_seconds
+            route.spec, request, timeout=route.timeout_seconds, idempotency_key=idempotency_key
         )
     except RpcError as error:
         body = error.body
@@ -144,6 +180,17 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
         for name in path_fields
     ]
+    if route.writes:
+        params.append(
+            inspect.Parameter(
+                "idempotency_key",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[
+                    str | None, Header(alias="Idempotency-Key", description=IDEMPOTENCY_HELP)
+                ],
+                default=None,
+            )
+        )
     query: dict[str, tuple[str | None, FieldInfo]] = {}
     body_model: type[BaseModel] | None = None
     if route.method in ("GET", "DELETE"):
@@ -178,7 +225,9 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
     async def endpoint(**kwargs: object) -> BaseModel:
         # FastAPI passes what the signature below declares.
         kwargs.pop("request")
-        kwargs.pop("caller")  # who called is in the request's state, for the audit log
+        caller = cast(auth.Caller, kwargs.pop("caller"))  # also in the request's state (audit)
+        given = cast(str | None, kwargs.pop("idempotency_key", None))
+        idempotency_key = idempotency_of(caller, given)
         data: dict[str, object] = {name: kwargs.pop(name) for name in path_fields}
         body = cast(BaseModel | None, kwargs.pop("body", None))
         if body is not None:
@@ -199,13 +248,35 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
             raise ApiError(
                 422, "Invalid input", describe_validation_error(error, route.spec.type)
             ) from None
-        return await _call(console(), route, command)
+        return await _call(console(), route, command, idempotency_key)
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         params, return_annotation=route.spec.reply
     )
     endpoint.__name__ = route.name
     return endpoint
+
+
+async def dependency_failed(request: Request, error: Exception) -> JSONResponse:
+    """A database or broker failure: 503 with Retry-After when it is an outage or a lost
+    race (libs/service/transient.py), so clients retry; anything else stays a 500."""
+    if classify(error) is Failure.OWN:
+        log.error("unexpected_failure", path=request.url.path, error=repr(error)[:500])
+        status, title = 500, "Internal Server Error"
+        detail = "an unexpected failure; the console's log has it under this correlation id"
+    else:
+        log.warning("dependency_unavailable", path=request.url.path, error=repr(error)[:300])
+        status, title = 503, "Service unavailable"
+        detail = (
+            f"the console's database or broker does not answer now ({type(error).__name__}); "
+            "try again shortly"
+        )
+    response = problem_response(
+        Problem(title=title, status=status, detail=detail), correlation_of(request)
+    )
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -277,6 +348,9 @@ def create_app(settings: Settings) -> FastAPI:
             ),
             correlation_of(request),
         )
+
+    for failure in DEPENDENCY_FAILURES:
+        app.add_exception_handler(failure, dependency_failed)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

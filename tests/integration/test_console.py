@@ -191,6 +191,24 @@ async def test_tokens_and_roles(api: Api) -> None:
         assert (await revoked.get("/groups")).status_code == 401
 
 
+async def test_a_write_retried_with_its_idempotency_key_applies_once(api: Api) -> None:
+    """A client that lost the answer (console or service restarted) retries with the same
+    Idempotency-Key and gets the first answer; the change is made once."""
+    key = {"Idempotency-Key": "retry-group-0001"}
+    async with api.client() as http:
+        first = ok(await http.post("/groups", json={"name": "Retried"}, headers=key))
+        again = ok(await http.post("/groups", json={"name": "Retried"}, headers=key))
+        assert again == first
+        groups = ok(await http.get("/groups"))
+        assert [g["group_id"] for g in groups["groups"] if g["name"] == "Retried"] == [
+            first["group_id"]
+        ]
+        bad = await http.post("/groups", json={"name": "Other"}, headers={"Idempotency-Key": "x y"})
+        assert bad.status_code == 422
+        assert bad.json()["field"] == "Idempotency-Key"
+        assert "'x y'" in bad.json()["detail"]
+
+
 async def test_errors_are_problem_details_naming_the_field(api: Api) -> None:
     async with api.client() as http:
         bad_range = await http.post(
