@@ -21,9 +21,7 @@ the fault to every service ready and handling messages again is recorded
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import gzip
 import secrets
 import time
 from collections import Counter
@@ -58,9 +56,12 @@ from tests.support.workload import (
     ApiTally,
     Report,
     dead_letter_depths,
+    import_and_group,
     queue_depths,
     reports_for,
     retried_call,
+    wait_for_copies,
+    wait_for_registration,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -273,54 +274,16 @@ class Run:
     """Some service answered /readyz other than 200 after the fault."""
 
 
-def _b64(path: Path) -> str:
-    return base64.b64encode(gzip.compress(path.read_bytes())).decode()
-
-
 async def prepare(setup: Setup, bus: Bus, reader: Reader) -> tuple[list[str], list[str], list[str]]:
     """Catalog imported, groups made, the fleet checked in with every service; returns
     (computers, reported updates, group names)."""
     system, prefix = setup.system, setup.prefix
-    await system.ok("POST", "/catalog/imports", json={"content_gzip_b64": _b64(JAN)})
     groups = [f"{prefix}g{n}" for n in range(GROUPS)]
-    for name in groups:
-        await system.ok("POST", "/groups", json={"name": name})
-
-    async def offered() -> list[str]:
-        found = await system.ok("GET", "/updates", params={"limit": 1000, "states": ["new"]})
-        return sorted(u["update_id"] for u in found["updates"])
-
-    async def enough() -> bool:
-        return len(await offered()) >= UPDATES
-
-    await eventually(enough, timeout=60, what="approval learning the imported updates")
-    updates = (await offered())[:UPDATES]
-
-    async def copies() -> bool:
-        known = [
-            await reader.fetchval(
-                f"SELECT count(*) FROM {schema}.updates WHERE update_id = ANY ($1::uuid[])",
-                updates,
-            )
-            for schema in ("reporting", "scheduler")
-        ]
-        return known == [UPDATES, UPDATES]
-
-    await eventually(copies, timeout=60, what="reporting and scheduler learning the updates")
+    updates = (await import_and_group(system, [JAN], groups, at_least=UPDATES))[:UPDATES]
+    await wait_for_copies(reader, updates)
     computers = [f"{prefix}c{n:03d}" for n in range(COMPUTERS)]
     await publish(bus, [checkin(c) for c in computers], Run())
-
-    async def registered() -> bool:
-        counts = [
-            await reader.fetchval(
-                f"SELECT count(*) FROM {schema}.computers WHERE computer_id LIKE $1 || '%'",
-                prefix,
-            )
-            for schema in ("reporting", "scheduler")
-        ]
-        return counts == [COMPUTERS, COMPUTERS]
-
-    await eventually(registered, timeout=90, what="every computer checked in with both")
+    await wait_for_registration(reader, prefix, COMPUTERS)
     return computers, updates, groups
 
 

@@ -17,8 +17,6 @@ to docs/RELIABILITY.md (tests/support/faults.py).
 from __future__ import annotations
 
 import asyncio
-import base64
-import gzip
 import itertools
 import json
 import time
@@ -56,12 +54,15 @@ from tests.support.workload import (
     Report,
     dead_letter_depths,
     dead_letter_reasons,
+    import_and_group,
     inbox_rows,
     port_outside_ephemeral_range,
     queue_depths,
     reports_for,
     retried_call,
     unpublished,
+    wait_for_copies,
+    wait_for_registration,
 )
 
 pytestmark = [
@@ -215,10 +216,6 @@ def change_key(body: bytes, groups_by_id: dict[str, str]) -> Key:
     )
 
 
-def _b64(path: Path) -> str:
-    return base64.b64encode(gzip.compress(path.read_bytes())).decode()
-
-
 @pytest.fixture
 async def system(
     infra: Infra, log_dir: Path, tmp_path: Path
@@ -244,50 +241,15 @@ async def prepare(
 ) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
     """The catalog imported, groups made, computers checked in with every service; returns
     (computers, reported updates, approval updates, declinable updates, group names)."""
-    for document in DOCUMENTS:
-        await system.ok("POST", "/catalog/imports", json={"content_gzip_b64": _b64(document)})
     groups = [f"{prefix}g{n:02d}" for n in range(GROUPS)]
-    for name in groups:
-        await system.ok("POST", "/groups", json={"name": name})
-
-    async def offered() -> list[str]:
-        found = await system.ok("GET", "/updates", params={"limit": 1000, "states": ["new"]})
-        return sorted(u["update_id"] for u in found["updates"])
-
-    async def enough() -> bool:
-        return len(await offered()) >= OFFERED
-
-    await eventually(enough, timeout=60, what="approval learning the imported updates")
-    updates = await offered()
+    updates = await import_and_group(system, list(DOCUMENTS), groups, at_least=OFFERED)
     reported = updates[:REPORTED_UPDATES]
     declinable = updates[-DECLINE_LANES:]
     approvable = updates[:-DECLINE_LANES]
-
-    async def copies() -> bool:
-        known = [
-            await db.fetchval(
-                f"SELECT count(*) FROM {schema}.updates WHERE update_id = ANY ($1::uuid[])",
-                reported,
-            )
-            for schema in ("reporting", "scheduler")
-        ]
-        return known == [REPORTED_UPDATES, REPORTED_UPDATES]
-
-    await eventually(copies, timeout=60, what="reporting and scheduler learning the updates")
+    await wait_for_copies(db, reported)
     computers = [f"{prefix}c{n:04d}" for n in range(COMPUTERS)]
     await publish_checkins(bus, [checkin(c) for c in computers])
-
-    async def registered() -> bool:
-        counts = [
-            await db.fetchval(
-                f"SELECT count(*) FROM {schema}.computers WHERE computer_id LIKE $1 || '%'",
-                prefix,
-            )
-            for schema in ("reporting", "scheduler")
-        ]
-        return counts == [COMPUTERS, COMPUTERS]
-
-    await eventually(registered, timeout=90, what="every computer checked in with both")
+    await wait_for_registration(db, prefix, COMPUTERS)
     return computers, reported, approvable, declinable, groups
 
 

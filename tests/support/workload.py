@@ -5,7 +5,9 @@ counts a test reads after the fault (dead letters, unpublished outbox rows, queu
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import gzip
 import secrets
 import socket
 import time
@@ -14,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import aio_pika
 import asyncpg
@@ -27,6 +29,7 @@ from libs.contracts.agents import AGENT_STATUS, AgentStatus, DetectionResult, In
 from libs.contracts.api import PREFIX
 from libs.contracts.names import dead_letter_queue_name
 from libs.service.handlers import ServiceDefinition
+from tests.support.messages import eventually
 from tests.support.system import System
 
 ReportKind = Literal["needed", "installed", "not_applicable", "install_ok", "install_failed"]
@@ -250,3 +253,69 @@ def port_outside_ephemeral_range() -> int:
 def utc(text: str) -> datetime:
     """An ISO instant read back from JSON, in UTC."""
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+class Reads(Protocol):
+    """Whatever reads the system's database: a connection, or one that reconnects."""
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+def gzipped_b64(path: Path) -> str:
+    """A CVRF document as the import route takes it."""
+    return base64.b64encode(gzip.compress(path.read_bytes())).decode()
+
+
+async def import_and_group(
+    system: System, documents: list[Path], groups: list[str], *, at_least: int
+) -> list[str]:
+    """Import the MSRC documents, make the groups, and wait until approval offers at least
+    `at_least` new updates; their ids, sorted."""
+    for document in documents:
+        await system.ok(
+            "POST", "/catalog/imports", json={"content_gzip_b64": gzipped_b64(document)}
+        )
+    for name in groups:
+        await system.ok("POST", "/groups", json={"name": name})
+
+    async def offered() -> list[str]:
+        found = await system.ok("GET", "/updates", params={"limit": 1000, "states": ["new"]})
+        return sorted(u["update_id"] for u in found["updates"])
+
+    async def enough() -> bool:
+        return len(await offered()) >= at_least
+
+    await eventually(enough, timeout=60, what="approval learning the imported updates")
+    return await offered()
+
+
+async def wait_for_copies(db: Reads, updates: list[str]) -> None:
+    """Until reporting and the scheduler both know every one of `updates`."""
+
+    async def copies() -> bool:
+        known = [
+            await db.fetchval(
+                f"SELECT count(*) FROM {schema}.updates WHERE update_id = ANY ($1::uuid[])",
+                updates,
+            )
+            for schema in ("reporting", "scheduler")
+        ]
+        return known == [len(updates), len(updates)]
+
+    await eventually(copies, timeout=60, what="reporting and scheduler learning the updates")
+
+
+async def wait_for_registration(db: Reads, prefix: str, count: int) -> None:
+    """Until reporting and the scheduler both know `count` computers named `prefix...`."""
+
+    async def registered() -> bool:
+        counts = [
+            await db.fetchval(
+                f"SELECT count(*) FROM {schema}.computers WHERE computer_id LIKE $1 || '%'",
+                prefix,
+            )
+            for schema in ("reporting", "scheduler")
+        ]
+        return counts == [count, count]
+
+    await eventually(registered, timeout=90, what="every computer checked in with both")
