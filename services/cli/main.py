@@ -8,8 +8,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -21,7 +22,9 @@ from libs.contracts.reporting import LIST_SERVICE_INSTANCES, ListServiceInstance
 from libs.contracts.system import PING, Ping
 from libs.db.migrations import migrate
 from libs.db.pool import ensure_database
+from libs.observability.logging import configure_logging
 from libs.service.runner import lockgate_version
+from libs.service.transient import keep_trying
 from libs.settings import SERVICE_NAMES, ServiceName, Settings
 from services.cli import (
     approval_commands,
@@ -39,6 +42,9 @@ from services.cli import (
 from services.cli.common import EXIT_FAILED, ApiClient, ApiFailure, Output, with_api, with_rpc
 from services.cli.service_registry import definition, subscriptions
 
+T = TypeVar("T")
+WAIT_HELP = "seconds to wait for a database that does not answer yet (default 60)"
+
 EXIT_DRIFT = 2
 MSRC_DIR = Path(__file__).resolve().parents[2] / "data" / "msrc"
 
@@ -47,14 +53,39 @@ def _services(choice: str) -> list[ServiceName]:
     return list(SERVICE_NAMES) if choice == "all" else [choice]  # type: ignore[list-item]  # argparse choices
 
 
-async def cmd_db_create(settings: Settings, out: Output, _: argparse.Namespace) -> int:
-    created = await ensure_database(settings.database_url)
+async def _when_the_database_answers(
+    settings: Settings, step: Callable[[], Awaitable[T]], seconds: float
+) -> T:
+    """`step`, tried again while the database does not answer yet (a server still starting),
+    for up to `seconds`; any other failure at once. Waiting is said on stderr, so stdout
+    keeps only the command's result (`--json` stays parseable)."""
+    configure_logging("cli", "warning")
+    given_up = asyncio.Event()
+    timer = asyncio.get_running_loop().call_later(seconds, given_up.set)
+    try:
+        done = await keep_trying(step, what="database", stopping=given_up)
+    finally:
+        timer.cancel()
+    if given_up.is_set():
+        raise SystemExit(
+            f"lockgate: the database at {settings.database_url.split('@')[-1]} did not answer "
+            f"within {seconds:g} s (--wait)"
+        )
+    return cast(T, done)
+
+
+async def cmd_db_create(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    created = await _when_the_database_answers(
+        settings, lambda: ensure_database(settings.database_url), args.wait
+    )
     out.result({"created": created}, "database created" if created else "database exists")
     return 0
 
 
 async def cmd_migrate(settings: Settings, out: Output, args: argparse.Namespace) -> int:
-    await ensure_database(settings.database_url)
+    await _when_the_database_answers(
+        settings, lambda: ensure_database(settings.database_url), args.wait
+    )
     applied: dict[str, list[str]] = {}
     for service in _services(args.service):
         found = definition(service)
@@ -203,11 +234,15 @@ def parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("create", help="create the database of LOCKGATE_DATABASE_URL if missing")
-    db.set_defaults(handler=cmd_db_create)
+    create = db_sub.add_parser(
+        "create", help="create the database of LOCKGATE_DATABASE_URL if missing"
+    )
+    create.add_argument("--wait", type=float, default=60.0, help=WAIT_HELP)
+    db.set_defaults(handler=cmd_db_create, wait=60.0)
 
     mig = sub.add_parser("migrate", help="apply pending migrations of one or every service")
     mig.add_argument("--service", choices=service_choices, default="all")
+    mig.add_argument("--wait", type=float, default=60.0, help=WAIT_HELP)
     mig.set_defaults(handler=cmd_migrate)
 
     api = sub.add_parser("asyncapi", help="write (or --check) the AsyncAPI document")
