@@ -103,6 +103,8 @@ class Bus:
         )
         for binding in bindings:
             await declared.bind(binding.exchange.value, routing_key=binding.routing_key)
+        # A replayed dead letter comes back to this queue alone (services/console/dead_letters.py).
+        await declared.bind(Exchange.REPLAY.value, routing_key=queue)
 
     async def publish(
         self,

@@ -213,7 +213,11 @@ def service_access(
             own_queues | dead_letter_queues | {exchange.value for exchange in EXCHANGE_TYPES}
         ),
         write=frozenset(own_queues | dead_letter_queues | published),
-        read=frozenset(own_queues | {exchange.value for exchange in bound_from}),
+        read=frozenset(
+            own_queues
+            | {exchange.value for exchange in bound_from}
+            | ({Exchange.REPLAY.value} if queues else set())  # bound by each queue's name
+        ),
         topics=topics,
     )
 
@@ -222,29 +226,16 @@ def client_access(*, user: str, services: Sequence[ServiceDefinition] = ()) -> A
     """An RPC caller (the console): publishes commands, reads replies via direct reply-to.
 
     With `services`, it also keeps their dead letters (services/console/dead_letters.py):
-    it consumes each `<queue>.dlq` (read) and replays a message to the exchange and routing
-    key it was first published with, so it may publish what those queues bind (topic
-    permissions: the first words of their binding keys)."""
-    dead_letter_queues: set[str] = set()
-    replayed: dict[Exchange, set[str]] = {Exchange.COMMANDS: set()}
-    for service in services:
-        for queue, routes in service.queues().items():
-            dead_letter_queues.add(dead_letter_queue_name(queue))
-            for route in routes:
-                if isinstance(route, On):
-                    replayed.setdefault(route.spec.exchange, set()).add(
-                        _first_word(route.spec.binding_key)
-                    )
-    return Access(
-        user=user,
-        write=frozenset(exchange.value for exchange in replayed),
-        read=frozenset(dead_letter_queues),
-        topics=tuple(
-            TopicAccess(exchange, write=starting_with(words), read=NOTHING)
-            for exchange, words in replayed.items()
-            if EXCHANGE_TYPES[exchange] == "topic"
-        ),
-    )
+    it consumes each `<queue>.dlq` (read) and replays a message on `lockgate.replay`, which
+    routes it to the one queue it failed in. It publishes no event and no agent message:
+    a replay keeps its first exchange and routing key in headers the pipeline reads."""
+    dead_letter_queues = {
+        dead_letter_queue_name(queue) for service in services for queue in service.queues()
+    }
+    write = {Exchange.COMMANDS.value}
+    if dead_letter_queues:
+        write.add(Exchange.REPLAY.value)
+    return Access(user=user, write=frozenset(write), read=frozenset(dead_letter_queues))
 
 
 def agent_access(computer_id: str) -> Access:

@@ -22,6 +22,9 @@ class Exchange(StrEnum):
     """Topic exchange of agent traffic (`agent.<computer_id>.*`, `computer.<computer_id>.*`)."""
     DEAD_LETTERS = "lockgate.dead-letters"
     """Direct exchange routing dead letters to `<queue>.dlq`."""
+    REPLAY = "lockgate.replay"
+    """Direct exchange routing a replayed dead letter back to the one queue it failed in
+    (every service queue binds its own name here), not to every subscriber again."""
 
 
 EXCHANGE_TYPES: dict[Exchange, str] = {
@@ -29,6 +32,7 @@ EXCHANGE_TYPES: dict[Exchange, str] = {
     Exchange.COMMANDS: "direct",
     Exchange.AGENTS: "topic",
     Exchange.DEAD_LETTERS: "direct",
+    Exchange.REPLAY: "direct",
 }
 
 _SEGMENT = re.compile(r"^[a-z][a-z0-9-]*$")

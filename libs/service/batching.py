@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from libs.bus.codec import InvalidMessage, from_amqp
+from libs.bus.replay import origin
 from libs.contracts.envelope import Envelope
 from libs.db import inbox
 from libs.db.outbox import Outbox
@@ -101,7 +102,7 @@ class BatchingPipeline:
             return None
         try:
             payload = route.spec.model.model_validate_json(message.body)
-            envelope = Pipeline.check_sender(route, envelope, message.routing_key or "", payload)
+            envelope = Pipeline.check_sender(route, envelope, origin(message)[1], payload)
         except (InvalidMessage, ValidationError):
             return None  # the ordinary path parks it with the reason (and tells the agent)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

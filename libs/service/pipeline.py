@@ -41,6 +41,7 @@ from libs.bus.codec import (
     from_amqp,
     to_amqp,
 )
+from libs.bus.replay import origin
 from libs.bus.rpc import STATUS_HEADER, reply_by
 from libs.contracts.agents import REJECTED, Rejected
 from libs.contracts.envelope import Envelope, source_of
@@ -161,7 +162,7 @@ class Pipeline:
                 envelope = from_amqp(message)
                 route = self._route(envelope)
                 payload = self._decode(route, envelope, message.body)
-                envelope = self.check_sender(route, envelope, message.routing_key or "", payload)
+                envelope = self.check_sender(route, envelope, origin(message)[1], payload)
         except InvalidMessage as error:
             return await self._refuse(message, route, error, envelope)
         with structlog.contextvars.bound_contextvars(
@@ -408,7 +409,7 @@ class Pipeline:
         if (
             message.reply_to
             and not isinstance(route, On)
-            and message.exchange != Exchange.AGENTS.value
+            and origin(message)[0] != Exchange.AGENTS.value
         ):
             command = route.spec.type if route else (message.type or "unknown.command.v1")
             await self._reply_error(message, command, error, str(error))
@@ -434,8 +435,9 @@ class Pipeline:
         commit (no outbox), and a lost rejection must never cost the dead letter. The
         computer id is read from the routing key, since the body may be unreadable.
         """
-        computer_id = sender_of(message.routing_key or "")
-        if message.exchange != Exchange.AGENTS.value or computer_id is None:
+        exchange, routing_key = origin(message)
+        computer_id = sender_of(routing_key)
+        if exchange != Exchange.AGENTS.value or computer_id is None:
             return
         headers = message.headers or {}
         message_id = envelope.id if envelope else _text(headers.get("ce-id")) or message.message_id
@@ -535,8 +537,8 @@ class Pipeline:
                 REASON_HEADER: str(error)[:MAX_REASON],
                 "x-lockgate-queue": self.queue,
                 "x-lockgate-handler": route.name if route else "",
-                "x-original-exchange": message.exchange or "",
-                "x-original-routing-key": message.routing_key or "",
+                "x-original-exchange": origin(message)[0],
+                "x-original-routing-key": origin(message)[1],
                 "x-dead-lettered-at": datetime.now(UTC).isoformat(),
             }
         )

@@ -42,8 +42,9 @@ from pydantic import JsonValue
 
 from libs.bus import Bus
 from libs.bus.bus import PublishFailed
+from libs.bus.replay import replay_headers
 from libs.contracts.api import PREFIX
-from libs.contracts.names import DLQ_SUFFIX, dead_letter_queue_name
+from libs.contracts.names import DLQ_SUFFIX, Exchange, dead_letter_queue_name
 from libs.db.pool import Pool
 from libs.observability import metrics
 from libs.service.pipeline import REASON_CLASS_HEADER, REASON_HEADER
@@ -433,11 +434,15 @@ async def replay(pool: Pool, bus: Bus, dead_letter_id: int) -> None:
                 "Conflict",
                 f"dead letter {dead_letter_id} names no original routing key to replay it to",
             )
-        message = replay_message(
-            json.loads(row["headers"]), json.loads(row["properties"]), row["body"]
+        headers = {**json.loads(row["headers"]), **replay_headers(exchange, routing_key)}
+        message = replay_message(headers, json.loads(row["properties"]), row["body"])
+        # To the one queue it failed in (every service queue binds its name on
+        # lockgate.replay), not to every subscriber of its first routing key again; the
+        # pipeline reads the first exchange and routing key back from the headers.
+        # mandatory: a queue that is gone is an error, not a silent success.
+        await bus.publish(
+            message, exchange=Exchange.REPLAY.value, routing_key=row["queue"], mandatory=True
         )
-        # mandatory: a message no queue takes any more is an error, not a silent success.
-        await bus.publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
         await conn.execute(
             "UPDATE dead_letters SET state = 'replayed', replayed_at = now()"
             " WHERE dead_letter_id = $1",

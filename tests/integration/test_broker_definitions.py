@@ -459,8 +459,11 @@ async def test_a_service_user_keeps_to_its_own_queues_and_exchanges(broker: Brok
             binding("scheduler.agent-checkins", Exchange.AGENTS.value, "computer.*.plan.v1"),
         )
 
-        # The console sends commands and nothing else.
+        # The console sends commands, and replays only on lockgate.replay: no event, no
+        # agent message of its own; a service never replays.
         await refused(console, publishing(Exchange.EVENTS.value, "catalog.update.published.v1"))
+        await refused(console, publishing(Exchange.AGENTS.value, f"agent.{broker.agent}.status.v1"))
+        await refused(catalog, publishing(Exchange.REPLAY.value, "scheduler.agent-checkins"))
         await refused(console, declaring_queue("console.anything"))
         await refused(console, consuming("catalog.commands"))
     finally:

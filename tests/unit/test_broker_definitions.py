@@ -155,21 +155,27 @@ def test_a_service_answering_agents_refusals_may_publish_their_rejections() -> N
 
 
 def test_the_console_sends_commands_and_keeps_dead_letters() -> None:
-    """Commands; and for its dead-letter keeper: read every `<queue>.dlq`, replay a message
-    where it was first published (what the services' queues bind), declare nothing."""
+    """Commands; and for its dead-letter keeper: read every `<queue>.dlq` and replay on
+    `lockgate.replay` only (to the queue a message failed in); no event, no agent message,
+    nothing declared."""
     granted = permission(generated(), "lockgate-console")
     assert granted["configure"] == "^$"
     assert allows(granted["read"], "scheduler.agent-checkins.dlq")
     assert not allows(granted["read"], "scheduler.agent-checkins")  # never a work queue
-    for exchange in (Exchange.COMMANDS, Exchange.EVENTS, Exchange.AGENTS):
+    for exchange in (Exchange.COMMANDS, Exchange.REPLAY):
         assert allows(granted["write"], exchange.value)
-    assert not allows(granted["write"], Exchange.DEAD_LETTERS.value)
+    for exchange in (Exchange.EVENTS, Exchange.AGENTS, Exchange.DEAD_LETTERS):
+        assert not allows(granted["write"], exchange.value)
     assert not allows(granted["write"], "amq.default")
-    topic = topics(generated(), "lockgate-console")
-    assert allows(topic[Exchange.AGENTS.value]["write"], "agent.pc-1.status.v1")
-    assert not allows(topic[Exchange.AGENTS.value]["write"], "computer.pc-1.plan.v1")
-    assert allows(topic[Exchange.EVENTS.value]["write"], "catalog.update.published.v1")
-    assert topic[Exchange.AGENTS.value]["read"] == topic[Exchange.EVENTS.value]["read"] == "^$"
+    assert topics(generated(), "lockgate-console") == {}
+
+
+def test_every_service_queue_may_bind_the_replay_exchange() -> None:
+    for service in SERVICE_NAMES:
+        assert allows(permission(generated(), f"lockgate-{service}")["read"], "lockgate.replay")
+    for user in ("pc-1",):
+        granted = permission(agent_definitions([user], vhost="v"), user)
+        assert not allows(granted["write"], Exchange.REPLAY.value)
 
 
 def test_an_agent_may_speak_and_listen_only_for_itself() -> None:
