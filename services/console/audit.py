@@ -11,9 +11,11 @@ before the answer's last byte leaves, so a client holding an answer finds it in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from pydantic import JsonValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.db.pool import Pool
+from libs.service.transient import Failure, classify
 from services.console.models import AuditEntry, AuditLog
 
 if TYPE_CHECKING:
@@ -259,7 +262,8 @@ class AuditMiddleware:
             name = str(presented)
         try:
             pool: Pool = scope["app"].state.pool
-            await pool.execute(
+            await recorded_despite_outages(
+                pool,
                 "INSERT INTO audit (token_id, token_name, role, method, path, command, content,"
                 " status, detail, correlation_id)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)",
@@ -282,6 +286,30 @@ class AuditMiddleware:
                 status=status,
                 correlation_id=correlation_id,
             )
+
+
+AUDIT_WAIT_SECONDS = 15.0
+"""How long an audit write waits out a database outage (a failover) before giving up."""
+
+
+async def recorded_despite_outages(pool: Pool, query: str, *args: object) -> None:
+    """Run the audit insert, again with capped backoff while the database is away (an
+    outage per libs/service/transient.py), up to AUDIT_WAIT_SECONDS: a change made during a
+    failover must still say who made it. The answer waits meanwhile; any other failure, or
+    an outage that lasts, is raised."""
+    deadline = time.monotonic() + AUDIT_WAIT_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            await pool.execute(query, *args)
+        except Exception as error:
+            if classify(error) is Failure.OWN or time.monotonic() + delay > deadline:
+                raise
+            log.warning("audit_write_waiting", error=f"{type(error).__name__}: {error}"[:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        else:
+            return
 
 
 def _detail(problem: bytearray) -> str | None:
