@@ -19,6 +19,15 @@ MESSAGES_FAILED = Counter(
     "Handler attempts that raised and were requeued or dead-lettered.",
     ["handler"],
 )
+DEPENDENCIES_AVAILABLE = Gauge(
+    "lockgate_dependencies_available",
+    "1 while this process's database and broker answer (its gate is open); 0 while it waits "
+    "out an outage with its messages unacked (libs/service/transient.py).",
+)
+DEPENDENCY_OUTAGES = Counter(
+    "lockgate_dependency_outages_total",
+    "Outages this process has waited out: each time its gate closed.",
+)
 MESSAGES_DEAD_LETTERED = Counter(
     "lockgate_messages_dead_lettered_total",
     "Messages sent to <queue>.dlq, by queue and reason class.",

@@ -42,6 +42,7 @@ from aiormq.exceptions import (
 )
 
 from libs.bus.bus import PublishFailed
+from libs.observability import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -177,6 +178,7 @@ class Gate:
         self._max_delay = max_delay
         self._open = asyncio.Event()
         self._open.set()
+        metrics.DEPENDENCIES_AVAILABLE.set(1)
         self._prober: asyncio.Task[None] | None = None
         self._closed_at: float | None = None
         self.closings = 0
@@ -193,6 +195,8 @@ class Gate:
         if not self._open.is_set():
             return
         self._open.clear()
+        metrics.DEPENDENCIES_AVAILABLE.set(0)
+        metrics.DEPENDENCY_OUTAGES.inc()
         self.closings += 1
         self._closed_at = time.monotonic()
         self.reason = f"{type(error).__name__}: {error}"[:300]
@@ -239,6 +243,7 @@ class Gate:
                 waited = time.monotonic() - (self._closed_at or time.monotonic())
                 log.info("dependencies.available", waited_seconds=round(waited, 2), probes=attempts)
                 self._open.set()
+                metrics.DEPENDENCIES_AVAILABLE.set(1)
                 return
             # Jitter so replicas do not probe in step.
             if not await self.pause(delay * random.uniform(0.8, 1.2)):  # noqa: S311 - not crypto

@@ -13,6 +13,7 @@ from aiormq.exceptions import (
     ChannelInvalidStateError,
     ProbableAuthenticationError,
 )
+from prometheus_client import REGISTRY
 
 from libs.bus.bus import PublishFailed
 from libs.bus.codec import InvalidMessage
@@ -121,8 +122,10 @@ async def test_the_gate_waits_until_the_probe_answers_and_a_stop_ends_the_wait()
     assert not gate.is_open
     assert gate.closings == 1
     assert "ConnectionRefusedError" in gate.reason
+    assert REGISTRY.get_sample_value("lockgate_dependencies_available") == 0
     assert await gate.wait_open()
     assert answers == []
+    assert REGISTRY.get_sample_value("lockgate_dependencies_available") == 1
     assert closed_hook == [True]
 
     async def never() -> bool:
