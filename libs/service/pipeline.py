@@ -68,6 +68,12 @@ MAX_REASON = 2000
 # transaction (pool acquire to commit) and, inside it, the inbox claim, the handler (with the
 # reply's JSON for a command) and the stored reply; the reply's publish; the ack; and the
 # whole of `process`. A refused or failed message reports only the steps it finished.
+PERSISTENT_OUTAGES = 10
+"""Outage failures of one message, each met while the dependencies answered at the gate's
+first probe, after which it is the message's own failure (dead-lettered)."""
+PERSISTENT_CONFLICTS = 50
+"""Lost races (serialization failure, deadlock) of one message in a row before the same."""
+
 STEP_DECODE = "decode"
 STEP_TRANSACTION = "transaction"
 STEP_CLAIM = "inbox.claim"
@@ -205,8 +211,13 @@ class Pipeline:
         route: On[Any] | Answer[Any, Any],
         payload: Contract,
     ) -> Outcome:
-        """Handle the message; wait out outages and conflicts, running it again each time."""
+        """Handle the message; wait out outages and conflicts, running it again each time.
+
+        Not for ever when the failure is the message's in disguise: a statement that times
+        out, or a transaction that loses every race, while the dependencies answer at once
+        each time is dead-lettered after PERSISTENT_OUTAGES / PERSISTENT_CONFLICTS tries."""
         attempt = 0
+        persistent = 0
         while True:
             try:
                 return await self._handle(message, envelope, route, payload)
@@ -228,6 +239,17 @@ class Pipeline:
                 if not await self._wait_after(kind, error, attempt):
                     log.info("message.abandoned", handler=route.name, attempts=attempt)
                     return Outcome("abandoned")
+                if kind is Failure.CONFLICT or self._gate.reopened_at_once:
+                    persistent += 1
+                    limit = PERSISTENT_CONFLICTS if kind is Failure.CONFLICT else PERSISTENT_OUTAGES
+                    if persistent >= limit:
+                        log.warning(
+                            "message.persistent_failure",
+                            handler=route.name,
+                            attempts=attempt,
+                            error=f"{type(error).__name__}: {error}"[:300],
+                        )
+                        return await self._retry_or_dead_letter(message, route, error, final=True)
 
     async def _wait_after(self, kind: Failure, error: Exception, attempt: int) -> bool:
         """Wait until it is worth running again: the gate open after an outage, a short
@@ -483,11 +505,13 @@ class Pipeline:
         message: AbstractIncomingMessage,
         route: On[Any] | Answer[Any, Any],
         error: Exception,
+        *,
+        final: bool = False,
     ) -> Outcome:
         metrics.MESSAGES_FAILED.labels(route.name).inc()
         count = (message.headers or {}).get("x-delivery-count")
         previous = count if isinstance(count, int) else 0
-        if previous + 1 >= self._delivery_limit:
+        if final or previous + 1 >= self._delivery_limit:
             log.error(
                 "message.failed_final",
                 handler=route.name,

@@ -185,6 +185,9 @@ class Gate:
         """How many outages this gate has seen (tests, logs)."""
         self.reason = ""
         """Why it was last closed."""
+        self.reopened_at_once = False
+        """Whether the last reopening took a single probe: the dependencies answered at
+        once, so the failure that closed the gate may have been the work's own."""
 
     @property
     def is_open(self) -> bool:
@@ -242,6 +245,7 @@ class Gate:
             if answered:
                 waited = time.monotonic() - (self._closed_at or time.monotonic())
                 log.info("dependencies.available", waited_seconds=round(waited, 2), probes=attempts)
+                self.reopened_at_once = attempts == 1
                 self._open.set()
                 metrics.DEPENDENCIES_AVAILABLE.set(1)
                 return

@@ -58,6 +58,7 @@ COUNT = event(
 COUNTED = event(NAME, "counter", "counted", Key, summary="Counted.", example=Key(key="k"))
 FAIL = event(NAME, "counter", "fail", Key, summary="Always raises.", example=Key(key="k"))
 REFUSE = event(NAME, "counter", "refuse", Key, summary="Always wrong.", example=Key(key="k"))
+STALL = event(NAME, "counter", "stall", Key, summary="Always times out.", example=Key(key="k"))
 DIVIDE = command(
     NAME, "math", "divide", Divide, Quotient, summary="Divide.", formerly=("probe.divide.v1",)
 )
@@ -76,6 +77,12 @@ async def count(ctx: HandlerContext, message: Key) -> None:
 
 async def fail(_: HandlerContext, message: Key) -> None:
     raise RuntimeError(f"disk on fire while counting {message.key}")
+
+
+async def stall(ctx: HandlerContext, message: Key) -> None:
+    """A statement that always outlives its timeout while the database is healthy."""
+    await ctx.conn.execute("SET LOCAL statement_timeout = 20")
+    await ctx.conn.execute("SELECT pg_sleep(1), $1::text", message.key)
 
 
 async def refuse(_: HandlerContext, message: Key) -> None:
@@ -104,6 +111,7 @@ PROBE = ServiceDefinition(
         On(COUNT, queue="inputs", handle=count),
         On(FAIL, queue="inputs", handle=fail),
         On(REFUSE, queue="inputs", handle=refuse),
+        On(STALL, queue="inputs", handle=stall),
     ),
     commands=(Answer(DIVIDE, divide), Answer(SLEEP, sleep), Answer(EXPLODE, explode)),
     heartbeat=False,

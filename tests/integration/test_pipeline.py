@@ -6,6 +6,7 @@ import asyncio
 import copy
 import dataclasses
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,9 +18,10 @@ from prometheus_client import REGISTRY
 
 from libs.bus import Bus, RpcClient, RpcError, RpcTimeout, ServiceUnavailable, to_amqp
 from libs.bus.bus import Callback, PublishFailed
+from libs.bus.rpc import REPLY_BY_HEADER, command_id
 from libs.contracts import Envelope
 from libs.contracts.agents import AGENT_RESTART, AGENT_STATUS, REJECTED, Rejected
-from libs.contracts.names import Exchange
+from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.contracts.spec import AgentEventSpec, CommandSpec, Contract, EventSpec
 from libs.db.outbox import RELAY_STEPS, relay_application_name
 from libs.service import pipeline
@@ -182,6 +184,16 @@ async def test_failing_handler_is_retried_then_dead_lettered(bus: Bus) -> None:
     assert headers[REASON_CLASS_HEADER] == "RuntimeError"
     assert f"disk on fire while counting {key}" in str(headers[REASON_HEADER])
     assert sample("lockgate_messages_failed_total", "inputs/fail") - before == DELIVERY_LIMIT
+
+
+async def test_a_timeout_while_the_database_answers_is_dead_lettered_in_the_end(
+    bus: Bus,
+) -> None:
+    """A statement timing out again and again while the gate reopens at its first probe is
+    the message's own failure: dead-lettered after PERSISTENT_OUTAGES tries, not for ever."""
+    message_id = await publish(bus, probe.STALL, "stalls")
+    found = await dead_letters(bus, "probe.inputs.dlq", {message_id}, timeout=60)
+    assert found[message_id][REASON_CLASS_HEADER] == "QueryCanceledError"
 
 
 async def test_domain_error_is_dead_lettered_at_once(bus: Bus) -> None:
@@ -501,3 +513,76 @@ async def test_a_rejection_that_cannot_be_published_keeps_the_dead_letter(
         return await heard(db, spec.type, sender) == 1
 
     await eventually(genuine_heard, timeout=10, what="the next message to be handled")
+
+
+# Commands nobody waits for, and retried commands.
+
+COMMANDS = f"{probe.NAME}.commands"
+
+
+def expired_total() -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "lockgate_rpc_requests_total",
+            {"command": probe.DIVIDE.type, "outcome": "expired"},
+        )
+        or 0.0
+    )
+
+
+async def depth(bus: Bus, queue: str) -> int:
+    state = await bus.queue_state(queue)
+    assert state is not None, f"{queue} does not answer"
+    return state[0]
+
+
+async def test_a_command_whose_caller_gave_up_is_dropped_not_dead_lettered(bus: Bus) -> None:
+    """Sent with a reply-by already past, a command gets no answer and no dead letter; the
+    one after it, still awaited, is answered."""
+    channel = await bus.connection.channel()
+    replies = await channel.declare_queue(exclusive=True, auto_delete=True)
+    answered: list[str] = []
+
+    async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        answered.append(message.correlation_id or "")
+        await message.ack()
+
+    await replies.consume(on_reply)
+    dropped_before = expired_total()
+    dlq_before = await depth(bus, dead_letter_queue_name(COMMANDS))
+    for name, reply_by in (("late", time.time() - 1), ("awaited", time.time() + 30)):
+        envelope = Envelope.new(source="tests", type=probe.DIVIDE.type, correlation_id=name)
+        message = to_amqp(
+            envelope,
+            probe.Divide(dividend=6, divisor=3).model_dump_json().encode(),
+            reply_to=replies.name,
+        )
+        message.headers[REPLY_BY_HEADER] = int(reply_by * 1000)
+        await bus.publish(
+            message, exchange=Exchange.COMMANDS.value, routing_key=probe.DIVIDE.routing_key
+        )
+    deadline = asyncio.get_running_loop().time() + 15
+    while "awaited" not in answered:
+        assert asyncio.get_running_loop().time() < deadline, "the awaited command got no answer"
+        await asyncio.sleep(0.05)
+    await channel.close()
+    assert answered == ["awaited"]
+    assert expired_total() == dropped_before + 1
+    assert await depth(bus, dead_letter_queue_name(COMMANDS)) == dlq_before
+
+
+async def test_a_retry_with_the_same_idempotency_key_is_answered_from_the_inbox(
+    bus: Bus, db: asyncpg.Connection
+) -> None:
+    rpc = RpcClient(bus, source="tests", timeout=10.0)
+    await rpc.start()
+    request = probe.Divide(dividend=7, divisor=2)
+    first = await rpc.call(probe.DIVIDE, request, idempotency_key="change-1")
+    again = await rpc.call(probe.DIVIDE, request, idempotency_key="change-1")
+    other = await rpc.call(probe.DIVIDE, request, idempotency_key="change-2")
+    assert first == again == other
+    rows = await db.fetchval(
+        "SELECT count(*) FROM probe.inbox WHERE message_id = ANY($1::text[])",
+        [command_id(probe.DIVIDE.type, "change-1"), command_id(probe.DIVIDE.type, "change-2")],
+    )
+    assert rows == 2, "the retry must be answered from the first call's inbox row"
