@@ -29,7 +29,7 @@ from libs.db.pool import Pool
 from libs.observability import metrics
 from libs.service.clock import Clock
 from libs.service.handlers import Answer, HandlerContext, Instance, On, run_after_commit
-from libs.service.pipeline import InFlight, Pipeline
+from libs.service.pipeline import PERSISTENT_CONFLICTS, PERSISTENT_OUTAGES, InFlight, Pipeline
 from libs.service.transient import Failure, Gate, classify, conflict_pause
 from libs.settings import Settings
 
@@ -135,13 +135,18 @@ class BatchingPipeline:
         limit); after its own failure, one by one. Returns early, leaving it unacked, when
         the process stops while waiting."""
         attempt = 0
+        persistent = 0
         while True:
             try:
                 await self._commit_together(batch)
             except Exception as error:  # noqa: BLE001 - sorted below: the batch's own or not
                 kind = classify(error)
                 text = f"{type(error).__name__}: {error}"[:300]
-                if kind is Failure.OWN:
+                if kind is Failure.OWN or persistent >= (
+                    PERSISTENT_CONFLICTS if kind is Failure.CONFLICT else PERSISTENT_OUTAGES
+                ):
+                    # Its own failure, or one in disguise (it kept failing while the
+                    # dependencies answered at once): one by one, each with its own limits.
                     log.warning("batch.failed", size=len(batch), error=text)
                     for item in batch:
                         await self._pipeline.process(item.message)
@@ -157,6 +162,8 @@ class BatchingPipeline:
                 if not waited:
                     log.info("batch.abandoned", size=len(batch), attempts=attempt)
                     return
+                if kind is Failure.CONFLICT or self._gate.reopened_at_once:
+                    persistent += 1
             else:
                 return
 
