@@ -664,6 +664,30 @@ def service_queues(rabbit: RabbitCluster, vhost: str) -> list[dict[str, object]]
     return [row for row in rabbit.queues(vhost) if row["name"] in names]
 
 
+def record_fault(fault: str, test: str, note: str, run: Run, figures: Figures) -> None:
+    """One row of docs/RELIABILITY.md for a fault run, its note completed with any dead
+    letters and refused calls (the test asserts the zeros itself)."""
+    if figures.dead_letter_details:
+        note += f"; dead letters: {'; '.join(figures.dead_letter_details)}"
+    if run.refused:
+        note += f"; API calls refused and not retried: {[why for _, why in run.refused]}"
+    record(
+        FaultResult(
+            fault=fault,
+            workload=WORKLOAD,
+            sent=figures.sent,
+            effects=figures.effects,
+            lost=figures.lost,
+            duplicated=figures.duplicated,
+            dead_lettered=figures.dead_lettered,
+            recover_seconds=run.recover_seconds,
+            test=f"{FILE}::{test}",
+            note=note,
+        )
+    )
+    print(f"\n{fault}: {figures}\n{note}")
+
+
 async def test_losing_the_node_that_leads_the_queues(setup: Setup) -> None:
     """The node leading the services' quorum queues stops mid-stream: the queues elect new
     leaders on the other two nodes, the services reconnect through the front to a live node,
@@ -709,25 +733,7 @@ async def test_losing_the_node_that_leads_the_queues(setup: Setup) -> None:
         f"{run.api.retried} retried ({dict(run.api.failures) or 'none failed'}); "
         f"connections through the front by node port: {dict(setup.proxy.forwarded)}"
     )
-    if figures.dead_letter_details:
-        note += f"; dead letters: {'; '.join(figures.dead_letter_details)}"
-    if run.refused:
-        note += f"; API calls refused and not retried: {[why for _, why in run.refused]}"
-    record(
-        FaultResult(
-            fault=fault,
-            workload=WORKLOAD,
-            sent=figures.sent,
-            effects=figures.effects,
-            lost=figures.lost,
-            duplicated=figures.duplicated,
-            dead_lettered=figures.dead_lettered,
-            recover_seconds=run.recover_seconds,
-            test=f"{FILE}::test_losing_the_node_that_leads_the_queues",
-            note=note,
-        )
-    )
-    print(f"\n{fault}: {figures}\n{note}")
+    record_fault(fault, "test_losing_the_node_that_leads_the_queues", note, run, figures)
     assert after, "the leaders after the stop were read"
     assert all(str(row["leader"]) != rabbit.nodes[leader].nodename for row in after), after
     assert figures.dead_lettered == 0, figures.dead_letter_details
@@ -758,25 +764,7 @@ async def test_database_fails_over_to_the_standby(setup: Setup) -> None:
         f"{figures.what}; API: {run.api.calls} calls, {run.api.retried} retried "
         f"({dict(run.api.failures) or 'none failed'})"
     )
-    if figures.dead_letter_details:
-        note += f"; dead letters: {'; '.join(figures.dead_letter_details)}"
-    if run.refused:
-        note += f"; API calls refused and not retried: {[why for _, why in run.refused]}"
-    record(
-        FaultResult(
-            fault=fault,
-            workload=WORKLOAD,
-            sent=figures.sent,
-            effects=figures.effects,
-            lost=figures.lost,
-            duplicated=figures.duplicated,
-            dead_lettered=figures.dead_lettered,
-            recover_seconds=run.recover_seconds,
-            test=f"{FILE}::test_database_fails_over_to_the_standby",
-            note=note,
-        )
-    )
-    print(f"\n{fault}: {figures}\n{note}")
+    record_fault(fault, "test_database_fails_over_to_the_standby", note, run, figures)
     assert pg.promoted
     assert figures.dead_lettered == 0, figures.dead_letter_details
     assert (figures.lost, figures.duplicated) == (0, 0), figures
