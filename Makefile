@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO ?= 1
 
-.PHONY: install services test-packages run test lint typecheck pytest asyncapi dashboards screenshots clean bench
+.PHONY: install services test-packages run test lint typecheck pytest asyncapi dashboards screenshots screens clean bench
 
 install: $(VENV)/.installed
 
@@ -19,9 +19,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 services:
 	scripts/ensure-services.sh
 
-# Debian tools the tests use: real Windows installers (MSI with wixl, EXE with MinGW), and
-# promtool (package prometheus) for the alert rules and the dashboards' PromQL.
-TEST_PACKAGES := wixl gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 prometheus
+# Debian tools the tests use: real Windows installers (MSI with wixl, EXE with MinGW),
+# promtool (package prometheus) for the alert rules and the dashboards' PromQL, and the
+# browser the console's page tests drive (tests/browser: Playwright cannot download its own
+# here, so it runs Debian's /usr/bin/chromium; a font so pages and screenshots have text).
+TEST_PACKAGES := wixl gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 prometheus \
+	chromium fonts-dejavu-core
 test-packages:
 	scripts/ensure-debian-packages.sh $(TEST_PACKAGES)
 
@@ -60,6 +63,12 @@ MINUTES ?= 8
 screenshots: install test-packages
 	$(BIN)/pip install --quiet --disable-pip-version-check matplotlib
 	$(BIN)/python scripts/render_dashboards.py --minutes $(MINUTES)
+
+# docs/screens/*.png: the console's pages as the browser tests see them (1280x800), from a
+# system and simulated fleet the suite starts itself; commit them with the pages they show.
+screens: install services test-packages
+	mkdir -p docs/screens
+	LOCKGATE_SCREENS_DIR="$(CURDIR)/docs/screens" $(BIN)/pytest tests/browser -m browser
 
 # The fast tests first, then the long fault runs (private broker and database nodes killed,
 # stopped and failed over); both write docs/RELIABILITY.md from what the fault tests saw.
