@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     console_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of the operators' console HTTP API."
     )
+    console_session_hours: int = Field(
+        default=12,
+        ge=1,
+        le=720,
+        description="Console: hours a browser session (sign-in with an API token, "
+        "POST /api/v1/session) lasts; never beyond the token's own expiry.",
+    )
     bootstrap_token: SecretStr | None = Field(
         default=None,
         description="First admin API token (else one is generated and printed once at the "

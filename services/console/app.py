@@ -1,33 +1,38 @@
-"""The console API: every route of libs/contracts/api.py, tokens, audit, health.
+"""The console API: every route of libs/contracts/api.py, tokens, browser sessions, audit,
+health, and the console's pages (services/console/static/) on the same origin.
 
 Stateless towards the services: each call becomes the route's command over RabbitMQ RPC;
-the console's own schema holds only API tokens and the audit log.
+the console's own schema holds only API tokens, browser sessions, dead letters and the audit
+log.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from libs.bus import Bus, RpcClient, RpcError
-from libs.bus.codec import describe_validation_error
+from libs.bus.codec import describe_validation_error, first_field
 from libs.bus.rpc import BrokerUnavailable, RpcTimeout, ServiceUnavailable
 from libs.contracts.api import PREFIX, ROUTES, Route
 from libs.db.migrations import migrate
@@ -43,7 +48,11 @@ from services.console.models import (
     CreatedToken,
     NewToken,
     Problem,
+    SessionInfo,
+    SignIn,
     TokenList,
+    ValidateBody,
+    Validity,
 )
 
 log = structlog.get_logger(__name__)
@@ -164,8 +173,56 @@ def _flat_fields(
     return found
 
 
-def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awaitable[BaseModel]]:
-    """A FastAPI endpoint for one route, its signature built from the command's model."""
+def body_model_of(route: Route) -> type[BaseModel] | None:
+    """The JSON body a route reads: its command's fields but the path's (None for GET and
+    DELETE, whose fields are query parameters, and for writes with path fields only)."""
+    if route.method in ("GET", "DELETE"):
+        return None
+    model = route.spec.request
+    path_fields = route.path_fields
+    rest = {n: (i.annotation, i) for n, i in model.model_fields.items() if n not in path_fields}
+    if not rest:
+        return None
+    if not path_fields:
+        return model
+    made: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"{model.__name__}Body", __config__=model.model_config, **rest
+    )
+    return made
+
+
+def command_of(route: Route, data: Mapping[str, object]) -> BaseModel:
+    """The route's command from its path, query and body values, else 422 naming the field
+    (the checks of the command as a whole, once FastAPI has checked each part)."""
+    try:
+        command: BaseModel = route.spec.request.model_validate(data)
+    except ValidationError as error:
+        raise ApiError(
+            422,
+            "Invalid input",
+            describe_validation_error(error, route.spec.type),
+            first_field(error),
+        ) from None
+    return command
+
+
+def invalid_input(errors: Sequence[Any]) -> Problem:
+    """The problem for input FastAPI refused (`RequestValidationError.errors()`): the first
+    five errors, each naming its field, the value sent and what is allowed."""
+    parts = []
+    for item in errors[:5]:
+        field = ".".join(str(p) for p in item["loc"] if p not in ("body", "query", "path"))
+        parts.append(f"field {field!r} = {str(item.get('input'))[:80]!r}: {item['msg']}")
+    first = errors[0]["loc"] if errors else ()
+    named = ".".join(str(p) for p in first if p not in ("body", "query", "path"))
+    return Problem(title="Invalid input", status=422, detail="; ".join(parts), field=named or None)
+
+
+def _endpoint(
+    route: Route, console: Callable[[], Console], body_model: type[BaseModel] | None
+) -> Callable[..., Awaitable[BaseModel]]:
+    """A FastAPI endpoint for one route, its signature built from the command's model (and
+    `body_model`, the route's `body_model_of`)."""
     model = route.spec.request
     path_fields = route.path_fields
     params = [
@@ -192,7 +249,6 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
             )
         )
     query: dict[str, tuple[str | None, FieldInfo]] = {}
-    body_model: type[BaseModel] | None = None
     if route.method in ("GET", "DELETE"):
         query = _flat_fields(model, path_fields)
         for name, (_, info) in query.items():
@@ -208,19 +264,10 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
                     default=default if default is None else inspect.Parameter.empty,
                 )
             )
-    else:
-        rest = {n: (i.annotation, i) for n, i in model.model_fields.items() if n not in path_fields}
-        if rest:
-            body_model = (
-                model
-                if not path_fields
-                else create_model(  # type: ignore[call-overload]
-                    f"{model.__name__}Body", __config__=model.model_config, **rest
-                )
-            )
-            params.append(
-                inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body_model)
-            )
+    elif body_model is not None:
+        params.append(
+            inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body_model)
+        )
 
     async def endpoint(**kwargs: object) -> BaseModel:
         # FastAPI passes what the signature below declares.
@@ -242,13 +289,7 @@ def _endpoint(route: Route, console: Callable[[], Console]) -> Callable[..., Awa
             else:
                 data.setdefault(parent, nested.setdefault(parent, {}))
                 nested[parent][name] = value
-        try:
-            command = model.model_validate(data)
-        except ValidationError as error:
-            raise ApiError(
-                422, "Invalid input", describe_validation_error(error, route.spec.type)
-            ) from None
-        return await _call(console(), route, command, idempotency_key)
+        return await _call(console(), route, command_of(route, data), idempotency_key)
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         params, return_annotation=route.spec.reply
@@ -354,23 +395,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        parts = []
-        for item in error.errors()[:5]:
-            field = ".".join(str(p) for p in item["loc"] if p not in ("body", "query", "path"))
-            parts.append(f"field {field!r} = {str(item.get('input'))[:80]!r}: {item['msg']}")
-        first = error.errors()[0]["loc"] if error.errors() else ()
-        named = ".".join(str(p) for p in first if p not in ("body", "query", "path"))
-        return problem_response(
-            Problem(
-                title="Invalid input", status=422, detail="; ".join(parts), field=named or None
-            ),
-            correlation_of(request),
-        )
+        return problem_response(invalid_input(error.errors()), correlation_of(request))
 
-    for route in ROUTES:
+    bodies: dict[tuple[str, str], tuple[Route, type[BaseModel] | None]] = {
+        (route.method, route.path): (route, body_model_of(route)) for route in ROUTES
+    }
+    for route, body_model in bodies.values():
         app.add_api_route(
             PREFIX + route.path,
-            _endpoint(route, console),
+            _endpoint(route, console, body_model),
             methods=[route.method],
             response_model=route.spec.reply,
             summary=route.spec.summary,
@@ -379,22 +412,32 @@ def create_app(settings: Settings) -> FastAPI:
             responses={code: {"model": Problem} for code in (401, 403, 404, 409, 422, 503, 504)},
         )
     _console_routes(app, console)
+    _validation_route(app, bodies)
     dead_letters.mount(app, console)
     commands: dict[tuple[str, str], str] = {
         (route.method, PREFIX + route.path): route.spec.type for route in ROUTES
     }
     commands.update(CONSOLE_COMMANDS)
-    app.add_middleware(audit.AuditMiddleware, prefix=PREFIX, commands=commands)
+    app.add_middleware(
+        audit.AuditMiddleware,
+        prefix=PREFIX,
+        commands=commands,
+        judges_only=frozenset({("POST", f"{PREFIX}/validate")}),
+    )
     content.mount(
         app,
         links,
         Path(settings.content_dir),
         clock_from(settings.clock_speed, settings.clock_epoch).now,
     )
+    _pages(app)
     return app
 
 
 CONSOLE_COMMANDS = {
+    ("POST", f"{PREFIX}/session"): "console.session.start",
+    ("DELETE", f"{PREFIX}/session"): "console.session.end",
+    ("POST", f"{PREFIX}/validate"): "console.validate",
     ("POST", f"{PREFIX}/tokens"): "console.token.create",
     ("DELETE", f"{PREFIX}/tokens/{{token_id}}"): "console.token.revoke",
     ("POST", f"{PREFIX}/dead-letters/{{dead_letter_id}}/replay"): "console.dead-letter.replay",
@@ -434,6 +477,55 @@ def _console_routes(app: FastAPI, console: Callable[[], Console]) -> None:
                 404, "NotFound", f"token {token_id!r} does not exist or is revoked", "token_id"
             )
         return TokenList(tokens=await auth.tokens(console().pool))
+
+    def session_info(session: auth.Session) -> SessionInfo:
+        who = session.caller
+        return SessionInfo(
+            name=who.name,
+            role=who.role,
+            csrf_token=session.csrf_token,
+            expires_at=session.expires_at,
+        )
+
+    unauthorized: dict[int | str, dict[str, Any]] = {401: {"model": Problem}}
+
+    @app.post(
+        f"{PREFIX}/session", tags=["access"], response_model=SessionInfo, responses=unauthorized
+    )
+    async def sign_in(body: SignIn, request: Request, response: Response) -> SessionInfo:
+        """Sign in to the console's pages with an API token: the answer sets the session
+        cookie (HttpOnly, SameSite=Strict) and gives the CSRF token that writes need."""
+        hours = console().settings.console_session_hours
+        secret, session = await auth.sign_in(request, body.token.strip(), hours)
+        response.headers.append("Set-Cookie", auth.session_cookie(request, secret))
+        response.headers["Cache-Control"] = "no-store"
+        return session_info(session)
+
+    @app.get(
+        f"{PREFIX}/session", tags=["access"], response_model=SessionInfo, responses=unauthorized
+    )
+    async def current_session(
+        session: Annotated[auth.Session, Depends(auth.session)], response: Response
+    ) -> SessionInfo:
+        """The browser session of the cookie sent (its CSRF token again), else 401."""
+        response.headers["Cache-Control"] = "no-store"
+        return session_info(session)
+
+    @app.delete(
+        f"{PREFIX}/session",
+        tags=["access"],
+        status_code=204,
+        response_class=Response,
+        responses={code: {"model": Problem} for code in (401, 403)},
+    )
+    async def sign_out(
+        session: Annotated[auth.Session, Depends(auth.session)], request: Request
+    ) -> Response:
+        """Sign out: the session ends and the browser drops its cookie."""
+        del session  # checked: a working session, with its CSRF token
+        cookie = request.cookies.get(auth.SESSION_COOKIE, "")
+        await auth.sign_out(console().pool, cookie)
+        return Response(status_code=204, headers={"Set-Cookie": auth.cleared_cookie(request)})
 
     @app.get(f"{PREFIX}/audit", tags=["access"], response_model=AuditLog)
     async def audit_log(
@@ -497,3 +589,121 @@ def _console_routes(app: FastAPI, console: Callable[[], Console]) -> None:
         return JSONResponse(
             {"broker": broker, "database": database}, status_code=200 if ready else 503
         )
+
+
+PATH_PLACEHOLDER = "placeholder"
+"""What path parameters hold while a body is judged on its own (every one is plain text)."""
+
+
+def judge(route: Route, body_model: type[BaseModel], body: object, *, partial: bool) -> None:
+    """Check `body` as the route would, else ApiError with the problem the route would
+    answer: first as FastAPI checks the route's body (each field), then as the command as a
+    whole (`command_of`), path parameters filled with a placeholder. `partial`: missing
+    fields are no error, and the whole is judged only once none is missing."""
+    try:
+        # What FastAPI does with the parsed JSON body (fastapi/_compat: ModelField.validate).
+        parsed = body_model.model_validate(body, from_attributes=True)
+    except ValidationError as error:
+        errors = [
+            {**item, "loc": ("body", *item["loc"])} for item in error.errors(include_url=False)
+        ]
+        if partial:
+            errors = [item for item in errors if item["type"] != "missing"]
+        if errors:
+            problem = invalid_input(errors)
+            raise ApiError(problem.status, problem.title, problem.detail, problem.field) from None
+        return
+    data: dict[str, object] = dict.fromkeys(route.path_fields, PATH_PLACEHOLDER)
+    data.update(parsed.model_dump(exclude_unset=True))
+    command_of(route, data)
+
+
+def _validation_route(
+    app: FastAPI, bodies: Mapping[tuple[str, str], tuple[Route, type[BaseModel] | None]]
+) -> None:
+    """POST /api/v1/validate: a route's body judged before it is sent (forms as typed)."""
+
+    @app.post(
+        f"{PREFIX}/validate",
+        tags=["access"],
+        response_model=Validity,
+        responses={code: {"model": Problem} for code in (401, 403, 404, 422)},
+    )
+    async def validate(
+        body: ValidateBody, _: Annotated[auth.Caller, Depends(auth.viewer)]
+    ) -> Validity:
+        """Judge a JSON body as the route `method` `path` would (same 422 problem, same
+        `detail` and `field`), changing nothing; viewers may ask too. The service behind the
+        route may still refuse a valid body (a name taken, a group that does not exist)."""
+        method = body.method.upper()
+        path = body.path.removeprefix(PREFIX) if body.path.startswith(f"{PREFIX}/") else body.path
+        found = bodies.get((method, path))
+        if found is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f"no route {method[:10]} {path[:200]!r}: give a method and a path template of "
+                f"{PREFIX}/openapi.json without the {PREFIX} prefix, e.g. PUT "
+                "/uploads/{upload_id}/description",
+                "path",
+            )
+        route, body_model = found
+        if body_model is None:
+            raise ApiError(
+                422,
+                "Invalid input",
+                f"{method} {PREFIX}{path} reads no JSON body (its fields are path or query "
+                "parameters): nothing to judge",
+                "path",
+            )
+        judge(route, body_model, body.body, partial=body.partial)
+        return Validity(valid=True)
+
+
+STATIC = Path(__file__).parent / "static"
+"""The console's pages (index.html, css/, js/), packaged with the code (pyproject.toml)."""
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    # Revalidated on every load (ETag / Last-Modified): one release's scripts never run
+    # under another's page.
+    "Cache-Control": "no-cache",
+}
+"""Headers of every page and file of the console's pages: scripts and styles only from the
+console itself (no inline script), never framed, no referrer."""
+
+
+class _Pages(StaticFiles):
+    """services/console/static/ with the pages' headers; scripts as text/javascript
+    (ES modules need a JavaScript type, whatever the system's MIME table says)."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        if str(full_path).endswith((".js", ".mjs")):
+            response.headers["Content-Type"] = "text/javascript; charset=utf-8"
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+
+def _pages(app: FastAPI) -> None:
+    """`/` (index.html) and `/static/...` (files only, no directory listing)."""
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def index() -> Response:
+        page = STATIC / "index.html"
+        if not page.is_file():
+            raise StarletteHTTPException(404, "the console's pages are not installed")
+        return FileResponse(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    app.mount("/static", _Pages(directory=STATIC, check_dir=False), name="static")

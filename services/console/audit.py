@@ -7,6 +7,10 @@ never a secret), role, method, path, the route's command, the request's content 
 secrets removed, the status actually sent (an unexpected exception is recorded as the 500
 it becomes), why a request failed, the correlation id and the time. The row is written
 before the answer's last byte leaves, so a client holding an answer finds it in the log.
+Routes that only judge input (`judges_only`: POST /api/v1/validate, called as a form is
+typed) change nothing and answer 422 as their result: they are recorded only when refused
+at the door (401, 403) or failed (5xx). Signing in (POST /api/v1/session) is a write like
+any other; its `token` field is a secret, so never kept.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -158,8 +162,11 @@ def request_content(query_string: bytes, body: bytes | None, body_size: int) -> 
     return Content(content or None, hidden)
 
 
-def should_record(method: str, status: int) -> bool:
-    """Writes always; reads when refused or failed."""
+def should_record(method: str, status: int, *, judges_only: bool = False) -> bool:
+    """Writes always; reads when refused or failed; a route that only judges input (and
+    whose 422 is its answer, not a refusal) when refused at the door (401, 403) or failed."""
+    if judges_only:
+        return status in (401, 403) or status >= 500
     return method not in READS or status in REFUSED_READS or status >= 500
 
 
@@ -179,12 +186,20 @@ class AuditMiddleware:
     """Records the API's writes and refusals (see the module's description)."""
 
     def __init__(
-        self, app: ASGIApp, *, prefix: str, commands: Mapping[tuple[str, str], str]
+        self,
+        app: ASGIApp,
+        *,
+        prefix: str,
+        commands: Mapping[tuple[str, str], str],
+        judges_only: Collection[tuple[str, str]] = (),
     ) -> None:
         self.app = app
         self.prefix = prefix
         self.commands = commands
         """(method, route path template) -> the command the route sends."""
+        self.judges_only = frozenset(judges_only)
+        """(method, route path template) of routes that change nothing, only judge input
+        (POST /api/v1/validate, called as a form is typed): see `should_record`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope["path"]).startswith(self.prefix + "/"):
@@ -236,11 +251,11 @@ class AuditMiddleware:
         self, scope: Scope, seen: _Exchange, status: int, correlation_id: str, why: str = ""
     ) -> None:
         method = str(scope["method"])
-        if not should_record(method, status):
+        template = getattr(scope.get("route"), "path", None)
+        if not should_record(method, status, judges_only=(method, template) in self.judges_only):
             return
         state = scope.get("state", {})
         who: Caller | None = state.get("caller")
-        template = getattr(scope.get("route"), "path", None)
         content = request_content(
             scope.get("query_string", b""),
             bytes(seen.body) if seen.body_kept else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from libs.contracts.spec import Contract
 
@@ -95,3 +95,72 @@ class Problem(Contract):
     status: int = Field(description="HTTP status.")
     detail: str = Field(description="What went wrong, naming the field, value and allowed.")
     field: str | None = Field(default=None, description="The input field at fault, if any.")
+
+
+class SignIn(Contract):
+    """Sign in to the console's pages with an API token."""
+
+    token: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="An API token (`lockgate tokens create`); only a cookie leaves the answer.",
+    )
+
+
+class SessionInfo(Contract):
+    """The browser session (its secret is in the HttpOnly cookie `lockgate_session`, never
+    in a body)."""
+
+    name: str = Field(description="The name of the token the session works for.")
+    role: Role = Field(description="`admin` (everything) or `viewer` (read only).")
+    csrf_token: str = Field(
+        description=(
+            "Send it as the `X-CSRF-Token` header with every request but GET, HEAD and OPTIONS "
+            "that the session cookie authenticates; else 403."
+        )
+    )
+    expires_at: AwareDatetime = Field(
+        description=(
+            "When the session ends (401 from then on): LOCKGATE_CONSOLE_SESSION_HOURS after "
+            "signing in, or the token's own expiry if sooner. Revoking the token ends it at once."
+        )
+    )
+
+
+class ValidateBody(BaseModel):
+    """A route's JSON body to judge as the route itself would, before it is sent.
+
+    Not a `Contract`: their screening of text (no NUL, no lone surrogate) would refuse such
+    text in `body` itself, where the route's own checks must judge it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str = Field(
+        min_length=1, max_length=10, description="The route's HTTP method, e.g. `PUT`."
+    )
+    path: str = Field(
+        min_length=1,
+        max_length=500,
+        description=(
+            "The route's path template as in the OpenAPI document, without the `/api/v1` "
+            "prefix, e.g. `/uploads/{upload_id}/description` (path parameters stay as written)."
+        ),
+    )
+    body: JsonValue = Field(
+        default_factory=dict, description="The JSON body the route would be sent."
+    )
+    partial: bool = Field(
+        default=False,
+        description=(
+            "Judge only the fields present (a form being filled in): a missing required field "
+            "is no error, and checks of the body as a whole wait until none is missing."
+        ),
+    )
+
+
+class Validity(Contract):
+    """The body would pass the route's input checks (the service may still refuse it)."""
+
+    valid: Literal[True] = Field(
+        description="Always true: a body that would be refused is answered 422, as the route would."
+    )
