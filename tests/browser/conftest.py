@@ -122,6 +122,7 @@ async def _context(browser: Browser, base_url: str | None = None) -> BrowserCont
 async def _page(context: BrowserContext) -> AsyncIterator[Page]:
     """A page in its own context; fails the test on an uncaught script error in it."""
     page = await context.new_page()
+    support.watch(page)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(f"{error.name}: {error.message}"))
     try:

@@ -7,12 +7,15 @@ mirrors answer), so it drives Debian's package `chromium` (Makefile TEST_PACKAGE
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
-from playwright.async_api import Browser, Page, Playwright, ViewportSize
+from playwright.async_api import Browser, Page, Playwright, Request, ViewportSize
 
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
@@ -81,14 +84,60 @@ def screens_dir() -> Path:
     return path
 
 
+class Requests:
+    """The page's requests still in flight, and when the last one ended."""
+
+    def __init__(self, page: Page) -> None:
+        self.open: set[Request] = set()
+        self.quiet_since = time.monotonic()
+        page.on("request", self._started)
+        page.on("requestfinished", self._ended)
+        page.on("requestfailed", self._ended)
+
+    def _started(self, request: Request) -> None:
+        self.open.add(request)
+
+    def _ended(self, request: Request) -> None:
+        self.open.discard(request)
+        if not self.open:
+            self.quiet_since = time.monotonic()
+
+
+_watched: WeakKeyDictionary[Page, Requests] = WeakKeyDictionary()
+
+
+def watch(page: Page) -> None:
+    """Follow the page's requests, so settle() can wait until none is in flight."""
+    _watched[page] = Requests(page)
+
+
+async def settle(page: Page, *, quiet: float = 0.3, limit: float = 5.0) -> None:
+    """Wait until the page has drawn: no element says aria-busy (the console's shell marks
+    #view so while a page renders: services/console/static/js/app.js) and, on a watched page,
+    no request has been in flight for `quiet` seconds. After `limit` seconds of requests (a
+    page that polls) it goes on: this is for pictures, a test asserts what it waits for."""
+    await page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+    requests = _watched.get(page)
+    if requests is None:
+        return
+    ends = time.monotonic() + limit
+    while time.monotonic() < ends:
+        if not requests.open and time.monotonic() - requests.quiet_since >= quiet:
+            break
+        await asyncio.sleep(0.05)
+    await page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+
+
 async def shot(page: Page, name: str) -> Path:
     """A PNG of what the page shows at 1280x800, as `<screens dir>/<name>.png`; its path.
 
-    Animations are finished and the caret hidden, so the same page gives the same picture."""
+    It waits for the page to settle first; animations are finished and the caret hidden, so
+    the same page gives the same picture."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
         raise ValueError(f"screen name {name!r}: lower-case letters, digits, - and _ only")
     if page.viewport_size != VIEWPORT:
         await page.set_viewport_size(VIEWPORT)
+    await settle(page)
     await page.evaluate("document.fonts.ready")
     path = screens_dir() / f"{name}.png"
     await page.screenshot(path=path, animations="disabled", caret="hide")

@@ -4,6 +4,7 @@ support.shot() saves a 1280x800 PNG where LOCKGATE_SCREENS_DIR says."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,12 +36,13 @@ PAGE = """<!doctype html>
 
 @pytest_asyncio.fixture(loop_scope="package")
 async def site() -> AsyncIterator[str]:
-    """A page and one JSON-free endpoint on 127.0.0.1, served from the test's event loop."""
+    """A page and a slow text endpoint on 127.0.0.1, served from the test's event loop."""
 
     async def index(_: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html")
 
     async def greet(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.5)  # slower than a click: shot() must wait for it
         return web.Response(text=f"Hello, {request.query['name']}!")
 
     app = web.Application()
@@ -78,6 +80,13 @@ async def test_shot_saves_a_1280x800_png_where_the_environment_says(
     assert path == tmp_path / "screens" / "harness.png"
     assert support.png_size(path) == (support.WIDTH, support.HEIGHT)
     assert path.stat().st_size > 1000, "a page with text, not an empty picture"
+
+    await blank_page.locator("#name").fill("Grace")
+    await blank_page.get_by_role("button", name="Greet").click()
+    await support.shot(blank_page, "harness")
+    assert await blank_page.locator("#out").text_content() == "Hello, Grace!", (
+        "shot() waits for the page's requests to end"
+    )
 
     monkeypatch.delenv("LOCKGATE_SCREENS_DIR")
     default = await support.shot(blank_page, "harness")
