@@ -53,6 +53,7 @@ def _r(
 ROUTES: tuple[Route, ...] = (
     # catalog
     _r("POST", "/catalog/imports", catalog.IMPORT_DOCUMENT, "catalog", timeout=120),
+    _r("GET", "/catalog/imports", catalog.LIST_IMPORTS, "catalog"),
     _r("GET", "/catalog/settings", catalog.GET_SETTINGS, "catalog"),
     _r("PUT", "/catalog/settings", catalog.CHANGE_SETTINGS, "catalog"),
     _r("GET", "/catalog/updates", catalog.LIST_UPDATES, "catalog"),
@@ -62,6 +63,7 @@ ROUTES: tuple[Route, ...] = (
     _r("DELETE", "/catalog/updates/{update}", uploads.DELETE_UPDATE, "catalog"),
     # third-party upload procedure
     _r("POST", "/uploads", uploads.START_UPLOAD, "uploads"),
+    _r("GET", "/uploads", uploads.LIST_UPLOADS, "uploads"),
     _r("GET", "/uploads/{upload_id}", uploads.GET_UPLOAD, "uploads"),
     _r("POST", "/uploads/{upload_id}/chunks", uploads.SEND_CHUNK, "uploads"),
     _r("PUT", "/uploads/{upload_id}/description", uploads.DESCRIBE, "uploads"),

@@ -287,6 +287,57 @@ class ImportResult(Contract):
     supersession_links: int = Field(description="Supersedence links the document declares.")
 
 
+class ListImports(Contract):
+    """Ask for the most recent imports of source documents (the console's overview)."""
+
+    limit: int = Field(default=20, ge=1, le=200, description="At most this many, newest first.")
+
+
+class ImportRecord(ImportResult):
+    """One import of a source document as the catalog recorded it: the counts its
+    ImportResult gave, when it ran, where the document came from and how long it took.
+    Importing a document again is another record (whose updates are then all unchanged)."""
+
+    import_id: int = Field(
+        ge=1, description="The catalog's number for this import; a later import has a higher one."
+    )
+    source: str = Field(description="Source format of the document, e.g. `msrc`.")
+    title: str = Field(
+        description="The document's own title, e.g. `February 2026 Security Updates`."
+    )
+    release_date: AwareDatetime = Field(description="When the source released the document.")
+    label: str = Field(
+        description="Where the document came from, as the import command named it (a file name, "
+        "path or URL); empty when the caller gave none."
+    )
+    sent_by: str = Field(
+        description="Who sent the import command: the CloudEvents source of its message, "
+        "`lockgate/console` for the HTTP API (and the `lockgate` command, which calls it). The "
+        "operator behind a console call is in the console's audit log "
+        "(`POST /api/v1/catalog/imports`), not here."
+    )
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the document as imported (decompressed), lower-case hex: two "
+        "imports of the same document have the same hash.",
+    )
+    imported_at: AwareDatetime = Field(description="When the catalog began this import (UTC).")
+    duration_seconds: float = Field(
+        ge=0,
+        description="How long the import took in the catalog: from taking the command to the "
+        "end of its work (reading the document, merging it, queueing the events), commit "
+        "excluded.",
+    )
+
+
+class ImportList(Contract):
+    """Recent imports of source documents."""
+
+    imports: list[ImportRecord] = Field(
+        description="Imports, newest first (by `imported_at`, then `import_id`)."
+    )
+
+
 class ExpireUpdate(Contract):
     """Expire an update by id or KB."""
 
@@ -541,6 +592,14 @@ IMPORT_DOCUMENT = command(
     ImportDocument,
     ImportResult,
     summary="Import a source document (MSRC CVRF); idempotent.",
+)
+LIST_IMPORTS = command(
+    "catalog",
+    "import",
+    "list",
+    ListImports,
+    ImportList,
+    summary="The most recent document imports with what each changed, newest first.",
 )
 EXPIRE_UPDATE = command(
     "catalog", "update", "expire", ExpireUpdate, UpdateDetail, summary="Expire an update."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from libs.contracts.catalog import (
     MAX_REQUIREMENT_BYTES,
@@ -20,6 +20,15 @@ UploadState = Literal["receiving", "received", "committed", "refused", "cancelle
 ThirdPartyClassification = Literal[
     "Updates", "Critical Updates", "Security Updates", "Update Rollups", "Service Packs"
 ]
+UploadStepName = Literal[
+    "description",
+    "requirements",
+    "detection_rules",
+    "prerequisites",
+    "command_line",
+    "return_codes",
+]
+"""Steps 2-7 of the procedure (docs/product.md section 4), as `UploadSession.answered` says."""
 
 
 class Extracted(Contract):
@@ -31,6 +40,20 @@ class Extracted(Contract):
     manufacturer: str | None = Field(description="MSI Manufacturer / EXE CompanyName.")
     product_code: str | None = Field(description="MSI ProductCode (or MSP patch code).")
     description: str | None = Field(description="EXE FileDescription / MSI summary subject.")
+
+
+class FileProgress(Contract):
+    """How much of one declared file has arrived: where sending it resumes."""
+
+    path: str = Field(description="The declared file's path, relative to the installer's folder.")
+    size: int = Field(ge=0, description="Its declared size in bytes.")
+    received_bytes: int = Field(
+        ge=0,
+        description="Bytes of it received so far, in order from offset 0: the `offset` of the "
+        "next chunk to send for it (`POST /api/v1/uploads/{upload_id}/chunks`). Equal to `size` "
+        "once the file is complete (and after commit); 0 after a refusal, cancellation or "
+        "expiry, which drop the bytes.",
+    )
 
 
 class UploadSession(Contract):
@@ -65,6 +88,59 @@ class UploadSession(Contract):
     return_codes: list[ReturnCode] = Field(description="Step 7 (defaults included).")
     missing: list[str] = Field(description="Steps still to answer before commit.")
     update_id: str | None = Field(description="The update created by commit.")
+    file_progress: list[FileProgress] = Field(
+        default_factory=list,
+        description="Per declared file (installer first), the bytes received so far: an "
+        "interrupted upload resumes each file at its `received_bytes`. Empty only in replies "
+        "from a catalog older than this field.",
+    )
+    answered: list[UploadStepName] = Field(
+        default_factory=list,
+        description="Steps 2-7 the operator has answered, in the procedure's order; their "
+        "current values are the fields above. Until `description` is answered, `title`, "
+        "`description` and `classification` hold what the installer suggests (from "
+        "`extracted`, once every byte arrived); an unanswered step shows its default (no "
+        "requirement, no detection rule, no prerequisite, return codes 0 and 3010).",
+    )
+    created_at: AwareDatetime | None = Field(
+        default=None,
+        description="When step 1 declared the files (UTC); lists are newest first by it. Null "
+        "only in replies from a catalog older than this field.",
+    )
+    updated_at: AwareDatetime | None = Field(
+        default=None,
+        description="Last activity (UTC): the last chunk received, step answered, or the end "
+        "(commit, refusal, cancellation, expiry). Null only in replies from a catalog older "
+        "than this field.",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="While the upload is open (receiving or received): the moment it becomes "
+        "abandoned if nothing else is sent or answered, `updated_at` plus "
+        "LOCKGATE_UPLOAD_EXPIRY_HOURS; the catalog's next expiry sweep then expires it. Null "
+        "once it ended.",
+    )
+
+
+class ListUploads(Contract):
+    """Ask for recent upload sessions (the console's overview, and the wizard resuming one)."""
+
+    states: list[UploadState] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Only uploads in one of these states (repeat the query parameter for "
+        "several, e.g. `states=receiving&states=received` for the open ones); empty: every "
+        "state.",
+    )
+    limit: int = Field(default=50, ge=1, le=200, description="At most this many, newest first.")
+
+
+class UploadList(Contract):
+    """Upload sessions, each as `GET /api/v1/uploads/{upload_id}` shows it."""
+
+    uploads: list[UploadSession] = Field(
+        description="The sessions, newest first (by `created_at`, when step 1 declared them)."
+    )
 
 
 class StartUpload(Contract):
@@ -203,7 +279,20 @@ SET_RETURN_CODES = command(
     "catalog", "upload", "return-codes", SetReturnCodes, UploadSession, summary="Step 7."
 )
 GET_UPLOAD = command(
-    "catalog", "upload", "get", UploadRef, UploadSession, summary="Step 8: the summary."
+    "catalog",
+    "upload",
+    "get",
+    UploadRef,
+    UploadSession,
+    summary="Where an upload stands: step 8's summary, or what an interrupted one resumes from.",
+)
+LIST_UPLOADS = command(
+    "catalog",
+    "upload",
+    "list",
+    ListUploads,
+    UploadList,
+    summary="Recent upload sessions, newest first, optionally only those in given states.",
 )
 COMMIT_UPLOAD = command(
     "catalog", "upload", "commit", UploadRef, UpdateDetail, summary="Store it as an update."

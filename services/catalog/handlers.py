@@ -39,6 +39,7 @@ SERVICE = ServiceDefinition(
     commands=(
         Answer(PING["catalog"], answer_ping),
         Answer(c.IMPORT_DOCUMENT, importing.import_document),
+        Answer(c.LIST_IMPORTS, importing.list_imports),
         Answer(c.GET_UPDATE, updates.get_update),
         Answer(c.LIST_UPDATES, updates.list_updates),
         Answer(c.EXPIRE_UPDATE, updates.expire_update),
@@ -53,6 +54,7 @@ SERVICE = ServiceDefinition(
         Answer(u.SET_COMMAND_LINE, uploads.set_command_line),
         Answer(u.SET_RETURN_CODES, uploads.set_return_codes),
         Answer(u.GET_UPLOAD, uploads.get_upload),
+        Answer(u.LIST_UPLOADS, uploads.list_uploads),
         Answer(u.COMMIT_UPLOAD, uploads.commit_upload),
         Answer(u.CANCEL_UPLOAD, uploads.cancel_upload),
         Answer(u.EDIT_UPDATE, third_party.edit_update),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -13,9 +14,11 @@ from pydantic import TypeAdapter
 from libs.contracts.catalog import DetectionRule, ReturnCode, UploadFile
 from libs.contracts.uploads import (
     Extracted,
+    FileProgress,
     ThirdPartyClassification,
     UploadSession,
     UploadState,
+    UploadStepName,
 )
 from libs.domain.agent_reports import DEFAULT_RETURN_CODES
 from libs.service.errors import InvalidInput, Refused
@@ -94,6 +97,10 @@ class UploadSteps:
     command_line: str | None = None
     return_codes: tuple[ReturnCode, ...] | None = None
     """None: the default map (0 success, 3010 success with restart)."""
+    described: bool | None = None
+    """True once step 2 was answered. Its fields alone cannot say: once every byte arrived
+    they hold what the installer suggests (`with_received_defaults`) until the operator
+    answers. (Sessions described before this was kept read as not described.)"""
 
     @property
     def codes(self) -> tuple[ReturnCode, ...]:
@@ -127,6 +134,12 @@ class Upload:
     extracted: Extracted | None = None
     """What the installer says of itself, once all its bytes arrived."""
     update_id: str | None = None
+    received_by_file: dict[str, int] = field(default_factory=dict)
+    """While receiving: bytes stored so far per declared path (a path absent: none)."""
+    created_at: datetime | None = None
+    """When step 1 declared the files."""
+    updated_at: datetime | None = None
+    """Last activity (what expiry reads)."""
 
     @property
     def installer(self) -> str:
@@ -317,8 +330,53 @@ def with_received_defaults(steps: UploadSteps, extracted: Extracted) -> UploadSt
     )
 
 
-def session(upload: Upload) -> UploadSession:
-    """The session as the operator sees it after each step."""
+OPEN_STATES: tuple[UploadState, ...] = ("receiving", "received")
+"""States that hold bytes against the quota and may still expire."""
+
+
+def file_progress(upload: Upload) -> list[FileProgress]:
+    """Per declared file, the bytes received: where sending it resumes. Received and
+    committed uploads have every byte; refused, cancelled and expired ones dropped theirs."""
+
+    def received(path: str, size: int) -> int:
+        if upload.state in ("received", "committed"):
+            return size
+        if upload.state == "receiving":
+            return upload.received_by_file.get(path, 0)
+        return 0
+
+    return [
+        FileProgress(path=f.path, size=f.size, received_bytes=received(f.path, f.size))
+        for f in upload.files
+    ]
+
+
+def answered_steps(steps: UploadSteps) -> list[UploadStepName]:
+    """Steps 2-7 the operator answered, in the procedure's order. Steps 3-7 are stored only
+    when answered (None until then); step 2 says so itself, see `UploadSteps.described`."""
+    answered: list[tuple[UploadStepName, bool]] = [
+        ("description", bool(steps.described)),
+        ("requirements", steps.architecture is not None),
+        ("detection_rules", steps.detection_rules is not None),
+        ("prerequisites", steps.prerequisite_rules is not None),
+        ("command_line", steps.command_line is not None),
+        ("return_codes", steps.return_codes is not None),
+    ]
+    return [name for name, given in answered if given]
+
+
+def expires_at(upload: Upload, expiry_hours: float | None) -> datetime | None:
+    """When an open upload becomes abandoned (LOCKGATE_UPLOAD_EXPIRY_HOURS after its last
+    activity); None once it ended, or when the expiry or its last activity is not known."""
+    if upload.state not in OPEN_STATES or expiry_hours is None or upload.updated_at is None:
+        return None
+    return upload.updated_at + timedelta(hours=expiry_hours)
+
+
+def session(upload: Upload, expiry_hours: float | None = None) -> UploadSession:
+    """The session as the operator sees it after each step, with what resuming it needs:
+    each file's bytes received, the steps answered, and (given LOCKGATE_UPLOAD_EXPIRY_HOURS
+    as `expiry_hours`) when it expires."""
     steps = upload.steps
     return UploadSession(
         upload_id=upload.upload_id,
@@ -342,4 +400,9 @@ def session(upload: Upload) -> UploadSession:
         return_codes=list(steps.codes),
         missing=missing_steps(upload.kind, steps, upload.state),
         update_id=upload.update_id,
+        file_progress=file_progress(upload),
+        answered=answered_steps(steps),
+        created_at=upload.created_at,
+        updated_at=upload.updated_at,
+        expires_at=expires_at(upload, expiry_hours),
     )

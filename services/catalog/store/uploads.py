@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
+import asyncpg
+
 from libs.contracts.catalog import UploadFile
-from libs.contracts.uploads import Extracted
+from libs.contracts.uploads import Extracted, UploadState
 from libs.db.pool import Connection
 from services.catalog.domain.uploads import Upload, steps_from_json, steps_json
 
@@ -22,13 +24,7 @@ async def create(conn: Connection, upload_id: str, files: list[UploadFile], now:
     )
 
 
-async def load(conn: Connection, upload_id: str) -> Upload | None:
-    """The session, locked for this transaction (steps of one upload run one at a time)."""
-    row = await conn.fetchrow(
-        "SELECT * FROM uploads WHERE upload_id::text = $1 FOR UPDATE", upload_id
-    )
-    if row is None:
-        return None
+def _upload(row: asyncpg.Record, received_by_file: Mapping[str, int]) -> Upload:
     return Upload(
         upload_id=str(row["upload_id"]),
         state=row["state"],
@@ -38,7 +34,58 @@ async def load(conn: Connection, upload_id: str) -> Upload | None:
         steps=steps_from_json(row["steps"]),
         extracted=Extracted.model_validate_json(row["extracted"]) if row["extracted"] else None,
         update_id=str(row["update_id"]) if row["update_id"] else None,
+        received_by_file=dict(received_by_file),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
+
+
+async def _received_by_file(
+    conn: Connection, upload_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Bytes stored per upload and declared path (only paths with bytes appear)."""
+    if not upload_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT upload_id::text AS upload_id, path, sum(length(data))::bigint AS received"
+        " FROM upload_chunks WHERE upload_id = ANY($1::uuid[]) GROUP BY upload_id, path",
+        list(upload_ids),
+    )
+    found: dict[str, dict[str, int]] = {}
+    for row in rows:
+        found.setdefault(row["upload_id"], {})[row["path"]] = row["received"]
+    return found
+
+
+async def load(conn: Connection, upload_id: str) -> Upload | None:
+    """The session, locked for this transaction (steps of one upload run one at a time)."""
+    row = await conn.fetchrow(
+        "SELECT * FROM uploads WHERE upload_id::text = $1 FOR UPDATE", upload_id
+    )
+    if row is None:
+        return None
+    # Only an upload still receiving has a partial file; in any other state the session's
+    # view knows each file's bytes from the state alone.
+    received = (
+        await _received_by_file(conn, [str(row["upload_id"])])
+        if row["state"] == "receiving"
+        else {}
+    )
+    return _upload(row, received.get(str(row["upload_id"]), {}))
+
+
+async def recent(conn: Connection, states: Sequence[UploadState], limit: int) -> list[Upload]:
+    """The newest sessions (by when they were started), only those in `states` unless it is
+    empty; read without locks (a step under way shows as it was before it)."""
+    rows = await conn.fetch(
+        "SELECT * FROM uploads WHERE cardinality($1::text[]) = 0 OR state = ANY($1::text[])"
+        " ORDER BY created_at DESC, upload_id DESC LIMIT $2",
+        list(states),
+        limit,
+    )
+    receiving = [str(row["upload_id"]) for row in rows if row["state"] == "receiving"]
+    received = await _received_by_file(conn, receiving)
+    return [_upload(row, received.get(str(row["upload_id"]), {})) for row in rows]
 
 
 async def save(conn: Connection, upload: Upload, now: datetime) -> None:

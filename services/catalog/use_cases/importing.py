@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 
 from libs.contracts import catalog as c
 from libs.service import HandlerContext, InvalidInput
@@ -22,7 +23,9 @@ from services.catalog.domain.updates import (
 
 
 async def import_document(ctx: HandlerContext, command: c.ImportDocument) -> c.ImportResult:
-    """Merge a source document into the catalog; re-importing it changes nothing."""
+    """Merge a source document into the catalog; re-importing it changes nothing (but is
+    recorded, like every import, for ListImports)."""
+    started = time.monotonic()
     try:
         # Decompressing and parsing take a while: off the event loop, so other messages,
         # heartbeats and health checks go on meanwhile.
@@ -32,7 +35,8 @@ async def import_document(ctx: HandlerContext, command: c.ImportDocument) -> c.I
     conn = ctx.conn
     await store.updates.lock_catalog(conn)
     in_force = await store.settings.load(conn)
-    await store.updates.record_document(conn, document, hashlib.sha256(raw).hexdigest())
+    sha256 = hashlib.sha256(raw).hexdigest()
+    await store.updates.record_document(conn, document, sha256)
     await store.updates.save_contributions(conn, document)
     links = await store.updates.save_links(conn, document.updates)
     await store.updates.save_advisories(conn, document.document_id, document.advisories)
@@ -99,7 +103,7 @@ async def import_document(ctx: HandlerContext, command: c.ImportDocument) -> c.I
             for s in superseded
         ],
     )
-    return c.ImportResult(
+    result = c.ImportResult(
         document_id=document.document_id,
         updates_in_document=len(document.updates),
         advisories_in_document=len(document.advisories),
@@ -109,3 +113,19 @@ async def import_document(ctx: HandlerContext, command: c.ImportDocument) -> c.I
         superseded=len(superseded),
         supersession_links=links,
     )
+    await store.imports.record(
+        conn,
+        document,
+        result=result,
+        sha256=sha256,
+        label=command.label,
+        sent_by=ctx.envelope.source,
+        imported_at=ctx.now,
+        duration_seconds=time.monotonic() - started,
+    )
+    return result
+
+
+async def list_imports(ctx: HandlerContext, command: c.ListImports) -> c.ImportList:
+    """The most recent imports, newest first, each with the counts it answered."""
+    return c.ImportList(imports=await store.imports.recent(ctx.conn, command.limit))

@@ -25,6 +25,7 @@ from services.catalog.domain.installers.common import InstallerMetadata, Invalid
 from services.catalog.domain.third_party import StoredFile, package, third_party_content
 from services.catalog.domain.updates import snapshot
 from services.catalog.domain.uploads import (
+    OPEN_STATES,
     Upload,
     check_detection_asked,
     check_files,
@@ -45,9 +46,6 @@ from services.catalog.store.content import LocalContentStore, Staged
 
 log = structlog.get_logger(__name__)
 
-OPEN: tuple[UploadState, ...] = ("receiving", "received")
-"""States that hold bytes against the quota; cancel and expiry end them."""
-
 
 async def _open(ctx: HandlerContext, upload_id: str, *, states: tuple[UploadState, ...]) -> Upload:
     upload = await store.uploads.load(ctx.conn, upload_id)
@@ -66,9 +64,16 @@ async def _answering(ctx: HandlerContext, upload_id: str) -> Upload:
     return await _open(ctx, upload_id, states=("receiving", "received"))
 
 
+def _view(ctx: HandlerContext, upload: Upload) -> u.UploadSession:
+    """The session as the operator sees it, with when it expires under this process's
+    LOCKGATE_UPLOAD_EXPIRY_HOURS."""
+    return session(upload, ctx.settings.upload_expiry_hours)
+
+
 async def _saved(ctx: HandlerContext, upload: Upload) -> u.UploadSession:
     await store.uploads.save(ctx.conn, upload, ctx.now)
-    return session(upload)
+    upload.updated_at = ctx.now
+    return _view(ctx, upload)
 
 
 async def start_upload(ctx: HandlerContext, command: u.StartUpload) -> u.UploadSession:
@@ -76,7 +81,7 @@ async def start_upload(ctx: HandlerContext, command: u.StartUpload) -> u.UploadS
     files = check_files(command.installer, command.extra_files)
     upload_id = str(uuid.uuid4())
     await store.uploads.create(ctx.conn, upload_id, files, ctx.now)
-    return session(await _open(ctx, upload_id, states=("receiving",)))
+    return _view(ctx, await _open(ctx, upload_id, states=("receiving",)))
 
 
 async def _refuse(ctx: HandlerContext, upload: Upload, error: Refused) -> NoReturn:
@@ -126,6 +131,7 @@ async def send_chunk(ctx: HandlerContext, command: u.SendChunk) -> u.UploadSessi
         await _refuse(ctx, upload, refusal)
     await store.uploads.add_chunk(ctx.conn, upload.upload_id, path, command.offset, data)
     upload.received_bytes += len(data)
+    upload.received_by_file[path] = have + len(data)
     if metadata is not None:
         upload.state = "received"
         upload.extracted = extracted(metadata)
@@ -170,6 +176,7 @@ async def describe(ctx: HandlerContext, command: u.Describe) -> u.UploadSession:
         if command.description is not None
         else (steps.description or ""),
         classification=command.classification,
+        described=True,
     )
     return await _saved(ctx, upload)
 
@@ -230,14 +237,23 @@ async def set_return_codes(ctx: HandlerContext, command: u.SetReturnCodes) -> u.
 
 
 async def get_upload(ctx: HandlerContext, command: u.UploadRef) -> u.UploadSession:
-    """Step 8: the summary of every answer, the total size and what is missing."""
-    return session(
+    """Step 8: the summary of every answer, the total size and what is missing; for an
+    interrupted upload, what the wizard resumes from (each file's bytes received, the steps
+    answered, what the installer said of itself)."""
+    return _view(
+        ctx,
         await _open(
             ctx,
             command.upload_id,
             states=("receiving", "received", "committed", "refused", "cancelled", "expired"),
-        )
+        ),
     )
+
+
+async def list_uploads(ctx: HandlerContext, command: u.ListUploads) -> u.UploadList:
+    """The most recent upload sessions, newest first, only those in `states` if given."""
+    found = await store.uploads.recent(ctx.conn, command.states, command.limit)
+    return u.UploadList(uploads=[_view(ctx, upload) for upload in found])
 
 
 async def commit_upload(ctx: HandlerContext, command: u.UploadRef) -> c.UpdateDetail:
@@ -318,8 +334,8 @@ async def cancel_upload(ctx: HandlerContext, command: u.UploadRef) -> u.UploadSe
             f"cancelled; delete the update instead (lockgate delete {upload.update_id})",
             field="upload_id",
         )
-    if upload.state not in OPEN:
-        return session(upload)
+    if upload.state not in OPEN_STATES:
+        return _view(ctx, upload)
     await store.uploads.discard_chunks(ctx.conn, upload.upload_id)
     upload.state, upload.received_bytes = "cancelled", 0
     ctx.on_commit(_count_ended("cancelled", 1))
