@@ -355,3 +355,88 @@ export function lineChart(points, series, { height = 180, title = "" } = {}) {
 export function legend(series) {
   return h("ul", { class: "legend" }, series.map(([, label, css]) => h("li", { class: css }, label)));
 }
+
+// --- Added for the overview, updates, update and catalog pages (shared with any page) ---
+
+/** A card like countCards' (data-count="<key>"); with href the value is a link. */
+export function card(key, label, value, kind = "", href = null) {
+  const shown = fmtNumber(value);
+  return h(
+    "div",
+    { class: `card ${kind}`, dataset: { count: key } },
+    h("div", { class: "card-value" }, href ? h("a", { href }, shown) : shown),
+    h("div", { class: "card-label" }, label),
+  );
+}
+
+/**
+ * Update the values of cards made by countCards/card in place (focus and the rest of the
+ * page stay as they are): values is { key: number }; keys without a card are ignored.
+ */
+export function setCounts(container, values) {
+  for (const [key, value] of Object.entries(values || {})) {
+    const slot = container.querySelector(`[data-count="${CSS.escape(key)}"] .card-value`);
+    if (!slot) continue;
+    const target = slot.querySelector("a") || slot;
+    const shown = fmtNumber(value);
+    if (target.textContent !== shown) target.textContent = shown;
+  }
+}
+
+/** fn delayed until `ms` after the last call (search boxes). */
+export function debounce(fn, ms = 300) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+/**
+ * Put a page's state in the address without reloading it (history.replaceState fires no
+ * hashchange): reload and Back from a detail page then find the same view.
+ * replaceHash("#/updates", { filter: "new", offset: 0 }) leaves out null/""/undefined.
+ */
+export function replaceHash(path, params) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params || {})) {
+    if (value === null || value === undefined || value === "") continue;
+    search.set(key, String(value));
+  }
+  const text = search.toString();
+  const hash = text ? `${path}?${text}` : path;
+  if (location.hash !== hash) history.replaceState(history.state, "", hash);
+}
+
+/** True when a GET route is not served (yet): 404 or 405 from the console itself. */
+export function routeMissing(error) {
+  return error instanceof ApiProblem && (error.status === 404 || error.status === 405);
+}
+
+/**
+ * Ask before a change: resolves true when the operator confirms. `body` is a node or text;
+ * `danger` paints the confirming button red.
+ */
+export function confirmDialog(title, body, confirmLabel, { danger = false } = {}) {
+  return new Promise((resolve) => {
+    let answered = false;
+    const { element } = dialog(title, typeof body === "string" ? h("p", {}, body) : body, [
+      {
+        label: confirmLabel,
+        kind: danger ? "danger" : "primary",
+        id: "confirm",
+        onclick: (close) => {
+          answered = true;
+          resolve(true);
+          close();
+        },
+      },
+    ]);
+    element.addEventListener("close", () => {
+      if (!answered) resolve(false);
+    });
+  });
+}
+
+/** The title to put on a write control a viewer cannot use. */
+export const READ_ONLY = "Read only: your token is a viewer";
