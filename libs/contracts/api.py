@@ -103,7 +103,9 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "/agent-releases", policies.PUBLISH_AGENT_RELEASE, "policies"),
     # reports
     _r("GET", "/reports/overview", reporting.SUMMARY, "reports"),
+    _r("GET", "/reports/history", reporting.COMPLIANCE_HISTORY, "reports"),
     _r("GET", "/reports/updates/{update}", reporting.UPDATE_REPORT, "reports"),
+    _r("GET", "/reports/updates/{update}/computers", reporting.UPDATE_COMPUTERS, "reports"),
     _r("GET", "/reports/groups/{group}", reporting.GROUP_REPORT, "reports"),
     _r("GET", "/reports/computers/{computer}", reporting.COMPUTER_REPORT, "reports"),
     _r("GET", "/computers", reporting.LIST_COMPUTERS, "computers"),

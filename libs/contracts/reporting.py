@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal, get_args
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 
 from libs.contracts.names import ServiceName
 from libs.contracts.spec import Contract, command, event
@@ -101,6 +102,18 @@ class Summary(Contract):
     """Ask for the fleet-wide per-update summary."""
 
     page: Page = Field(default_factory=Page, description="Which updates.")
+    failed: bool = Field(
+        default=False,
+        description="Only updates with at least one failed computer (counts.failed above 0: a "
+        "silent computer counts as not reporting, not as failed). The headline numbers "
+        "(totals, computers...) stay the whole fleet's.",
+    )
+    search: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Only updates whose title or KB number (KB5073455 or 5073455) contains this, "
+        "in any case.",
+    )
 
 
 NOT_ENROLLED = (
@@ -129,11 +142,19 @@ class SummaryReport(Contract):
     computers_not_reporting: int = Field(
         default=0, description="Managed computers silent for longer than the setting."
     )
+    computers_past_deadline: int = Field(
+        default=0,
+        description="Managed computers behind on an update past its deadline (still missing a "
+        "required install, or still holding an update to uninstall), silent or not: those "
+        "ListComputers lists with past_deadline.",
+    )
     totals: StateCounts | None = Field(
-        default=None, description="The headline counts: the sum over every reported update."
+        default=None,
+        description="The headline counts: the sum over every reported update (the whole fleet, "
+        "whatever the page and filters); what the compliance history keeps.",
     )
     updates: list[UpdateCompliance] = Field(description="Most needed first.")
-    total: int = Field(description="Updates with any report or approval.")
+    total: int = Field(description="Updates with any report or approval that the filters keep.")
 
 
 class AttemptView(Contract):
@@ -299,6 +320,96 @@ class ComputerList(Contract):
     )
 
 
+class ComplianceHistory(Contract):
+    """Ask for the fleet's headline counts over time: a point every
+    LOCKGATE_COMPLIANCE_SAMPLE_SECONDS, kept LOCKGATE_COMPLIANCE_HISTORY_DAYS."""
+
+    since: AwareDatetime | None = Field(
+        default=None,
+        description="Only points after this instant (pass the last point's `at` for the next "
+        "page); null: from the oldest kept.",
+    )
+    limit: int = Field(default=500, ge=1, le=2000, description="Points to return at most.")
+
+    @field_validator("since")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """An instant PostgreSQL can compare: in UTC, within the years datetime holds."""
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("since: out of range once in UTC") from None
+
+
+class CompliancePoint(Contract):
+    """The fleet's headline counts at one instant."""
+
+    at: AwareDatetime = Field(
+        description="When they were read, rounded down to the sample interval "
+        "(LOCKGATE_COMPLIANCE_SAMPLE_SECONDS from the Unix epoch): one point per interval."
+    )
+    computers: int = Field(description="Managed computers.")
+    not_reporting: int = Field(
+        description="Managed computers silent for longer than LOCKGATE_NOT_REPORTING_DAYS."
+    )
+    counts: StateCounts = Field(
+        description="The headline counts (SummaryReport.totals): the sum over every reported "
+        "update."
+    )
+
+
+class ComplianceHistoryReport(Contract):
+    """Reply to ComplianceHistory."""
+
+    points: list[CompliancePoint] = Field(description="Oldest first.")
+
+
+class UpdateComputers(Contract):
+    """Ask for the computers of one update: those that reported on it and those its approvals
+    target (the per-computer report seen from the update's side)."""
+
+    update: str = Field(max_length=200, description="Update id or KB number.")
+    state: ComplianceState | None = Field(
+        default=None, description="Only computers in this state (their last-known one)."
+    )
+    not_reporting: bool | None = Field(
+        default=None,
+        description="Only silent computers (true) or only those in contact (false); null: both. "
+        "The update's counts show a silent computer as not reporting only.",
+    )
+    page: Page = Field(default_factory=Page, description="Which computers.")
+
+
+class UpdateComputer(Contract):
+    """One computer of an update and its state there."""
+
+    computer_id: str = Field(description="The computer.")
+    hostname: str = Field(description="Its host name.")
+    state: ComplianceState = Field(
+        description="The update's last-known state on it (no_status: targeted by an approval, "
+        "never reported on it)."
+    )
+    reported_at: AwareDatetime | None = Field(description="Agent's time of the last report.")
+    last_return_code: int | None = Field(description="Last install exit code, if any.")
+    not_reporting: bool = Field(
+        description="Silent for longer than LOCKGATE_NOT_REPORTING_DAYS (its state is the last "
+        "it reported)."
+    )
+
+
+class UpdateComputerList(Contract):
+    """A page of an update's computers, by host name (A-Z, the id breaking ties)."""
+
+    update_id: str = Field(description="The update.")
+    computers: list[UpdateComputer] = Field(
+        description="Every computer that reported on it (not applicable included) or that its "
+        "approvals target."
+    )
+    total: int = Field(description="Computers the filters keep, over every page.")
+
+
 class ComplianceChanged(Contract):
     """An update's counts changed (published at most once per interval per update)."""
 
@@ -356,6 +467,22 @@ LIST_COMPUTERS = command(
     ComputerList,
     summary="The fleet list: managed computers with inventory, last contact and compliance.",
 )
+COMPLIANCE_HISTORY = command(
+    "reporting",
+    "compliance",
+    "history",
+    ComplianceHistory,
+    ComplianceHistoryReport,
+    summary="The fleet's headline counts over time, oldest first.",
+)
+UPDATE_COMPUTERS = command(
+    "reporting",
+    "update",
+    "computers",
+    UpdateComputers,
+    UpdateComputerList,
+    summary="The computers of one update, each with its state there.",
+)
 COMPLIANCE_CHANGED = event(
     "reporting",
     "compliance",
@@ -365,4 +492,12 @@ COMPLIANCE_CHANGED = event(
     subject="the update id",
     example=ComplianceChanged(update=_COMPLIANCE),
 )
-COMMANDS = (SUMMARY, UPDATE_REPORT, GROUP_REPORT, COMPUTER_REPORT, LIST_COMPUTERS)
+COMMANDS = (
+    SUMMARY,
+    UPDATE_REPORT,
+    GROUP_REPORT,
+    COMPUTER_REPORT,
+    LIST_COMPUTERS,
+    COMPLIANCE_HISTORY,
+    UPDATE_COMPUTERS,
+)

@@ -123,6 +123,20 @@ class Settings(BaseSettings):
         gt=0,
         description="Reporting: at most one compliance.changed event per update this often.",
     )
+    compliance_sample_seconds: float = Field(
+        default=300.0,
+        ge=1,
+        description="Reporting: how often the fleet's headline counts (the overview's totals, "
+        "managed and not reporting computers) are kept as a point of the compliance history; "
+        "one point per interval, whichever replica takes it.",
+    )
+    compliance_history_days: float = Field(
+        default=90.0,
+        gt=0,
+        le=3650,
+        description="Reporting: points of the compliance history older than this many days "
+        "are deleted.",
+    )
     report_group_depth: int = Field(
         default=1,
         ge=0,

@@ -24,6 +24,7 @@ from services.reporting.use_cases import (
     fleet,
     gauges,
     heartbeats,
+    history,
     ingest,
     publishing,
     reports,
@@ -69,10 +70,17 @@ SERVICE = ServiceDefinition(
         Answer(r.GROUP_REPORT, reports.group_report),
         Answer(r.COMPUTER_REPORT, reports.computer_report),
         Answer(r.LIST_COMPUTERS, fleet.list_computers),
+        Answer(r.COMPLIANCE_HISTORY, history.compliance_history),
+        Answer(r.UPDATE_COMPUTERS, reports.update_computers),
     ),
     read_copies=(group_copy(queue="approvals", deleted=copies.forget_group),),
     tasks=(
         Every("compliance", lambda s: s.compliance_publish_seconds, publishing.publish_changes),
         Every("gauges", lambda s: s.metrics_sample_seconds, gauges.sample_gauges),
+        Every(
+            "compliance-history",
+            lambda s: s.compliance_sample_seconds,
+            history.sample_compliance,
+        ),
     ),
 )

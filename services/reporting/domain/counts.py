@@ -89,6 +89,19 @@ def fleet_counts(
     return counts_of(shown)
 
 
+def total_reach(reaches: Iterable[Reach]) -> Reach:
+    """Several updates' reaches added up: `fleet_counts` is a sum of them, so the counts
+    summed over updates are `fleet_counts` of their summed counters, silent states and
+    reaches (the overview's totals without a count per update)."""
+    found = list(reaches)
+    return Reach(
+        targeted=sum(x.targeted for x in found),
+        targeted_reported=sum(x.targeted_reported for x in found),
+        targeted_silent=sum(x.targeted_silent for x in found),
+        targeted_both=sum(x.targeted_both for x in found),
+    )
+
+
 def behind_states(action: ActionName) -> tuple[str, ...]:
     """The states of a computer behind on an approval [docs/product.md section 6]: it still
     holds an update to uninstall, or lacks a required one; an available install or a do not

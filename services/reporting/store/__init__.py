@@ -7,6 +7,7 @@ from services.reporting.store import (
     fleet,
     groups,
     heartbeats,
+    history,
     states,
     updates,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "fleet",
     "groups",
     "heartbeats",
+    "history",
     "states",
     "updates",
 ]

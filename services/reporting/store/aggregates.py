@@ -16,8 +16,10 @@ from services.reporting.domain.counts import (
     Reach,
     StatesByUpdate,
     fleet_counts,
+    total_reach,
 )
 from services.reporting.domain.gauges import StateGauge
+from services.reporting.store.computers import COLUMNS
 
 
 async def apply_deltas(conn: Connection, moves: Sequence[CounterMove]) -> None:
@@ -174,18 +176,96 @@ async def compliance(
     ]
 
 
-async def reported_updates(conn: Connection, page: r.Page) -> tuple[list[str], int]:
-    """Updates with reports or approvals, most needed first (declined ones left out)."""
+async def fleet_totals(conn: Connection, silent_since: datetime) -> r.StateCounts:
+    """The counts of every reported update added up (the overview's totals), from the
+    counters: per state over the fleet, those of the silent computers (their per-computer
+    counters: no scan of reports), and the reach of the approved updates (as `compliance`
+    reads it: for an approval of All computers from counters, for other groups from their
+    members)."""
+    reported = {
+        row["state"]: int(row["n"])
+        for row in await conn.fetch(
+            "SELECT c.state, sum(c.n) AS n FROM update_counts c JOIN updates u USING (update_id)"
+            " WHERE u.declined_at IS NULL GROUP BY c.state"
+        )
+    }
+    quiet = await conn.fetchrow(
+        "SELECT "
+        + ", ".join(f"coalesce(sum({column}), 0) AS {column}" for column in COLUMNS.values())
+        + " FROM computers WHERE last_contact_at < $1",
+        silent_since,
+    )
+    silent = {state: int(quiet[column]) if quiet else 0 for state, column in COLUMNS.items()}
+    approved = [
+        row["update_id"]
+        for row in await conn.fetch(
+            "SELECT DISTINCT a.update_id FROM group_approvals a JOIN updates u USING (update_id)"
+            " WHERE u.declined_at IS NULL AND a.action <> 'do_not_install'"
+        )
+    ]
+    reach: dict[str, Reach] = {}
+    if approved:
+        by_update: StatesByUpdate = {}
+        for row in await conn.fetch(
+            "SELECT update_id::text, state, n FROM update_counts"
+            " WHERE update_id = ANY ($1::uuid[])",
+            approved,
+        ):
+            by_update.setdefault(row["update_id"], {})[row["state"]] = row["n"]
+        silent_states = await _silent_states(conn, approved, silent_since)
+        reach = await _reach(conn, approved, by_update, silent_states, silent_since)
+    return fleet_counts(reported, silent, total_reach(reach.values()))
+
+
+def _contains(column: str, text: str) -> str:
+    """A case-blind "contains" of `text` (a parameter) in `column` (no LIKE escapes needed)."""
+    return f"strpos(lower({column}), lower({text})) > 0"
+
+
+async def reported_updates(
+    conn: Connection,
+    page: r.Page,
+    *,
+    silent_since: datetime,
+    failed: bool = False,
+    search: str | None = None,
+) -> tuple[list[str], int]:
+    """Updates with reports or approvals, most needed first (declined ones left out); with
+    `failed`, only those whose counts show a failed computer (one in contact: the counter
+    less the silent computers failed on it, few and read by index); with `search`, only
+    those whose title or KB number contains it, in any case."""
+    conditions = [
+        "u.declined_at IS NULL",
+        (
+            "(EXISTS (SELECT 1 FROM update_counts c WHERE c.update_id = u.update_id AND c.n > 0)"
+            " OR EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = u.update_id))"
+        ),
+    ]
+    args: list[object] = [page.offset, page.limit]
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if failed:
+        conditions.append(
+            "EXISTS (SELECT 1 FROM update_counts f WHERE f.update_id = u.update_id"
+            " AND f.state = 'failed' AND f.n > (SELECT count(*) FROM computers k"
+            "   JOIN computer_updates cu ON cu.computer_id = k.computer_id"
+            "   AND cu.update_id = f.update_id"
+            f"   WHERE k.last_contact_at < {arg(silent_since)} AND cu.state = 'failed'))"
+        )
+    if search:
+        text = arg(search)
+        in_title, in_kb = _contains("u.title", text), _contains("'KB' || u.kb", text)
+        conditions.append(f"({in_title} OR {in_kb})")
     rows = await conn.fetch(
         "SELECT u.update_id::text, count(*) OVER () AS total FROM updates u"
-        " WHERE u.declined_at IS NULL AND (EXISTS (SELECT 1 FROM update_counts c"
-        "   WHERE c.update_id = u.update_id AND c.n > 0)"
-        "   OR EXISTS (SELECT 1 FROM group_approvals a WHERE a.update_id = u.update_id))"
+        f" WHERE {' AND '.join(conditions)}"
         " ORDER BY (SELECT coalesce(sum(n), 0) FROM update_counts c WHERE c.update_id ="
-        " u.update_id AND c.state IN ('needed', 'failed')) DESC, u.kb"
+        " u.update_id AND c.state IN ('needed', 'failed')) DESC, u.kb, u.update_id"
         " OFFSET $1 LIMIT $2",
-        page.offset,
-        page.limit,
+        *args,
     )
     return [row["update_id"] for row in rows], (rows[0]["total"] if rows else 0)
 

@@ -4,7 +4,7 @@ columns (never OFFSET), and the groups of the computers of a page."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,6 +69,50 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+Arg = Callable[[object], str]
+"""Adds a query argument, returns its placeholder."""
+
+
+def _past_deadline(arg: Arg, now: datetime) -> str:
+    """Computer `c` is behind on an update past a deadline of one of its groups' approvals
+    (All computers included) [docs/product.md section 6]: it still lacks a required install
+    (needed, failed, no status) or still holds an update to uninstall; silent or not."""
+    return (
+        "EXISTS (SELECT 1 FROM group_approvals a"
+        " LEFT JOIN computer_updates cu ON cu.update_id = a.update_id"
+        "   AND cu.computer_id = c.computer_id"
+        f" WHERE a.deadline <= {arg(now)}"
+        f" AND (a.group_id = {arg(uuid.UUID(ROOT_GROUP_ID))} OR a.group_id IN"
+        "   (SELECT m.group_id FROM memberships m WHERE m.computer_id = c.computer_id))"
+        " AND ((a.action = 'required_install' AND coalesce(nullif(cu.state, 'none'),"
+        f"   'no_status') = ANY ({arg(list(behind_states('required_install')))}::text[]))"
+        "   OR (a.action = 'uninstall' AND cu.state = ANY"
+        f"   ({arg(list(behind_states('uninstall')))}::text[]))))"
+    )
+
+
+async def count_past_deadline(conn: Connection, now: datetime) -> int:
+    """Managed computers the page's past_deadline filter keeps, in one count (none, without
+    looking at a computer, while no required install or uninstall has a deadline past)."""
+    due = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM group_approvals WHERE deadline <= $1"
+        " AND action IN ('required_install', 'uninstall'))",
+        now,
+    )
+    if not due:
+        return 0
+    args: list[object] = []
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    found: int = await conn.fetchval(
+        f"SELECT count(*) FROM computers c WHERE {_past_deadline(arg, now)}", *args
+    )
+    return found
+
+
 async def page(
     conn: Connection, sort: str, after: Position | None, where: FleetFilter, limit: int
 ) -> list[FleetRow]:
@@ -97,18 +141,7 @@ async def page(
         raw = arg(_like_prefix(where.search))
         conditions.append(f"(lower(c.hostname) LIKE {prefix} OR c.computer_id LIKE {raw})")
     if where.past_deadline:
-        conditions.append(
-            "EXISTS (SELECT 1 FROM group_approvals a"
-            f" LEFT JOIN computer_updates cu ON cu.update_id = a.update_id"
-            "   AND cu.computer_id = c.computer_id"
-            f" WHERE a.deadline <= {arg(where.now)}"
-            f" AND (a.group_id = {arg(uuid.UUID(ROOT_GROUP_ID))} OR a.group_id IN"
-            "   (SELECT m.group_id FROM memberships m WHERE m.computer_id = c.computer_id))"
-            " AND ((a.action = 'required_install' AND coalesce(nullif(cu.state, 'none'),"
-            f"   'no_status') = ANY ({arg(list(behind_states('required_install')))}::text[]))"
-            f"   OR (a.action = 'uninstall' AND cu.state = ANY"
-            f"   ({arg(list(behind_states('uninstall')))}::text[]))))"
-        )
+        conditions.append(_past_deadline(arg, where.now))
     rows = await conn.fetch(
         "SELECT c.computer_id, c.hostname, c.operating_system, c.os_version, c.architecture,"
         f" c.agent_version, c.timezone, c.policy, c.last_contact_at, {key} AS key"

@@ -207,6 +207,49 @@ async def of_computer(conn: Connection, computer_id: str) -> list[r.ComputerUpda
     ]
 
 
+async def of_update(
+    conn: Connection,
+    update_id: str,
+    *,
+    silent_since: datetime,
+    state: str | None,
+    not_reporting: bool | None,
+    page: r.Page,
+) -> tuple[list[r.UpdateComputer], int]:
+    """(a page of, and how many are) the computers of one update: those that reported on it
+    and those its approvals target (never reported: no status), in a state if asked, silent
+    or in contact if asked; by host name, the id breaking ties."""
+    query = (
+        "WITH r AS (SELECT computer_id, state, reported_at, last_return_code"
+        "   FROM computer_updates WHERE update_id = $1 AND state <> 'none'),"
+        " t AS (SELECT m.computer_id FROM memberships m JOIN group_approvals a"
+        "   ON a.group_id = m.group_id AND a.action <> 'do_not_install' WHERE a.update_id = $1"
+        "   UNION SELECT c.computer_id FROM computers c WHERE EXISTS (SELECT 1"
+        "   FROM group_approvals a WHERE a.update_id = $1 AND a.group_id = $2::uuid"
+        "   AND a.action <> 'do_not_install')),"
+        " x AS (SELECT c.computer_id, c.hostname, coalesce(r.state, 'no_status') AS state,"
+        "   r.reported_at, r.last_return_code, c.last_contact_at < $3 AS not_reporting"
+        "   FROM (SELECT computer_id FROM r UNION SELECT computer_id FROM t) k"
+        "   JOIN computers c USING (computer_id) LEFT JOIN r USING (computer_id))"
+        " SELECT {columns} FROM x WHERE ($4::text IS NULL OR x.state = $4)"
+        " AND ($5::bool IS NULL OR x.not_reporting = $5)"
+    )
+    args = [uuid.UUID(update_id), ROOT_GROUP_ID, silent_since, state, not_reporting]
+    rows = await conn.fetch(
+        query.format(columns="x.*")
+        + " ORDER BY lower(x.hostname), x.computer_id OFFSET $6 LIMIT $7",
+        *args,
+        page.offset,
+        page.limit,
+    )
+    total: int = (
+        len(rows) + page.offset
+        if 0 < len(rows) < page.limit
+        else await conn.fetchval(query.format(columns="count(*)"), *args)
+    )
+    return [r.UpdateComputer(**dict(row)) for row in rows], total
+
+
 async def overdue(conn: Connection, update_ids: Sequence[str], now: datetime) -> dict[str, int]:
     """Per update: computers behind on it past their own deadline [docs/product.md section
     6]: a required install they lack (needed, failed, no status) or an uninstall they still

@@ -13,10 +13,13 @@ from services.reporting.domain.pages import page_of
 
 
 async def summary(ctx: HandlerContext, query: r.Summary) -> r.SummaryReport:
-    """Per-update counts over the whole fleet, most needed first; the headline counts and
-    the overview's notification."""
+    """Per-update counts over the whole fleet, most needed first (failed ones only, or those
+    a search finds, if asked); the headline counts (the whole fleet's, whatever the page and
+    filters) and the overview's notification."""
     since = silent_since(ctx.now, ctx.settings.not_reporting_days)
-    ids, total = await store.aggregates.reported_updates(ctx.conn, query.page)
+    ids, total = await store.aggregates.reported_updates(
+        ctx.conn, query.page, silent_since=since, failed=query.failed, search=query.search
+    )
     found = {c.update_id: c for c in await store.aggregates.compliance(ctx.conn, ids, since)}
     updates = [found[i] for i in ids if i in found]
     computers = await store.computers.count(ctx.conn)
@@ -25,7 +28,8 @@ async def summary(ctx: HandlerContext, query: r.Summary) -> r.SummaryReport:
         computers=computers,
         enrolment=r.NOT_ENROLLED if computers == 0 else None,
         computers_not_reporting=await store.computers.count_silent(ctx.conn, since),
-        totals=sum_counts([u.counts for u in updates]),
+        computers_past_deadline=await store.fleet.count_past_deadline(ctx.conn, ctx.now),
+        totals=await store.aggregates.fleet_totals(ctx.conn, since),
         updates=updates,
         total=total,
     )
@@ -40,6 +44,23 @@ async def update_report(ctx: HandlerContext, query: r.UpdateReportQuery) -> r.Up
     (found,) = await store.aggregates.compliance(ctx.conn, [update_id], since)
     ok, failed, views = await store.states.attempts(ctx.conn, update_id, query.page)
     return r.UpdateReport(update=found, successes=ok, failures=failed, failed_attempts=views)
+
+
+async def update_computers(ctx: HandlerContext, query: r.UpdateComputers) -> r.UpdateComputerList:
+    """One update's computers (reported on it or targeted by its approvals), a page by host
+    name: the computer report seen from the update's side."""
+    update_id = await store.updates.find(ctx.conn, query.update)
+    if update_id is None:
+        raise NotFound(f"update: {query.update!r} is unknown to reporting", field="update")
+    computers, total = await store.states.of_update(
+        ctx.conn,
+        update_id,
+        silent_since=silent_since(ctx.now, ctx.settings.not_reporting_days),
+        state=query.state,
+        not_reporting=query.not_reporting,
+        page=query.page,
+    )
+    return r.UpdateComputerList(update_id=update_id, computers=computers, total=total)
 
 
 async def group_report(ctx: HandlerContext, query: r.GroupReportQuery) -> r.GroupReport:
