@@ -74,7 +74,14 @@ class ApiError(Exception):
 
     def __init__(self, status: int, title: str, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
-        self.problem = Problem(title=title, status=status, detail=detail, field=field)
+        # Input quoted in the detail or naming the field may hold a NUL or a lone surrogate,
+        # which a Problem (a Contract) refuses: escaped, it is still answered.
+        self.problem = Problem(
+            title=title,
+            status=status,
+            detail=audit.storable(detail),
+            field=None if field is None else audit.storable(field),
+        )
 
 
 @dataclass
@@ -215,7 +222,12 @@ def invalid_input(errors: Sequence[Any]) -> Problem:
         parts.append(f"field {field!r} = {str(item.get('input'))[:80]!r}: {item['msg']}")
     first = errors[0]["loc"] if errors else ()
     named = ".".join(str(p) for p in first if p not in ("body", "query", "path"))
-    return Problem(title="Invalid input", status=422, detail="; ".join(parts), field=named or None)
+    return Problem(  # a field may be named by a NUL or a lone surrogate the client sent
+        title="Invalid input",
+        status=422,
+        detail=audit.storable("; ".join(parts)),
+        field=audit.storable(named) if named else None,
+    )
 
 
 def _endpoint(
@@ -265,8 +277,15 @@ def _endpoint(
                 )
             )
     elif body_model is not None:
+        # A body whose every field has a default may be left out (POST /rules/{rule}/run).
+        optional = not any(info.is_required() for info in body_model.model_fields.values())
         params.append(
-            inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body_model)
+            inspect.Parameter(
+                "body",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=body_model | None if optional else body_model,
+                default=None if optional else inspect.Parameter.empty,
+            )
         )
 
     async def endpoint(**kwargs: object) -> BaseModel:
@@ -642,7 +661,7 @@ def _validation_route(
             raise ApiError(
                 404,
                 "NotFound",
-                f"no route {method[:10]} {path[:200]!r}: give a method and a path template of "
+                f"no route {method[:10]!r} {path[:200]!r}: give a method and a path template of "
                 f"{PREFIX}/openapi.json without the {PREFIX} prefix, e.g. PUT "
                 "/uploads/{upload_id}/description",
                 "path",
