@@ -78,6 +78,7 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/updates", approval.LIST_UPDATES, "updates"),
     _r("POST", "/updates/approve", approval.APPROVE, "updates"),
     _r("POST", "/updates/decline", approval.DECLINE, "updates"),
+    _r("GET", "/updates/{update}/approvals", approval.UPDATE_APPROVALS, "updates"),
     _r("GET", "/groups", approval.LIST_GROUPS, "groups"),
     _r("POST", "/groups", approval.CREATE_GROUP, "groups"),
     _r("PUT", "/groups/{group}/name", approval.RENAME_GROUP, "groups"),

@@ -31,6 +31,10 @@ UpdateState = Literal[
     "new", "approved", "declined", "superseded", "expired", "third_party", "not_offered"
 ]
 UPDATE_STATES: tuple[UpdateState, ...] = get_args(UpdateState)
+UpdateSort = Literal["release_date", "title", "kb", "classification", "severity", "approved_groups"]
+UPDATE_SORTS: tuple[UpdateSort, ...] = get_args(UpdateSort)
+PREVIEW_LIMIT = 2000
+"""At most this many rows in a dry run's preview (approve) or approval list (rule run)."""
 ACTIONS_WITH_DEADLINE: tuple[ActionName, ...] = ("required_install", "uninstall")
 
 
@@ -254,14 +258,37 @@ class Approve(Contract):
         min_length=1, max_length=1000, description="Update ids or KB numbers."
     )
     groups: list[GroupChoice] = Field(min_length=1, max_length=1000, description="Per group.")
+    dry_run: bool = Field(
+        default=False,
+        description="true: a preview; nothing is written and no event is published. The "
+        "reply's `preview` shows, for each update, what every chosen group and every group "
+        "below one would have after the change, and why; its counts say what would change. "
+        "The same checks apply as to a real approval (unknown or expired updates are refused).",
+    )
 
 
 class ApproveResult(Contract):
-    """What an approval changed."""
+    """What an approval changed (with `dry_run`: what it would change)."""
 
-    explicit_changed: int = Field(description="(group, update) explicit approvals written.")
+    explicit_changed: int = Field(
+        description="(group, update) explicit approvals written, or removed by `inherit` "
+        "(dry run: that would be)."
+    )
     effective_changed: int = Field(
-        description="(group, update) effective approvals that changed (events published)."
+        description="(group, update) effective approvals that changed, one event each (dry "
+        "run: that would change; no event is published)."
+    )
+    preview: list[GroupApprovalState] = Field(
+        default_factory=list,
+        description="Dry run only (empty otherwise): per update in the order asked, each "
+        "chosen group and every group below a chosen one, parents before children, with the "
+        "explicit and effective approval it would have and `why` (`explicit here`, "
+        f"`inherited from <group>` or `not approved`). At most {PREVIEW_LIMIT} rows.",
+    )
+    preview_truncated: bool = Field(
+        default=False,
+        description=f"true: the preview stopped at {PREVIEW_LIMIT} rows; the counts still "
+        "cover everything.",
     )
 
 
@@ -299,7 +326,7 @@ class UpdateDeclined(Contract):
 
 
 class ListUpdates(Contract):
-    """List updates with their approval state."""
+    """List updates with their approval state, in the order asked."""
 
     states: list[UpdateState] = Field(
         default_factory=list,
@@ -311,15 +338,46 @@ class ListUpdates(Contract):
     search: str | None = Field(
         default=None, max_length=200, description="Only titles or KB numbers containing this."
     )
+    sort: UpdateSort = Field(
+        default="release_date",
+        description="Order by: `release_date`; `title` (any case); `kb` (as a number; updates "
+        "without one lowest); `classification` (by name); `severity` (Low, Moderate, "
+        "Important, Critical; unrated lowest); `approved_groups` (groups with an explicit "
+        "approval). Ties are broken by update id, so paging with offset is stable.",
+    )
+    descending: bool = Field(
+        default=True,
+        description="true: highest first (newest release, Z to A, most severe, most "
+        "approved groups); false: lowest first. Ties reverse too.",
+    )
     offset: int = Field(default=0, ge=0, le=2_000_000_000, description="Updates to skip.")
     limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many.")
 
 
 class UpdateList(Contract):
-    """Updates, newest release first."""
+    """Updates in the order asked (newest release first by default)."""
 
     updates: list[UpdateView] = Field(description="The updates.")
     total: int = Field(description="How many match (before limit).")
+
+
+class UpdateApprovals(Contract):
+    """Ask for every group where one update is approved, explicitly or by inheritance."""
+
+    update: str = Field(description="Update id or KB number.")
+
+
+class UpdateApprovalList(Contract):
+    """One update's approvals across the group tree."""
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="Its KB number, if any.")
+    title: str = Field(description="Its title.")
+    groups: list[GroupApprovalState] = Field(
+        description="Every group with an explicit or an effective approval of the update, "
+        "All computers first, then in tree order (parents before children, siblings by id); "
+        "groups where it is not approved are left out."
+    )
 
 
 class GroupApprovals(Contract):
@@ -421,9 +479,20 @@ class EditRule(Contract):
 
 
 class RuleRef(Contract):
-    """Name one rule (delete, run)."""
+    """Name one rule (delete)."""
 
     rule: str = Field(description="Rule id or name.")
+
+
+class RunRule(Contract):
+    """Apply a rule to the updates already known, or preview what it would do."""
+
+    rule: str = Field(description="Rule id or name.")
+    dry_run: bool = Field(
+        default=False,
+        description="true: a preview; nothing is written and no event is published. The "
+        "reply lists the updates the rule would approve and the approvals it would write.",
+    )
 
 
 class ListRules(Contract):
@@ -450,11 +519,26 @@ class RuleChanged(Contract):
 
 
 class RuleRan(Contract):
-    """A rule was run over the updates already in the catalog (or matched a new update)."""
+    """A rule was run over the updates already in the catalog (or matched a new update); as
+    the reply to a dry run, what it would do."""
 
     rule_id: str = Field(description="The rule.")
-    updates_approved: list[str] = Field(description="Update ids it approved.")
-    explicit_changed: int = Field(description="(group, update) approvals it wrote.")
+    updates_approved: list[str] = Field(
+        description="Update ids it approved (dry run: would approve)."
+    )
+    explicit_changed: int = Field(
+        description="(group, update) approvals it wrote (dry run: would write)."
+    )
+    approvals: list[GroupApprovalState] = Field(
+        default_factory=list,
+        description="Dry run only (empty otherwise and in events): the explicit approvals it "
+        f"would write, one per (update, group), at most {PREVIEW_LIMIT}.",
+    )
+    approvals_truncated: bool = Field(
+        default=False,
+        description=f"true: `approvals` stopped at {PREVIEW_LIMIT}; the other fields still "
+        "cover everything.",
+    )
 
 
 # Examples shown in docs/asyncapi.yaml (validated by their models when this module loads).
@@ -652,6 +736,14 @@ LIST_UPDATES = command(
     UpdateList,
     summary="Updates with their approval state.",
 )
+UPDATE_APPROVALS = command(
+    "approval",
+    "update",
+    "approvals",
+    UpdateApprovals,
+    UpdateApprovalList,
+    summary="Every group where an update is approved, explicit or inherited, with why.",
+)
 GROUP_APPROVALS = command(
     "approval",
     "group",
@@ -681,9 +773,9 @@ RUN_RULE = command(
     "approval",
     "rule",
     "run",
-    RuleRef,
+    RunRule,
     RuleRan,
-    summary="Apply a rule to the updates already known.",
+    summary="Apply a rule to the updates already known (or preview it with dry_run).",
 )
 LIST_RULES = command(
     "approval", "rule", "list", ListRules, RuleList, summary="Every auto-approval rule."
@@ -699,6 +791,7 @@ COMMANDS = (
     APPROVE,
     DECLINE,
     LIST_UPDATES,
+    UPDATE_APPROVALS,
     GROUP_APPROVALS,
     COMPUTER_APPROVALS,
     CREATE_RULE,

@@ -40,6 +40,7 @@ SERVICE = ServiceDefinition(
         Answer(a.APPROVE, approvals.approve),
         Answer(a.DECLINE, approvals.decline),
         Answer(a.LIST_UPDATES, approvals.list_updates),
+        Answer(a.UPDATE_APPROVALS, approvals.update_approvals),
         Answer(a.GROUP_APPROVALS, approvals.group_approvals),
         Answer(a.COMPUTER_APPROVALS, approvals.computer_approvals),
         Answer(a.CREATE_RULE, rules.create_rule),

@@ -315,11 +315,17 @@ async def cmd_rule_delete(settings: Settings, out: Output, args: argparse.Namesp
 
 
 async def cmd_rule_run(settings: Settings, out: Output, args: argparse.Namespace) -> int:
+    dry_run: bool = args.dry_run
+
     async def produce(client: ApiClient) -> tuple[Contract, str]:
-        ran = await client.call(a.RUN_RULE, a.RuleRef(rule=args.rule))
-        return ran, (
-            f"approved {len(ran.updates_approved)} update(s), {ran.explicit_changed} approval(s)"
-        )
+        ran = await client.call(a.RUN_RULE, a.RunRule(rule=args.rule, dry_run=dry_run))
+        counts = f"{len(ran.updates_approved)} update(s), {ran.explicit_changed} approval(s)"
+        if not dry_run:
+            return ran, f"approved {counts}"
+        lines = [f"KB{s.kb or '-':<8} {s.group_name:<24} {s.title}" for s in ran.approvals]
+        if ran.approvals_truncated:
+            lines.append(f"... the first {len(ran.approvals)} shown")
+        return ran, "\n".join([*lines, f"dry run, nothing written: would approve {counts}"])
 
     return await show(settings, out, produce)
 
@@ -476,4 +482,10 @@ def _rule_parsers(sub: Commands) -> None:
     ):
         command = rules.add_parser(name, help=text)
         command.add_argument("rule", help="rule id or name")
+        if name == "run":
+            command.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="only list what it would approve; write nothing",
+            )
         command.set_defaults(handler=handler)

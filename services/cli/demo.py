@@ -82,7 +82,7 @@ async def build_estate(client: ApiClient) -> None:
                 ),
             )
         )
-        await client.call(a.RUN_RULE, a.RuleRef(rule=name))
+        await client.call(a.RUN_RULE, a.RunRule(rule=name))
 
 
 async def place_computers(client: ApiClient, computers: list[str]) -> None:

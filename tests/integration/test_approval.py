@@ -15,12 +15,14 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+import httpx
 import pytest
 from pydantic import BaseModel
 
 from libs.bus import Bus, RpcClient, RpcError, to_amqp
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
+from libs.contracts.api import PREFIX
 from libs.contracts.envelope import Envelope
 from libs.contracts.names import Exchange, dead_letter_queue_name
 from libs.contracts.registry import REGISTRY
@@ -220,7 +222,7 @@ async def test_rule_approves_newly_imported_msrc_updates(system: System) -> None
     )
     critical = {kb for kb, u in jan.items() if u.classification == "Critical Updates"}
     assert not critical & set(await system.approvals_of("Pilot"))
-    ran = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule=late.name))
+    ran = await system.rpc.call(a.RUN_RULE, a.RunRule(rule=late.name))
     assert {jan[kb].update_id for kb in critical} == set(ran.updates_approved)
 
     # ... and February's new updates are approved as they arrive, the superseded ones not.
@@ -247,7 +249,7 @@ async def test_rule_runs_pick_the_superseding_update(system: System) -> None:
             )
         ),
     )
-    ran = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule=rule.rule_id))
+    ran = await system.rpc.call(a.RUN_RULE, a.RunRule(rule=rule.rule_id))
     expected = {
         u.update_id for u in updates.values() if windows_security(u) and not u.superseded_by
     }
@@ -255,7 +257,7 @@ async def test_rule_runs_pick_the_superseding_update(system: System) -> None:
     superseded = {u.update_id for u in updates.values() if u.superseded_by}
     assert superseded
     assert not superseded & set(ran.updates_approved)
-    again = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule=rule.name))
+    again = await system.rpc.call(a.RUN_RULE, a.RunRule(rule=rule.name))
     assert again.updates_approved == [], "a second run finds everything already approved"
 
 
@@ -785,7 +787,7 @@ async def test_settings_decide_what_can_be_approved(system: System) -> None:
             )
         ),
     )
-    ran = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule="office later"))
+    ran = await system.rpc.call(a.RUN_RULE, a.RunRule(rule="office later"))
     assert ran.updates_approved == []
 
     # Offered again: approvable again, and the run now approves them.
@@ -797,7 +799,7 @@ async def test_settings_decide_what_can_be_approved(system: System) -> None:
         return all([await offered_here(system, kb) for kb in office])
 
     await eventually(offered_again, timeout=30, what="approval learning the offered updates")
-    ran = await system.rpc.call(a.RUN_RULE, a.RuleRef(rule="office later"))
+    ran = await system.rpc.call(a.RUN_RULE, a.RunRule(rule="office later"))
     assert set(ran.updates_approved) == {jan[kb].update_id for kb in office}
 
 
@@ -809,3 +811,339 @@ def offered_in_windows(updates: dict[str, c.UpdateSnapshot]) -> set[str]:
         and u.classification
         in ("Critical Updates", "Security Updates", "Definition Updates", "Update Rollups")
     }
+
+
+# The console's pages: previews before saving, sorted lists, one update's approvals.
+
+
+async def stored_approvals(system: System) -> tuple[list[Any], list[Any], int]:
+    """Every explicit and effective approval row, and the outbox size: what a dry run must
+    leave exactly as it was."""
+    explicit = await system.db.fetch(
+        "SELECT * FROM approval.explicit_approvals ORDER BY update_id, group_id"
+    )
+    effective = await system.db.fetch(
+        "SELECT * FROM approval.effective_approvals ORDER BY update_id, group_id"
+    )
+    outbox = await system.db.fetchval("SELECT count(*) FROM approval.outbox")
+    return [tuple(r) for r in explicit], [tuple(r) for r in effective], outbox
+
+
+async def console_call(
+    system: System, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """One request to the console API as the admin (the CLI's environment names it)."""
+    async with httpx.AsyncClient(
+        base_url=system.cli["LOCKGATE_URL"] + PREFIX,
+        headers={"Authorization": f"Bearer {system.cli['LOCKGATE_TOKEN']}"},
+        timeout=60,
+    ) as http:
+        response = await http.request(method, path, json=body)
+    return response.status_code, response.json()
+
+
+async def approvable(system: System) -> list[a.UpdateView]:
+    """Updates an approval accepts: offered, not declined (the default list), not expired."""
+    found = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(limit=10_000))
+    return [u for u in found.updates if not u.expired]
+
+
+async def test_a_dry_run_approval_shows_what_each_group_would_inherit_and_writes_nothing(
+    system: System,
+) -> None:
+    """The console's approve dialog shows, before saving, what every group below the chosen
+    ones will have and why; nothing is stored or published until the real approval, which
+    then changes exactly what the preview counted."""
+    await system.import_msrc(JAN)
+    kb, other = sorted(u.kb or u.update_id for u in await approvable(system))[:2]
+    await system.group("Europe")
+    await system.group("France", parent="Europe")
+    await system.group("Paris", parent="France")
+    await system.group("Asia")
+    paris_says_no = a.GroupChoice(group="Paris", action="do_not_install")
+    await system.rpc.call(a.APPROVE, a.Approve(updates=[kb], groups=[paris_says_no]))
+    await system.settle()
+    system.events.clear()
+    before = await stored_approvals(system)
+
+    europe = a.GroupChoice(
+        group="Europe", action="required_install", deadline=a.DeadlineChoice(kind="one_week")
+    )
+    preview = await system.rpc.call(
+        a.APPROVE, a.Approve(updates=[kb, other], groups=[europe], dry_run=True)
+    )
+    assert [(s.kb, s.group_name, s.why) for s in preview.preview] == [
+        (kb, "Europe", "explicit here"),
+        (kb, "France", "inherited from Europe"),
+        (kb, "Paris", "explicit here"),
+        (other, "Europe", "explicit here"),
+        (other, "France", "inherited from Europe"),
+        (other, "Paris", "inherited from Europe"),
+    ]
+    france = preview.preview[1]
+    assert france.explicit is None
+    assert france.effective is not None
+    assert (france.effective.action, france.effective.source_group_name) == (
+        "required_install",
+        "Europe",
+    )
+    assert france.effective.deadline.kind == "one_week"
+    paris = preview.preview[2]
+    assert paris.effective is not None
+    assert paris.effective.action == "do_not_install"
+    # Europe on both updates; Europe and France on the first (Paris keeps its own), all
+    # three on the second.
+    assert (preview.explicit_changed, preview.effective_changed) == (2, 5)
+    assert not preview.preview_truncated
+
+    await system.settle()
+    assert system.events == [], "a dry run publishes nothing"
+    assert await stored_approvals(system) == before, "a dry run writes nothing"
+    assert await system.approvals_of("Europe") == {}
+    assert await system.approvals_of("France") == {}
+    nothing = await system.rpc.call(a.UPDATE_APPROVALS, a.UpdateApprovals(update=other))
+    assert nothing.groups == []
+    listed = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(states=["approved"]))
+    assert [u.kb for u in listed.updates] == [kb], "only Paris's decision is stored"
+
+    # Saving changes what the preview said, and shows no preview.
+    saved = await system.rpc.call(a.APPROVE, a.Approve(updates=[kb, other], groups=[europe]))
+    assert (saved.explicit_changed, saved.effective_changed) == (2, 5)
+    assert (saved.preview, saved.preview_truncated) == ([], False)
+    assert (await system.approvals_of("France"))[other].why == "inherited from Europe"
+    assert (await system.approvals_of("Paris"))[kb].why == "explicit here"
+
+    # Through the console: a preview of `inherit` on Europe says the children lose it.
+    code, body = await console_call(
+        system,
+        "POST",
+        "/updates/approve",
+        {"updates": [other], "groups": [{"group": "Europe", "action": "inherit"}], "dry_run": True},
+    )
+    assert code == 200, body
+    assert [(s["group_name"], s["why"]) for s in body["preview"]] == [
+        ("Europe", "not approved"),
+        ("France", "not approved"),
+        ("Paris", "not approved"),
+    ]
+    assert (body["explicit_changed"], body["effective_changed"]) == (1, 3)
+
+    # A preview of many updates on All computers stops at 2000 rows and says so.
+    everything = [u.update_id for u in await approvable(system)][:1000]
+    groups = len((await system.rpc.call(a.LIST_GROUPS, a.ListGroups())).groups)
+    for i in range(max(0, -(-(a.PREVIEW_LIMIT + 1) // len(everything)) - groups)):
+        await system.group(f"Ring {i}")
+    before = await stored_approvals(system)
+    wide = await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=everything,
+            groups=[a.GroupChoice(group=a.ROOT_GROUP_NAME, action="available_install")],
+            dry_run=True,
+        ),
+    )
+    assert len(wide.preview) == a.PREVIEW_LIMIT
+    assert wide.preview_truncated
+    assert wide.explicit_changed == len(everything)
+    assert wide.preview[0].group_name == a.ROOT_GROUP_NAME
+    assert await stored_approvals(system) == before
+
+
+async def test_a_dry_run_rule_run_lists_what_it_would_approve_and_writes_nothing(
+    system: System,
+) -> None:
+    """Before running a rule over the updates already known, the console shows which updates
+    it would approve and the approvals it would write; the real run then does just that."""
+    await system.import_msrc(JAN)
+    await system.group("Ring 1")
+    rule = await system.rpc.call(
+        a.CREATE_RULE,
+        a.CreateRule(
+            rule=a.RuleSpec(
+                name="windows security",
+                products=["Windows"],
+                classifications=["Security Updates"],
+                groups=["Ring 1"],
+                deadline="one_week",
+            )
+        ),
+    )
+    await system.settle()
+    system.events.clear()
+    before = await stored_approvals(system)
+
+    preview = await system.rpc.call(a.RUN_RULE, a.RunRule(rule=rule.name, dry_run=True))
+    assert preview.updates_approved
+    assert preview.explicit_changed == len(preview.approvals) == len(preview.updates_approved)
+    assert [s.update_id for s in preview.approvals] == preview.updates_approved
+    assert not preview.approvals_truncated
+    for state in preview.approvals:
+        assert (state.group_name, state.why) == ("Ring 1", "explicit here")
+        assert state.explicit is not None
+        assert state.explicit.action == "required_install"
+        assert state.explicit.approved_by == f"rule:{rule.rule_id}"
+        assert state.explicit.deadline.kind == "one_week"
+    await system.settle()
+    assert system.events == [], "a dry run publishes nothing (no rule.ran, no approval.changed)"
+    assert await stored_approvals(system) == before
+    assert await system.approvals_of("Ring 1") == {}
+
+    # The CLI's --dry-run goes through the console's POST /rules/{rule}/run {"dry_run": true}.
+    code, ran, err = await lockgate(system.cli, "rules", "run", rule.name, "--dry-run")
+    assert code == 0, err
+    assert ran["updates_approved"] == preview.updates_approved
+    assert await stored_approvals(system) == before
+
+    # A run without a body (as before dry runs existed) approves for real.
+    code, body = await console_call(system, "POST", f"/rules/{rule.rule_id}/run")
+    assert code == 200, body
+    assert body["updates_approved"] == preview.updates_approved
+    assert (body["explicit_changed"], body["approvals"]) == (preview.explicit_changed, [])
+    assert set(await system.approvals_of("Ring 1")) == {s.kb for s in preview.approvals}
+    await system.settle()
+    assert len(system.of(a.RULE_RAN)) == 1
+
+
+SEVERITY_RANK = {"Low": 1, "Moderate": 2, "Important": 3, "Critical": 4}
+SORT_KEYS: dict[str, Any] = {
+    "release_date": lambda u: u.release_date,
+    "title": lambda u: u.title.lower(),
+    "kb": lambda u: (len(u.kb or ""), u.kb or ""),
+    "classification": lambda u: u.classification,
+    "severity": lambda u: SEVERITY_RANK.get(u.severity or "", 0),
+    "approved_groups": lambda u: u.approved_groups,
+}
+
+
+async def test_the_update_list_sorts_both_ways_and_pages_stably(system: System) -> None:
+    """Every sort of the console's update list, each way, ties broken by update id, pages
+    that join into the whole list; the states the database filters on are the states the
+    list shows."""
+    assert set(SORT_KEYS) == set(a.UPDATE_SORTS)
+    await system.import_msrc(JAN, FEB)
+    await system.group("Pilot")
+    listed = await approvable(system)
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[u.update_id for u in listed[:3]],
+            groups=[a.GroupChoice(group="Pilot", action="required_install")],
+        ),
+    )
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[listed[0].update_id],
+            groups=[a.GroupChoice(group=a.ROOT_GROUP_NAME, action="do_not_install")],
+        ),
+    )
+    await system.rpc.call(a.DECLINE, a.Decline(updates=[listed[3].update_id]))
+    every_state = list(a.UPDATE_STATES)
+
+    async def page(**asked: Any) -> a.UpdateList:
+        return await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(states=every_state, **asked))
+
+    everything = (await page(limit=10_000)).updates
+    assert len(everything) > 20
+    for state in a.UPDATE_STATES:
+        found = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(states=[state], limit=10_000))
+        wanted = [u.update_id for u in everything if state in u.states]
+        assert sorted(u.update_id for u in found.updates) == sorted(wanted), state
+        assert found.total == len(wanted)
+    default = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(limit=10_000))
+    hidden = {"declined", "not_offered"}
+    assert {u.update_id for u in default.updates} == {
+        u.update_id for u in everything if not hidden & set(u.states)
+    }
+    assert any(u.approved_groups == 2 for u in everything)
+
+    for sort, key in SORT_KEYS.items():
+        for descending in (False, True):
+            whole = (await page(sort=sort, descending=descending, limit=10_000)).updates
+            expected = sorted(everything, key=lambda u: (key(u), u.update_id), reverse=descending)
+            assert [u.update_id for u in whole] == [u.update_id for u in expected], (
+                sort,
+                descending,
+            )
+
+    titles = (await page(sort="title", descending=False, limit=10_000)).updates
+    backwards = (await page(sort="title", descending=True, limit=10_000)).updates
+    assert [u.update_id for u in backwards] == [u.update_id for u in reversed(titles)]
+    for descending, whole in ((False, titles), (True, backwards)):
+        joined: list[str] = []
+        while len(joined) < len(whole):
+            got = await page(sort="title", descending=descending, offset=len(joined), limit=7)
+            assert got.total == len(whole)
+            joined += [u.update_id for u in got.updates]
+        assert joined == [u.update_id for u in whole]
+    newest = await system.rpc.call(a.LIST_UPDATES, a.ListUpdates(limit=5))
+    assert [u.update_id for u in newest.updates] == [
+        u.update_id
+        for u in sorted(default.updates, key=lambda u: (u.release_date, u.update_id), reverse=True)[
+            :5
+        ]
+    ], "the default stays newest release first"
+
+
+async def test_an_updates_approvals_list_every_group_it_reaches_in_tree_order(
+    system: System,
+) -> None:
+    """The console's update page lists each group where the update is set or applies, with
+    why, All computers first and the tree's order after it; other groups are left out."""
+    await system.import_msrc(JAN)
+    kb = sorted(u.kb or u.update_id for u in await approvable(system))[0]
+    await system.group("Europe")
+    await system.group("France", parent="Europe")
+    await system.group("Paris", parent="France")
+    await system.group("Spain", parent="Europe")
+    await system.group("Asia")
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[kb],
+            groups=[
+                a.GroupChoice(
+                    group="Europe",
+                    action="required_install",
+                    deadline=a.DeadlineChoice(kind="two_weeks"),
+                ),
+                a.GroupChoice(group="France", action="do_not_install"),
+            ],
+        ),
+    )
+    found = await system.rpc.call(a.UPDATE_APPROVALS, a.UpdateApprovals(update=f"KB{kb}"))
+    assert found.kb == kb
+    tree = [g.name for g in (await system.rpc.call(a.LIST_GROUPS, a.ListGroups())).groups]
+    reached = {
+        "Europe": "explicit here",
+        "France": "explicit here",
+        "Paris": "inherited from France",
+        "Spain": "inherited from Europe",
+    }
+    assert [(s.group_name, s.why) for s in found.groups] == [
+        (name, reached[name]) for name in tree if name in reached
+    ]
+    spain = next(s for s in found.groups if s.group_name == "Spain")
+    assert spain.explicit is None
+    assert spain.effective is not None
+    assert spain.effective.deadline.kind == "two_weeks"
+
+    await system.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[kb],
+            groups=[a.GroupChoice(group=a.ROOT_GROUP_NAME, action="available_install")],
+        ),
+    )
+    code, body = await console_call(system, "GET", f"/updates/KB{kb}/approvals")
+    assert code == 200, body
+    reached |= {a.ROOT_GROUP_NAME: "explicit here", "Asia": f"inherited from {a.ROOT_GROUP_NAME}"}
+    assert [(s["group_name"], s["why"]) for s in body["groups"]] == [
+        (name, reached[name]) for name in tree if name in reached
+    ]
+    assert body["groups"][0]["group_id"] == a.ROOT_GROUP_ID
+
+    unknown = await refused(system, a.UPDATE_APPROVALS, a.UpdateApprovals(update="KB0000001"))
+    assert unknown.body.field == "update"
+    code, _ = await console_call(system, "GET", "/updates/KB0000001/approvals")
+    assert code == 404

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,7 +12,7 @@ from libs.service.errors import InvalidInput
 from services.approval.domain import deadlines
 from services.approval.domain.groups import Groups
 from services.approval.domain.resolution import Resolved
-from services.approval.domain.tree import Effective, Explicit, Tree
+from services.approval.domain.tree import Effective, Explicit, Tree, effective
 from services.approval.domain.updates import Update
 
 
@@ -56,6 +56,58 @@ def changes(
     upserts = {g: wanted[g] for g in scope if g in wanted and stored.get(g) != wanted[g]}
     removed = [g for g in scope if g in stored and g not in wanted]
     return Changes(upserts, removed, sorted([*upserts, *removed], key=tree.path))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an approval does to the explicit approvals of its updates (docs/product.md
+    section 5), decided before anything is written, so a dry run shows the very same."""
+
+    written: list[ExplicitApproval]
+    """Explicit approvals to set; a group that already holds the same decision is left out."""
+    dropped: int
+    """(update, group) explicit approvals `inherit` removes."""
+    after: dict[str, dict[str, Explicit]]
+    """Each update's explicit approvals once the approval is applied, by group."""
+
+
+def same_decision(held: Explicit | None, wanted: Explicit) -> bool:
+    """The group already has this very approval (action, resolved deadline, who set it): a
+    repeated call, such as a client retrying after a crash lost its answer, changes nothing,
+    keeps when it was set and publishes no event. A relative deadline (`one_week`, ...,
+    `as_soon_as_possible`) resolves anew at each call, so its repeat is a new decision."""
+    return held is not None and (held.action, held.deadline, held.approved_by) == (
+        wanted.action,
+        wanted.deadline,
+        wanted.approved_by,
+    )
+
+
+def plan(
+    held: Mapping[str, Mapping[str, Explicit]], choices: Mapping[str, Explicit | None]
+) -> Plan:
+    """Apply the choices per group (None: `inherit`) to each update's explicit approvals
+    (`held`: by update, then by group)."""
+    written: list[ExplicitApproval] = []
+    dropped = 0
+    after: dict[str, dict[str, Explicit]] = {}
+    for update_id, here in held.items():
+        now = dict(here)
+        for group, value in choices.items():
+            if value is None:
+                if now.pop(group, None) is not None:
+                    dropped += 1
+            elif not same_decision(here.get(group), value):
+                written.append(ExplicitApproval(update_id, group, value))
+                now[group] = value
+        after[update_id] = now
+    return Plan(written, dropped, after)
+
+
+def previewed_groups(tree: Tree, chosen: Iterable[str]) -> list[str]:
+    """The chosen groups and every group below one, parents before children (tree order)."""
+    wanted = {group for top in chosen for group in tree.walk(top)}
+    return [group for group in tree.walk() if group in wanted]
 
 
 def explicit_choice(choice: a.GroupChoice, now: datetime, field: str, by: str) -> Explicit | None:
@@ -111,6 +163,64 @@ def group_state(
         effective=None if effective_now is None else approval_view(groups, effective_now),
         why=why,
     )
+
+
+def states_of(
+    groups: Groups,
+    update: Update,
+    group_ids: Iterable[str],
+    explicit: Mapping[str, Explicit],
+    effective_now: Mapping[str, Effective],
+) -> list[a.GroupApprovalState]:
+    """The (group, update) states of these groups, in the order given."""
+    return [
+        group_state(groups, update, g, explicit.get(g), effective_now.get(g)) for g in group_ids
+    ]
+
+
+def approvals_of_update(
+    groups: Groups,
+    update: Update,
+    explicit: Mapping[str, Explicit],
+    effective_now: Mapping[str, Effective],
+) -> list[a.GroupApprovalState]:
+    """Every group where the update is set or applies, All computers first, in tree order."""
+    return states_of(
+        groups,
+        update,
+        (g for g in groups.tree.walk() if g in explicit or g in effective_now),
+        explicit,
+        effective_now,
+    )
+
+
+def rule_preview(
+    groups: Groups,
+    updates: Mapping[str, Update],
+    held: Mapping[str, Mapping[str, Explicit]],
+    written: Sequence[ExplicitApproval],
+    limit: int,
+) -> list[a.GroupApprovalState]:
+    """The first `limit` of the approvals a rule would write, each with what its group would
+    then have (inheritance worked out on the update's explicit approvals after the run)."""
+    shown = written[:limit]
+    listed = {e.update_id for e in shown}
+    after: dict[str, dict[str, Explicit]] = {}
+    for e in written:
+        if e.update_id in listed:
+            here = after.setdefault(e.update_id, dict(held.get(e.update_id, {})))
+            here[e.group_id] = e.explicit
+    wanted = {update_id: effective(groups.tree, here) for update_id, here in after.items()}
+    return [
+        group_state(
+            groups,
+            updates[e.update_id],
+            e.group_id,
+            e.explicit,
+            wanted[e.update_id].get(e.group_id),
+        )
+        for e in shown
+    ]
 
 
 def computer_approval(groups: Groups, update: Update, resolved: Resolved) -> a.ComputerApproval:

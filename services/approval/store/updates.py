@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from libs.contracts.approval import UpdateSort, UpdateState
 from libs.contracts.catalog import UpdateSnapshot
 from libs.db.pool import Connection, rows_affected
 from libs.domain.references import as_id, kb_number
-from services.approval.domain.updates import ListedUpdate, Offer, Update
+from services.approval.domain.updates import HIDDEN_BY_DEFAULT, ListedUpdate, Offer, Update
 
 _COLUMNS = (
     "update_id::text",
@@ -201,20 +203,80 @@ async def with_explicit(conn: Connection) -> list[Update]:
     return [from_row(r) for r in rows]
 
 
-async def listed(
-    conn: Connection, classification: str | None, product_family: str | None, search: str | None
-) -> list[ListedUpdate]:
-    """Updates matching the filters, newest first, with their number of explicitly approved
-    groups (`search`: in titles and KB numbers)."""
+_APPROVED = "EXISTS (SELECT 1 FROM explicit_approvals e WHERE e.update_id = u.update_id)"
+STATE_SQL: dict[UpdateState, str] = {
+    "declined": "u.declined_at IS NOT NULL",
+    "approved": f"(u.declined_at IS NULL AND {_APPROVED})",
+    "new": f"(u.declined_at IS NULL AND u.offered AND NOT {_APPROVED})",
+    "not_offered": "NOT u.offered",
+    "superseded": "u.superseded_by <> '{}'",
+    "expired": "u.expired_at IS NOT NULL",
+    "third_party": "u.origin = 'third_party'",
+}
+"""Each state of domain.updates.states as a condition on `updates u`, so lists filter and page
+in the database (the integration tests check both agree on every state)."""
+
+_SEVERITY_RANK = (
+    "(CASE u.severity WHEN 'Low' THEN 1 WHEN 'Moderate' THEN 2 WHEN 'Important' THEN 3"
+    " WHEN 'Critical' THEN 4 ELSE 0 END)"
+)
+SORT_SQL: dict[UpdateSort, tuple[str, ...]] = {
+    "release_date": ("u.release_date",),
+    "title": ("lower(u.title)",),
+    "kb": ("coalesce(length(u.kb), 0)", "coalesce(u.kb, '')"),
+    "classification": ("u.classification",),
+    "severity": (_SEVERITY_RANK,),
+    "approved_groups": ("approved_groups",),
+}
+"""The keys of each sort, lowest first; the update id breaks ties. Every key but
+approved_groups (counted per list) matches an index of migration 0005, which a list reads
+backwards for descending order: a page is read off the index, never the whole table sorted."""
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """An update list: filters (`search` already cleaned), order and page."""
+
+    states: Sequence[UpdateState]
+    classification: str | None
+    product_family: str | None
+    search: str | None
+    sort: UpdateSort
+    descending: bool
+    offset: int
+    limit: int
+
+
+def _where(states: Sequence[UpdateState]) -> str:
+    """Filters ($1 classification, $2 product family, $3 search) and the states: any asked
+    for, or none hidden by default."""
+    wanted = (
+        " OR ".join(STATE_SQL[state] for state in dict.fromkeys(states))
+        if states
+        else " AND ".join(f"NOT {STATE_SQL[state]}" for state in sorted(HIDDEN_BY_DEFAULT))
+    )
+    return (
+        "($1::text IS NULL OR u.classification = $1)"
+        " AND ($2::text IS NULL OR $2 = ANY (u.product_families))"
+        " AND ($3::text IS NULL OR u.title ILIKE '%' || $3 || '%' OR u.kb ILIKE '%' || $3 || '%')"
+        f" AND ({wanted})"
+    )
+
+
+async def listed(conn: Connection, query: ListQuery) -> tuple[list[ListedUpdate], int]:
+    """One page of the updates matching the filters, in the order asked, with their number
+    of explicitly approved groups; and how many match in all."""
+    where = _where(query.states)
+    direction = "DESC" if query.descending else "ASC"
+    order = ", ".join(f"{key} {direction}" for key in (*SORT_SQL[query.sort], "u.update_id"))
+    filters = (query.classification, query.product_family, query.search)
     rows = await conn.fetch(
         f"SELECT {U_COLUMNS}, (SELECT count(*) FROM explicit_approvals e"
         "   WHERE e.update_id = u.update_id) AS approved_groups"
-        " FROM updates u WHERE ($1::text IS NULL OR classification = $1)"
-        " AND ($2::text IS NULL OR $2 = ANY (product_families))"
-        " AND ($3::text IS NULL OR u.title ILIKE '%' || $3 || '%' OR u.kb ILIKE '%' || $3 || '%')"
-        " ORDER BY release_date DESC, kb",
-        classification,
-        product_family,
-        search,
+        f" FROM updates u WHERE {where} ORDER BY {order} LIMIT $4 OFFSET $5",
+        *filters,
+        query.limit,
+        query.offset,
     )
-    return [ListedUpdate(from_row(r), r["approved_groups"]) for r in rows]
+    total: int = await conn.fetchval(f"SELECT count(*) FROM updates u WHERE {where}", *filters)
+    return [ListedUpdate(from_row(r), r["approved_groups"]) for r in rows], total

@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from libs.contracts import approval as a
 from libs.service import HandlerContext, InvalidInput, NotFound
 from services.approval import store
 from services.approval.domain.approvals import (
-    ExplicitApproval,
+    Changes,
+    Plan,
+    approvals_of_update,
     changes,
     computer_approval,
     explicit_choice,
     group_state,
+    plan,
+    previewed_groups,
+    rule_preview,
+    states_of,
 )
 from services.approval.domain.groups import Groups
 from services.approval.domain.resolution import resolve_each
 from services.approval.domain.rules import approvals_by
-from services.approval.domain.tree import Explicit, effective
-from services.approval.domain.updates import Update, check_approvable, search_text, shown, view
+from services.approval.domain.tree import Effective, Explicit, effective
+from services.approval.domain.updates import Update, check_approvable, search_text, view
 from services.approval.use_cases.lookups import find_group, find_update
+
+
+async def effective_changes(
+    ctx: HandlerContext,
+    groups: Groups,
+    update_id: str,
+    explicit: Mapping[str, Explicit],
+    only: Collection[str] | None = None,
+) -> tuple[dict[str, Effective], Changes]:
+    """What applies to every group given these explicit approvals of the update, and how
+    the stored effective approvals would have to change (written or not)."""
+    wanted = effective(groups.tree, explicit)
+    stored = await store.approvals.effective_for(ctx.conn, update_id)
+    return wanted, changes(groups.tree, wanted, stored, only)
 
 
 async def recompute(
@@ -36,9 +56,7 @@ async def recompute(
     many changed.
     """
     explicit = await store.approvals.explicit_for(ctx.conn, update.update_id)
-    wanted = effective(groups.tree, explicit)
-    stored = await store.approvals.effective_for(ctx.conn, update.update_id)
-    diff = changes(groups.tree, wanted, stored, only)
+    wanted, diff = await effective_changes(ctx, groups, update.update_id, explicit, only)
     await store.approvals.save_effective(ctx.conn, update.update_id, diff)
     await ctx.outbox.add_many(
         a.APPROVAL_CHANGED,
@@ -67,21 +85,14 @@ async def recompute_all(
     return changed
 
 
-def same_decision(held: Explicit | None, wanted: Explicit) -> bool:
-    """The group already has this very approval (action, resolved deadline, who set it): a
-    repeated call, such as a client retrying after a crash lost its answer, changes nothing,
-    keeps when it was set and publishes no event. A relative deadline (`one_week`, ...,
-    `as_soon_as_possible`) resolves anew at each call, so its repeat is a new decision."""
-    return held is not None and (held.action, held.deadline, held.approved_by) == (
-        wanted.action,
-        wanted.deadline,
-        wanted.approved_by,
-    )
-
-
 async def approve(ctx: HandlerContext, command: a.Approve) -> a.ApproveResult:
-    """Set an action and deadline per group on each update; declined ones come back."""
-    await store.writers.lock(ctx.conn)
+    """Set an action and deadline per group on each update; declined ones come back.
+
+    With `dry_run` the same checks and the same plan, then only a preview: nothing is
+    written (so no writer lock is taken) and nothing published.
+    """
+    if not command.dry_run:
+        await store.writers.lock(ctx.conn)
     updates = [
         await find_update(ctx, ref, f"updates[{i}]") for i, ref in enumerate(command.updates)
     ]
@@ -99,6 +110,9 @@ async def approve(ctx: HandlerContext, command: a.Approve) -> a.ApproveResult:
     groups = await store.groups.load(ctx.conn)
     unique = list({u.update_id: u for u in updates}.values())
     update_ids = [u.update_id for u in unique]
+    planned = plan(await store.approvals.explicit_for_each(ctx.conn, update_ids), choices)
+    if command.dry_run:
+        return await _preview(ctx, groups, unique, planned, list(choices))
     declined = [u.update_id for u in unique if u.declined_at is not None]
     if declined:
         await store.updates.set_declined(ctx.conn, declined, None)
@@ -106,19 +120,35 @@ async def approve(ctx: HandlerContext, command: a.Approve) -> a.ApproveResult:
     inherit = [g for g, value in choices.items() if value is None]
     if inherit:
         written += await store.approvals.drop_explicit(ctx.conn, update_ids, inherit)
-    held = await store.approvals.explicit_for_each(ctx.conn, update_ids)
-    explicit = [
-        ExplicitApproval(update_id, group, value)
-        for update_id in update_ids
-        for group, value in choices.items()
-        if value is not None and not same_decision(held[update_id].get(group), value)
-    ]
-    await store.approvals.put_explicit(ctx.conn, explicit)
-    written += len(explicit)
+    await store.approvals.put_explicit(ctx.conn, planned.written)
+    written += len(planned.written)
     changed = 0
     for update in unique:
         changed += await recompute(ctx, groups, update, "approve")
     return a.ApproveResult(explicit_changed=written, effective_changed=changed)
+
+
+async def _preview(
+    ctx: HandlerContext, groups: Groups, updates: Sequence[Update], planned: Plan, chosen: list[str]
+) -> a.ApproveResult:
+    """A dry run's reply: what would change, and what the chosen groups and every group below
+    them would have, worked out as `recompute` would on the planned explicit approvals."""
+    shown = previewed_groups(groups.tree, chosen)
+    preview: list[a.GroupApprovalState] = []
+    changed = 0
+    for update in updates:
+        explicit = planned.after[update.update_id]
+        wanted, diff = await effective_changes(ctx, groups, update.update_id, explicit)
+        changed += len(diff.changed)
+        room = a.PREVIEW_LIMIT - len(preview)
+        if room > 0:
+            preview += states_of(groups, update, shown[:room], explicit, wanted)
+    return a.ApproveResult(
+        explicit_changed=planned.dropped + len(planned.written),
+        effective_changed=changed,
+        preview=preview,
+        preview_truncated=len(preview) < len(shown) * len(updates),
+    )
 
 
 async def decline(ctx: HandlerContext, command: a.Decline) -> a.DeclineResult:
@@ -146,15 +176,29 @@ async def decline(ctx: HandlerContext, command: a.Decline) -> a.DeclineResult:
 
 
 async def approve_for_rule(
-    ctx: HandlerContext, groups: Groups, rule: a.Rule, updates: Sequence[Update]
+    ctx: HandlerContext,
+    groups: Groups,
+    rule: a.Rule,
+    updates: Sequence[Update],
+    *,
+    dry_run: bool = False,
 ) -> a.RuleRan:
     """Write a rule's approvals of these updates at once, then recompute each approved one;
-    `rule.ran.v1` is published when it approved anything."""
+    `rule.ran.v1` is published when it approved anything. A dry run writes and publishes
+    nothing and lists the approvals it would write instead."""
     unique = {u.update_id: u for u in updates}
     explicit = await store.approvals.explicit_for_each(ctx.conn, list(unique))
     written = approvals_by(rule, groups, explicit, ctx.now)
-    await store.approvals.put_explicit(ctx.conn, written)
     approved = list(dict.fromkeys(e.update_id for e in written))
+    if dry_run:
+        return a.RuleRan(
+            rule_id=rule.rule_id,
+            updates_approved=approved,
+            explicit_changed=len(written),
+            approvals=rule_preview(groups, unique, explicit, written, a.PREVIEW_LIMIT),
+            approvals_truncated=len(written) > a.PREVIEW_LIMIT,
+        )
+    await store.approvals.put_explicit(ctx.conn, written)
     by = f"rule:{rule.rule_id}"
     for update_id in approved:
         await recompute(ctx, groups, unique[update_id], by)
@@ -165,14 +209,35 @@ async def approve_for_rule(
 
 
 async def list_updates(ctx: HandlerContext, query: a.ListUpdates) -> a.UpdateList:
-    """Updates with their approval states; declined ones only when asked for."""
-    rows = await store.updates.listed(
-        ctx.conn, query.classification, query.product_family, search_text(query.search)
+    """Updates with their approval states, filtered, sorted and paged by the database;
+    declined ones and those not offered only when asked for."""
+    rows, total = await store.updates.listed(
+        ctx.conn,
+        store.updates.ListQuery(
+            states=query.states,
+            classification=query.classification,
+            product_family=query.product_family,
+            search=search_text(query.search),
+            sort=query.sort,
+            descending=query.descending,
+            offset=query.offset,
+            limit=query.limit,
+        ),
     )
-    found = [row for row in rows if shown(row, query.states)]
-    return a.UpdateList(
-        updates=[view(row) for row in found[query.offset : query.offset + query.limit]],
-        total=len(found),
+    return a.UpdateList(updates=[view(row) for row in rows], total=total)
+
+
+async def update_approvals(ctx: HandlerContext, query: a.UpdateApprovals) -> a.UpdateApprovalList:
+    """Every group where one update is set or applies, with why, in tree order."""
+    update = await find_update(ctx, query.update, "update")
+    groups = await store.groups.load(ctx.conn)
+    explicit = await store.approvals.explicit_for(ctx.conn, update.update_id)
+    stored = await store.approvals.effective_for(ctx.conn, update.update_id)
+    return a.UpdateApprovalList(
+        update_id=update.update_id,
+        kb=update.kb,
+        title=update.title,
+        groups=approvals_of_update(groups, update, explicit, stored),
     )
 
 

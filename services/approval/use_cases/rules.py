@@ -71,14 +71,18 @@ async def list_rules(ctx: HandlerContext, _: a.ListRules) -> a.RuleList:
     return a.RuleList(rules=await store.rules.every(ctx.conn))
 
 
-async def run_rule(ctx: HandlerContext, command: a.RuleRef) -> a.RuleRan:
-    """Apply a rule to every update already known that it matches."""
-    await store.writers.lock(ctx.conn)
+async def run_rule(ctx: HandlerContext, command: a.RunRule) -> a.RuleRan:
+    """Apply a rule to every update already known that it matches; with `dry_run`, only
+    say what it would approve (no writer lock, nothing written or published)."""
+    if not command.dry_run:
+        await store.writers.lock(ctx.conn)
     rule = await _find(ctx, command.rule)
     chosen = [
         u for u in await store.updates.every(ctx.conn) if matches(criteria(rule), candidate(u))
     ]
-    return await approve_for_rule(ctx, await store.groups.load(ctx.conn), rule, chosen)
+    return await approve_for_rule(
+        ctx, await store.groups.load(ctx.conn), rule, chosen, dry_run=command.dry_run
+    )
 
 
 async def apply_rules_to_new(ctx: HandlerContext, update: Update) -> None:
