@@ -9,7 +9,8 @@ pytest_collection_modifyitems. Run them alone with `.venv/bin/pytest tests/brows
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,6 +108,26 @@ async def estate(
         await bus.close()
 
 
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember a failed test, so its page fixture saves what the page showed."""
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+@pytest.fixture(scope="package")
+def failed_screens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a failed test's page is saved (never docs/screens)."""
+    return tmp_path_factory.mktemp("failed-screens")
+
+
 async def _context(browser: Browser, base_url: str | None = None) -> BrowserContext:
     context = await browser.new_context(
         viewport=VIEWPORT,
@@ -119,44 +140,59 @@ async def _context(browser: Browser, base_url: str | None = None) -> BrowserCont
 
 
 @asynccontextmanager
-async def _page(context: BrowserContext) -> AsyncIterator[Page]:
-    """A page in its own context; fails the test on an uncaught script error in it."""
+async def _page(
+    context: BrowserContext, request: pytest.FixtureRequest, failed_screens: Path
+) -> AsyncIterator[Page]:
+    """A page in its own context. An uncaught script error in it fails the test; when the
+    test fails, a screenshot of the page is saved and its path printed."""
     page = await context.new_page()
     support.watch(page)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(f"{error.name}: {error.message}"))
     try:
         yield page
+        if request.node.stash.get(FAILED, False):
+            path = failed_screens / (re.sub(r"[^\w.-]+", "_", request.node.name) + ".png")
+            await page.screenshot(path=path)
+            print(f"the page when {request.node.name} failed: {path} ({page.url})")
     finally:
         await context.close()
     assert not errors, f"uncaught errors in the page's scripts: {errors}"
 
 
 @pytest_asyncio.fixture(loop_scope="package")
-async def blank_page(browser: Browser) -> AsyncIterator[Page]:
+async def blank_page(
+    browser: Browser, request: pytest.FixtureRequest, failed_screens: Path
+) -> AsyncIterator[Page]:
     """A page with no base URL and no system behind it (for the harness's own tests)."""
-    async with _page(await _context(browser)) as page:
+    async with _page(await _context(browser), request, failed_screens) as page:
         yield page
 
 
 @pytest_asyncio.fixture(loop_scope="package")
-async def console_page(browser: Browser, estate: Estate) -> AsyncIterator[Page]:
+async def console_page(
+    browser: Browser, estate: Estate, request: pytest.FixtureRequest, failed_screens: Path
+) -> AsyncIterator[Page]:
     """A page on the console, not signed in (relative URLs go to the console)."""
-    async with _page(await _context(browser, estate.url)) as page:
+    async with _page(await _context(browser, estate.url), request, failed_screens) as page:
         yield page
 
 
 @pytest_asyncio.fixture(loop_scope="package")
-async def admin_page(browser: Browser, estate: Estate) -> AsyncIterator[Page]:
+async def admin_page(
+    browser: Browser, estate: Estate, request: pytest.FixtureRequest, failed_screens: Path
+) -> AsyncIterator[Page]:
     """A page on the console, signed in with the admin token through the sign-in form."""
-    async with _page(await _context(browser, estate.url)) as page:
+    async with _page(await _context(browser, estate.url), request, failed_screens) as page:
         await support.sign_in(page, estate.admin_token)
         yield page
 
 
 @pytest_asyncio.fixture(loop_scope="package")
-async def viewer_page(browser: Browser, estate: Estate) -> AsyncIterator[Page]:
+async def viewer_page(
+    browser: Browser, estate: Estate, request: pytest.FixtureRequest, failed_screens: Path
+) -> AsyncIterator[Page]:
     """A page on the console, signed in with a viewer token (read only)."""
-    async with _page(await _context(browser, estate.url)) as page:
+    async with _page(await _context(browser, estate.url), request, failed_screens) as page:
         await support.sign_in(page, estate.viewer_token)
         yield page
