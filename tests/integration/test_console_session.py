@@ -271,6 +271,7 @@ INVALID = [
     ("PUT", "/uploads/{upload_id}/description", "/uploads/u-1/description", {"title": 5}),
     ("POST", "/groups", "/groups", {"name": "G", "colour": "blue"}),
     ("POST", "/groups", "/groups", []),
+    ("PUT", "/groups/{group}/name", "/groups/Pilot/name", {"name": "x", "a\u0000": 1}),
     # The check of the command as a whole (text PostgreSQL cannot store).
     ("PUT", "/groups/{group}/parent", "/groups/Pilot/parent", {"parent": "a\u0000b"}),
 ]
@@ -319,6 +320,18 @@ async def test_validate_judges_a_body_as_its_route_would(browser: Browser) -> No
         lost = refused(await http.post("/validate", json=nowhere, headers=session.csrf), 404)
         assert lost["field"] == "path"
         assert "/nowhere" in lost["detail"]
+        # Text a problem cannot hold as it stands (a NUL; a lone surrogate, which httpx would
+        # not encode, as its JSON escape) is answered all the same, escaped.
+        for unstorable, status in (
+            (r'{"method": "P\u0000", "path": "/x\u0000", "body": {}}', 404),
+            (r'{"method": "PUT", "path": "/x\ud800", "body": {}}', 422),
+        ):
+            odd = await http.post(
+                "/validate",
+                content=unstorable,
+                headers={**session.csrf, "Content-Type": "application/json"},
+            )
+            assert refused(odd, status)["field"] == ("path" if status == 404 else None)
         read = {"method": "GET", "path": "/groups", "body": {}}
         bodiless = refused(await http.post("/validate", json=read, headers=session.csrf), 422)
         assert "reads no JSON body" in bodiless["detail"]
