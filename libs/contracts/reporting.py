@@ -326,8 +326,8 @@ class ComplianceHistory(Contract):
 
     since: AwareDatetime | None = Field(
         default=None,
-        description="Only points after this instant (pass the last point's `at` for the next "
-        "page); null: from the oldest kept.",
+        description="The first `limit` points after this instant (pass the last point's `at` "
+        "for the next page, or to poll for new points); null: the newest `limit` points.",
     )
     limit: int = Field(default=500, ge=1, le=2000, description="Points to return at most.")
 
@@ -363,7 +363,7 @@ class CompliancePoint(Contract):
 class ComplianceHistoryReport(Contract):
     """Reply to ComplianceHistory."""
 
-    points: list[CompliancePoint] = Field(description="Oldest first.")
+    points: list[CompliancePoint] = Field(description="Oldest first, one per interval.")
 
 
 class UpdateComputers(Contract):

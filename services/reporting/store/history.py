@@ -44,13 +44,20 @@ async def prune(conn: Connection, before: datetime) -> int:
 
 
 async def points(conn: Connection, since: datetime | None, limit: int) -> list[r.CompliancePoint]:
-    """Up to `limit` points after `since` (all kept: None), oldest first."""
-    rows = await conn.fetch(
-        "SELECT at, computers, not_reporting, counts::text FROM compliance_history"
-        " WHERE $1::timestamptz IS NULL OR at > $1 ORDER BY at LIMIT $2",
-        since,
-        limit,
-    )
+    """The first `limit` points after `since` (None: the newest `limit`), oldest first."""
+    columns = "at, computers, not_reporting, counts::text"
+    if since is None:
+        rows = await conn.fetch(
+            f"SELECT * FROM (SELECT {columns} FROM compliance_history ORDER BY at DESC"
+            " LIMIT $1) newest ORDER BY at",
+            limit,
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {columns} FROM compliance_history WHERE at > $1 ORDER BY at LIMIT $2",
+            since,
+            limit,
+        )
     return [
         r.CompliancePoint(
             at=row["at"],

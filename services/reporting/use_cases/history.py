@@ -43,7 +43,7 @@ async def sample_compliance(task: TaskContext) -> bool:
 async def compliance_history(
     ctx: HandlerContext, query: r.ComplianceHistory
 ) -> r.ComplianceHistoryReport:
-    """Points after `since`, oldest first."""
+    """The first points after `since`, or the newest, oldest first."""
     return r.ComplianceHistoryReport(
         points=await store.history.points(ctx.conn, query.since, query.limit)
     )
