@@ -440,3 +440,103 @@ export function confirmDialog(title, body, confirmLabel, { danger = false } = {}
 
 /** The title to put on a write control a viewer cannot use. */
 export const READ_ONLY = "Read only: your token is a viewer";
+
+// --- Added for the upload, rules, groups, policies, computers, computer, audit and dead-letters
+// pages (shared with any page) ---
+
+/**
+ * A <select>: options are values or [value, label] pairs; `value` is chosen once they are in
+ * (h() would set it before the options exist).
+ */
+export function selectBox(attrs, options, value) {
+  const element = h(
+    "select",
+    attrs,
+    options.map((option) => {
+      const [optionValue, label] = Array.isArray(option) ? option : [option, option];
+      return h("option", { value: optionValue }, label);
+    }),
+  );
+  if (value !== undefined && value !== null) element.value = String(value);
+  return element;
+}
+
+/** Attributes of a write control: for a viewer it is disabled, titled READ_ONLY. */
+export function writeAttrs(ctx, attrs = {}) {
+  return ctx.canWrite ? attrs : { ...attrs, disabled: true, title: READ_ONLY };
+}
+
+/** An API problem's field as an input name: "body.rules[0].value" -> "rules.0.value". */
+export function fieldName(field) {
+  if (!field) return null;
+  return String(field)
+    .replace(/\[(\d+)\]/g, ".$1")
+    .replace(/^(body|query|path)\./, "");
+}
+
+/**
+ * Show an API problem under the input of `form` its field names (name="<field>", dotted for
+ * nested fields; then without a wrapper's first segment, "rule.name" -> "name", then the
+ * nearest enclosing field, "classifications.0" -> "classifications"), else in `fallback`.
+ * Returns the input it went under, or null.
+ */
+export function showProblem(form, error, fallback) {
+  const key = error && error.field ? fieldName(error.field) : null;
+  let input = null;
+  if (key) {
+    const parts = key.split(".");
+    const names = [];
+    for (const start of [0, 1]) {
+      for (let end = parts.length; end > start; end -= 1) names.push(parts.slice(start, end).join("."));
+    }
+    for (const name of names) {
+      input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+      if (input) break;
+    }
+  }
+  if (input) {
+    setFieldError(input, error.detail || problemText(error));
+    if (fallback) fallback.replaceChildren();
+  } else if (fallback) {
+    fill(fallback, problemText(error));
+  }
+  return input;
+}
+
+/** Clear the errors showProblem put in a form (and its fallback slot). */
+export function clearErrors(form, fallback) {
+  form.querySelectorAll('[aria-invalid="true"]').forEach((input) => setFieldError(input, null));
+  if (fallback) fallback.replaceChildren();
+}
+
+/**
+ * Check a form as it is typed (debounced): `check()` resolves to an API problem or null
+ * (api.validate(...)); the problem goes under its field. Stops asking when the console has
+ * no validation route (404/405): the real call still checks. Returns the debounced check.
+ */
+export function liveValidate(form, check, { fallback = null, ms = 300 } = {}) {
+  let latest = 0;
+  let off = false;
+  const run = debounce(async () => {
+    if (off) return;
+    const mine = ++latest;
+    let problem = null;
+    try {
+      problem = await check();
+    } catch (error) {
+      if (routeMissing(error)) off = true;
+      return;
+    }
+    if (mine !== latest) return;
+    clearErrors(form, fallback);
+    if (problem) showProblem(form, problem, fallback);
+  }, ms);
+  form.addEventListener("input", run);
+  form.addEventListener("change", run);
+  return run;
+}
+
+/** Close every open dialog (a page's cleanup: a dialog left open would cover the next page). */
+export function closeDialogs() {
+  document.querySelectorAll("dialog[open]").forEach((element) => element.close());
+}
