@@ -511,13 +511,25 @@ export function clearErrors(form, fallback) {
 
 /**
  * Check a form as it is typed (debounced): `check()` resolves to an API problem or null
- * (api.validate(...)); the problem goes under its field. Stops asking when the console has
- * no validation route (404/405): the real call still checks. Returns the debounced check.
+ * (api.validate(...)); the problem goes under its field. Only what this check showed is
+ * cleared by its next answer, and a field the operator changes loses its error: a refusal
+ * the form's submit showed stays until then. Submitting cancels a check still pending (its
+ * answer would come after the submit's). Stops asking when the console has no validation
+ * route (404/405): the real call still checks.
  */
 export function liveValidate(form, check, { fallback = null, ms = 300 } = {}) {
   let latest = 0;
+  let timer = null;
   let off = false;
-  const run = debounce(async () => {
+  let marked = null;
+  let markedFallback = false;
+  const forget = () => {
+    if (marked) setFieldError(marked, null);
+    if (markedFallback && fallback) fallback.replaceChildren();
+    marked = null;
+    markedFallback = false;
+  };
+  const run = async () => {
     if (off) return;
     const mine = ++latest;
     let problem = null;
@@ -528,12 +540,31 @@ export function liveValidate(form, check, { fallback = null, ms = 300 } = {}) {
       return;
     }
     if (mine !== latest) return;
-    clearErrors(form, fallback);
-    if (problem) showProblem(form, problem, fallback);
-  }, ms);
-  form.addEventListener("input", run);
-  form.addEventListener("change", run);
-  return run;
+    forget();
+    if (problem) {
+      marked = showProblem(form, problem, fallback);
+      markedFallback = !marked && Boolean(fallback);
+    }
+  };
+  const schedule = (event) => {
+    const changed = event && event.target;
+    if (changed instanceof Element && changed.getAttribute("aria-invalid") === "true") setFieldError(changed, null);
+    clearTimeout(timer);
+    timer = setTimeout(run, ms);
+  };
+  form.addEventListener("input", schedule);
+  form.addEventListener("change", schedule);
+  form.addEventListener(
+    "submit",
+    () => {
+      clearTimeout(timer);
+      latest += 1;
+      marked = null;
+      markedFallback = false;
+    },
+    true,
+  );
+  return schedule;
 }
 
 /** Close every open dialog (a page's cleanup: a dialog left open would cover the next page). */
