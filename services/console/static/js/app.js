@@ -7,7 +7,7 @@
 //        navigate(hash), reload() }
 
 import * as api from "./api.js";
-import { errorBox, fill, h, notice, problemText } from "./ui.js";
+import { closeDialogs, errorBox, fill, h, notice, problemText } from "./ui.js";
 
 const PAGES = [
   ["overview", "Overview"],
@@ -150,6 +150,7 @@ async function route() {
   const module = parts.length > 1 && DETAIL_PAGES[top] ? DETAIL_PAGES[top] : top;
   if (state.cleanup) state.cleanup();
   state.cleanup = null;
+  closeDialogs(); // a dialog belongs to the page that opened it
   const generation = ++state.generation;
   const view = document.getElementById("view");
   view.setAttribute("aria-busy", "true");

@@ -342,6 +342,14 @@ export function lineChart(points, series, { height = 180, title = "" } = {}) {
   add("text", { x: pad.left, y: height - 6, class: "tick" }, fmtDate(points[0].at));
   add("text", { x: width - pad.right, y: height - 6, "text-anchor": "end", class: "tick" }, fmtDate(points[points.length - 1].at));
   for (const [key, label, css] of series) {
+    if (points.length === 1) {
+      // One sample so far: a dot per series (a path of one point draws nothing).
+      const dot = add("circle", { cx: x(times[0]), cy: y(points[0].values[key] || 0), r: 4, class: `dot ${css}` });
+      const hint = document.createElementNS(ns, "title");
+      hint.textContent = `${label}: ${fmtNumber(points[0].values[key] || 0)}`;
+      dot.appendChild(hint);
+      continue;
+    }
     const path = points.map((point, i) => `${i ? "L" : "M"}${x(times[i]).toFixed(1)},${y(point.values[key] || 0).toFixed(1)}`).join(" ");
     const line = add("path", { d: path, class: `series ${css}` });
     const hint = document.createElementNS(ns, "title");
