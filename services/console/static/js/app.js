@@ -169,6 +169,8 @@ async function route() {
   };
   try {
     const page = await import(`./pages/${module}.js`);
+    // The operator went on to another page while this module loaded: that page owns the view.
+    if (generation !== state.generation) return;
     const root = h("div", { class: `page page-${module}` });
     fill(view, root);
     const cleanup = await page.render(root, ctx);
