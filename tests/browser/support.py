@@ -128,15 +128,16 @@ async def settle(page: Page, *, quiet: float = 0.3, limit: float = 5.0) -> None:
     await page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
 
 
-async def shot(page: Page, name: str) -> Path:
-    """A PNG of what the page shows at 1280x800, as `<screens dir>/<name>.png`; its path.
+async def shot(page: Page, name: str, *, viewport: ViewportSize = VIEWPORT) -> Path:
+    """A PNG of what the page shows at 1280x800 (or `viewport`: a narrow window), as
+    `<screens dir>/<name>.png`; its path.
 
     It waits for the page to settle first; animations are finished and the caret hidden, so
     the same page gives the same picture."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
         raise ValueError(f"screen name {name!r}: lower-case letters, digits, - and _ only")
-    if page.viewport_size != VIEWPORT:
-        await page.set_viewport_size(VIEWPORT)
+    if page.viewport_size != viewport:
+        await page.set_viewport_size(viewport)
     await settle(page)
     await page.evaluate("document.fonts.ready")
     path = screens_dir() / f"{name}.png"
