@@ -103,8 +103,9 @@ function showSignIn(message) {
         try {
           state.session = await api.signIn(token.value.trim());
           token.value = "";
-          if (!location.hash || location.hash === "#/signin") location.hash = "#/overview";
-          route();
+          // Setting the address routes (hashchange); otherwise route here, once.
+          if (!location.hash || location.hash === "#/" || location.hash === "#/signin") navigate("#/overview");
+          else route();
         } catch (failure) {
           error.textContent = problemText(failure);
           token.focus();
