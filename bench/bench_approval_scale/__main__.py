@@ -4,101 +4,182 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 from collections.abc import Sequence
-from contextlib import redirect_stdout
+from datetime import UTC, datetime
 
 from bench import bench_approval_scale
-from bench.bench_approval_scale.baseline import baseline, create_schema
+from bench.bench_approval_scale.baseline import rewrite_plans
 from bench.bench_approval_scale.fleet import TOP_LEVEL_GROUPS, build_tree
 from bench.bench_approval_scale.phases import running_system, timed_phases
-from bench.bench_approval_scale.profile import where_time_goes
-from bench.bench_approval_scale.report import LEGEND, SizeResult, report_growth, report_size
-from bench.common.infra import bench_main, check, description, environment, fresh_infra
+from bench.bench_approval_scale.profile import profile_root
+from bench.bench_approval_scale.report import (
+    LEGEND,
+    SizeResult,
+    measures,
+    report_growth,
+    report_size,
+)
+from bench.bench_approval_scale.services import service_processes
+from bench.common import results
+from bench.common.infra import bench_main, description, environment, fresh_infra
 from bench.common.report import print_environment
 from tests.support.infra import Infra
 
-SIZES = (1_000, 2_500, 5_000, 10_000)
+SIZES = (10_000, 100_000, 1_000_000)
+SMALL = (10_000,)
 COMPUTERS_PER_GROUP = 100
 SEED = 20_261_125
+PHASE_TIMEOUT = 900.0
 
 
 async def run_size(
-    infra: Infra, groups: int, per_group: int, profile: bool, env: dict[str, str]
+    infra: Infra,
+    computers: int,
+    per_group: int,
+    env: dict[str, str],
+    *,
+    timeout: float,
+    profile: bool,
+    profile_always: bool,
 ) -> SizeResult:
     if not env:
         env.update(await environment(infra))
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    groups = max(TOP_LEVEL_GROUPS + 2, computers // per_group)
     seed = SEED + groups
-    tree = build_tree(groups, groups * per_group, seed)
-    async with running_system(infra, tree, seed) as system:
-        await create_schema(infra.database_url)
-        every = {str(g) for g in tree.ids}
-        below = tree.subtree_ids(tree.child)
-        check(len(below) == tree.subtree[tree.child], "subtree sizes agree")
-        phases = await timed_phases(system, every, below)
-        print("  baselines", flush=True)
-        x = system.updates.measured
-        baseline_all = await baseline(system, x, every, phases[1].messages)
-        baseline_child = await baseline(system, x, below, phases[3].messages)
-        profile_text = ""
-        if profile:
-            print("  where the time goes: two more root approvals of W, then EXPLAIN", flush=True)
-            text = io.StringIO()
-            with redirect_stdout(text):
-                await where_time_goes(system, system.updates.warmup, groups)
-            profile_text = text.getvalue()
-        for phase in phases:
-            phase.messages.clear()
-    return SizeResult(
-        groups=groups,
-        loaded=system.loaded,
-        child_name=f"Group {tree.child:05d}",
-        child_depth=tree.depth[tree.child],
-        child_subtree=len(below),
-        phases=phases,
-        baseline_all=baseline_all,
-        baseline_child=baseline_child,
-        profile=profile_text,
-        load=load,
-    )
+    tree = build_tree(groups, computers, seed)
+    with service_processes(infra) as services:
+        async with running_system(infra, services, tree, seed) as system:
+            phases = await timed_phases(system, timeout)
+            print("  baseline: every stored plan rewritten by hand", flush=True)
+            raw_seconds, raw_computers = await rewrite_plans(infra.database_url)
+            result = SizeResult(
+                computers=computers,
+                groups=groups,
+                loaded=system.loaded,
+                scheduler_loaded=system.scheduler_loaded,
+                child_subtree=len(tree.subtree_ids(tree.child)),
+                phases=phases,
+                load=load,
+                raw_rewrite=raw_seconds,
+                raw_rewritten=raw_computers,
+            )
+            if profile or profile_always:
+                result.profiles.update(
+                    await profile_root(system, result, timeout, always=profile_always)
+                )
+    return result
 
 
-def run(sizes: list[int], per_group: int, profile: bool) -> None:
+def run(
+    sizes: list[int], per_group: int, timeout: float, *, profile: bool, profile_always: bool
+) -> None:
+    started = datetime.now(UTC)
     env: dict[str, str] = {}
-    results: list[SizeResult] = []
-    for groups in sizes:
-        print(f"{groups} groups ...", flush=True)
+    found: list[SizeResult] = []
+    for computers in sizes:
+        print(f"{computers} computers ...", flush=True)
         with fresh_infra() as infra:
-            last = profile and groups == sizes[-1]
-            results.append(asyncio.run(run_size(infra, groups, per_group, last, env)))
+            found.append(
+                asyncio.run(
+                    run_size(
+                        infra,
+                        computers,
+                        per_group,
+                        env,
+                        timeout=timeout,
+                        profile=profile,
+                        profile_always=profile_always,
+                    )
+                )
+            )
     print()
     print_environment(env)
     print(LEGEND)
-    for result in results:
+    for result in found:
         report_size(result)
-    report_growth(results)
-    for result in results:
-        print(result.profile, end="")
+    report_growth(found)
+    results.save(
+        "approval_scale",
+        measures(found),
+        parameters={
+            "computers": sizes,
+            "computers_per_group": per_group,
+            "groups": [r.groups for r in found],
+            "memberships": [r.loaded.memberships for r in found],
+            "seed": SEED,
+            "phases": [
+                {
+                    "computers": r.computers,
+                    "groups": r.groups,
+                    "phase": p.name,
+                    "groups_changed": p.groups_changed,
+                    "reply_s": round(p.reply, 4),
+                    "internal_published_s": None
+                    if p.internal_published is None
+                    else round(p.internal_published, 4),
+                    "published_s": round(p.published, 4),
+                    "plans_current_s": round(p.plans_current, 4),
+                    "agents_drained_s": round(p.agents_drained, 4),
+                    "internal_events": p.internal_events,
+                    "public_events": p.public_events,
+                    "messages_to_agents": p.plan_messages,
+                    "scheduler_rss_peak_mib": round(p.processes["scheduler"].rss_peak_mib, 1),
+                    "scheduler_cpu_s": round(p.processes["scheduler"].cpu_seconds, 2),
+                    "approval_rss_peak_mib": round(p.processes["approval"].rss_peak_mib, 1),
+                    "approval_cpu_s": round(p.processes["approval"].cpu_seconds, 2),
+                    "rabbitmq_cpu_s": round(p.rabbitmq_cpu, 2),
+                    "postgres_cpu_s": round(p.postgres_cpu, 2),
+                    "machine_busy": round(p.machine_busy, 3),
+                }
+                for r in found
+                for p in r.phases
+            ],
+            "load_average_at_start": [r.load for r in found],
+            "raw_rewrite_s": [round(r.raw_rewrite, 3) for r in found],
+        },
+        started_at=started,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=description(bench_approval_scale.__doc__))
     parser.add_argument(
-        "--sizes",
+        "--computers",
         default=",".join(str(s) for s in SIZES),
-        help="comma-separated group counts (All computers included)",
+        help="comma-separated fleet sizes, each with computers/--computers-per-group groups",
     )
     parser.add_argument("--computers-per-group", type=int, default=COMPUTERS_PER_GROUP)
     parser.add_argument(
-        "--no-profile", action="store_true", help="skip the traced, profiled and EXPLAIN part"
+        "--small", action="store_true", help="one size of 10,000 computers (about a minute)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=PHASE_TIMEOUT, help="seconds a phase may take"
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="no profile of a phase that misses a goal"
+    )
+    parser.add_argument(
+        "--profile-always",
+        action="store_true",
+        help="one more root approval under py-spy at every size (both services)",
     )
     args = parser.parse_args(argv)
-    sizes = sorted(int(s) for s in args.sizes.split(","))
-    if sizes[0] <= TOP_LEVEL_GROUPS + 1 or args.computers_per_group < 1:
-        parser.error(f"sizes must exceed {TOP_LEVEL_GROUPS + 1}; computers per group >= 1")
-    bench_main(lambda: run(sizes, args.computers_per_group, not args.no_profile))
+    sizes = list(SMALL) if args.small else sorted(int(s) for s in args.computers.split(","))
+    if args.computers_per_group < 1 or sizes[0] < args.computers_per_group * (TOP_LEVEL_GROUPS + 2):
+        parser.error(
+            f"each size needs at least {TOP_LEVEL_GROUPS + 2} groups of --computers-per-group"
+        )
+    bench_main(
+        lambda: run(
+            sizes,
+            args.computers_per_group,
+            args.timeout,
+            profile=not args.no_profile,
+            profile_always=args.profile_always,
+        )
+    )
 
 
 if __name__ == "__main__":

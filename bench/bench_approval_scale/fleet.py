@@ -16,6 +16,7 @@ import asyncpg
 from bench.common.infra import check
 from bench.common.meters import MIB
 from libs.contracts import approval as a
+from libs.contracts.policies import PolicySettings
 
 TOP_LEVEL_GROUPS = 10
 MAX_DEPTH = 8
@@ -216,3 +217,105 @@ async def load(url: str, tree: Synthetic, seed: int) -> tuple[Loaded, Updates]:
         depth_counts=dict(sorted(Counter(tree.depth).items())),
     )
     return loaded, updates
+
+
+ZONES = ("Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC")
+"""Computers' time zones, in turn (install windows are local)."""
+POLICIES = (
+    ("Workstations", PolicySettings(use_maintenance_window=False, scheduled_time="03:00")),
+    ("Servers", PolicySettings(install_mode="prompt_user", scheduled_day="sunday")),
+)
+"""Policies assigned to the first top-level groups (the rest has none: recommended values)."""
+
+
+ANNOUNCED = """
+WITH RECURSIVE walk (group_id, top_id, depth) AS (
+    SELECT group_id, group_id, 1 FROM groups
+    WHERE parent_id = '00000000-0000-0000-0000-000000000001'
+    UNION ALL
+    SELECT g.group_id, w.top_id, w.depth + 1 FROM groups g JOIN walk w ON g.parent_id = w.group_id
+),
+chosen AS (
+    SELECT DISTINCT ON (m.computer_id) m.computer_id, a.policy_id
+    FROM memberships m JOIN walk w USING (group_id)
+    JOIN policy_assignments a ON a.group_id = w.top_id
+    ORDER BY m.computer_id, w.depth, a.policy_id::text
+)
+UPDATE computers c SET published_policy_id = chosen.policy_id,
+    published_policy = coalesce(p.name, 'no policy')
+FROM computers k LEFT JOIN chosen USING (computer_id) LEFT JOIN policies p USING (policy_id)
+WHERE c.computer_id = k.computer_id
+"""
+"""Each computer's policy in force as already announced, so the first plans announce nothing
+(policies sit on top-level groups only: the nearest is the top-level ancestor of the
+computer's shallowest group under one, the lower policy id on a tie, as
+services/scheduler/domain/policy.py decides it); the benchmark times plans, not a million
+first announcements."""
+
+
+@dataclass(frozen=True)
+class SchedulerLoaded:
+    seconds: float
+    database_mib: float
+
+
+async def load_scheduler(url: str, tree: Synthetic) -> SchedulerLoaded:
+    """The scheduler's copies of the same fleet, copied inside the database from approval's
+    rows (the events that would carry them are not what is measured): the group tree and
+    memberships, every computer as after its first check-in (x64, Windows 11, a time zone in
+    turn, no plan yet, its policy in force as already announced: ANNOUNCED), the updates
+    (Microsoft, restart always, so no immediate install and no timer is due during the run)
+    and two policies on two top-level groups."""
+    started = time.perf_counter()
+    conn = await asyncpg.connect(url, server_settings={"search_path": "scheduler"})
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "INSERT INTO groups (group_id, name, parent_id)"
+            " SELECT group_id, name, parent_id FROM approval.groups ON CONFLICT DO NOTHING"
+        )
+        await conn.execute(
+            "INSERT INTO memberships (computer_id, group_id)"
+            " SELECT computer_id, group_id FROM approval.memberships"
+        )
+        await conn.execute(
+            "INSERT INTO computers (computer_id, hostname, os_version, timezone, agent_version,"
+            " registered_at, last_checkin_at, operating_system, free_disk_bytes, memory_bytes)"
+            " SELECT computer_id, hostname, '10.0.26100',"
+            " ($1::text[])[1 + (substr(computer_id, 4)::int % cardinality($1::text[]))],"
+            " '1.0.0', registered_at, registered_at, 'Windows 11', 64 * 1024::bigint ^ 3,"
+            " 16 * 1024::bigint ^ 3 FROM approval.computers",
+            list(ZONES),
+        )
+        await conn.execute(
+            "INSERT INTO updates (update_id, revision, kb, title, restart, command_line,"
+            " return_codes) SELECT update_id, revision, kb, title, 'always', NULL, '[]'"
+            " FROM approval.updates"
+        )
+        for index, (name, settings) in enumerate(POLICIES):
+            policy_id = uuid.UUID(int=index + 1)
+            await conn.execute(
+                "INSERT INTO policies (policy_id, name, settings, created_at, updated_at)"
+                " VALUES ($1, $2, $3::jsonb, $4, $4)",
+                policy_id,
+                name,
+                settings.model_dump_json(),
+                REGISTERED_AT,
+            )
+            await conn.execute(
+                "INSERT INTO policy_assignments (group_id, policy_id, assigned_at)"
+                " VALUES ($1, $2, $3)",
+                tree.ids[index + 1],
+                policy_id,
+                REGISTERED_AT,
+            )
+        await conn.execute(ANNOUNCED)
+        await conn.execute("RESET session_replication_role")
+        await conn.execute("ANALYZE")
+        await conn.execute("CHECKPOINT")
+        counted = await conn.fetchval("SELECT count(*) FROM computers")
+        size = await conn.fetchval("SELECT pg_database_size(current_database())")
+    finally:
+        await conn.close()
+    check(counted == tree.computers, f"{counted} scheduler computers loaded")
+    return SchedulerLoaded(time.perf_counter() - started, size / MIB)

@@ -1,71 +1,93 @@
-"""Where the time goes at the largest size: a traced approval, a profiled one, and the plans."""
+"""Where the time goes when the root approval misses a goal: one more root approval (of an
+update not approved yet, not counted above) with py-spy recording the service that missed it
+(the scheduler for plans, approval for events): a flame graph (SVG) and its collapsed stacks
+(text, one stack and its sample count a line) under bench/profiles/."""
 
 from __future__ import annotations
 
-import cProfile
+import asyncio
+import shutil
+import sys
+from pathlib import Path
 
 from bench.bench_approval_scale.phases import System, approve, root_choice
-from bench.common.explain import explain_handler, print_plans
-from bench.common.report import print_table, profile_text
-from bench.common.tracing import Trace, answer_for
-from libs.contracts import approval as a
-from libs.contracts.envelope import Envelope
-from libs.db.outbox import RELAY_FETCH, RELAY_PUBLISH
-from services.approval.handlers import SERVICE as APPROVAL
+from bench.bench_approval_scale.report import EVENTS_GOAL, PLANS_GOAL, ROOT_PHASE, SizeResult
+from bench.common.results import PROFILES_DIR
 
-APPROVE = answer_for(APPROVAL, a.APPROVE.type)
-APPROVE_HANDLER = f"handler {APPROVE.name}"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-async def where_time_goes(system: System, update_id: str, groups: int) -> None:
-    """The service restarted traced; one approval reported step by step, one under cProfile
-    (root approvals of `update_id`, not counted above); then EXPLAIN of the handler's SQL."""
-    print(f"\n## Where the time goes ({groups} groups; root approvals of W, not counted above)")
-    trace = Trace()
-    await system.traced(trace)
-    phase = await approve(
-        system, "traced (W, two weeks)", update_id, root_choice("two_weeks"), groups
-    )
-    print(
-        f"Traced approval: reply {phase.reply:.3f} s, published {phase.published:.3f} s; wall "
-        "time per step (a step's time includes the indented lines below it; the relay runs "
-        "concurrently with the rest)"
-    )
-    rows = trace.breakdown(APPROVE_HANDLER, since=phase.started_at)
-    print_table(
-        ["step", "calls", "wall s"],
-        [[name, f"{calls or ''}", f"{seconds:.3f}"] for name, calls, seconds in rows],
-        indent="  ",
-    )
-    print("  per call, in call order (ms):")
-    for step in (RELAY_FETCH, RELAY_PUBLISH):
-        spans = [span for span in trace.named(step) if span.began >= phase.started_at]
-        print(f"  {step}: " + " ".join(f"{span.seconds * 1000:.0f}" for span in spans))
+def py_spy() -> str | None:
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
 
-    profiler = cProfile.Profile()
-    profiler.enable()
+
+async def profile_root(
+    system: System, result: SizeResult, timeout: float, *, always: bool = False
+) -> dict[str, str]:
+    """Phase name -> profile path (relative to the repository) when the root phase missed a
+    goal at the goal's size (with `always`: both services at any size); nothing otherwise."""
+    root = result.phase(ROOT_PHASE)
+    missed = [
+        service
+        for service, late in (
+            ("scheduler", root.plans_current > PLANS_GOAL.limit),
+            ("approval", root.published > EVENTS_GOAL.limit),
+        )
+        if always or (late and result.at_goal_size)
+    ]
+    if not missed:
+        return {}
+    tool = py_spy()
+    if tool is None:
+        print("  a goal was missed, but py-spy is not installed: no profile", flush=True)
+        return {}
+    PROFILES_DIR.mkdir(parents=True, exist_ok=True)
+    recorders = []
+    paths = []
+    for service in missed:
+        for form, suffix in (("flamegraph", "svg"), ("raw", "txt")):
+            path = PROFILES_DIR / f"approval_scale_{service}_{result.computers}.{suffix}"
+            paths.append(path)
+            recorders.append(
+                await asyncio.create_subprocess_exec(
+                    tool,
+                    "record",
+                    "--nonblocking",
+                    "--idle",
+                    "--rate",
+                    "50",
+                    "--format",
+                    form,
+                    "--output",
+                    str(path),
+                    "--pid",
+                    str(system.services.pids[service]),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
+    await asyncio.sleep(1.0)  # py-spy attached
+    update_id = system.updates.others[0]
+    print(f"  profiling {', '.join(missed)}: one more root approval", flush=True)
     try:
         phase = await approve(
-            system, "cProfile (W, one month)", update_id, root_choice("one_month"), groups
+            system,
+            "profiled root",
+            update_id,
+            root_choice("one_week"),
+            system.tree.groups,
+            timeout=timeout,
         )
     finally:
-        profiler.disable()
+        for recorder in recorders:
+            recorder.send_signal(2)  # SIGINT: py-spy writes its SVG and exits
+        for recorder in recorders:
+            await recorder.wait()
     print(
-        f"cProfile: reply {phase.reply:.3f} s, published {phase.published:.3f} s (slowed by "
-        "the profiler; awaits are not counted in async functions' own time)"
+        f"  profiled root: events {phase.published:.3f} s, plans {phase.plans_current:.3f} s "
+        f"(under py-spy); profiles in {PROFILES_DIR}",
+        flush=True,
     )
-    print(profile_text(profiler, own=25, cumulative=30))
-
-    approval = a.Approve(updates=[update_id], groups=[root_choice("one_week")])
-    plans = await explain_handler(
-        system.infra.database_url,
-        APPROVAL.name,
-        Envelope.new(source="bench", type=a.APPROVE.type),
-        lambda ctx: APPROVE.handle(ctx, approval),
-        system.settings,
-    )
-    print_plans(
-        f"EXPLAIN (ANALYZE, BUFFERS) of every statement of the approve handler ({groups} groups"
-        " change; each rolled back):",
-        plans,
-    )
+    kept = [str(p.relative_to(ROOT)) for p in paths if p.exists()]
+    return {ROOT_PHASE: ", ".join(kept)} if kept else {}

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
@@ -21,6 +21,7 @@ from libs.bus.bus import Binding
 from libs.contracts import catalog as c
 from libs.contracts.system import PING, Ping
 from libs.db.pool import drop_database
+from libs.service import Answer, HandlerContext, ServiceDefinition
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
 from services.catalog.domain.updates import update_id_for_kb
@@ -34,6 +35,32 @@ DRAIN_TIMEOUT = 120.0
 POLL_SECONDS = 0.001
 IMPORT_HANDLER = "handler " + answer_for(CATALOG, c.IMPORT_DOCUMENT.type).name
 """The import's label in a Trace."""
+
+
+async def import_nothing(_ctx: HandlerContext, command: c.ImportDocument) -> c.ImportResult:
+    """The baseline's import: answered without reading the document (no decoding, no
+    parse, no write), so only the RPC path is paid: the client's request, the broker, the
+    service's pipeline (decode, transaction, inbox claim, stored reply, reply, ack)."""
+    return c.ImportResult(
+        document_id=command.label,
+        updates_in_document=0,
+        advisories_in_document=0,
+        published=0,
+        revised=0,
+        unchanged=0,
+        superseded=0,
+        supersession_links=0,
+    )
+
+
+NO_OP_CATALOG = replace(
+    CATALOG,
+    commands=tuple(
+        Answer(c.IMPORT_DOCUMENT, import_nothing) if route.spec is c.IMPORT_DOCUMENT else route
+        for route in CATALOG.commands
+    ),
+)
+"""The catalog service as it is, except that it answers imports without importing."""
 
 
 @dataclass(frozen=True)
@@ -103,19 +130,24 @@ class EndToEnd:
 
 
 @asynccontextmanager
-async def catalog_service(infra: Infra, index: int, trace: Trace | None) -> AsyncIterator[str]:
+async def catalog_service(
+    infra: Infra,
+    database: str,
+    trace: Trace | None,
+    definition: ServiceDefinition = CATALOG,
+) -> AsyncIterator[str]:
     """The catalog service on a database of its own, created now and dropped afterwards."""
-    url = f"{infra.database_url}_r{index}"
+    url = f"{infra.database_url}_{database}"
     settings = Settings(
         amqp_url=infra.amqp_url,
         database_url=url,
         heartbeat_seconds=3600.0,  # one heartbeat at start, before the clock starts
     )
     if trace is None:
-        process = ServiceProcess(CATALOG, settings, http_port=0)
+        process = ServiceProcess(definition, settings, http_port=0)
     else:
         process = ServiceProcess(
-            trace.definition(CATALOG), settings, http_port=0, on_step=trace.step
+            trace.definition(definition), settings, http_port=0, on_step=trace.step
         )
     try:
         await process.start()
@@ -139,6 +171,35 @@ async def outbox_state(db: asyncpg.Connection) -> tuple[int, int]:
     return int(row["pending"]), int(row["updates"])
 
 
+async def ready(rpc: RpcClient, db: asyncpg.Connection) -> None:
+    """The service answers (consumer up, reply channel open) and its outbox is empty."""
+    await rpc.call(PING["catalog"], Ping())
+
+    async def quiet() -> bool:
+        return (await outbox_state(db))[0] == 0
+
+    await wait_until(quiet, "the start-up heartbeat to be published", timeout=DRAIN_TIMEOUT)
+
+
+async def no_op_imports(
+    infra: Infra, rpc: RpcClient, requests: list[c.ImportDocument], index: int
+) -> float:
+    """Seconds from sending January's command to February's reply, answered by NO_OP_CATALOG
+    (started the same way as the real service, on a database of its own)."""
+    async with catalog_service(infra, f"n{index}", None, NO_OP_CATALOG) as url:
+        db = await asyncpg.connect(url)
+        try:
+            await ready(rpc, db)
+            gc.collect()
+            started = time.perf_counter()
+            for request in requests:
+                result = await rpc.call(c.IMPORT_DOCUMENT, request, timeout=IMPORT_TIMEOUT_SECONDS)
+                check(result.document_id == request.label, f"no-op import answered {result}")
+            return time.perf_counter() - started
+        finally:
+            await db.close()
+
+
 async def end_to_end(  # noqa: PLR0917 - one round's collaborators
     infra: Infra,
     rpc: RpcClient,
@@ -148,15 +209,14 @@ async def end_to_end(  # noqa: PLR0917 - one round's collaborators
     index: int,
     trace: Trace | None = None,
 ) -> EndToEnd:
-    async with catalog_service(infra, index, trace) as url:
+    async with catalog_service(infra, f"r{index}", trace) as url:
         db = await asyncpg.connect(url)
         try:
-            await rpc.call(PING["catalog"], Ping())  # consumer up, reply channel open
+            await ready(rpc, db)
 
             async def quiet() -> bool:
                 return (await outbox_state(db))[0] == 0
 
-            await wait_until(quiet, "the start-up heartbeat to be published", timeout=DRAIN_TIMEOUT)
             check(not sink.take(), "the sink got events before the first import")
             gc.collect()
             cpu_before, ticks_before = cpu_seconds(), machine_ticks()

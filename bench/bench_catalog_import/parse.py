@@ -27,9 +27,21 @@ START_END = "iterparse, start+end events"
 WHOLE_TREES = "ET.parse (whole trees)"
 PARSE_CVRF = "parse_cvrf"
 ENCODE = "client gzip + base64 (before the clock)"
+NO_OP = "no-op import RPC: send Jan -> reply Feb"
+BASELINE = "baseline: iterparse + no-op import RPC"
 REPLIED = "end to end: send Jan -> reply Feb"
 PUBLISHED = "end to end: ... and every event at the sink"
-PHASES = (ITERPARSE, START_END, WHOLE_TREES, PARSE_CVRF, ENCODE, REPLIED, PUBLISHED)
+PHASES = (
+    ITERPARSE,
+    START_END,
+    WHOLE_TREES,
+    PARSE_CVRF,
+    ENCODE,
+    NO_OP,
+    BASELINE,
+    REPLIED,
+    PUBLISHED,
+)
 
 
 @dataclass(frozen=True)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.common.baselines import mirror_table, raw_drain
+from bench.bench_pipeline.profile import spy
+from bench.common.baselines import mirror_table, raw_drain, raw_pipeline_drain
 from bench.common.infra import check, unpublished, wait_until
-from bench.common.meters import RssSampler, busy_since, counter_value, cpu_seconds, machine_ticks
+from bench.common.meters import CpuMeter, CpuUsage, RssSampler, counter_value
 from bench.common.queues import QueueProbe, publish_confirmed
 from bench.common.tracing import Trace
 from libs.bus import Bus, to_amqp
 from libs.bus.bus import Binding
 from libs.contracts.envelope import Envelope
 from libs.contracts.names import Exchange, queue_name
+from libs.db.pool import database_name
 from libs.observability import metrics
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
@@ -31,6 +36,11 @@ DRAIN_TIMEOUT = 600.0
 
 BASELINE_QUEUE = "bench.baseline"
 BASELINE_KEY = "bench.baseline.count"
+RAW_PIPELINE_QUEUE = "bench.raw-pipeline"
+RAW_PIPELINE_KEY = "bench.raw-pipeline.count"
+RAW_PIPELINE_SINK = "bench.raw-pipeline.counted-sink"
+RAW_PIPELINE_EVENT_KEY = "bench.raw-pipeline.counted"
+RAW_SOURCE = "bench/raw"
 SINK_QUEUE = "bench.counted-sink"
 COUNTING = next(route for route in probe.PROBE.events if route.spec.type == probe.COUNT.type)
 PROBE_QUEUE = queue_name(probe.NAME, COUNTING.queue)
@@ -40,6 +50,7 @@ HANDLER = COUNTING.name
 BASELINE_SCHEMA = f"""
 CREATE SCHEMA bench_baseline;
 {mirror_table("probe.counts", "bench_baseline.counts")}
+{mirror_table("probe.counts", "bench_baseline.pipeline_counts")}
 CREATE TABLE bench_baseline.events (
     seq        bigserial   PRIMARY KEY,
     key        text        NOT NULL,
@@ -52,6 +63,26 @@ BASELINE_COUNT = (
     " ON CONFLICT (key) DO UPDATE SET n = counts.n + 1"
 )
 BASELINE_EVENT = "INSERT INTO bench_baseline.events (key, body) VALUES ($1, $2)"
+RAW_PIPELINE_COUNT = (
+    "INSERT INTO bench_baseline.pipeline_counts (key, n) VALUES ($1, 1)"
+    " ON CONFLICT (key) DO UPDATE SET n = pipeline_counts.n + 1"
+)
+
+
+BASELINE_TOTALS = (
+    "SELECT coalesce(sum(n), 0) FROM bench_baseline.counts",
+    "SELECT count(*) FROM bench_baseline.events",
+)
+RAW_PIPELINE_TOTALS = ("SELECT coalesce(sum(n), 0) FROM bench_baseline.pipeline_counts",)
+
+
+async def _totals(infra: Infra, queries: tuple[str, ...]) -> list[int]:
+    """What a phase has stored so far (a phase checks what its own run added)."""
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        return [int(await conn.fetchval(query)) for query in queries]
+    finally:
+        await conn.close()
 
 
 @dataclass(frozen=True)
@@ -59,17 +90,53 @@ class Throughput:
     name: str
     messages: int
     seconds: float
-    cpu: float
+    usage: CpuUsage
+    """CPU during the phase: this process, the run's PostgreSQL backends, RabbitMQ, the machine."""
     rss_start: int
     rss_peak: int
-    machine_busy: float
-    """Share of all the machine's cores busy during the phase (broker and database included)."""
     handled_seconds: float | None = None
     """Lockgate only: when the last message was handled (before the outbox had drained)."""
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
+
+    @property
+    def cpu(self) -> float:
+        """This process's CPU seconds (user + system)."""
+        return self.usage.cpu
+
+    @property
+    def machine_busy(self) -> float:
+        """Share of all the machine's cores busy during the phase (broker and database
+        included)."""
+        return self.usage.busy
+
+    def per_message_ms(self, component: str) -> float:
+        """CPU milliseconds per message of a bench.common.meters component."""
+        return self.usage.parts[component] / self.messages * 1000
+
+    @classmethod
+    def combine(cls, rounds: list[Throughput]) -> Throughput:
+        """The rounds of one consumer as one phase: messages, seconds and CPU added up."""
+        first = rounds[0]
+        wall = sum(r.usage.wall for r in rounds)
+        usage = CpuUsage(
+            wall=wall,
+            cpu=sum(r.usage.cpu for r in rounds),
+            busy=sum(r.usage.busy * r.usage.wall for r in rounds) / wall,
+            parts={k: sum(r.usage.parts[k] for r in rounds) for k in first.usage.parts},
+        )
+        handled = [r.handled_seconds for r in rounds if r.handled_seconds is not None]
+        return cls(
+            first.name,
+            sum(r.messages for r in rounds),
+            sum(r.seconds for r in rounds),
+            usage,
+            min(r.rss_start for r in rounds),
+            max(r.rss_peak for r in rounds),
+            sum(handled) if handled else None,
+        )
 
 
 def key_of(index: int) -> str:
@@ -95,7 +162,8 @@ async def baseline_throughput(
 ) -> Throughput:
     await bus.declare_queue(BASELINE_QUEUE, [Binding(Exchange.EVENTS, BASELINE_KEY)])
     await prepublish(bus, queues, BASELINE_KEY, messages, BASELINE_QUEUE)
-    cpu_before, ticks_before = cpu_seconds(), machine_ticks()
+    before = await _totals(infra, BASELINE_TOTALS)
+    meter = CpuMeter(database_name(infra.database_url))
     with RssSampler() as rss:
         pool = await asyncpg.create_pool(infra.database_url, min_size=1, max_size=POOL_SIZE)
         try:
@@ -109,20 +177,81 @@ async def baseline_throughput(
             seconds = await raw_drain(
                 infra.amqp_url, BASELINE_QUEUE, messages, PREFETCH, handle, timeout=DRAIN_TIMEOUT
             )
+            usage = meter.stop()  # before its backends end with the pool
         finally:
             await pool.close()
-    cpu, busy = cpu_seconds() - cpu_before, busy_since(ticks_before)
-    conn = await asyncpg.connect(infra.database_url)
-    try:
-        total = await conn.fetchval("SELECT sum(n) FROM bench_baseline.counts")
-        events = await conn.fetchval("SELECT count(*) FROM bench_baseline.events")
-    finally:
-        await conn.close()
+    after = await _totals(infra, BASELINE_TOTALS)
+    total, events = (a - b for a, b in zip(after, before, strict=True))
     check(
         total == events == messages,
         f"baseline: counted {total}, {events} events, for {messages} messages",
     )
-    return Throughput("baseline", messages, seconds, cpu, rss.start, rss.peak, busy)
+    return Throughput("raw consumer", messages, seconds, usage, rss.start, rss.peak)
+
+
+async def raw_pipeline_throughput(
+    infra: Infra, bus: Bus, queues: QueueProbe, messages: int
+) -> Throughput:
+    """The fair baseline: the pipeline's work by hand. Per message: json.loads the body, one
+    transaction upserting the counter row, then the event it caused (the same ce-* headers
+    and properties the relay sends) published with a confirm, then the ack."""
+    await bus.declare_queue(RAW_PIPELINE_QUEUE, [Binding(Exchange.EVENTS, RAW_PIPELINE_KEY)])
+    await bus.declare_queue(RAW_PIPELINE_SINK, [Binding(Exchange.EVENTS, RAW_PIPELINE_EVENT_KEY)])
+    await queues.purge(RAW_PIPELINE_SINK)
+    await prepublish(bus, queues, RAW_PIPELINE_KEY, messages, RAW_PIPELINE_QUEUE)
+    before = await _totals(infra, RAW_PIPELINE_TOTALS)
+    meter = CpuMeter(database_name(infra.database_url))
+    with RssSampler() as rss:
+        pool = await asyncpg.create_pool(infra.database_url, min_size=1, max_size=POOL_SIZE)
+        try:
+
+            async def handle(message: AbstractIncomingMessage) -> tuple[aio_pika.Message, str]:
+                key = json.loads(message.body)["key"]
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute(RAW_PIPELINE_COUNT, key)
+                event_id, now = str(uuid.uuid4()), datetime.now(UTC)
+                headers = {
+                    "ce-id": event_id,
+                    "ce-source": RAW_SOURCE,
+                    "ce-type": probe.COUNTED.type,
+                    "ce-time": now.isoformat(),
+                    "ce-specversion": "1.0",
+                    "ce-subject": key,
+                }
+                event = aio_pika.Message(
+                    json.dumps({"key": key}).encode(),
+                    headers=headers,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=event_id,
+                    type=probe.COUNTED.type,
+                    timestamp=now,
+                    app_id=RAW_SOURCE,
+                    correlation_id=message.message_id,
+                )
+                return event, RAW_PIPELINE_EVENT_KEY
+
+            seconds = await raw_pipeline_drain(
+                infra.amqp_url,
+                RAW_PIPELINE_QUEUE,
+                messages,
+                PREFETCH,
+                Exchange.EVENTS.value,
+                handle,
+                timeout=DRAIN_TIMEOUT,
+            )
+            usage = meter.stop()  # before its backends end with the pool
+        finally:
+            await pool.close()
+    (total,) = (
+        a - b for a, b in zip(await _totals(infra, RAW_PIPELINE_TOTALS), before, strict=True)
+    )
+    sunk = await queues.depth(RAW_PIPELINE_SINK)
+    check(
+        total == sunk == messages,
+        f"raw pipeline: counted {total}, sink {sunk}, for {messages} messages",
+    )
+    return Throughput("raw pipeline", messages, seconds, usage, rss.start, rss.peak)
 
 
 async def lockgate_throughput(  # noqa: PLR0917 - one phase's collaborators
@@ -132,14 +261,22 @@ async def lockgate_throughput(  # noqa: PLR0917 - one phase's collaborators
     settings: Settings,
     messages: int,
     stack: list[ServiceProcess],
+    *,
+    profile: str | None = None,
 ) -> Throughput:
-    """Drain `messages` through the probe service; leaves it running in `stack` for RPC."""
+    """Drain `messages` through the probe service; leaves it running in `stack` for RPC.
+
+    With `profile` (a path under bench/profiles/), py-spy records this process from the
+    service's start until the outbox is published (a separate pass: its figures are not the
+    ones reported)."""
     # The queue exactly as the service declares it (idempotent redeclare on start).
     await bus.declare_queue(PROBE_QUEUE, [Binding(Exchange.EVENTS, probe.COUNT.binding_key)])
     await bus.declare_queue(SINK_QUEUE, [Binding(Exchange.EVENTS, probe.COUNTED.binding_key)])
+    await queues.purge(SINK_QUEUE)
     await prepublish(bus, queues, probe.COUNT.routing_key(), messages, PROBE_QUEUE)
     watcher = await asyncpg.connect(infra.database_url)
     try:
+        stored_before = await stored(watcher)
         before = counter_value(metrics.MESSAGES_HANDLED, handler=HANDLER)
 
         async def all_handled() -> bool:
@@ -149,8 +286,8 @@ async def lockgate_throughput(  # noqa: PLR0917 - one phase's collaborators
             return await unpublished(watcher, probe.NAME) == 0
 
         marks = Trace(sql=False)  # only when the consumer starts: nothing per message
-        cpu_before, ticks_before = cpu_seconds(), machine_ticks()
-        with RssSampler() as rss:
+        meter = CpuMeter(database_name(infra.database_url))
+        with RssSampler() as rss, spy(profile):
             process = ServiceProcess(
                 probe.PROBE, settings, http_port=0, wrap_consumer=marks.consumer
             )
@@ -160,10 +297,11 @@ async def lockgate_throughput(  # noqa: PLR0917 - one phase's collaborators
             handled = time.perf_counter() - marks.consuming[PROBE_QUEUE]
             await wait_until(outbox_empty, "the outbox to be published", timeout=DRAIN_TIMEOUT)
             seconds = time.perf_counter() - marks.consuming[PROBE_QUEUE]
-        cpu, busy = cpu_seconds() - cpu_before, busy_since(ticks_before)
-        counted = await watcher.fetchval("SELECT sum(n) FROM probe.counts")
-        outbox = await watcher.fetchval("SELECT count(*) FROM probe.outbox")
-        inbox = await watcher.fetchval("SELECT count(*) FROM probe.inbox")
+        usage = meter.stop()
+        counted, outbox, inbox = (
+            after - earlier
+            for after, earlier in zip(await stored(watcher), stored_before, strict=True)
+        )
     finally:
         await watcher.close()
     sunk = await queues.depth(SINK_QUEUE)
@@ -172,4 +310,15 @@ async def lockgate_throughput(  # noqa: PLR0917 - one phase's collaborators
         f"lockgate: counted {counted}, outbox {outbox}, inbox {inbox}, sink {sunk}, "
         f"for {messages} messages",
     )
-    return Throughput("lockgate", messages, seconds, cpu, rss.start, rss.peak, busy, handled)
+    return Throughput("lockgate", messages, seconds, usage, rss.start, rss.peak, handled)
+
+
+async def stored(conn: asyncpg.Connection) -> tuple[int, int, int]:
+    """(sum of the probe's counters, outbox rows, inbox rows)."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT coalesce(sum(n), 0) FROM probe.counts) AS counted,"
+        " (SELECT count(*) FROM probe.outbox) AS outbox,"
+        " (SELECT count(*) FROM probe.inbox) AS inbox"
+    )
+    assert row is not None
+    return int(row["counted"]), int(row["outbox"]), int(row["inbox"])

@@ -183,14 +183,16 @@ async def load_fleet(url: str) -> dict[str, float]:
     """COPY the read copies reporting needs; returns seconds per table."""
     conn = await asyncpg.connect(url)
     taken: dict[str, float] = {}
+    contact = datetime.now(UTC)  # every computer in contact (none counts as not reporting)
     try:
         started = time.perf_counter()
         await conn.copy_records_to_table(
             "computers",
             schema_name="reporting",
-            columns=["computer_id", "hostname", "registered_at"],
+            columns=["computer_id", "hostname", "registered_at", "last_contact_at"],
             records=[
-                (computer_id(i), f"host-{i:06d}.fleet.example", REGISTERED) for i in range(FLEET)
+                (computer_id(i), f"host-{i:06d}.fleet.example", REGISTERED, contact)
+                for i in range(FLEET)
             ],
         )
         taken["computers"] = time.perf_counter() - started

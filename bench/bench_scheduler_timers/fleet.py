@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import asyncpg
 from libs.contracts.agents import INSTALL, ComputerPlan, PlanItem
 from libs.contracts.catalog import ReturnCode
 from libs.contracts.policies import PolicySettings
+from services.scheduler.domain.timers import timer_plan
 from services.scheduler.domain.windows import next_window
 from services.scheduler.handlers import SERVICE as SCHEDULER
 
@@ -34,8 +36,29 @@ def computer_id(index: int) -> str:
     return f"pc-{index:07d}"
 
 
-def plan_templates() -> list[list[tuple[str, str]]]:
-    """Per zone, per variant (1 or 2 items): the plan JSON split around the computer id.
+@dataclass(frozen=True)
+class Template:
+    """A plan's texts: the plan JSON and what its digest covers
+    (services/scheduler/domain/plans.py plan_digest), split around the computer id, and its
+    TimerPlan JSON (which does not name the computer)."""
+
+    plan: tuple[str, str]
+    digest: tuple[str, str]
+    firing: str
+
+    def texts(self, cid: str) -> tuple[str, str, str]:
+        """Plan JSON, plan digest, TimerPlan JSON of computer `cid`."""
+        digest = hashlib.sha256((cid.join(self.digest)).encode()).hexdigest()
+        return cid.join(self.plan), digest, self.firing
+
+
+def _split(text: str) -> tuple[str, str]:
+    prefix, suffix = text.split(PLACEHOLDER)
+    return prefix, suffix
+
+
+def plan_templates() -> list[list[Template]]:
+    """Per zone, per variant (1 or 2 items): the plan's texts around the computer id.
 
     Item 1 (every plan): a cumulative update whose deadline passed, so a `deadline` timer
     has something forced to install; item 2 (half the plans): a third-party update due at
@@ -76,7 +99,7 @@ def plan_templates() -> list[list[tuple[str, str]]]:
         )
         per_zone = []
         for items in ([cumulative], [cumulative, browser]):
-            text = ComputerPlan(
+            plan = ComputerPlan(
                 computer_id=PLACEHOLDER,
                 policy_id="2f8d6a4e-0c1b-4e7a-9d3f-5a6b7c8d9e01",
                 policy_name="Workstations",
@@ -86,27 +109,38 @@ def plan_templates() -> list[list[tuple[str, str]]]:
                 next_window=window,
                 items=items,
                 computed_at=BASE - timedelta(hours=6),
-            ).model_dump_json()
-            prefix, suffix = text.split(PLACEHOLDER)
-            per_zone.append((prefix, suffix))
+            )
+            per_zone.append(
+                Template(
+                    plan=_split(plan.model_dump_json()),
+                    digest=_split(plan.model_dump_json(exclude={"computed_at"})),
+                    firing=timer_plan(plan).model_dump_json(),
+                )
+            )
         templates.append(per_zone)
     return templates
 
 
-def computer_rows(count: int) -> Iterator[tuple[Any, ...]]:
+def fleet_rows(count: int) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """Per computer: its `computers` row (with its plan and the plan's digest) and its
+    `timer_plans` row (what the planner keeps for firing its timers)."""
     templates = plan_templates()
     registered, checked_in = BASE - timedelta(days=30), BASE - timedelta(hours=1)
     zones = len(ZONES)
     for index in range(count):
         cid = computer_id(index)
-        prefix, suffix = templates[index % zones][(index // zones) % 2]
+        plan, digest, firing = templates[index % zones][(index // zones) % 2].texts(cid)
         yield (
-            cid,
-            f"{cid}.corp.example",
-            ZONES[index % zones],
-            registered,
-            checked_in,
-            prefix + cid + suffix,
+            (
+                cid,
+                f"{cid}.corp.example",
+                ZONES[index % zones],
+                registered,
+                checked_in,
+                plan,
+                digest,
+            ),
+            (cid, digest, firing),
         )
 
 
@@ -151,8 +185,9 @@ async def load_fleet(url: str, count: int) -> Load:
                     "registered_at",
                     "last_checkin_at",
                     "plan",
+                    "plan_hash",
                 ],
-                records=computer_rows(count),
+                records=(computer for computer, _ in fleet_rows(count)),
             ),
             second.copy_records_to_table(
                 "timers",
@@ -161,10 +196,17 @@ async def load_fleet(url: str, count: int) -> Load:
                 records=timer_rows(count),
             ),
         )
+        await second.copy_records_to_table(
+            "timer_plans",
+            schema_name=SCHEMA,
+            columns=["computer_id", "plan_hash", "firing"],
+            records=(firing for _, firing in fleet_rows(count)),
+        )
         copied = time.perf_counter() - started
         started = time.perf_counter()
         await asyncio.gather(
-            first.execute("VACUUM (ANALYZE) computers"), second.execute("VACUUM (ANALYZE) timers")
+            first.execute("VACUUM (ANALYZE) computers"),
+            second.execute("VACUUM (ANALYZE) timers, timer_plans"),
         )
         vacuumed = time.perf_counter() - started
         loaded = await first.fetchval("SELECT count(*) FROM timers WHERE due_at <= $1", BASE)
@@ -180,7 +222,7 @@ async def load_fleet(url: str, count: int) -> Load:
             for r in await first.fetch(
                 "SELECT c.relname AS name, pg_size_pretty(pg_total_relation_size(c.oid)) AS size"
                 " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = $1 AND c.relname IN ('computers', 'timers')",
+                " WHERE n.nspname = $1 AND c.relname IN ('computers', 'timers', 'timer_plans')",
                 SCHEMA,
             )
         }

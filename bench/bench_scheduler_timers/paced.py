@@ -19,15 +19,14 @@ from bench.common.meters import CpuMeter, CpuUsage, RssSampler, histogram_bucket
 from bench.common.queues import QueueProbe
 from bench.common.stats import bucket_percentile
 from libs.contracts.envelope import source_of
-from libs.db.outbox import Outbox
 from libs.db.pool import Connection, database_name
 from libs.observability import metrics
 from libs.service.runner import ServiceProcess
 from libs.settings import Settings
 from services.scheduler import store
-from services.scheduler.domain.timers import TimerChange, decide
+from services.scheduler.domain.timers import TimerChange
 from services.scheduler.handlers import SERVICE as SCHEDULER
-from services.scheduler.use_cases.timers import apply
+from services.scheduler.use_cases.timers import apply, decide_all
 from tests.support.infra import Infra
 
 PACED_LEAD_SECONDS = 2.0
@@ -73,8 +72,8 @@ async def paced_timers(infra: Infra, count: int, rate: float) -> tuple[dict[str,
         ids = [
             r["computer_id"]
             for r in await conn.fetch(
-                "SELECT computer_id FROM computers WHERE last_window_at IS NULL"
-                " AND deadline_fired_through IS NULL LIMIT $1",
+                "SELECT computer_id FROM computers c WHERE NOT EXISTS"
+                " (SELECT 1 FROM timer_marks m WHERE m.computer_id = c.computer_id) LIMIT $1",
                 count,
             )
         ]
@@ -158,17 +157,11 @@ async def paced(
 
 async def explain_batch(infra: Infra, batch: int) -> list[tuple[str, str]]:
     """EXPLAIN (ANALYZE, BUFFERS) of what one batch of the timers task runs (the store's and
-    the use case's own statements: claim, plans, writes, outbox), rolled back."""
+    the use case's own statements: claim, writes, outbox), rolled back."""
 
     async def one_batch(conn: Connection) -> None:
         claimed = await store.timers.claim_due(conn, BASE, batch)
-        found = await store.plans.load(conn, sorted({t.computer_id for t in claimed}))
-        decisions = [
-            (timer, decide(timer.kind, *found[timer.computer_id], BASE))
-            for timer in claimed
-            if timer.computer_id in found
-        ]
-        outbox = Outbox(conn, schema=SCHEMA, source=source_of(SCHEMA), now=BASE)
-        await apply(conn, outbox, decisions, BASE)
+        decisions = await decide_all(conn, claimed, BASE)
+        await apply(conn, decisions, BASE, source=source_of(SCHEMA))
 
     return await explained(infra.database_url, SCHEMA, one_batch)

@@ -1,14 +1,21 @@
-"""Phases 2 and 3: plain aio-pika publishing the same instructions; plain SKIP LOCKED claims."""
+"""Phases 2 and 3, the raw baselines: plain aio-pika publishing the same instructions; plain
+asyncpg + aio-pika claiming due timers, writing and committing their outbox rows and publishing
+them with confirms, batch after batch."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import asyncpg
 
+from bench.bench_scheduler_timers.backlog import combine_usage
 from bench.bench_scheduler_timers.fleet import BASE, INSTALL_ROWS, SCHEMA
-from bench.common.baselines import RawMessage, raw_publish
+from bench.common.baselines import (
+    RawMessage,
+    mirror_outbox,
+    raw_claim_outbox_publish,
+    raw_publish,
+)
 from bench.common.infra import check
 from bench.common.meters import CpuMeter, CpuUsage
 from libs.contracts.envelope import Envelope
@@ -36,19 +43,33 @@ class Rate:
     def rate(self) -> float:
         return self.count / self.seconds
 
+    @classmethod
+    def combine(cls, rounds: list[Rate]) -> Rate:
+        return cls(
+            sum(r.count for r in rounds),
+            sum(r.seconds for r in rounds),
+            combine_usage([r.usage for r in rounds]),
+        )
 
-async def instructions(infra: Infra, count: int) -> list[RawMessage]:
-    """The first `count` instructions of phase 1 as they went out: body, headers, properties."""
+
+RAW_OUTBOX = "bench_raw_outbox"
+"""The raw baseline's outbox: shaped like the scheduler's, with a sequence of its own."""
+
+
+async def instructions(infra: Infra, count: int, after_seq: int) -> list[tuple[RawMessage, str]]:
+    """The first `count` instructions of a lockgate pass (outbox seq > `after_seq`) as they
+    went out (body, headers, properties, routing key), each with its envelope as stored."""
     conn = await asyncpg.connect(infra.database_url, server_settings={"search_path": SCHEMA})
     try:
         rows = await conn.fetch(
             f"SELECT routing_key, envelope::text AS envelope, body FROM outbox"
-            f" WHERE {INSTALL_ROWS} ORDER BY seq LIMIT $1",
+            f" WHERE seq > $2 AND {INSTALL_ROWS} ORDER BY seq LIMIT $1",
             count,
+            after_seq,
         )
     finally:
         await conn.close()
-    items: list[RawMessage] = []
+    items: list[tuple[RawMessage, str]] = []
     for row in rows:
         envelope = Envelope.model_validate_json(row["envelope"])
         properties = {
@@ -58,36 +79,47 @@ async def instructions(infra: Infra, count: int) -> list[RawMessage]:
             "timestamp": envelope.time,
             "app_id": envelope.source,
         }
-        items.append((bytes(row["body"]), properties, row["routing_key"]))
+        items.append(((bytes(row["body"]), properties, row["routing_key"]), row["envelope"]))
     return items
 
 
-async def raw_publish_phase(infra: Infra, items: list[RawMessage], batch: int) -> Rate:
+async def raw_publish_phase(infra: Infra, items: list[tuple[RawMessage, str]], batch: int) -> Rate:
     """Plain aio-pika, one confirm channel, gathers of `batch` publishes, all confirmed."""
+    messages = [message for message, _ in items]
     meter = CpuMeter(database_name(infra.database_url))
-    seconds = await raw_publish(infra.amqp_url, Exchange.AGENTS.value, items, batch)
+    seconds = await raw_publish(infra.amqp_url, Exchange.AGENTS.value, messages, batch)
     return Rate(len(items), seconds, meter.stop())
 
 
-async def raw_claim(infra: Infra, count: int, batch: int) -> Rate:
-    """SELECT ... FOR UPDATE SKIP LOCKED LIMIT batch, then DELETE them, per transaction."""
+async def raw_claim_publish(infra: Infra, items: list[tuple[RawMessage, str]], batch: int) -> Rate:
+    """Per batch: SELECT ... FOR UPDATE SKIP LOCKED LIMIT batch, DELETE them, one INSERT of
+    their outbox rows, COMMIT, then publish them with confirms (bench.common.baselines)."""
+
+    async def claim(conn: asyncpg.Connection, limit: int) -> int:
+        rows = await conn.fetch(CLAIM, BASE, limit)
+        if rows:
+            await conn.execute(
+                DELETE_CLAIMED, [r["computer_id"] for r in rows], [r["kind"] for r in rows]
+            )
+        return len(rows)
+
     conn = await asyncpg.connect(infra.database_url, server_settings={"search_path": SCHEMA})
     try:
-        claimed = 0
+        await conn.execute(f"DROP TABLE IF EXISTS {RAW_OUTBOX}")
+        await conn.execute(mirror_outbox("outbox", RAW_OUTBOX))
         meter = CpuMeter(database_name(infra.database_url))
-        started = time.perf_counter()
-        while claimed < count:
-            async with conn.transaction():
-                rows = await conn.fetch(CLAIM, BASE, min(batch, count - claimed))
-                if not rows:
-                    break
-                await conn.execute(
-                    DELETE_CLAIMED, [r["computer_id"] for r in rows], [r["kind"] for r in rows]
-                )
-            claimed += len(rows)
-        seconds = time.perf_counter() - started
+        seconds = await raw_claim_outbox_publish(
+            conn,
+            infra.amqp_url,
+            Exchange.AGENTS.value,
+            items,
+            claim=claim,
+            outbox=RAW_OUTBOX,
+            batch=batch,
+        )
         usage = meter.stop()
+        written: int = await conn.fetchval(f"SELECT count(*) FROM {RAW_OUTBOX}")
     finally:
         await conn.close()
-    check(claimed == count, f"raw claim: only {claimed} due timers left to claim, wanted {count}")
-    return Rate(claimed, seconds, usage)
+    check(written == len(items), f"raw claim: {written} outbox rows for {len(items)}")
+    return Rate(len(items), seconds, usage)

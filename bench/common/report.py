@@ -54,3 +54,19 @@ def profile_text(profiler: cProfile.Profile, *, own: int = 30, cumulative: int =
     if cumulative:
         stats.sort_stats("cumulative").print_stats(cumulative)
     return SITE_PACKAGES.sub("", out.getvalue())
+
+
+def figure(value: float, unit: str = "") -> str:
+    """A figure for a summary table: three significant digits, thousands separated."""
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        text = f"{value:,.0f}"
+    elif magnitude >= 100:
+        text = f"{value:.0f}"
+    elif magnitude >= 10:
+        text = f"{value:.1f}"
+    elif magnitude >= 1 or magnitude == 0:
+        text = f"{value:.2f}"
+    else:
+        text = f"{value:.3g}"
+    return f"{text} {unit}".rstrip() if unit not in ("x", "%") else f"{text}{unit}"
