@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import aio_pika
+import aiormq
+import aiormq.abc
 import structlog
 from aio_pika.abc import (
     AbstractIncomingMessage,
@@ -27,6 +30,21 @@ Callback = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 class PublishFailed(Exception):
     """The broker did not confirm a publish in time, or refused it."""
+
+
+PUBLISH_ERRORS = (
+    TimeoutError,
+    DeliveryError,
+    PublishError,
+    AMQPError,
+    ConnectionError,
+    RuntimeError,  # aiormq's ChannelInvalidStateError: channel closed, reconnecting
+)
+"""What a publish raises when the broker does not confirm it (PublishFailed's causes)."""
+
+
+Prepared = tuple[bytes, Basic.Properties, str, str]
+"""A message ready for the wire: body, AMQP properties, exchange, routing key."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,33 @@ class Bus:
         # A replayed dead letter comes back to this queue alone (services/console/dead_letters.py).
         await declared.bind(Exchange.REPLAY.value, routing_key=queue)
 
+    async def _send(
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        body: bytes,
+        properties: Basic.Properties,
+        exchange: str,
+        routing_key: str,
+        *,
+        mandatory: bool = False,
+    ) -> object:
+        """Publish on the channel and wait for the broker's confirm.
+
+        What aio-pika's Exchange.publish does, but without waiting for each frame to be
+        written before the next publish may start (aiormq's `wait=False`): a batch is queued
+        for the socket in one go instead of one write-and-drain turn of the loop per message.
+        The channel's lock still orders the publishes as they are called."""
+        concrete = cast("aiormq.Channel", channel)  # the abstract one does not declare `wait`
+        return await concrete.basic_publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=mandatory,
+            timeout=self._publish_timeout,
+            wait=False,
+        )
+
     async def publish(
         self,
         message: aio_pika.Message,
@@ -115,32 +160,20 @@ class Bus:
         mandatory: bool = False,
     ) -> None:
         """Publish and wait for the broker's confirm; raise PublishFailed otherwise."""
-
-        async def send() -> object:
-            target = (
-                self._channel.default_exchange
-                if exchange == ""
-                else await self._channel.get_exchange(exchange, ensure=False)
-            )
-            return await target.publish(
-                message,
-                routing_key=routing_key,
-                mandatory=mandatory,
-                timeout=self._publish_timeout,
-            )
-
         try:
             # Bound the whole call: while a robust channel reconnects, aio-pika waits for it
             # without applying its own timeout.
-            confirm = await asyncio.wait_for(send(), self._publish_timeout)
-        except (
-            TimeoutError,
-            DeliveryError,
-            PublishError,
-            AMQPError,
-            ConnectionError,
-            RuntimeError,  # aiormq's ChannelInvalidStateError: channel closed, reconnecting
-        ) as error:
+            async with asyncio.timeout(self._publish_timeout):
+                channel = await self._channel.get_underlay_channel()
+                confirm = await self._send(
+                    channel,
+                    message.body,
+                    message.properties,
+                    exchange,
+                    routing_key,
+                    mandatory=mandatory,
+                )
+        except PUBLISH_ERRORS as error:
             raise PublishFailed(
                 f"publish to {exchange or '(default)'}/{routing_key} failed: "
                 f"{type(error).__name__}: {error}"
@@ -151,20 +184,43 @@ class Bus:
     async def publish_many(self, items: list[tuple[aio_pika.Message, str, str]]) -> list[bool]:
         """Publish a batch in order on one channel, awaiting all confirms together.
 
-        Returns, per item, whether the broker confirmed it.
+        Returns, per item, whether the broker confirmed it. One deadline (publish_timeout)
+        covers the whole batch: what is not confirmed by then counts as failed.
         """
+        return await self.publish_prepared(
+            [(message.body, message.properties, exchange, key) for message, exchange, key in items]
+        )
+
+    async def publish_prepared(self, items: list[Prepared]) -> list[bool]:
+        """`publish_many` of messages already made AMQP properties (the outbox relay)."""
+        confirmed = [False] * len(items)
         errors: list[str] = []
 
-        async def one(message: aio_pika.Message, exchange: str, routing_key: str) -> bool:
+        async def one(channel: aiormq.abc.AbstractChannel, index: int, item: Prepared) -> None:
+            body, properties, exchange, key = item
             try:
-                await self.publish(message, exchange=exchange, routing_key=routing_key)
-            except PublishFailed as error:
-                errors.append(str(error))
-                return False
-            return True
+                confirm = await self._send(channel, body, properties, exchange, key)
+            except PUBLISH_ERRORS as error:
+                errors.append(
+                    f"publish to {exchange or '(default)'}/{key} failed: "
+                    f"{type(error).__name__}: {error}"
+                )
+                return
+            if isinstance(confirm, Basic.Ack):
+                confirmed[index] = True
+            else:
+                errors.append(f"broker did not ack publish to {exchange}/{key}")
 
-        # Tasks start in list order; a single channel keeps that order at the broker.
-        confirmed = list(await asyncio.gather(*(one(m, e, k) for m, e, k in items)))
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                # The channel first, so that nothing suspends a task before its publish is
+                # queued: tasks start in list order, and one channel keeps that order.
+                channel = await self._channel.get_underlay_channel()
+                await asyncio.gather(*(one(channel, i, item) for i, item in enumerate(items)))
+        except TimeoutError:
+            errors.append(f"no confirm within {self._publish_timeout:g} s")
+        except PUBLISH_ERRORS as error:  # no channel to publish on (closed, reconnecting)
+            errors.append(f"publish failed: {type(error).__name__}: {error}")
         if errors:
             log.warning("bus.publish_failed", failed=len(errors), of=len(items), first=errors[0])
         return confirmed

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractIncomingMessage
+from pamqp.commands import Basic
 from pydantic import ValidationError
 
 from libs.contracts.envelope import CONTENT_TYPE, Envelope
@@ -40,6 +42,40 @@ def to_amqp(
         correlation_id=envelope.correlation_id,
         reply_to=reply_to,
         expiration=expiration_seconds,
+    )
+
+
+def stored_properties(envelope_json: str) -> Basic.Properties:
+    """The AMQP properties `to_amqp` gives an envelope the outbox stored itself, without
+    validating it again or building an aio-pika Message: `envelope_json` is
+    `Envelope.model_dump_json()` as written in the same service's transaction
+    (libs/db/outbox.py), read back from its jsonb column.
+    """
+    envelope = json.loads(envelope_json)
+    message_id: str = envelope["id"]
+    source: str = envelope["source"]
+    message_type: str = envelope["type"]
+    time = datetime.fromisoformat(envelope["time"])
+    headers = {
+        "ce-id": message_id,
+        "ce-source": source,
+        "ce-type": message_type,
+        "ce-time": time.astimezone(UTC).isoformat(),
+        "ce-specversion": envelope.get("specversion") or "1.0",
+    }
+    subject = envelope.get("subject")
+    if subject is not None:
+        headers["ce-subject"] = subject
+    return Basic.Properties(
+        content_type=CONTENT_TYPE,
+        headers=headers,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        priority=0,
+        correlation_id=envelope.get("correlation_id"),
+        message_id=message_id,
+        timestamp=time,
+        message_type=message_type,
+        app_id=source,
     )
 
 

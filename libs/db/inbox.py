@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from libs.db.pool import Connection, Pool, rows_affected
+from libs.db.unit_of_work import quote
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,28 @@ async def claim(conn: Connection, message_id: str, handler: str) -> bool:
         handler,
     )
     return bool(row)
+
+
+def claim_sql(message_id: str, handler: str) -> str:
+    """`claim` as literal SQL, to ride on BEGIN (libs/db/unit_of_work.py); its status is
+    `INSERT 0 1` when claimed. Raises Unquotable when an id cannot be a literal."""
+    return (
+        "INSERT INTO inbox (message_id, handler)"
+        f" VALUES ({quote(message_id)}, {quote(handler)}) ON CONFLICT DO NOTHING"
+    )
+
+
+def claimed(status: str) -> bool:
+    """Whether the status of `claim_sql` says the row was claimed."""
+    return rows_affected(status) == 1
+
+
+def store_reply_sql(message_id: str, handler: str, status: str, body: bytes) -> str:
+    """`store_reply` as literal SQL, to ride on COMMIT. Raises Unquotable like `claim_sql`."""
+    return (
+        f"UPDATE inbox SET reply_status = {quote(status)}, reply = {quote(body)}"
+        f" WHERE message_id = {quote(message_id)} AND handler = {quote(handler)}"
+    )
 
 
 async def store_reply(

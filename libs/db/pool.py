@@ -17,6 +17,9 @@ import asyncpg
 import asyncpg.pool
 import structlog
 
+from libs.db import unit_of_work
+from libs.db.unit_of_work import LockgateConnection
+
 log = structlog.get_logger(__name__)
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -68,6 +71,10 @@ async def create_pool(
         command_timeout=command_timeout,
         timeout=connect_timeout,
         server_settings={"search_path": schema, "application_name": f"lockgate-{schema}"},
+        # The message pipeline's transactions send the reset with their COMMIT
+        # (libs/db/unit_of_work.py); every other release sends it as asyncpg does.
+        connection_class=LockgateConnection,
+        reset=unit_of_work.reset,
     )
     assert pool is not None  # noqa: S101 - create_pool returns None only when not awaited
     return pool

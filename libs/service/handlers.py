@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
+from libs.bus.bus import Bus
 from libs.contracts.envelope import Envelope, source_of
 from libs.contracts.names import queue_name
 from libs.contracts.spec import CommandSpec, Contract, EventSpec
@@ -45,11 +46,13 @@ class HandlerContext:
     """What a handler gets besides the message: its transaction, outbox and clock."""
 
     conn: Connection
-    """Connection inside the transaction that also records the inbox entry."""
+    """Connection inside the transaction that also records the inbox entry
+    (`conn.transaction()` in it makes a savepoint)."""
     envelope: Envelope
     """Envelope of the message being handled."""
     outbox: Outbox
-    """Events added here are published only if the transaction commits."""
+    """Events added here are published only if the transaction commits (the message
+    pipeline writes them with its COMMIT: libs/db/unit_of_work.py)."""
     now: datetime
     """The instant handling started (UTC); domain code uses it instead of reading a clock."""
     instance: Instance
@@ -67,7 +70,9 @@ class HandlerContext:
 
 
 async def run_after_commit(ctx: HandlerContext, pool: Pool, handler: str) -> None:
-    """The committed transaction's `on_commit` work, in order; a failure is logged only."""
+    """The committed transaction's `on_commit` work, in order; a failure is logged only.
+    The outbox's relay is woken first (its events are committed too)."""
+    ctx.outbox.committed()
     for work in ctx.after_commit:
         try:
             await work(pool)
@@ -83,6 +88,9 @@ class TaskContext:
     clock: Clock
     instance: Instance
     settings: Settings
+    bus: Bus | None = None
+    """The process's broker connection, for a task that publishes what it has just
+    committed itself (libs/db/direct_publish.py); None: leave everything to the relay."""
 
     def outbox(self, conn: Connection) -> Outbox:
         """An outbox on `conn`'s open transaction, sourced from this service."""

@@ -31,6 +31,7 @@ from typing import Any
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from libs.bus.bus import Bus, PublishFailed
@@ -50,7 +51,8 @@ from libs.contracts.spec import SUBJECT, AgentEventSpec, Contract
 from libs.contracts.system import RpcError
 from libs.db import inbox
 from libs.db.outbox import Outbox, StepObserver, timed_step
-from libs.db.pool import Pool
+from libs.db.pool import Connection, Pool
+from libs.db.unit_of_work import Transaction, Unquotable
 from libs.observability import metrics
 from libs.service.clock import SYSTEM_CLOCK, Clock
 from libs.service.errors import DomainError, Refused
@@ -150,6 +152,7 @@ class Pipeline:
         self._clock = clock
         self._on_step = on_step
         self._source = source_of(instance.service)
+        self._labelled: dict[str, tuple[Histogram, Counter]] = {}
         self._sends_rejected = any(isinstance(r, On) and r.sends_rejected for r in routes)
         """Some route here tells agents of refusals: so are refusals before a route is known."""
 
@@ -171,20 +174,36 @@ class Pipeline:
                 envelope = self.check_sender(route, envelope, origin(message)[1], payload)
         except InvalidMessage as error:
             return await self._refuse(message, route, error, envelope)
-        with structlog.contextvars.bound_contextvars(
+        # Bound and reset by token: structlog's bound_contextvars reads every bound variable
+        # to restore them, twice the cost per message.
+        tokens = structlog.contextvars.bind_contextvars(
             message_id=envelope.id,
             message_type=envelope.type,
             correlation_id=envelope.correlation_id,
             subject=envelope.subject,
-        ):
+        )
+        try:
             if isinstance(route, Answer) and self._caller_gave_up(message):
                 return await self._drop_expired(message, route)
             outcome = await self._run(message, envelope, route, payload)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
         elapsed = time.perf_counter() - started
-        metrics.HANDLER_DURATION.labels(route.name).observe(elapsed)
+        self._metrics(route.name)[0].observe(elapsed)
         if self._on_step is not None:
             self._on_step(STEP_PROCESS, elapsed)
         return outcome
+
+    def _metrics(self, handler: str) -> tuple[Histogram, Counter]:
+        """A handler's duration histogram and handled counter (their labelled children,
+        looked up once)."""
+        found = self._labelled.get(handler)
+        if found is None:
+            found = self._labelled[handler] = (
+                metrics.HANDLER_DURATION.labels(handler),
+                metrics.MESSAGES_HANDLED.labels(handler),
+            )
+        return found
 
     @staticmethod
     def _caller_gave_up(message: AbstractIncomingMessage) -> bool:
@@ -318,44 +337,17 @@ class Pipeline:
         route: On[Any] | Answer[Any, Any],
         payload: Contract,
     ) -> Outcome:
-        reply: tuple[str, bytes] | None = None
-        ctx: HandlerContext | None = None
         with timed_step(self._on_step, STEP_TRANSACTION):
-            async with self._pool.acquire() as conn, conn.transaction():
-                with timed_step(self._on_step, STEP_CLAIM):
-                    claimed = await inbox.claim(conn, envelope.id, route.name)
-                if not claimed:
-                    stored = await inbox.stored_reply(conn, envelope.id, route.name)
-                    reply = None if stored is None else (stored.status, stored.body)
-                    duplicate = True
-                else:
-                    duplicate = False
-                    outbox = Outbox(
-                        conn,
-                        schema=self._instance.service,
-                        source=self._source,
-                        correlation_id=envelope.correlation_id or envelope.id,
-                    )
-                    ctx = HandlerContext(
-                        conn=conn,
-                        envelope=envelope,
-                        outbox=outbox,
-                        now=self._clock.now(),
-                        instance=self._instance,
-                        settings=self._settings,
-                    )
-                    with timed_step(self._on_step, STEP_HANDLER):
-                        if isinstance(route, On):
-                            await route.handle(ctx, payload)
-                        else:
-                            reply = await self._answer(ctx, route, payload)
-                    if reply is not None:
-                        with timed_step(self._on_step, STEP_STORE_REPLY):
-                            await inbox.store_reply(conn, envelope.id, route.name, *reply)
+            async with self._pool.acquire() as conn:
+                reply, ctx = await self._transaction(conn, envelope, route, payload)
+        duplicate = ctx is None
         # Committed. A failure from here on is not the handler's: the effect stands, and a
         # redelivery (if the ack is lost) is skipped by the inbox.
-        if ctx is not None and ctx.after_commit:
-            await run_after_commit(ctx, self._pool, route.name)
+        if ctx is not None:
+            if ctx.after_commit:
+                await run_after_commit(ctx, self._pool, route.name)  # wakes the relay first
+            else:
+                ctx.outbox.committed()
         try:
             if reply is not None:
                 with timed_step(self._on_step, STEP_REPLY):
@@ -368,10 +360,101 @@ class Pipeline:
             metrics.MESSAGES_DUPLICATE.labels(route.name).inc()
             log.info("message.duplicate", handler=route.name)
             return Outcome("duplicate")
-        metrics.MESSAGES_HANDLED.labels(route.name).inc()
+        self._metrics(route.name)[1].inc()
         if isinstance(route, Answer):
             metrics.RPC_REQUESTS.labels(route.spec.type, "ok").inc()
         return Outcome("handled")
+
+    async def _transaction(
+        self,
+        conn: Connection,
+        envelope: Envelope,
+        route: On[Any] | Answer[Any, Any],
+        payload: Contract,
+    ) -> tuple[tuple[str, bytes] | None, HandlerContext | None]:
+        """Claim, handle and commit; the reply (a command's, or a duplicate's stored one) and
+        the handler's context (None: a duplicate, not handled again).
+
+        BEGIN goes with the claim, and the outbox rows and reply with COMMIT and the session
+        reset: two round trips around the handler's own (libs/db/unit_of_work.py)."""
+        reply: tuple[str, bytes] | None = None
+        ctx: HandlerContext | None = None
+        transaction = Transaction(conn)
+        try:
+            with timed_step(self._on_step, STEP_CLAIM):
+                claimed = await self._begin_claimed(transaction, conn, envelope, route)
+            finishing: list[str] = []
+            if not claimed:
+                stored = await inbox.stored_reply(conn, envelope.id, route.name)
+                reply = None if stored is None else (stored.status, stored.body)
+            else:
+                outbox = Outbox(
+                    conn,
+                    schema=self._instance.service,
+                    source=self._source,
+                    correlation_id=envelope.correlation_id or envelope.id,
+                    managed=True,  # written with the commit, woken after it
+                )
+                ctx = HandlerContext(
+                    conn=conn,
+                    envelope=envelope,
+                    outbox=outbox,
+                    now=self._clock.now(),
+                    instance=self._instance,
+                    settings=self._settings,
+                )
+                with timed_step(self._on_step, STEP_HANDLER):
+                    if isinstance(route, On):
+                        await route.handle(ctx, payload)
+                    else:
+                        reply = await self._answer(ctx, route, payload)
+                finishing = await outbox.commit_statements(literal=transaction.literal)
+                if reply is not None:
+                    with timed_step(self._on_step, STEP_STORE_REPLY):
+                        finishing += await self._store_reply(
+                            transaction, conn, envelope, route, reply
+                        )
+            await transaction.commit(finishing)
+        except BaseException:
+            await transaction.rollback()
+            raise
+        return reply, ctx
+
+    @staticmethod
+    async def _begin_claimed(
+        transaction: Transaction,
+        conn: Connection,
+        envelope: Envelope,
+        route: On[Any] | Answer[Any, Any],
+    ) -> bool:
+        """Open the transaction and claim the message for the route's handler; False when
+        it handled the message before."""
+        if transaction.literal:
+            try:
+                sql = inbox.claim_sql(envelope.id, route.name)
+            except Unquotable:
+                pass
+            else:
+                return inbox.claimed(await transaction.begin(sql))
+        await transaction.begin()
+        return await inbox.claim(conn, envelope.id, route.name)
+
+    @staticmethod
+    async def _store_reply(
+        transaction: Transaction,
+        conn: Connection,
+        envelope: Envelope,
+        route: On[Any] | Answer[Any, Any],
+        reply: tuple[str, bytes],
+    ) -> list[str]:
+        """Keep the reply for a duplicate request: as SQL to send with COMMIT, or now."""
+        if transaction.literal:
+            try:
+                return [inbox.store_reply_sql(envelope.id, route.name, *reply)]
+            except Unquotable:
+                pass
+        await inbox.store_reply(conn, envelope.id, route.name, *reply)
+        return []
 
     @staticmethod
     async def _answer(

@@ -29,7 +29,7 @@ from libs.db.pool import Pool, answers, create_pool, ensure_database
 from libs.observability import metrics
 from libs.observability.http import HealthServer
 from libs.observability.logging import configure_logging
-from libs.service.batching import BatchingPipeline
+from libs.service.batching import BatchingPipeline, batch_prefetch
 from libs.service.clock import Clock, clock_from
 from libs.service.handlers import Answer, Instance, On, ServiceDefinition, TaskContext
 from libs.service.pipeline import InFlight, Pipeline
@@ -204,7 +204,9 @@ class ServiceProcess:
                 on_step=self._on_step,
             )
             consumer: Pipeline | BatchingPipeline = pipeline
+            prefetch = settings.prefetch
             if any(isinstance(r, On) and r.handle_many is not None for r in routes):
+                prefetch = batch_prefetch(settings)
                 consumer = BatchingPipeline(
                     pipeline,
                     routes=routes,
@@ -214,11 +216,12 @@ class ServiceProcess:
                     clock=self.clock,
                     in_flight=self._in_flight,
                     gate=gate,
+                    on_step=self._on_step,
                 )
             callback: Callback = consumer
             if self._wrap_consumer is not None:
                 callback = self._wrap_consumer(queue, callback)
-            await bus.consume(queue, callback, prefetch=settings.prefetch)
+            await bus.consume(queue, callback, prefetch=prefetch)
 
     async def _disconnect(self) -> None:
         """Close what a failed start attempt opened, so the next attempt starts clean."""
@@ -253,7 +256,11 @@ class ServiceProcess:
             )
         ]
         context = TaskContext(
-            pool=self._pool, clock=self.clock, instance=self.instance, settings=settings
+            pool=self._pool,
+            clock=self.clock,
+            instance=self.instance,
+            settings=settings,
+            bus=self._bus,
         )
         for task in self.definition.tasks:
             self._tasks.append(
@@ -341,6 +348,12 @@ class ServiceProcess:
         deleted = await outbox.purge_published(self._pool, OUTBOX_RETENTION)
         log.info("housekeeping.done", inbox_purged=forgotten, outbox_purged=deleted)
 
+    async def _tasks_ended(self, timeout: float) -> None:
+        """Wait for the cancelled periodic tasks to end: the timers task still publishes the
+        batch it committed (libs/db/direct_publish.py), before the relay's final flush."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+
     async def stop(self) -> None:
         """Stop consuming, let in-flight messages finish, flush the outbox, close.
 
@@ -369,6 +382,7 @@ class ServiceProcess:
             await asyncio.wait_for(self._in_flight.wait_idle(), left())
         except TimeoutError:
             log.warning("service.in_flight_abandoned", count=self._in_flight.count)
+        await self._tasks_ended(left())
         if self._relay is not None and self._relay_task is not None:
             self._relay.stop()
             try:

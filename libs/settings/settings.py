@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Bulk handlers: how long a batch waits to fill before it is committed.",
     )
+    batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=3000,
+        description="Bulk handlers (agent reports, check-ins): messages committed together at "
+        "most; their queue's prefetch is at least three batches, so one batch commits while "
+        "the next is read.",
+    )
     compliance_publish_seconds: float = Field(
         default=10.0,
         gt=0,

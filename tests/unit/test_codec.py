@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
 import pytest
@@ -17,6 +18,7 @@ from libs.bus.codec import (
     field_path,
     first_field,
     from_amqp,
+    stored_properties,
     to_amqp,
 )
 from libs.contracts import Envelope
@@ -294,3 +296,28 @@ def test_describe_validation_error_counts_errors_beyond_five() -> None:
     assert error.error_count() == 7
     assert described.count("field '") == 5
     assert described.endswith(" (+2 more)")
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        Envelope(id="e1", source="lockgate/probe", type="probe.counter.counted.v1", time=NOW),
+        Envelope(
+            id="e2",
+            source="lockgate/scheduler",
+            type="scheduler.computer.install.v1",
+            time=NOW.astimezone(timezone(timedelta(hours=-5))),
+            subject="pc-0001",
+            correlation_id="c'1\\",
+        ),
+    ],
+    ids=["plain", "subject-correlation-offset"],
+)
+def test_the_relay_sends_what_to_amqp_sends(envelope: Envelope) -> None:
+    """The relay reads back the envelope JSON it stored and builds the same AMQP properties
+    as to_amqp (headers included) without validating it again."""
+    # What the outbox column gives back: jsonb reorders keys and respaces.
+    stored = json.dumps(json.loads(envelope.model_dump_json()), sort_keys=True)
+    fast, slow = stored_properties(stored), to_amqp(envelope, b"{}").properties
+    assert fast == slow
+    assert fast.headers == slow.headers
