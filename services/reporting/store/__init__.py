@@ -8,6 +8,7 @@ from services.reporting.store import (
     groups,
     heartbeats,
     history,
+    reports,
     states,
     updates,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "groups",
     "heartbeats",
     "history",
+    "reports",
     "states",
     "updates",
 ]

@@ -23,21 +23,20 @@ from services.reporting.store.computers import COLUMNS
 
 
 async def apply_deltas(conn: Connection, moves: Sequence[CounterMove]) -> None:
-    """Move the counters (in the order given) and mark their updates changed."""
+    """Move the counters (in the order given) and mark their updates changed (in update
+    order), in one statement."""
     if not moves:
         return
     await conn.execute(
-        "INSERT INTO update_counts (update_id, state, n)"
+        "WITH moved AS (INSERT INTO update_counts (update_id, state, n)"
         " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[])"
-        " ON CONFLICT (update_id, state) DO UPDATE SET n = update_counts.n + EXCLUDED.n",
+        " ON CONFLICT (update_id, state) DO UPDATE SET n = update_counts.n + EXCLUDED.n"
+        " RETURNING update_id)"
+        " INSERT INTO compliance_dirty (update_id) SELECT DISTINCT update_id FROM moved"
+        " ORDER BY update_id ON CONFLICT DO NOTHING",
         [m.update_id for m in moves],
         [m.state for m in moves],
         [m.n for m in moves],
-    )
-    await conn.execute(
-        "INSERT INTO compliance_dirty (update_id) SELECT DISTINCT unnest($1::uuid[])"
-        " ON CONFLICT DO NOTHING",
-        [m.update_id for m in moves],
     )
 
 

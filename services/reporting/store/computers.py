@@ -77,7 +77,7 @@ async def set_policy(conn: Connection, change: ComputerPolicyChanged) -> None:
     )
 
 
-def _columns(ids: Sequence[str], moves: Sequence[ComputerMove]) -> list[list[int]]:
+def computer_columns(ids: Sequence[str], moves: Sequence[ComputerMove]) -> list[list[int]]:
     """Per counter column, the move of each computer in `ids` (in that order)."""
     by_computer = {c: dict.fromkeys(COLUMNS.values(), 0) for c in ids}
     for move in moves:
@@ -95,42 +95,12 @@ _MOVE = (
 )
 
 
-async def record_reports(
-    conn: Connection, computer_ids: Sequence[str], moves: Sequence[ComputerMove], now: datetime
-) -> None:
-    """These computers reported at `now` (their last contact), and their counters move;
-    rows are locked in id order first (no deadlock between replicas)."""
-    if not computer_ids:
-        return
-    ids = sorted(set(computer_ids))
-    await conn.execute(
-        "SELECT 1 FROM computers WHERE computer_id = ANY ($1::text[])"
-        " ORDER BY computer_id FOR UPDATE",
-        ids,
-    )
-    await conn.execute(
-        "UPDATE computers c SET last_contact_at = greatest(c.last_contact_at, $7), " + _MOVE,
-        ids,
-        *_columns(ids, moves),
-        now,
-    )
-
-
 async def move_counters(conn: Connection, moves: Sequence[ComputerMove]) -> None:
     """Move per-computer counters only (a restart, a deleted update's states)."""
     if not moves:
         return
     ids = sorted({m.computer_id for m in moves})
-    await conn.execute("UPDATE computers c SET " + _MOVE, ids, *_columns(ids, moves))
-
-
-async def known(conn: Connection, computer_ids: Sequence[str]) -> set[str]:
-    """Those of these computers reporting knows."""
-    rows = await conn.fetch(
-        "SELECT computer_id FROM computers WHERE computer_id = ANY ($1::text[])",
-        list(computer_ids),
-    )
-    return {row["computer_id"] for row in rows}
+    await conn.execute("UPDATE computers c SET " + _MOVE, ids, *computer_columns(ids, moves))
 
 
 async def last_contact(conn: Connection, computer_id: str) -> datetime | None:

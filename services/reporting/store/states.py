@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from libs.contracts import reporting as r
 from libs.contracts.approval import ROOT_GROUP_ID
 from libs.db.pool import Connection
-from libs.domain.agent_reports import RESTART_COMPLETES, Observation
-from services.reporting.domain.batches import Attempt
+from libs.domain.agent_reports import NO_REPORT, RESTART_COMPLETES, STICKY, Observation
 from services.reporting.domain.counts import (
     ComputerMove,
     StatesByUpdate,
@@ -29,50 +28,54 @@ _TARGETED_PAIRS = (
 )
 
 
-async def lock(
-    conn: Connection, keys: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[str, datetime | None]]:
-    """Create missing rows as placeholders, then lock every row in one order (no deadlock
-    between replicas); returns (state, reported_at) per (computer, update)."""
-    ordered = sorted(keys, key=lambda k: (k[1], k[0]))
-    computers = [c for c, _ in ordered]
-    updates = [u for _, u in ordered]
-    await conn.execute(
-        "INSERT INTO computer_updates (computer_id, update_id, state)"
-        " SELECT c, u, 'none' FROM unnest($1::text[], $2::uuid[]) AS k (c, u)"
-        " ORDER BY u, c ON CONFLICT DO NOTHING",
-        computers,
-        updates,
-    )
+_STICKY = sorted(f"{held}>{detected}" for held, detected in STICKY)
+"""STICKY as `held>detected` text, compared in `upsert`."""
+
+# libs/domain/agent_reports.py `moves`, the same rule over a stored row (cu) and a new
+# observation (EXCLUDED); an install result is the observation carrying a return code
+# (rank 1), a detection carries none (rank 0). tests/integration/test_reporting_ingest_sql.py
+# checks both agree on every case.
+_MOVES = (
+    "cu.reported_at IS NULL OR ("
+    " NOT (EXCLUDED.last_return_code IS NULL"
+    "   AND cu.state || '>' || EXCLUDED.state = ANY ($6::text[]))"
+    " AND (EXCLUDED.reported_at > cu.reported_at OR (EXCLUDED.reported_at = cu.reported_at"
+    "   AND EXCLUDED.last_return_code IS NOT NULL AND EXCLUDED.state <> cu.state)))"
+)
+
+
+async def upsert(
+    conn: Connection, newest: Mapping[tuple[str, str], Observation]
+) -> list[tuple[Observation, str]]:
+    """Write the newest observation per (computer, update) in one statement: a new row, or
+    a stored row it moves (never backwards in time); returns (observation, state it
+    replaced) for every row written. Rows are locked in one order (update, computer), so
+    replicas never deadlock; no placeholder is written first."""
+    if not newest:
+        return []
+    keys = sorted(newest, key=lambda k: (k[1], k[0]))
+    seen = [newest[k] for k in keys]
     rows = await conn.fetch(
-        "SELECT cu.computer_id, cu.update_id::text, cu.state, cu.reported_at"
-        " FROM computer_updates cu JOIN unnest($1::text[], $2::uuid[]) AS k (c, u)"
-        " ON cu.computer_id = k.c AND cu.update_id = k.u"
-        " ORDER BY cu.update_id, cu.computer_id FOR UPDATE OF cu",
-        computers,
-        updates,
+        "INSERT INTO computer_updates AS cu (computer_id, update_id, state, reported_at,"
+        " last_return_code)"
+        " SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[],"
+        " $5::bigint[]) AS k (c, u, state, at, code) ORDER BY k.u, k.c"
+        " ON CONFLICT (update_id, computer_id) DO UPDATE SET replaced_state = cu.state,"
+        " state = EXCLUDED.state, reported_at = EXCLUDED.reported_at,"
+        " last_return_code = coalesce(EXCLUDED.last_return_code, cu.last_return_code)"
+        f" WHERE {_MOVES}"
+        " RETURNING cu.computer_id, cu.update_id::text, cu.replaced_state",
+        [o.computer_id for o in seen],
+        [o.update_id for o in seen],
+        [o.state for o in seen],
+        [o.reported_at for o in seen],
+        [o.return_code for o in seen],
+        _STICKY,
     )
-    return {
-        (row["computer_id"], row["update_id"]): (row["state"], row["reported_at"]) for row in rows
-    }
-
-
-async def save(conn: Connection, changes: Sequence[tuple[Observation, str]]) -> None:
-    """Write new states, one (observation, state it replaces) per locked row."""
-    if not changes:
-        return
-    await conn.execute(
-        "UPDATE computer_updates cu SET state = k.state, reported_at = k.at,"
-        " last_return_code = coalesce(k.code, cu.last_return_code)"
-        " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bigint[])"
-        "   AS k (c, u, state, at, code)"
-        " WHERE cu.computer_id = k.c AND cu.update_id = k.u",
-        [o.computer_id for o, _ in changes],
-        [o.update_id for o, _ in changes],
-        [o.state for o, _ in changes],
-        [o.reported_at for o, _ in changes],
-        [o.return_code for o, _ in changes],
-    )
+    return [
+        (newest[row["computer_id"], row["update_id"]], row["replaced_state"] or NO_REPORT)
+        for row in rows
+    ]
 
 
 async def complete_restart(conn: Connection, computer_id: str, at: datetime) -> list[str]:
@@ -89,25 +92,6 @@ async def complete_restart(conn: Connection, computer_id: str, at: datetime) -> 
         done,
     )
     return [row["update_id"] for row in rows]
-
-
-async def save_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
-    """Every attempt in one statement; repeats are ignored."""
-    if not attempts:
-        return
-    await conn.execute(
-        "INSERT INTO install_attempts (computer_id, update_id, started_at, finished_at,"
-        " return_code, outcome, operation)"
-        " SELECT * FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[],"
-        " $5::bigint[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING",
-        [a.computer_id for a in attempts],
-        [a.update_id for a in attempts],
-        [a.started_at for a in attempts],
-        [a.finished_at for a in attempts],
-        [a.return_code for a in attempts],
-        [a.outcome for a in attempts],
-        [a.operation for a in attempts],
-    )
 
 
 async def delete_update(conn: Connection, update_id: str) -> list[ComputerMove]:

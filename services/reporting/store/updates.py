@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -74,26 +75,42 @@ async def delete(conn: Connection, update_id: str) -> None:
     await conn.execute("DELETE FROM updates WHERE update_id = $1", uuid.UUID(update_id))
 
 
-async def known(conn: Connection, update_ids: Sequence[str]) -> list[KnownUpdate]:
-    """Those of these updates reporting knows, held until the transaction ends.
+@functools.lru_cache(maxsize=1024)
+def _return_codes(text: str) -> tuple[ReturnCode, ...]:
+    """An update's return-code map read from its stored JSON; most updates share one text
+    (`[]`, the default map), so each text is validated once (ReturnCode is frozen)."""
+    return tuple(ReturnCode.model_validate(c) for c in json.loads(text))
+
+
+async def known(
+    conn: Connection, update_ids: Sequence[str], computer_ids: Sequence[str]
+) -> tuple[list[KnownUpdate], set[str]]:
+    """Those of these updates reporting knows, held until the transaction ends, and (in the
+    same round trip) those of these computers it knows.
 
     FOR SHARE: a decline (or a deletion) of one of these updates waits for this batch to
     commit, and this batch waits for one in progress, then reads it declined. Without it a
     batch that read "not declined" could write states after the decline deleted them.
     """
     rows = await conn.fetch(
-        "SELECT update_id::text, return_codes::text, declined_at IS NOT NULL AS declined"
-        " FROM updates WHERE update_id = ANY ($1::uuid[]) ORDER BY update_id FOR SHARE",
+        "WITH u AS (SELECT update_id::text AS id, return_codes::text AS codes,"
+        "   declined_at IS NOT NULL AS declined FROM updates"
+        "   WHERE update_id = ANY ($1::uuid[]) ORDER BY update_id FOR SHARE)"
+        " SELECT id, codes, declined FROM u UNION ALL"
+        " SELECT computer_id, NULL, false FROM computers WHERE computer_id = ANY ($2::text[])",
         list(update_ids),
+        list(computer_ids),
     )
-    return [
+    updates = [
         KnownUpdate(
-            update_id=row["update_id"],
-            return_codes=[ReturnCode.model_validate(c) for c in json.loads(row["return_codes"])],
+            update_id=row["id"],
+            return_codes=list(_return_codes(row["codes"])),
             declined=row["declined"],
         )
         for row in rows
+        if row["codes"] is not None
     ]
+    return updates, {row["id"] for row in rows if row["codes"] is None}
 
 
 async def find(conn: Connection, reference: str) -> str | None:

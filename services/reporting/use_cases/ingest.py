@@ -1,5 +1,6 @@
 """Agent reports in, in batches: states move forward only, counters move with them, attempts
-are all kept (docs/product.md section 6)."""
+are all kept (docs/product.md section 6). A batch is four statements: what it refers to,
+the states (one upsert), everything else it moves, and the inbox claims before them."""
 
 from __future__ import annotations
 
@@ -22,22 +23,24 @@ log = structlog.get_logger(__name__)
 async def ingest(ctx: HandlerContext, reports: list[tuple[Envelope, ag.AgentStatus]]) -> None:
     """A batch of status reports: states move forward only, attempts are all kept."""
     statuses = [status for _, status in reports]
-    computers = await store.computers.known(ctx.conn, batches.computers_named(statuses))
-    updates = await store.updates.known(ctx.conn, batches.updates_named(statuses))
+    updates, computers = await store.updates.known(
+        ctx.conn, batches.updates_named(statuses), batches.computers_named(statuses)
+    )
     batch = batches.read_batch(statuses, batches.Known.of(computers, updates))
     newest = agent_reports.latest(batch.observations)
-    held = await store.states.lock(ctx.conn, list(newest))
-    changes = agent_reports.changes(newest, held)
+    changes = await store.states.upsert(ctx.conn, newest)
     ignored = Counter(batch.ignored)
     if len(changes) < len(newest):
         ignored["older_than_stored"] += len(newest) - len(changes)
-    await store.states.save(ctx.conn, changes)
-    await store.aggregates.apply_deltas(ctx.conn, counts.counter_deltas(changes))
     # Every report is a contact, even one whose states changed nothing.
-    await store.computers.record_reports(
-        ctx.conn, sorted(computers), counts.computer_deltas(changes), ctx.now
+    await store.reports.record(
+        ctx.conn,
+        counters=counts.counter_deltas(changes),
+        computer_ids=sorted(computers),
+        computer_moves=counts.computer_deltas(changes),
+        attempts=batch.attempts,
+        now=ctx.now,
     )
-    await store.states.save_attempts(ctx.conn, batch.attempts)
     for reason, count in ignored.items():
         metrics.REPORTS_IGNORED.labels(reason).inc(count)
     if ignored:
