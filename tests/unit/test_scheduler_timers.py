@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 
 from libs.contracts.agents import AgentUpdatePlan, ComputerPlan, PlanItem
 from libs.contracts.approval import ActionName
@@ -18,11 +19,15 @@ from services.scheduler.domain.restarts import IDLE, WARNING_BEFORE_RESTART, Res
 from services.scheduler.domain.timers import (
     Decision,
     TimerChange,
+    TimerPlan,
     catch_up_at,
     decide,
+    fire,
     plan_timers,
+    timer_plan,
 )
 from services.scheduler.domain.windows import next_window
+from services.scheduler.use_cases.timers import observe_many
 
 NOW = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)
 ZONE = "Europe/Paris"
@@ -243,3 +248,55 @@ def test_catch_up_at_after_the_missed_install_delay_only_when_something_was_miss
 def test_catch_up_at_ignores_items_with_nothing_to_do() -> None:
     done = item("u1", deadline=NOW - timedelta(days=1), state="installed", install_at=None)
     assert catch_up_at(plan_with(done), {}, NOW - timedelta(days=1), NOW) is None
+
+
+@pytest.mark.parametrize("kind", ["window", "deadline", "immediate", "catch_up", "restart"])
+@pytest.mark.parametrize("offset_hours", [-30, 0, 2, 30])
+def test_firing_from_the_stored_timer_plan_decides_as_the_plan(
+    kind: str, offset_hours: int
+) -> None:
+    """What firing reads (a TimerPlan kept as JSON beside the timers) decides exactly what the
+    whole plan decides, at any time and for every kind."""
+    plan = plan_with(
+        item("u1", deadline=NOW - timedelta(days=1)),
+        item("u2", deadline=NOW + timedelta(days=1), restart="never"),
+        item("u3", state="installed", deadline=NOW + timedelta(hours=1)),
+        item("u4", state="installed", install_at=None, deadline=NOW + timedelta(hours=3)),
+        item("u5", action="uninstall", state="installed"),
+        item("u6", action="available_install", state="needed", deadline=NOW + timedelta(hours=4)),
+        settings=PolicySettings(install_mode="prompt_user"),
+        agent_update=AgentUpdatePlan(version="2.0.0", install_at=NOW, prompt_restart=True),
+    )
+    stored = TimerPlan.model_validate_json(timer_plan(plan).model_dump_json())
+    assert [i.install.update_id for i in stored.items] == ["u1", "u2", "u5"]
+    at = NOW + timedelta(hours=offset_hours)
+    for state in (IDLE, RestartState("waiting", at), RestartState("warning", at, 1)):
+        for logged_on in (True, False):
+            expected = decide(kind, plan, computer(state, user_logged_on=logged_on), at)
+            got = fire(kind, plan.computer_id, stored, at, restart=state, user_logged_on=logged_on)
+            assert got == expected
+            assert (got.install and got.install.model_dump_json()) == (
+                expected.install and expected.install.model_dump_json()
+            )
+
+
+def test_observe_many_fills_the_histogram_as_one_observe_per_value() -> None:
+    """The fired timers' lags are observed once per batch: same buckets, count and sum."""
+    buckets = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+    one, many = CollectorRegistry(), CollectorRegistry()
+    singly = Histogram("lag", "lag", ["kind"], buckets=buckets, registry=one)
+    batched = Histogram("lag", "lag", ["kind"], buckets=buckets, registry=many)
+    values = [0.0, 0.05, 0.051, 0.3, 1.0, 7.5, 900.0, 901.0, 12_345.0, 0.1]
+    for value in values:
+        singly.labels("window").observe(value)
+    observe_many(batched.labels("window"), values)
+
+    def samples(registry: CollectorRegistry) -> dict[str, float]:
+        return {
+            f"{s.name}{sorted(s.labels.items())}": s.value
+            for metric in registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(many) == samples(one)

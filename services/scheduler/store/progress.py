@@ -42,6 +42,24 @@ async def mark_planned(
     )
 
 
+async def mark_planned_many(
+    conn: Connection, planned: Sequence[tuple[str, str]], now: datetime
+) -> None:
+    """Remember when each (computer, update) first entered the computer's plan, in one
+    statement for a whole batch of plans."""
+    if not planned:
+        return
+    await conn.execute(
+        "INSERT INTO computer_updates (computer_id, update_id, planned_at)"
+        " SELECT c, u, $3 FROM unnest($1::text[], $2::uuid[]) AS p (c, u)"
+        " ON CONFLICT (computer_id, update_id) DO UPDATE"
+        " SET planned_at = coalesce(computer_updates.planned_at, EXCLUDED.planned_at)",
+        [c for c, _ in planned],
+        [u for _, u in planned],
+        now,
+    )
+
+
 async def held_states(
     conn: Connection, computer_id: str, update_ids: Sequence[str]
 ) -> dict[tuple[str, str], tuple[str, datetime | None]]:
