@@ -412,6 +412,20 @@ def test_mutated_cvrf_documents_are_read_or_refused_clearly(cvrf_seed: bytes) ->
             Limits(max_text_total=10_000),
             r"10000 characters of text in all",
         ),
+        # Refused while still open (the document never ends): a child of the root is read
+        # once it ends, but not held unmeasured that long.
+        (HEAD + b"<p>" + b"<x/>" * 100_000, Limits(max_kept_elements=1000), r"1000 .* in one p"),
+        (HEAD + b"<p>" + b"<a>" * 30_000, Limits(), r"more than 32 elements nested"),
+        # The DOCTYPE is refused however far into the document it comes.
+        (
+            b'<?xml version="1.0"?><!--'
+            + b"c" * 100_000
+            + b'--><!DOCTYPE x [<!ENTITY e "y">]>'
+            + HEAD
+            + TAIL,
+            Limits(),
+            r"DOCTYPE .*not allowed",
+        ),
     ],
 )
 def test_crafted_cvrf_shapes_are_refused_before_they_grow(

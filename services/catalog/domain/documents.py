@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 
 from libs.contracts.catalog import ImportDocument
@@ -33,7 +34,7 @@ def document_bytes(command: ImportDocument) -> bytes:
     return raw
 
 
-def read_document(command: ImportDocument) -> tuple[bytes, SourceDocument]:
-    """The document's bytes (hashed to record the import) and what it says."""
+def read_document(command: ImportDocument) -> tuple[str, SourceDocument]:
+    """The document's SHA-256 (hex, to record the import) and what it says."""
     raw = document_bytes(command)
-    return raw, parse_cvrf(io.BytesIO(raw))
+    return hashlib.sha256(raw).hexdigest(), parse_cvrf(io.BytesIO(raw))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from libs.contracts.catalog import ListUpdates, Origin
-from libs.db.pool import Connection, rows_affected
-from services.catalog.domain.model import Advisory, SourceDocument, SourceUpdate
+from libs.db.pool import Connection
+from services.catalog.domain.model import SourceDocument, SourceUpdate
 from services.catalog.domain.offers import OfferFacts
 from services.catalog.domain.updates import (
     StoredUpdate,
@@ -21,15 +22,17 @@ from services.catalog.domain.updates import (
     to_json,
 )
 
-_SELECT = (
+_COLUMNS = (
     "SELECT u.*, coalesce(("
     "   SELECT array_agg(s.update_id::text ORDER BY s.update_id) FROM supersessions e"
     "   JOIN updates s ON s.kb = e.superseding_kb WHERE e.superseded_kb = u.kb"
     " ), '{}') AS superseded_by, coalesce(("
     "   SELECT array_agg(s.kb ORDER BY s.update_id) FROM supersessions e"
     "   JOIN updates s ON s.kb = e.superseding_kb WHERE e.superseded_kb = u.kb"
-    " ), '{}') AS superseded_by_kbs FROM updates u"
+    " ), '{}') AS superseded_by_kbs"
 )
+"""An update row as `u` with who supersedes it (what _stored reads)."""
+_SELECT = _COLUMNS + " FROM updates u"
 
 
 def _stored(row: asyncpg.Record) -> StoredUpdate:
@@ -52,72 +55,73 @@ async def lock_catalog(conn: Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('lockgate.catalog.updates'))")
 
 
-async def record_document(conn: Connection, document: SourceDocument, sha256: str) -> None:
-    await conn.execute(
-        "INSERT INTO documents (source, document_id, title, release_date, sha256)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, document_id) DO UPDATE"
-        " SET sha256 = EXCLUDED.sha256, title = EXCLUDED.title, imported_at = now()",
+async def save_document(conn: Connection, document: SourceDocument, sha256: str) -> int:
+    """Record an imported document with what it says, in one statement: the document, its
+    contribution to each KB (replacing what it said before), the supersedence links it
+    declares and its advisories. Returns how many of the links were new.
+
+    Arrays go as text[] (cast in SQL), which asyncpg encodes without first asking the server
+    about the array type on each new connection."""
+    pairs = [(u.kb, old) for u in document.updates for old in u.supersedes if old != u.kb]
+    advisories = document.advisories
+    new_links: int = await conn.fetchval(
+        "WITH document AS ("
+        "  INSERT INTO documents (source, document_id, title, release_date, sha256)"
+        "  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, document_id) DO UPDATE"
+        "  SET sha256 = EXCLUDED.sha256, title = EXCLUDED.title, imported_at = now()"
+        "), contributions AS ("
+        "  INSERT INTO update_contributions (kb, source, document_id, data)"
+        "  SELECT t.kb, $1, $2, t.data::jsonb FROM unnest($6::text[], $7::text[]) AS t(kb, data)"
+        "  ON CONFLICT (kb, source, document_id) DO UPDATE SET data = EXCLUDED.data"
+        "), advisories AS ("
+        "  INSERT INTO advisories (document_id, cve, kind, description, url, product_ids)"
+        "  SELECT $2, a.cve, a.kind, a.description, a.url, string_to_array(a.products, ',')"
+        "  FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[])"
+        "    AS a(cve, kind, description, url, products)"
+        "  ON CONFLICT DO NOTHING"
+        "), links AS ("
+        "  INSERT INTO supersessions (superseding_kb, superseded_kb)"
+        "  SELECT * FROM unnest($8::text[], $9::text[]) ON CONFLICT DO NOTHING RETURNING 1"
+        ") SELECT count(*) FROM links",
         document.source,
         document.document_id,
         document.title,
         document.release_date,
         sha256,
-    )
-
-
-async def save_contributions(conn: Connection, document: SourceDocument) -> None:
-    """What this document says of each KB (replacing what it said before)."""
-    await conn.execute(
-        "INSERT INTO update_contributions (kb, source, document_id, data)"
-        " SELECT kb, $2, $3, data FROM unnest($1::text[], $4::jsonb[]) AS t(kb, data)"
-        " ON CONFLICT (kb, source, document_id) DO UPDATE SET data = EXCLUDED.data",
         [u.kb for u in document.updates],
-        document.source,
-        document.document_id,
         [json.dumps(to_json(u)) for u in document.updates],
-    )
-
-
-async def contributions(conn: Connection, kbs: Sequence[str]) -> dict[str, list[SourceUpdate]]:
-    rows = await conn.fetch(
-        "SELECT kb, data FROM update_contributions WHERE kb = ANY($1::text[])"
-        " ORDER BY kb, source, document_id",
-        list(kbs),
-    )
-    found: dict[str, list[SourceUpdate]] = {}
-    for row in rows:
-        found.setdefault(row["kb"], []).append(from_json(json.loads(row["data"])))
-    return found
-
-
-async def save_links(conn: Connection, updates: Sequence[SourceUpdate]) -> int:
-    """Store declared supersedence links; returns how many were new."""
-    pairs = [(u.kb, old) for u in updates for old in u.supersedes if old != u.kb]
-    result: str = await conn.execute(
-        "INSERT INTO supersessions (superseding_kb, superseded_kb)"
-        " SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
         [p[0] for p in pairs],
         [p[1] for p in pairs],
-    )
-    return rows_affected(result)
-
-
-async def save_advisories(
-    conn: Connection, document_id: str, advisories: Sequence[Advisory]
-) -> None:
-    await conn.execute(
-        "INSERT INTO advisories (document_id, cve, kind, description, url, product_ids)"
-        " SELECT $1, a.cve, a.kind, a.description, a.url, string_to_array(a.products, ',')"
-        " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])"
-        "   AS a(cve, kind, description, url, products)"
-        " ON CONFLICT DO NOTHING",
-        document_id,
         [a.cve for a in advisories],
         [a.kind for a in advisories],
         [a.description for a in advisories],
         [a.url for a in advisories],
         [",".join(a.product_ids) for a in advisories],
     )
+    return new_links
+
+
+async def import_state(
+    conn: Connection, kbs: Sequence[str]
+) -> tuple[dict[str, list[SourceUpdate]], dict[str, StoredUpdate]]:
+    """For each KB, what every document said of it (by source, then document) and its update
+    as stored, if any: one statement."""
+    rows = await conn.fetch(
+        "SELECT k.kb AS wanted_kb, (SELECT json_agg(c.data ORDER BY c.source, c.document_id)"
+        "   FROM update_contributions c WHERE c.kb = k.kb)::text AS contributions, e.*"
+        " FROM unnest($1::text[]) AS k(kb)"
+        " LEFT JOIN LATERAL (" + _SELECT + " WHERE u.kb = k.kb) e ON true",
+        list(kbs),
+    )
+    said: dict[str, list[SourceUpdate]] = {}
+    stored: dict[str, StoredUpdate] = {}
+    for row in rows:
+        kb = row["wanted_kb"]
+        if row["contributions"] is not None:
+            said[kb] = [from_json(data) for data in json.loads(row["contributions"])]
+        if row["update_id"] is not None:
+            stored[kb] = _stored(row)
+    return said, stored
 
 
 async def updates_by_kb(conn: Connection, kbs: Sequence[str]) -> dict[str, StoredUpdate]:
@@ -162,17 +166,75 @@ async def put_update(
     )
 
 
-async def mark_newly_superseded(conn: Connection, now: datetime) -> list[StoredUpdate]:
-    """Flag updates that a present update now supersedes; return them (once each)."""
-    rows = await conn.fetch(
-        "UPDATE updates u SET superseded_at = $1 WHERE u.superseded_at IS NULL AND EXISTS ("
-        "  SELECT 1 FROM supersessions e JOIN updates s ON s.kb = e.superseding_kb"
-        "  WHERE e.superseded_kb = u.kb) RETURNING u.update_id",
-        now,
+@dataclass(frozen=True)
+class UpdateWrite:
+    """One update's new current revision, as put_updates writes it."""
+
+    update_id: str
+    revision: int
+    content_hash: str
+    content: UpdateContent
+    release_date: datetime
+
+
+async def put_updates(conn: Connection, origin: Origin, writes: Sequence[UpdateWrite]) -> None:
+    """Insert or replace the current revision of many updates in one statement (an import's
+    whole batch): what put_update does for one, its product families read from the content.
+    Every array goes as text[] and is cast in SQL (see save_document)."""
+    if not writes:
+        return
+    await conn.execute(
+        "INSERT INTO updates (update_id, origin, kb, revision, content_hash, data, release_date,"
+        "                     product_families)"
+        " SELECT t.update_id::uuid, $2, t.kb, t.revision::int, t.content_hash, t.data::jsonb,"
+        "   t.release_date::timestamptz,"
+        "   ARRAY(SELECT jsonb_array_elements_text(t.data::jsonb -> 'product_families'))"
+        " FROM unnest($1::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+        "   AS t(update_id, kb, revision, content_hash, data, release_date)"
+        " ON CONFLICT (update_id) DO UPDATE SET revision = EXCLUDED.revision,"
+        "   content_hash = EXCLUDED.content_hash, data = EXCLUDED.data,"
+        "   release_date = EXCLUDED.release_date, product_families = EXCLUDED.product_families,"
+        "   updated_at = now()",
+        [w.update_id for w in writes],
+        origin,
+        [w.content.kb for w in writes],
+        [str(w.revision) for w in writes],
+        [w.content_hash for w in writes],
+        [content_json(w.content) for w in writes],
+        [w.release_date.isoformat() for w in writes],
     )
-    ids = [str(row["update_id"]) for row in rows]
-    found = await conn.fetch(_SELECT + " WHERE u.update_id = ANY($1::uuid[])", ids)
-    return [_stored(row) for row in found]
+
+
+async def supersede_and_read(
+    conn: Connection, now: datetime, kbs: Sequence[str]
+) -> tuple[list[StoredUpdate], dict[str, StoredUpdate]]:
+    """Flag updates that a present update now supersedes, and read the updates of `kbs`: the
+    updates newly flagged (once each), and those of `kbs` by KB, all as they are now.
+
+    One statement: flagged rows come back as the UPDATE left them, the others as they were
+    (the UPDATE changed none of them); who supersedes whom is read from updates and
+    supersessions, which the UPDATE does not change."""
+    rows = await conn.fetch(
+        "WITH marked AS ("
+        "  UPDATE updates u SET superseded_at = $1 WHERE u.superseded_at IS NULL AND EXISTS ("
+        "    SELECT 1 FROM supersessions e JOIN updates s ON s.kb = e.superseding_kb"
+        "    WHERE e.superseded_kb = u.kb) RETURNING u.*"
+        ") " + _COLUMNS + ", true AS marked FROM marked u"
+        " UNION ALL " + _COLUMNS + ", false FROM updates u WHERE u.kb = ANY($2::text[])"
+        "   AND u.update_id NOT IN (SELECT update_id FROM marked)",
+        now,
+        list(kbs),
+    )
+    marked: list[StoredUpdate] = []
+    wanted = set(kbs)
+    read: dict[str, StoredUpdate] = {}
+    for row in rows:
+        update = _stored(row)
+        if row["marked"]:
+            marked.append(update)
+        if update.kb in wanted:
+            read[update.kb] = update
+    return marked, read
 
 
 async def expire(conn: Connection, update_id: str, now: datetime, reason: str) -> bool:
