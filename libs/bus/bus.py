@@ -93,8 +93,12 @@ class Bus:
         for exchange, kind in EXCHANGE_TYPES.items():
             await self._channel.declare_exchange(exchange.value, ExchangeType(kind), durable=True)
 
-    async def declare_queue(self, queue: str, bindings: Iterable[Binding]) -> None:
-        """A quorum queue with a delivery limit and its `<queue>.dlq`, bound as given.
+    async def declare_queue(
+        self, queue: str, bindings: Iterable[Binding], retired: Iterable[Binding] = ()
+    ) -> None:
+        """A quorum queue with a delivery limit and its `<queue>.dlq`, bound as given; the
+        `retired` bindings, which an earlier version made, are removed (removing one that
+        does not exist is not an error).
 
         Dead lettering is at-least-once: the broker keeps a rejected message until the
         dead-letter queue confirms it (that needs `reject-publish` overflow).
@@ -121,6 +125,8 @@ class Bus:
         )
         for binding in bindings:
             await declared.bind(binding.exchange.value, routing_key=binding.routing_key)
+        for binding in retired:
+            await declared.unbind(binding.exchange.value, routing_key=binding.routing_key)
         # A replayed dead letter comes back to this queue alone (services/console/dead_letters.py).
         await declared.bind(Exchange.REPLAY.value, routing_key=queue)
 

@@ -317,6 +317,35 @@ class ApprovalChanged(Contract):
     )
 
 
+GROUPS_PER_CHANGE = 5000
+"""At most this many groups in one `approval.update-approval.changed.v1` (a bigger change is
+sent as several, in order), so a message stays a few hundred kB whatever the tree's size."""
+
+
+class UpdateApprovalChanged(Contract):
+    """What applies to these groups for one update changed, to the same approval for all.
+
+    Lockgate's own read copies (scheduler, reporting) follow this event: one approval of a
+    group with 10,000 groups below it is one or two messages, not 10,000. Other systems follow
+    `approval.approval.changed.v1`, one per (group, update), with the group's whole state.
+    """
+
+    update_id: str = Field(description="The update.")
+    effective: Approval | None = Field(
+        description="What now applies to every listed group (explicit on its source group, "
+        "inherited below it); null: the update is no longer approved for them."
+    )
+    group_ids: list[str] = Field(
+        min_length=1,
+        max_length=GROUPS_PER_CHANGE,
+        description="The groups that changed to `effective`, parents before children.",
+    )
+    cause: str = Field(
+        description="What changed it: `approve`, `decline`, `rule:<id>`, `group.moved`, "
+        "`group.deleted`, `update.deleted`."
+    )
+
+
 class UpdateDeclined(Contract):
     """An update was declined: approvals removed; reporting deletes its data."""
 
@@ -594,6 +623,21 @@ APPROVAL_CHANGED = event(
     ),
     formerly=("approval.changed.v1",),
 )
+UPDATE_APPROVAL_CHANGED = event(
+    "approval",
+    "update-approval",
+    "changed",
+    UpdateApprovalChanged,
+    summary="What applies to a list of groups for one update changed, to the same approval "
+    "(one message per change, for Lockgate's read copies; per group: approval.changed).",
+    subject="the update id",
+    example=UpdateApprovalChanged(
+        update_id=_UPDATE_ID,
+        effective=_ROOT_APPROVAL,
+        group_ids=[ROOT_GROUP_ID, _PILOT.group_id],
+        cause="approve",
+    ),
+)
 UPDATE_DECLINED = event(
     "approval",
     "update",
@@ -687,6 +731,7 @@ RULE_RAN = event(
 
 EVENTS = (
     APPROVAL_CHANGED,
+    UPDATE_APPROVAL_CHANGED,
     UPDATE_DECLINED,
     GROUP_CREATED,
     GROUP_RENAMED,

@@ -126,6 +126,10 @@ class On(Generic[M]):
     service's routes only (the scheduler's), so that an agent gets one rejection, not one
     per consuming service. A queue with such a route also answers, for its agent messages,
     refusals that come before a route is known (a bad envelope, a type it has no route for)."""
+    bound: bool = True
+    """False: the queue no longer binds this type. Its binding, made by an earlier version,
+    is removed when the service starts (libs/service/runner.py), and what that version
+    left queued is still handled here instead of being dead-lettered."""
 
     @property
     def name(self) -> str:

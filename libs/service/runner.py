@@ -61,6 +61,11 @@ ConsumerHook = Callable[[str, Callback], Callback]
 """Given a queue and the callback about to consume it, returns that callback or a wrapper."""
 
 
+def _bound(route: On[Any] | Answer[Any, Any]) -> bool:
+    """Whether the route's queue binds its type (see `On.bound`)."""
+    return not isinstance(route, On) or route.bound
+
+
 def _bindings(route: On[Any] | Answer[Any, Any]) -> list[Binding]:
     """A route's bindings: its type's, and its earlier names' while they are still accepted."""
     if isinstance(route, On):
@@ -183,7 +188,10 @@ class ServiceProcess:
         for queue, routes in queues.items():
             await bus.declare_queue(
                 queue,
-                [binding for route in routes for binding in _bindings(route)],
+                [binding for route in routes if _bound(route) for binding in _bindings(route)],
+                retired=[
+                    binding for route in routes if not _bound(route) for binding in _bindings(route)
+                ],
             )
         self.gate = gate = Gate(
             self._dependencies_answer, stopping=self._stopping, on_close=pool.expire_connections

@@ -59,7 +59,9 @@ SERVICE = ServiceDefinition(
         On(c.UPDATE_OFFERED, queue="updates", handle=copies.learn_offer),
         On(c.UPDATE_WITHDRAWN, queue="updates", handle=copies.learn_offer),
         On(c.UPDATE_DELETED, queue="updates", handle=copies.forget_update),
-        On(a.APPROVAL_CHANGED, queue="approvals", handle=copies.learn_approval),
+        On(a.UPDATE_APPROVAL_CHANGED, queue="approvals", handle=copies.learn_approvals),
+        # Bound before approval.update-approval.changed.v1 existed: left queued ones still count.
+        On(a.APPROVAL_CHANGED, queue="approvals", handle=copies.learn_approval, bound=False),
         On(a.UPDATE_DECLINED, queue="approvals", handle=copies.learn_declined),
     ),
     commands=(

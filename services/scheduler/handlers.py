@@ -2,7 +2,8 @@
 
 Agents: check-ins (answered with the plan), status and restart reports, install requests
 (answered with an install instruction). Approval and
-catalog events keep read copies and mark plans dirty; use_cases/planner.py recomputes them
+catalog events keep read copies and mark plans to recompute (one computer's row, or ranges of
+computers for a change that reaches many); use_cases/planner.py recomputes them in bulk
 and use_cases/timers.py fires what is due. Policies and agent releases are commands.
 """
 
@@ -58,7 +59,9 @@ SERVICE = ServiceDefinition(
             handle=requests.request_install,
             sends_rejected=True,
         ),
-        On(a.APPROVAL_CHANGED, queue="approvals", handle=read_copies.learn_approval),
+        On(a.UPDATE_APPROVAL_CHANGED, queue="approvals", handle=read_copies.learn_approvals),
+        # Bound before approval.update-approval.changed.v1 existed: left queued ones still count.
+        On(a.APPROVAL_CHANGED, queue="approvals", handle=read_copies.learn_approval, bound=False),
         On(c.UPDATE_PUBLISHED, queue="updates", handle=read_copies.learn_update),
         On(c.UPDATE_REVISED, queue="updates", handle=read_copies.learn_update),
         On(c.UPDATE_OFFERED, queue="updates", handle=read_copies.learn_offer),

@@ -165,6 +165,37 @@ def group_state(
     )
 
 
+def fan_out(
+    groups: Groups,
+    update: Update,
+    changed: Sequence[str],
+    wanted: Mapping[str, Effective],
+    cause: str,
+    *,
+    limit: int = a.GROUPS_PER_CHANGE,
+) -> list[a.UpdateApprovalChanged]:
+    """One update's change as Lockgate's read copies take it: the changed groups listed per
+    approval that now applies to them (None: no longer approved), in the order given (parents
+    before children), at most `limit` groups per event. A root approval over 10,000 groups
+    is two events, whatever the number of computers."""
+    by_value: dict[Effective | None, list[str]] = {}
+    for group in changed:
+        by_value.setdefault(wanted.get(group), []).append(group)
+    events: list[a.UpdateApprovalChanged] = []
+    for value, listed in by_value.items():
+        view = None if value is None else approval_view(groups, value)
+        events += [
+            a.UpdateApprovalChanged(
+                update_id=update.update_id,
+                effective=view,
+                group_ids=listed[first : first + limit],
+                cause=cause,
+            )
+            for first in range(0, len(listed), limit)
+        ]
+    return events
+
+
 def states_of(
     groups: Groups,
     update: Update,

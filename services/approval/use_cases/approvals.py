@@ -14,6 +14,7 @@ from services.approval.domain.approvals import (
     changes,
     computer_approval,
     explicit_choice,
+    fan_out,
     group_state,
     plan,
     previewed_groups,
@@ -51,13 +52,20 @@ async def recompute(
 ) -> int:
     """Bring the stored effective approvals of one update in line with its explicit ones.
 
-    Publishes one `approval.approval.changed.v1` per (group, update) that changed; `only`
-    limits the comparison to groups that may have changed (a moved subtree). Returns how
-    many changed.
+    Publishes first `approval.update-approval.changed.v1`, the changed groups listed per
+    approval that now applies (what scheduler and reporting keep their copies from), then one
+    `approval.approval.changed.v1` per (group, update) that changed, for other systems;
+    `only` limits the comparison to groups that may have changed (a moved subtree). Returns
+    how many changed.
     """
     explicit = await store.approvals.explicit_for(ctx.conn, update.update_id)
     wanted, diff = await effective_changes(ctx, groups, update.update_id, explicit, only)
     await store.approvals.save_effective(ctx.conn, update.update_id, diff)
+    changed = [g for g in diff.changed if g in groups.names]
+    await ctx.outbox.add_many(
+        a.UPDATE_APPROVAL_CHANGED,
+        [(event, update.update_id) for event in fan_out(groups, update, changed, wanted, cause)],
+    )
     await ctx.outbox.add_many(
         a.APPROVAL_CHANGED,
         [
@@ -68,8 +76,7 @@ async def recompute(
                 ),
                 update.update_id,
             )
-            for g in diff.changed
-            if g in groups.names
+            for g in changed
         ],
     )
     return len(diff.changed)

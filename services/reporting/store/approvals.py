@@ -1,29 +1,38 @@
-"""Effective approvals per group (from approval.changed.v1): who is targeted, by when."""
+"""Effective approvals per group (from approval.update-approval.changed.v1): who is targeted,
+by when."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from libs.db.pool import Connection
 from services.reporting.domain.gauges import ApprovedUpdate, AwaitingApproval
 
 
-async def save(
-    conn: Connection, group_id: str, update_id: str, action: str | None, deadline: datetime | None
+async def save_many(
+    conn: Connection,
+    group_ids: Sequence[str],
+    update_id: str,
+    action: str | None,
+    deadline: datetime | None,
 ) -> None:
-    """The group's effective approval of the update now (None: it has none)."""
-    gid, uid = uuid.UUID(group_id), uuid.UUID(update_id)
+    """Many groups' effective approval of the update now, the same for all (None: none),
+    in one statement."""
+    gids, uid = [uuid.UUID(g) for g in group_ids], uuid.UUID(update_id)
     if action is None:
         await conn.execute(
-            "DELETE FROM group_approvals WHERE group_id = $1 AND update_id = $2", gid, uid
+            "DELETE FROM group_approvals WHERE update_id = $2 AND group_id = ANY ($1::uuid[])",
+            gids,
+            uid,
         )
     else:
         await conn.execute(
             "INSERT INTO group_approvals (group_id, update_id, action, deadline)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (update_id, group_id)"
+            " SELECT g, $2, $3, $4 FROM unnest($1::uuid[]) AS g ON CONFLICT (update_id, group_id)"
             " DO UPDATE SET action = EXCLUDED.action, deadline = EXCLUDED.deadline",
-            gid,
+            gids,
             uid,
             action,
             deadline,

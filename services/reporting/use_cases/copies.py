@@ -41,19 +41,34 @@ async def forget_update(ctx: HandlerContext, event: c.UpdateDeleted) -> None:
 
 
 async def learn_approval(ctx: HandlerContext, event: a.ApprovalChanged) -> None:
+    """One group's approval of an update, as versions before
+    `approval.update-approval.changed.v1` sent it (only those still queued arrive here)."""
     state = event.state
-    effective = state.effective
+    await learn_approvals(
+        ctx,
+        a.UpdateApprovalChanged(
+            update_id=state.update_id,
+            effective=state.effective,
+            group_ids=[state.group_id],
+            cause=event.cause,
+        ),
+    )
+
+
+async def learn_approvals(ctx: HandlerContext, event: a.UpdateApprovalChanged) -> None:
+    """One update's approval changed on a list of groups (one statement for all of them)."""
+    effective = event.effective
     action = None if effective is None else effective.action
-    await store.approvals.save(
+    await store.approvals.save_many(
         ctx.conn,
-        state.group_id,
-        state.update_id,
+        event.group_ids,
+        event.update_id,
         action,
         None if effective is None else effective.deadline.at,
     )
-    await store.aggregates.mark_changed(ctx.conn, state.update_id)
+    await store.aggregates.mark_changed(ctx.conn, event.update_id)
     if action is not None:
-        await store.updates.set_declined(ctx.conn, state.update_id, None)  # approved again
+        await store.updates.set_declined(ctx.conn, event.update_id, None)  # approved again
 
 
 async def learn_declined(ctx: HandlerContext, event: a.UpdateDeclined) -> None:

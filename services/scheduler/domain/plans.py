@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -21,6 +22,11 @@ from services.scheduler.domain.windows import next_window
 
 NO_POLICY = "no policy"
 NOT_APPLICABLE = "not_applicable"
+PUSH_LIMIT = 10_000
+"""A change that reaches at most this many computers sends each its new plan
+(`computer.<id>.plan.v1`); after a bigger one each agent gets its plan at its next check-in
+and its install instructions when they are due, so one root approval is not a million
+messages through the broker (docs/agent-protocol.md section 4)."""
 
 
 class GroupApproval(NamedTuple):
@@ -217,8 +223,50 @@ def _install_at(  # noqa: PLR0917 - private helper of build_plan
 
 
 def plan_digest(plan: ComputerPlan) -> str:
-    """What identifies a plan's content (not when it was computed)."""
-    return hashlib.sha256(plan.model_dump_json(exclude={"computed_at"}).encode()).hexdigest()
+    """What identifies a plan's content for its computer: not when it was computed, nor the
+    computer id it is for (each computer keeps its own), so computers that share a plan
+    share its digest (PlanText)."""
+    return PlanText.of(plan).digest
+
+
+_HEAD = '{"computer_id":'
+
+
+def _quoted(computer_id: str) -> str:
+    return json.dumps(computer_id, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class PlanText:
+    """A plan's JSON with its computer id cut out, so that computers whose plans differ only
+    by their id (same inputs: groups' approvals, time zone, inventory, progress ...) share
+    one computed plan: `text(c)` is exactly the JSON of the plan with `computer_id` c.
+
+    A plan whose items depend on the computer otherwise (third-party content URLs are signed
+    for it) is not `shareable`.
+    """
+
+    tail: str
+    """The JSON after the computer id's string."""
+    digest: str
+    """plan_digest: sha256 of the JSON after the id, without `computed_at`."""
+    shareable: bool
+
+    @classmethod
+    def of(cls, plan: ComputerPlan) -> PlanText:
+        full = plan.model_dump_json()
+        bare = plan.model_dump_json(exclude={"computed_at"})
+        quoted = _HEAD + _quoted(plan.computer_id)
+        if not (full.startswith(quoted) and bare.startswith(quoted)):
+            raise ValueError("a plan's JSON starts with its computer id")
+        return cls(
+            tail=full[len(quoted) :],
+            digest=hashlib.sha256(bare[len(quoted) :].encode()).hexdigest(),
+            shareable=all(item.installation is None for item in plan.items),
+        )
+
+    def text(self, computer_id: str) -> str:
+        return _HEAD + _quoted(computer_id) + self.tail
 
 
 def due_items(

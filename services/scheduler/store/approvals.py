@@ -10,24 +10,29 @@ from libs.domain.resolution import Deadline
 from services.scheduler.domain.plans import GroupApproval
 
 
-async def put(conn: Connection, approval: GroupApproval) -> None:
+async def put_many(
+    conn: Connection, group_ids: Sequence[str], update_id: str, action: str, deadline: Deadline
+) -> None:
+    """The same effective approval of one update on many groups, in one statement."""
     await conn.execute(
         "INSERT INTO group_approvals (group_id, update_id, action, deadline_kind, deadline_at)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, update_id) DO UPDATE SET"
+        " SELECT g, $2, $3, $4, $5 FROM unnest($1::uuid[]) AS g"
+        " ON CONFLICT (group_id, update_id) DO UPDATE SET"
         " action = EXCLUDED.action, deadline_kind = EXCLUDED.deadline_kind,"
         " deadline_at = EXCLUDED.deadline_at",
-        uuid.UUID(approval.group_id),
-        uuid.UUID(approval.update_id),
-        approval.action,
-        approval.deadline.kind,
-        approval.deadline.at,
+        [uuid.UUID(g) for g in group_ids],
+        uuid.UUID(update_id),
+        action,
+        deadline.kind,
+        deadline.at,
     )
 
 
-async def delete(conn: Connection, group_id: str, update_id: str) -> None:
+async def delete_many(conn: Connection, group_ids: Sequence[str], update_id: str) -> None:
+    """One update no longer approved on these groups, in one statement."""
     await conn.execute(
-        "DELETE FROM group_approvals WHERE group_id = $1 AND update_id = $2",
-        uuid.UUID(group_id),
+        "DELETE FROM group_approvals WHERE update_id = $2 AND group_id = ANY ($1::uuid[])",
+        [uuid.UUID(g) for g in group_ids],
         uuid.UUID(update_id),
     )
 

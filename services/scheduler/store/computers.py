@@ -14,12 +14,16 @@ from services.scheduler.domain.computers import ManagedComputer, PublishedPolicy
 from services.scheduler.domain.restarts import RestartState
 
 COLUMNS = (
-    "computer_id, timezone, user_logged_on, last_checkin_at, last_window_at,"
-    " deadline_fired_through, plan_hash, restart_phase, restart_due_at, restart_prompts,"
+    "computer_id, timezone, user_logged_on, last_checkin_at,"
+    " (SELECT last_window_at FROM timer_marks m WHERE m.computer_id = computers.computer_id)"
+    "  AS last_window_at,"
+    " (SELECT deadline_fired_through FROM timer_marks m"
+    "  WHERE m.computer_id = computers.computer_id) AS deadline_fired_through,"
+    " plan_hash, restart_phase, restart_due_at, restart_prompts,"
     " agent_version, architecture, operating_system, free_disk_bytes, memory_bytes,"
     " published_policy_id::text AS published_policy_id, published_policy"
 )
-"""The columns `from_row` reads."""
+"""The columns `from_row` reads (the fired marks are kept in timer_marks: store/timers.py)."""
 
 
 def from_row(r: asyncpg.Record) -> ManagedComputer:
@@ -119,24 +123,6 @@ async def set_user_logged_on(conn: Connection, computer_id: str, value: bool) ->
     await conn.execute(
         "UPDATE computers SET user_logged_on = $2 WHERE computer_id = $1", computer_id, value
     )
-
-
-async def set_marks(
-    conn: Connection, *, last_window: Sequence[str], deadline_fired: Sequence[str], at: datetime
-) -> None:
-    """Remember that windows and deadlines fired at `at` for these computers."""
-    if last_window:
-        await conn.execute(
-            "UPDATE computers SET last_window_at = $2 WHERE computer_id = ANY ($1::text[])",
-            list(last_window),
-            at,
-        )
-    if deadline_fired:
-        await conn.execute(
-            "UPDATE computers SET deadline_fired_through = $2 WHERE computer_id = ANY ($1::text[])",
-            list(deadline_fired),
-            at,
-        )
 
 
 async def set_restart(conn: Connection, computer_id: str, state: RestartState) -> None:

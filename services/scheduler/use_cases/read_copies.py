@@ -8,20 +8,35 @@ from libs.contracts import catalog as c
 from libs.domain.resolution import Deadline
 from libs.service import HandlerContext
 from services.scheduler import store
-from services.scheduler.domain.plans import GroupApproval
 
 
 async def learn_approval(ctx: HandlerContext, event: a.ApprovalChanged) -> None:
+    """One group's approval of an update, as versions before
+    `approval.update-approval.changed.v1` sent it (only those still queued arrive here)."""
     state = event.state
-    if state.effective is None:
-        await store.approvals.delete(ctx.conn, state.group_id, state.update_id)
+    await learn_approvals(
+        ctx,
+        a.UpdateApprovalChanged(
+            update_id=state.update_id,
+            effective=state.effective,
+            group_ids=[state.group_id],
+            cause=event.cause,
+        ),
+    )
+
+
+async def learn_approvals(ctx: HandlerContext, event: a.UpdateApprovalChanged) -> None:
+    """One update's approval changed on a list of groups: the copy in one statement, and
+    the computers of those groups to re-plan as ranges (not a mark per computer)."""
+    effective = event.effective
+    if effective is None:
+        await store.approvals.delete_many(ctx.conn, event.group_ids, event.update_id)
     else:
-        deadline = Deadline(state.effective.deadline.kind, state.effective.deadline.at)
-        await store.approvals.put(
-            ctx.conn,
-            GroupApproval(state.group_id, state.update_id, state.effective.action, deadline),
+        deadline = Deadline(effective.deadline.kind, effective.deadline.at)
+        await store.approvals.put_many(
+            ctx.conn, event.group_ids, event.update_id, effective.action, deadline
         )
-    await store.plans.mark_group_dirty(ctx.conn, state.group_id, ctx.now)
+    await store.plans.mark_groups_dirty(ctx.conn, event.group_ids, ctx.now)
 
 
 async def replan_all(ctx: HandlerContext, group_id: str) -> None:  # noqa: ARG001 - a hook
@@ -42,8 +57,9 @@ async def replan_computer(ctx: HandlerContext, computer_id: str) -> None:
 
 async def _mark_update_dirty(ctx: HandlerContext, update_id: str) -> None:
     """An update's facts changed: computers of the groups it is approved for."""
-    for group_id in await store.approvals.groups_approving(ctx.conn, update_id):
-        await store.plans.mark_group_dirty(ctx.conn, group_id, ctx.now)
+    groups = await store.approvals.groups_approving(ctx.conn, update_id)
+    if groups:
+        await store.plans.mark_groups_dirty(ctx.conn, groups, ctx.now)
 
 
 async def learn_update(ctx: HandlerContext, event: c.UpdatePublished | c.UpdateRevised) -> None:
