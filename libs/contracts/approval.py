@@ -345,6 +345,18 @@ class UpdateApprovalChanged(Contract):
         "`group.deleted`, `update.deleted`."
     )
 
+    @classmethod
+    def of_group(cls, event: ApprovalChanged) -> Self:
+        """One group's `approval.approval.changed.v1` as this event (the read copies took
+        that one before this existed, and still apply those left queued)."""
+        state = event.state
+        return cls(
+            update_id=state.update_id,
+            effective=state.effective,
+            group_ids=[state.group_id],
+            cause=event.cause,
+        )
+
 
 class UpdateDeclined(Contract):
     """An update was declined: approvals removed; reporting deletes its data."""

@@ -43,16 +43,7 @@ async def forget_update(ctx: HandlerContext, event: c.UpdateDeleted) -> None:
 async def learn_approval(ctx: HandlerContext, event: a.ApprovalChanged) -> None:
     """One group's approval of an update, as versions before
     `approval.update-approval.changed.v1` sent it (only those still queued arrive here)."""
-    state = event.state
-    await learn_approvals(
-        ctx,
-        a.UpdateApprovalChanged(
-            update_id=state.update_id,
-            effective=state.effective,
-            group_ids=[state.group_id],
-            cause=event.cause,
-        ),
-    )
+    await learn_approvals(ctx, a.UpdateApprovalChanged.of_group(event))
 
 
 async def learn_approvals(ctx: HandlerContext, event: a.UpdateApprovalChanged) -> None:
