@@ -6,8 +6,10 @@ what its code does, no more:
 - configure: its own queues and their `.dlq`, and the four Lockgate exchanges (every
   service runs `Bus.declare_exchanges()` at start, which needs configure on each of them);
 - write: its own queues (binding a queue needs write on it), the exchanges it publishes
-  to (its events, `lockgate.dead-letters`) and `amq.default` when it answers commands
-  (RPC replies go through the default exchange to the caller's direct reply-to);
+  to (its events, `lockgate.dead-letters`), `amq.default` when it answers commands
+  (RPC replies go through the default exchange to the caller's direct reply-to) and
+  `lockgate.commands` when it calls another service's commands (`ServiceDefinition.calls`:
+  approval asks reporting for a rollout gate's counts);
 - read: its own queues (consuming, and declaring with a dead-letter exchange) and the
   exchanges its queues bind from; no service reads a `.dlq` (the console's keeper does);
 - topic permissions on the topic exchanges it uses: it publishes only under its own
@@ -198,6 +200,8 @@ def service_access(
         published.add(Exchange.DEAD_LETTERS.value)  # messages that can never succeed
     if definition.commands:
         published.add(DEFAULT_EXCHANGE)  # RPC replies to the caller's direct reply-to
+    if definition.calls:
+        published.add(Exchange.COMMANDS.value)  # its own RPC calls to other services
     topics = tuple(
         TopicAccess(
             exchange,

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from libs.contracts import agents, approval, catalog, policies, reporting, uploads
+from libs.contracts import agents, approval, catalog, policies, reporting, rollouts, uploads
 from libs.contracts.spec import CommandSpec
 
 PREFIX = "/api/v1"
@@ -92,6 +92,12 @@ ROUTES: tuple[Route, ...] = (
     _r("PUT", "/rules/{rule}", approval.EDIT_RULE, "rules"),
     _r("DELETE", "/rules/{rule}", approval.DELETE_RULE, "rules"),
     _r("POST", "/rules/{rule}/run", approval.RUN_RULE, "rules"),
+    # rollouts (rings)
+    _r("GET", "/rollouts", rollouts.LIST_ROLLOUTS, "rollouts"),
+    _r("POST", "/rollouts", rollouts.START_ROLLOUT, "rollouts"),
+    _r("GET", "/rollouts/{rollout}", rollouts.SHOW_ROLLOUT, "rollouts"),
+    _r("POST", "/rollouts/{rollout}/go", rollouts.GO_ROLLOUT, "rollouts"),
+    _r("POST", "/rollouts/{rollout}/cancel", rollouts.CANCEL_ROLLOUT, "rollouts"),
     # policies and plans
     _r("GET", "/policies", policies.LIST_POLICIES, "policies"),
     _r("POST", "/policies", policies.CREATE_POLICY, "policies"),

@@ -12,6 +12,7 @@ from typing import Literal, Self, get_args
 from pydantic import AwareDatetime, Field, model_validator
 
 from libs.contracts.catalog import ClassificationName, Origin, SeverityName
+from libs.contracts.rings import RingGate
 from libs.contracts.spec import Contract, command, event
 
 ROOT_GROUP_NAME = "All computers"
@@ -488,6 +489,12 @@ class RuleSpec(Contract):
     deadline: RuleDeadlineKind = Field(
         default="none", description="Deadline of its approvals, counted from each approval."
     )
+    rollout: RingGate | None = Field(
+        default=None,
+        description="Set: a matching update is rolled out over `groups` in the order listed "
+        "(at least two, none below an earlier one), each next group after this gate, instead "
+        "of being approved for all of them at once (libs/contracts/rollouts.py).",
+    )
 
 
 class Rule(Contract):
@@ -502,6 +509,11 @@ class Rule(Contract):
     title_contains: str | None = Field(description="Title filter.")
     group_ids: list[str] = Field(description="Target groups.")
     deadline: RuleDeadlineKind = Field(description="Deadline of its approvals.")
+    rollout: RingGate | None = Field(
+        default=None,
+        description="The gate between rings when it rolls updates out over its groups in "
+        "order; null: it approves them all at once.",
+    )
     created_at: AwareDatetime = Field(description="Creation time.")
     updated_at: AwareDatetime = Field(description="Last edit.")
 

@@ -416,6 +416,32 @@ class ComplianceChanged(Contract):
     update: UpdateCompliance = Field(description="The update and its counts now.")
 
 
+class GroupsCounts(Contract):
+    """Ask for one update's counts among the computers of some groups, their subgroups
+    included, each computer once: what a rollout's gate measures over its rings so far
+    (approval asks; docs/architecture.md, rollouts)."""
+
+    update: str = Field(max_length=200, description="Update id or KB number.")
+    groups: list[str] = Field(
+        min_length=1,
+        max_length=100,
+        description="Group ids or names; a computer in several of them (or in a subgroup) "
+        "counts once.",
+    )
+
+
+class GroupsCountsReport(Contract):
+    """One update's counts over the computers of these groups."""
+
+    update_id: str = Field(description="The update.")
+    group_ids: list[str] = Field(description="The groups, as ids, in the order asked.")
+    computers: int = Field(description="Computers in them (subgroups included), each once.")
+    counts: StateCounts = Field(
+        description="Those computers per state of the update (silent ones as not_reporting "
+        "only; no_status: targeted by an approval, never reported)."
+    )
+
+
 # Examples shown in docs/asyncapi.yaml (validated by their models when this module loads).
 _COMPLIANCE = UpdateCompliance(
     update_id="0496b64b-4a42-52f3-a887-fcddb4f2f23d",
@@ -492,6 +518,14 @@ COMPLIANCE_CHANGED = event(
     subject="the update id",
     example=ComplianceChanged(update=_COMPLIANCE),
 )
+GROUPS_COUNTS = command(
+    "reporting",
+    "update",
+    "groups-counts",
+    GroupsCounts,
+    GroupsCountsReport,
+    summary="One update's counts over the computers of some groups (a rollout's gate).",
+)
 COMMANDS = (
     SUMMARY,
     UPDATE_REPORT,
@@ -500,4 +534,5 @@ COMMANDS = (
     LIST_COMPUTERS,
     COMPLIANCE_HISTORY,
     UPDATE_COMPUTERS,
+    GROUPS_COUNTS,
 )

@@ -190,6 +190,9 @@ class ServiceDefinition:
     """Publish `<name>.service.heartbeat.v1` periodically (the four services do)."""
     read_copies: Sequence[ReadCopy] = field(default_factory=tuple)
     """Shared read copies mounted here: their tables and their routes join the service's."""
+    calls: Sequence[CommandSpec[Any, Any]] = field(default_factory=tuple)
+    """Other services' commands this one sends over RPC (approval asks reporting for a
+    rollout gate's counts): its broker user may then publish on `lockgate.commands`."""
 
     @property
     def handled_events(self) -> tuple[On[Any], ...]:

@@ -197,6 +197,11 @@ class Settings(BaseSettings):
     planner_poll_seconds: float = Field(
         default=0.5, gt=0, description="How often the scheduler recomputes plans marked dirty."
     )
+    rollout_poll_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often approval measures the gates of rollouts whose delay is over.",
+    )
     content_dir: str = Field(
         default="var/content",
         description="Directory of the catalog's content store (uploaded installers, by sha256).",

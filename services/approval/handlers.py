@@ -1,7 +1,9 @@
-"""approval's handler table: every message the service reacts to.
+"""approval's handler table: every message the service reacts to, and its periodic work.
 
 Catalog events keep the read copy of updates (approval never asks the catalog); every handler
-is a use case in use_cases/ (groups, approvals, rules, updates).
+is a use case in use_cases/ (groups, approvals, rules, updates). Rollouts
+(use_cases/rollouts.py) measure their gates in a periodic task, asking reporting for the
+counts (`calls`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from pathlib import Path
 
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
+from libs.contracts import reporting as r
+from libs.contracts import rollouts as ro
 from libs.contracts.scheduler import COMPUTER_REGISTERED
 from libs.contracts.system import PING
-from libs.service import Answer, On, ServiceDefinition
+from libs.service import Answer, Every, On, ServiceDefinition
 from libs.service.system import answer_ping
-from services.approval.use_cases import approvals, groups, rules, updates
+from services.approval.use_cases import approvals, groups, rollouts, rules, updates
 
 SERVICE = ServiceDefinition(
     name="approval",
@@ -48,5 +52,12 @@ SERVICE = ServiceDefinition(
         Answer(a.DELETE_RULE, rules.delete_rule),
         Answer(a.RUN_RULE, rules.run_rule),
         Answer(a.LIST_RULES, rules.list_rules),
+        Answer(ro.START_ROLLOUT, rollouts.start_rollout),
+        Answer(ro.SHOW_ROLLOUT, rollouts.show_rollout),
+        Answer(ro.LIST_ROLLOUTS, rollouts.list_rollouts),
+        Answer(ro.GO_ROLLOUT, rollouts.go_rollout),
+        Answer(ro.CANCEL_ROLLOUT, rollouts.cancel_rollout),
     ),
+    tasks=(Every("rollout-gates", lambda s: s.rollout_poll_seconds, rollouts.evaluate_gates),),
+    calls=(r.GROUPS_COUNTS,),
 )

@@ -35,6 +35,7 @@ from services.cli import (
     fleet_commands,
     policy_commands,
     report_commands,
+    rollout_commands,
     sim_commands,
     token_commands,
     upload_commands,
@@ -270,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     policy_commands.add_parsers(sub, computers)
     fleet_commands.add_parsers(computers)
     report_commands.add_parsers(sub)
+    rollout_commands.add_parsers(sub)
     upload_commands.add_upload_parser(sub)
     token_commands.add_parsers(sub)
     sim_commands.add_parsers(sub)

@@ -74,6 +74,7 @@ SERVICE = ServiceDefinition(
         Answer(r.LIST_COMPUTERS, fleet.list_computers),
         Answer(r.COMPLIANCE_HISTORY, history.compliance_history),
         Answer(r.UPDATE_COMPUTERS, reports.update_computers),
+        Answer(r.GROUPS_COUNTS, reports.groups_counts),
     ),
     read_copies=(group_copy(queue="approvals", deleted=copies.forget_group),),
     tasks=(

@@ -112,7 +112,11 @@ def test_a_service_reaches_its_own_queues_and_no_other(service: ServiceName) -> 
         assert allows(granted["configure"], exchange.value)
     assert allows(granted["write"], "amq.default")  # RPC replies
     assert allows(granted["write"], Exchange.DEAD_LETTERS.value)
-    assert not allows(granted["write"], Exchange.COMMANDS.value)  # services send no commands
+    # Only a service that calls another's commands (approval: a rollout gate's counts) sends
+    # any; the others send none.
+    calls = bool(definition(service).calls)
+    assert allows(granted["write"], Exchange.COMMANDS.value) == calls
+    assert calls == (service == "approval")
     assert not allows(granted["read"], "amq.default")
     assert not allows(granted["write"], agent_queue_name("pc-1"))
     assert topics(document, f"lockgate-{service}")["lockgate.events"]["write"] == f"^{service}\\."

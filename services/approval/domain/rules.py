@@ -91,6 +91,7 @@ def define(
         title_contains=spec.title_contains or None,
         group_ids=list(dict.fromkeys(group_ids)),
         deadline=spec.deadline,
+        rollout=spec.rollout,
         created_at=created_at,
         updated_at=now,
     )

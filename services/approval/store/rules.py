@@ -7,12 +7,13 @@ import uuid
 import asyncpg
 
 from libs.contracts import approval as a
+from libs.contracts.rings import RingGate
 from libs.db.pool import Connection
 from libs.domain.references import as_id
 
 _RULE_COLUMNS = (
     "rule_id::text, name, description, products, classifications, severities, title_contains,"
-    " group_ids::text[], deadline, created_at, updated_at"
+    " group_ids::text[], deadline, rollout, created_at, updated_at"
 )
 
 
@@ -27,6 +28,7 @@ def _rule(r: asyncpg.Record) -> a.Rule:
         title_contains=r["title_contains"],
         group_ids=list(r["group_ids"]),
         deadline=r["deadline"],
+        rollout=None if r["rollout"] is None else RingGate.model_validate_json(r["rollout"]),
         created_at=r["created_at"],
         updated_at=r["updated_at"],
     )
@@ -68,13 +70,14 @@ async def targeting(conn: Connection, group_id: str) -> list[str]:
 async def save(conn: Connection, rule: a.Rule) -> None:
     await conn.execute(
         "INSERT INTO rules (rule_id, name, description, products, classifications, severities,"
-        " title_contains, group_ids, deadline, created_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::uuid[], $9, $10, $11)"
+        " title_contains, group_ids, deadline, created_at, updated_at, rollout)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::uuid[], $9, $10, $11, $12::jsonb)"
         " ON CONFLICT (rule_id) DO UPDATE SET name = EXCLUDED.name,"
         " description = EXCLUDED.description, products = EXCLUDED.products,"
         " classifications = EXCLUDED.classifications, severities = EXCLUDED.severities,"
         " title_contains = EXCLUDED.title_contains, group_ids = EXCLUDED.group_ids,"
-        " deadline = EXCLUDED.deadline, updated_at = EXCLUDED.updated_at",
+        " deadline = EXCLUDED.deadline, updated_at = EXCLUDED.updated_at,"
+        " rollout = EXCLUDED.rollout",
         uuid.UUID(rule.rule_id),
         rule.name,
         rule.description,
@@ -86,6 +89,7 @@ async def save(conn: Connection, rule: a.Rule) -> None:
         rule.deadline,
         rule.created_at,
         rule.updated_at,
+        None if rule.rollout is None else rule.rollout.model_dump_json(),
     )
 
 

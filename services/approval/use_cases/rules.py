@@ -7,10 +7,12 @@ import uuid
 from libs.contracts import approval as a
 from libs.service import Conflict, HandlerContext, NotFound
 from services.approval import store
+from services.approval.domain.rollouts import check_rings
 from services.approval.domain.rules import candidate, criteria, define, matches
 from services.approval.domain.updates import Update
 from services.approval.use_cases.approvals import approve_for_rule
 from services.approval.use_cases.lookups import find_group
+from services.approval.use_cases.rollouts import roll_out_for_rule
 
 
 async def _find(ctx: HandlerContext, reference: str) -> a.Rule:
@@ -29,6 +31,9 @@ async def _build(
     group_ids = [
         await find_group(ctx, ref, f"{field}.groups[{i}]") for i, ref in enumerate(spec.groups)
     ]
+    if spec.rollout is not None:  # its groups are rings, in order
+        tree = (await store.groups.load(ctx.conn)).tree
+        check_rings(tree, group_ids, spec.groups, f"{field}.groups")
     return define(
         spec,
         rule_id=str(uuid.uuid4()) if existing is None else existing.rule_id,
@@ -80,13 +85,15 @@ async def run_rule(ctx: HandlerContext, command: a.RunRule) -> a.RuleRan:
     chosen = [
         u for u in await store.updates.every(ctx.conn) if matches(criteria(rule), candidate(u))
     ]
-    return await approve_for_rule(
-        ctx, await store.groups.load(ctx.conn), rule, chosen, dry_run=command.dry_run
-    )
+    groups = await store.groups.load(ctx.conn)
+    if rule.rollout is not None:
+        return await roll_out_for_rule(ctx, groups, rule, chosen, dry_run=command.dry_run)
+    return await approve_for_rule(ctx, groups, rule, chosen, dry_run=command.dry_run)
 
 
 async def apply_rules_to_new(ctx: HandlerContext, update: Update) -> None:
-    """A newly published update is approved at once by every rule it matches."""
+    """A newly published update is approved at once by every rule it matches (a rule with a
+    rollout starts one instead: its first group now, the others after their gates)."""
     rules = [
         r for r in await store.rules.every(ctx.conn) if matches(criteria(r), candidate(update))
     ]
@@ -94,4 +101,7 @@ async def apply_rules_to_new(ctx: HandlerContext, update: Update) -> None:
         return
     groups = await store.groups.load(ctx.conn)
     for rule in rules:
-        await approve_for_rule(ctx, groups, rule, [update])
+        if rule.rollout is not None:
+            await roll_out_for_rule(ctx, groups, rule, [update])
+        else:
+            await approve_for_rule(ctx, groups, rule, [update])

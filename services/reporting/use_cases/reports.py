@@ -103,3 +103,30 @@ async def computer_report(ctx: HandlerContext, query: r.ComputerReportQuery) -> 
         totals=tally((str(i.state) for i in items), silent=silent),
         updates=page_of(items, query.page),
     )
+
+
+async def groups_counts(ctx: HandlerContext, query: r.GroupsCounts) -> r.GroupsCountsReport:
+    """One update's counts over the computers of these groups and their subgroups, each
+    computer once: what a rollout's gate measures over the rings started so far (approval
+    asks over RabbitMQ; it never reads this schema)."""
+    update_id = await store.updates.find(ctx.conn, query.update)
+    if update_id is None:
+        raise NotFound(f"update: {query.update!r} is unknown to reporting", field="update")
+    group_ids: list[str] = []
+    computers: set[str] = set()
+    for i, reference in enumerate(query.groups):
+        group = await group_copy.find_group(ctx.conn, reference)
+        if group is None:
+            raise NotFound(
+                f"groups[{i}]: group {reference!r} is unknown to reporting", field=f"groups[{i}]"
+            )
+        group_ids.append(group[0])
+        computers.update(await store.groups.members(ctx.conn, group[0]))
+    since = silent_since(ctx.now, ctx.settings.not_reporting_days)
+    per_update = await store.states.classify(ctx.conn, sorted(computers), since)
+    return r.GroupsCountsReport(
+        update_id=update_id,
+        group_ids=group_ids,
+        computers=len(computers),
+        counts=counts_of(per_update.get(update_id, {})),
+    )
