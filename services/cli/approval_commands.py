@@ -13,7 +13,7 @@ from libs.contracts import reporting as r
 from libs.contracts.catalog import CLASSIFICATIONS
 from libs.contracts.spec import Contract
 from libs.settings import Settings
-from services.cli import upload_commands
+from services.cli import rollout_commands, upload_commands
 from services.cli.common import ApiClient, ApiFailure, Output, show, with_api
 
 Handler = Callable[[Settings, Output, argparse.Namespace], Awaitable[int]]
@@ -269,14 +269,16 @@ def _rule_spec(args: argparse.Namespace) -> a.RuleSpec:
         title_contains=args.title,
         groups=args.group or [],
         deadline=DEADLINES[args.deadline],
+        rollout=rollout_commands.gate_of(args) if args.rollout else None,
     )
 
 
 def _rule_text(rule: a.Rule) -> str:
+    rollout = "" if rule.rollout is None else " rolled out in that order,"
     return (
         f"{rule.name}: {', '.join(rule.classifications)} of "
-        f"{', '.join(rule.products) or 'every product'} -> {len(rule.group_ids)} group(s), "
-        f"deadline {rule.deadline}  {rule.rule_id}"
+        f"{', '.join(rule.products) or 'every product'} -> {len(rule.group_ids)} group(s),"
+        f"{rollout} deadline {rule.deadline}  {rule.rule_id}"
     )
 
 
@@ -344,6 +346,12 @@ def _rule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--deadline", choices=list(DEADLINES), default="none", help="none|asap|1w|2w|1m"
     )
+    parser.add_argument(
+        "--rollout",
+        action="store_true",
+        help="roll updates out over the groups in the order given, with the gate below",
+    )
+    rollout_commands.add_gate_options(parser)
 
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time

@@ -10,7 +10,6 @@ from libs.contracts import rollouts as ro
 from libs.contracts.rings import RingGate
 from libs.contracts.spec import Contract
 from libs.settings import Settings
-from services.cli.approval_commands import deadline
 from services.cli.common import ApiClient, Output, show
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
@@ -70,18 +69,42 @@ def rollout_text(rollout: ro.Rollout) -> str:
     return "\n".join(lines)
 
 
+def gate_of(args: argparse.Namespace) -> RingGate:
+    """The gate the options of `add_gate_options` give."""
+    return RingGate(
+        delay_hours=args.delay_hours,
+        min_installed_percent=args.min_installed,
+        max_failed_percent=args.max_failed,
+        min_reports=args.min_reports,
+    )
+
+
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    """The gate between rings: `--delay-hours`, `--min-installed`, `--max-failed`,
+    `--min-reports` (defaults: RingGate's)."""
+    defaults = RingGate()
+    parser.add_argument(
+        "--delay-hours", type=float, default=defaults.delay_hours, help="after each ring starts"
+    )
+    parser.add_argument(
+        "--min-installed", type=float, default=defaults.min_installed_percent, help="percent"
+    )
+    parser.add_argument(
+        "--max-failed",
+        type=float,
+        default=defaults.max_failed_percent,
+        help="percent; failures must stay below it",
+    )
+    parser.add_argument("--min-reports", type=int, default=defaults.min_reports)
+
+
 async def cmd_start(settings: Settings, out: Output, args: argparse.Namespace) -> int:
     request = ro.StartRollout(
         update=args.update,
         rings=args.ring or [],
         action=ACTIONS[args.action],
         deadline=args.deadline,
-        gate=RingGate(
-            delay_hours=args.delay_hours,
-            min_installed_percent=args.min_installed,
-            max_failed_percent=args.max_failed,
-            min_reports=args.min_reports,
-        ),
+        gate=gate_of(args),
     )
 
     async def produce(client: ApiClient) -> tuple[Contract, str]:
@@ -139,7 +162,7 @@ def add_parsers(sub: Commands) -> None:
         "rollouts", help="roll an update out ring by ring, each next ring after a success gate"
     )
     commands = parser.add_subparsers(dest="rollout_command", required=True)
-    defaults = RingGate()
+    from services.cli.approval_commands import deadline  # noqa: PLC0415 - it imports this module
 
     start = commands.add_parser("start", help="approve the first ring now, the next after gates")
     start.add_argument("update", help="update id or KB number")
@@ -153,17 +176,7 @@ def add_parsers(sub: Commands) -> None:
         default="none",
         help="per ring: none|asap|1w|2w|1m (from each ring's start) or an ISO 8601 date-time",
     )
-    start.add_argument("--delay-hours", type=float, default=defaults.delay_hours)
-    start.add_argument(
-        "--min-installed", type=float, default=defaults.min_installed_percent, help="percent"
-    )
-    start.add_argument(
-        "--max-failed",
-        type=float,
-        default=defaults.max_failed_percent,
-        help="percent; failures must stay below it",
-    )
-    start.add_argument("--min-reports", type=int, default=defaults.min_reports)
+    add_gate_options(start)
     start.set_defaults(handler=cmd_start)
 
     shown = commands.add_parser("show", help="a rollout, its rings and its gate's figures")
