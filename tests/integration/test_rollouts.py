@@ -356,6 +356,13 @@ async def test_a_rollout_stops_at_a_failing_gate_held_with_why(rollouts: Rollout
     (go,) = await rollouts.event(ro.ROLLOUT_GO)
     assert (go["reason"], go["ring"]["group_name"]) == ("lab machines", "Early")
     assert await rollouts.explicit_on("Early", update_id) is not None
+    # A ring of a rollout still running cannot be deleted, even once emptied.
+    await rollouts.rpc.call(
+        a.CHANGE_MEMBERSHIP,
+        a.ChangeMembership(computers=rollouts.members("Broad"), group="Broad", member=False),
+    )
+    with pytest.raises(RpcError, match="'Broad' is a ring of rollouts still running or held"):
+        await rollouts.rpc.call(a.DELETE_GROUP, a.DeleteGroup(group="Broad"))
     cancelled = await rollouts.rpc.call(
         ro.CANCEL_ROLLOUT, ro.RolloutDecision(rollout=update_id, reason="next month's is out")
     )

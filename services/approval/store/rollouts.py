@@ -142,3 +142,15 @@ async def listed(
         limit,
     )
     return [_record(row) for row in rows]
+
+
+async def with_ring(conn: Connection, group_id: str) -> list[str]:
+    """Ids of the rollouts still running or held that have the group as a ring."""
+    rows = await conn.fetch(
+        "SELECT rollout_id::text FROM rollouts WHERE state = ANY ($2::text[])"
+        " AND rings @> jsonb_build_array(jsonb_build_object('group_id', $1::text))"
+        " ORDER BY started_at",
+        group_id,
+        list(ACTIVE),
+    )
+    return [row["rollout_id"] for row in rows]

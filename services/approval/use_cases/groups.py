@@ -17,6 +17,7 @@ from services.approval.domain.groups import (
     views,
 )
 from services.approval.domain.tree import TreeError
+from services.approval.store import rollouts as rollout_rows
 from services.approval.use_cases.approvals import recompute_all
 from services.approval.use_cases.lookups import find_group
 
@@ -96,6 +97,13 @@ async def delete_group(ctx: HandlerContext, command: a.DeleteGroup) -> a.GroupDe
         members=await store.computers.count_in_group(ctx.conn, group_id),
         rules=await store.rules.targeting(ctx.conn, group_id),
     )
+    rollouts = await rollout_rows.with_ring(ctx.conn, group_id)
+    if rollouts:
+        raise Conflict(
+            f"group: {groups.names[group_id]!r} is a ring of rollouts still running or held "
+            f"({', '.join(rollouts)}); cancel them or let them complete first",
+            field="group",
+        )
     await store.groups.delete(ctx.conn, group_id)
     deleted = a.GroupDeleted(group_id=group_id, name=groups.names[group_id])
     await ctx.outbox.add(a.GROUP_DELETED, deleted, subject=group_id)
