@@ -6,20 +6,14 @@ update not approved yet, not counted above) with py-spy recording the service th
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sys
 from pathlib import Path
 
 from bench.bench_approval_scale.phases import System, approve, root_choice
 from bench.bench_approval_scale.report import EVENTS_GOAL, PLANS_GOAL, ROOT_PHASE, SizeResult
+from bench.common.profile import py_spy
 from bench.common.results import PROFILES_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def py_spy() -> str | None:
-    beside = Path(sys.executable).with_name("py-spy")
-    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 async def profile_root(

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import bench_compliance_latency
 from bench.bench_reporting_ingest.fleet import FLEET, load_fleet, report
-from bench.bench_reporting_ingest.spy import spy
 from bench.common import results
 from bench.common.infra import BenchFailure, bench_main, description, environment, in_fresh_infra
+from bench.common.profile import spy
 from bench.common.report import print_environment, print_table
 from bench.common.results import Goal, Measure
 from bench.common.stats import bucket_percentile, percentile
@@ -213,7 +213,7 @@ async def followed_run(infra: Infra, stream: list[Report], options: Options, pid
     run, done = Run(), asyncio.Event()
     watcher = asyncio.create_task(watch(conns, run, options.poll, done))
     try:
-        with spy(None if options.py_spy == "never" else PROFILE, pid=pid) as recorded:
+        with spy(None if options.py_spy == "never" else PROFILE, rate=50, pid=pid) as recorded:
             await agents(bus, run, options.rate, stream, options.sample)
             done.set()
             await asyncio.wait_for(asyncio.shield(watcher), VISIBLE_TIMEOUT)

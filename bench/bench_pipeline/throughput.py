@@ -12,10 +12,10 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.bench_pipeline.profile import spy
 from bench.common.baselines import mirror_table, raw_drain, raw_pipeline_drain
 from bench.common.infra import check, unpublished, wait_until
 from bench.common.meters import CpuMeter, CpuUsage, RssSampler, counter_value
+from bench.common.profile import spy
 from bench.common.queues import QueueProbe, publish_confirmed
 from bench.common.tracing import Trace
 from libs.bus import Bus, to_amqp

@@ -31,11 +31,11 @@ from bench.bench_reporting_ingest.phases import (
     raw_ingest,
 )
 from bench.bench_reporting_ingest.report import print_lockgate, print_round, print_summary
-from bench.bench_reporting_ingest.spy import spy
 from bench.bench_reporting_ingest.summary import explain_ingest, summary_phase
 from bench.common import results
 from bench.common.explain import print_plans
 from bench.common.infra import bench_main, check, description, environment, in_fresh_infra
+from bench.common.profile import spy
 from bench.common.queues import QueueProbe, queue_probe
 from bench.common.report import print_environment, print_table
 from bench.common.results import Goal, Measure
@@ -129,7 +129,7 @@ async def profile_pass(
         await queues.purge(queue)
     settings = settings_for(infra, batch)
     rows = derive(bodies, batch).rows
-    with spy(PROFILE) as recorded:
+    with spy(PROFILE, rate=50) as recorded:
         await lockgate_drain(settings, database_name(infra.database_url), len(bodies), rows)
     return recorded
 

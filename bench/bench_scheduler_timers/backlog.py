@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import asyncpg
 
-from bench.bench_pipeline.profile import spy
 from bench.bench_scheduler_timers.fleet import BASE, DUE_SPREAD_SECONDS, INSTALL_ROWS, SCHEMA
 from bench.common.infra import check, unpublished
 from bench.common.meters import CpuMeter, CpuUsage, RssSampler, counter_value
+from bench.common.profile import spy
 from bench.common.queues import QueueProbe
 from bench.common.report import profile_text
 from bench.common.tracing import Trace
@@ -154,7 +154,7 @@ async def lockgate_backlog(
 ) -> Backlog:
     """Fire the backlog until `target` instructions are in the (empty) sink. `profile`: a
     cProfile of the pass, stats saved to that file; `flame_graph`: py-spy records it into
-    that SVG (bench/bench_pipeline/profile.py)."""
+    that SVG (bench/common/profile.py)."""
     before = await before_pass(infra)
     trace = Trace()
     fired_before = counter_value(metrics.TIMERS_FIRED)

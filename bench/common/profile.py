@@ -1,4 +1,4 @@
-"""A py-spy recording of this process, for a benchmark whose goal is missed.
+"""py-spy recordings for benchmarks whose goal is missed (the one place that finds and runs py-spy).
 
 `spy(path)` starts `py-spy record --pid <this process>` writing an SVG flame graph to
 `path` (relative to the repository; raw collapsed stacks if it ends in .txt) and stops it
@@ -21,15 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _py_spy() -> str | None:
+def py_spy() -> str | None:
+    """The py-spy beside this Python (the venv's), else on PATH, else None."""
     beside = Path(sys.executable).with_name("py-spy")
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 @contextlib.contextmanager
-def spy(path: str | None, *, rate: int = 50, pid: int | None = None) -> Iterator[str | None]:
+def spy(path: str | None, *, rate: int = 100, pid: int | None = None) -> Iterator[str | None]:
     """Record `pid` (this process by default) into `path` while the block runs."""
-    binary = _py_spy() if path else None
+    binary = py_spy() if path else None
     if path is None or binary is None:
         if path:
             print("py-spy is not installed: no profile recorded", flush=True)
