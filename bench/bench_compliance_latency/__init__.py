@@ -18,17 +18,19 @@ as subject, `agent.<id>.status.v1` on `lockgate.agents`, persistent, each publis
 its own confirm), paced at `--rate` per second (the n-th report is sent at n / rate s, many
 in flight at once as a fleet would).
 
-Visible: one report in `--sample` is followed. From the moment its publish starts, the
-bench runs the query behind the console's computer page (COMPUTER_REPORT:
-services/reporting/store/states.py `of_computer`) for every followed report not shown yet,
-on three connections of its own, then waits `--poll-ms` ms, until the page shows the report
-(one of its updates with the report's `reported_at`). Its latency is the time from the
-publish to the end of the first poll that shows it: an upper bound; the "resolution" line
-gives how long before that the last poll still did not show it. The counters the console's
-overview reads (update_counts) change in the same transaction, so they are visible at the
-same moment. The first second is left out (connections warming up). Reporting is recorded
-by py-spy meanwhile (`--py-spy never`: not), into bench/profiles/compliance_latency.svg,
-kept only when the goal is missed.
+Visible: one report in `--sample` is followed. From the moment its publish starts, the bench
+asks, in one indexed statement per poll for every followed report not shown yet, whether the
+report's (computer, update) state row holds it (its `reported_at` or a newer one): the row
+the console's computer and update pages read (services/reporting/store/ states.py). An
+earlier version ran the computer page's whole query per pending report on three connections;
+under a backlog that polling grew with it and took most of the database's two cores, slowing
+what it measured. Then it waits `--poll-ms` ms, until the row shows the report. Its latency
+is the time from the publish to the end of the first poll that shows it: an upper bound; the
+"resolution" line gives how long before that the last poll still did not show it. The
+counters the console's overview reads (update_counts) change in the same transaction, so
+they are visible at the same moment. The first second is left out (connections warming up).
+Reporting is recorded by py-spy meanwhile (`--py-spy never`: not), into
+bench/profiles/compliance_latency.svg, kept only when the goal is missed.
 
 The figures: p50, p99 and max of the followed reports' latencies, the rate actually sent,
 the publish confirm times and reporting's own delivery -> commit histogram for comparison;
