@@ -81,6 +81,20 @@ class PolicySettings(Contract):
         le=1440,
         description="Wait between restart prompts when the user postpones (1-1440).",
     )
+    deadline_grace_days: int = Field(
+        default=0,
+        ge=0,
+        le=7,
+        description="After a deadline passed and forced the install, days before the restart "
+        "is forced (0-7); the user is prompted meanwhile and may restart earlier.",
+    )
+    deadline_spread_hours: int = Field(
+        default=0,
+        ge=0,
+        le=24,
+        description="Each computer's deadline moves later by a share of this many hours, "
+        "fixed by a hash of its computer id (0-24); never earlier than the approved deadline.",
+    )
 
 
 RECOMMENDED = PolicySettings()

@@ -17,6 +17,7 @@ from libs.domain.content_urls import ContentLinks
 from libs.domain.resolution import Deadline, resolve
 from libs.service.errors import InvalidInput
 from services.scheduler.domain.applicability import Inventory, applies
+from services.scheduler.domain.deadlines import computer_deadline
 from services.scheduler.domain.installations import installation, requirements_of
 from services.scheduler.domain.windows import next_window
 
@@ -147,7 +148,10 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
         done = progress.get(update_id, Progress())
         state = state_for(fact, done.state, computer.inventory)
         done = replace(done, state=state)
-        deadline = resolved.deadline.at
+        # The computer's own deadline: the approved one moved by its share of the spread.
+        deadline = computer_deadline(
+            resolved.deadline.at, computer.computer_id, settings.deadline_spread_hours
+        )
         install_at = None
         if pending(resolved.action, done.state):
             install_at = _install_at(resolved.action, fact, done, deadline, window, settings, now)

@@ -6,6 +6,11 @@ waiting --due--> prompting (user may postpone; re-prompt every interval)
                | restarting (nobody logged on any more)
 prompting --due or postponed--> prompting (next prompt)
 warning --due--> restarting;   any --restarted--> idle
+
+A restart after an install forced by a passed deadline, under a policy that forces restarts
+(`user_controls_restart = false`) and gives a grace (`deadline_grace_days`), prompts like a
+postponable restart until the grace ends (`grace_until`), then warns and restarts
+(domain/deadlines.py). Without a grace it is the cycle above, unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from libs.contracts.agents import InstallResult
 from libs.contracts.catalog import ReturnCode
 from libs.contracts.policies import PolicySettings
 from libs.domain.agent_reports import outcome_of
+from services.scheduler.domain.deadlines import grace_end
 
 WARNING_BEFORE_RESTART = timedelta(minutes=5)
 Phase = Literal["idle", "waiting", "restart_now", "prompting", "warning", "restarting"]
@@ -30,6 +36,8 @@ class RestartState:
     due_at: datetime | None
     """When the next step happens (the restart timer); None: waiting on the agent."""
     prompts: int = 0
+    grace_until: datetime | None = None
+    """Before this instant the restart is not forced (a deadline's grace); None: no grace."""
 
 
 IDLE = RestartState("idle", None)
@@ -68,16 +76,53 @@ def restart_requested_at(
     )
 
 
+def restart_requesting(
+    installs: Iterable[InstallResult], return_codes: Mapping[str, Sequence[ReturnCode]]
+) -> list[str]:
+    """The updates whose install's return code asks for a restart."""
+    return [
+        r.update_id
+        for r in installs
+        if outcome_of(r.return_code, return_codes.get(r.update_id, ()))
+        == "success_restart_required"
+    ]
+
+
 def after_install(
-    state: RestartState, settings: PolicySettings, finished_at: datetime, *, user_logged_on: bool
+    state: RestartState,
+    settings: PolicySettings,
+    finished_at: datetime,
+    *,
+    user_logged_on: bool,
+    deadline_forced: bool = False,
 ) -> RestartState:
     """An install ended needing a restart: wait the restart delay, or restart at once when
-    nobody is logged on. A restart already under way keeps its course."""
+    nobody is logged on. A restart already under way keeps its course.
+
+    `deadline_forced`: the install was forced by a passed deadline; the restart a policy
+    without user control would force waits the grace (`deadline_grace_days`) after the
+    install finished, the user being prompted meanwhile."""
     if state.phase != "idle":
         return state
     if not user_logged_on:
         return RestartState("restart_now", finished_at)
-    return RestartState("waiting", finished_at + timedelta(minutes=settings.restart_delay_minutes))
+    due = finished_at + timedelta(minutes=settings.restart_delay_minutes)
+    grace = None
+    if deadline_forced and not settings.user_controls_restart:
+        grace = grace_end(finished_at, settings.deadline_grace_days)
+    if grace is not None and grace <= due:
+        grace = None
+    return RestartState("waiting", due, grace_until=grace)
+
+
+def _graced(state: RestartState, now: datetime) -> bool:
+    """Whether the restart's grace still runs at `now`."""
+    return state.grace_until is not None and now < state.grace_until
+
+
+def _next_prompt(state: RestartState, at: datetime) -> datetime:
+    """The next prompt, no later than the end of the grace (when the warning comes)."""
+    return at if state.grace_until is None else min(at, state.grace_until)
 
 
 def on_due(
@@ -87,14 +132,16 @@ def on_due(
     interval = timedelta(minutes=settings.restart_prompt_interval_minutes)
     if state.phase == "restart_now" or (state.phase == "waiting" and not user_logged_on):
         return RestartState("restarting", None), Restart("nobody_logged_on")
-    if state.phase == "waiting":
-        if settings.user_controls_restart:
-            return RestartState("prompting", now + interval, 1), Prompt(
-                may_postpone=True, restart_at=None, number=1
+    if state.phase == "waiting" or (state.phase == "prompting" and state.grace_until is not None):
+        number = state.prompts + 1
+        if settings.user_controls_restart or _graced(state, now):
+            due = _next_prompt(state, now + interval)
+            return RestartState("prompting", due, number, state.grace_until), Prompt(
+                may_postpone=True, restart_at=None, number=number
             )
         restart_at = now + WARNING_BEFORE_RESTART
-        return RestartState("warning", restart_at, 1), Prompt(
-            may_postpone=False, restart_at=restart_at, number=1
+        return RestartState("warning", restart_at, number), Prompt(
+            may_postpone=False, restart_at=restart_at, number=number
         )
     if state.phase == "prompting":
         number = state.prompts + 1
@@ -110,7 +157,12 @@ def on_postponed(state: RestartState, settings: PolicySettings, now: datetime) -
     """The user postponed: prompt again after the interval (only where postponing is allowed)."""
     if state.phase != "prompting":
         return state
-    return replace(state, due_at=now + timedelta(minutes=settings.restart_prompt_interval_minutes))
+    return replace(
+        state,
+        due_at=_next_prompt(
+            state, now + timedelta(minutes=settings.restart_prompt_interval_minutes)
+        ),
+    )
 
 
 def on_restarted(state: RestartState) -> RestartState:  # noqa: ARG001 - any state ends here

@@ -19,7 +19,7 @@ COLUMNS = (
     "  AS last_window_at,"
     " (SELECT deadline_fired_through FROM timer_marks m"
     "  WHERE m.computer_id = computers.computer_id) AS deadline_fired_through,"
-    " plan_hash, restart_phase, restart_due_at, restart_prompts,"
+    " plan_hash, restart_phase, restart_due_at, restart_prompts, restart_grace_until,"
     " agent_version, architecture, operating_system, free_disk_bytes, memory_bytes,"
     " published_policy_id::text AS published_policy_id, published_policy"
 )
@@ -35,7 +35,12 @@ def from_row(r: asyncpg.Record) -> ManagedComputer:
         last_window_at=r["last_window_at"],
         deadline_fired_through=r["deadline_fired_through"],
         plan_hash=r["plan_hash"],
-        restart=RestartState(r["restart_phase"], r["restart_due_at"], r["restart_prompts"]),
+        restart=RestartState(
+            r["restart_phase"],
+            r["restart_due_at"],
+            r["restart_prompts"],
+            r["restart_grace_until"],
+        ),
         agent_version=r["agent_version"],
         inventory=Inventory(
             architecture=r["architecture"],
@@ -127,12 +132,13 @@ async def set_user_logged_on(conn: Connection, computer_id: str, value: bool) ->
 
 async def set_restart(conn: Connection, computer_id: str, state: RestartState) -> None:
     await conn.execute(
-        "UPDATE computers SET restart_phase = $2, restart_due_at = $3, restart_prompts = $4"
-        " WHERE computer_id = $1",
+        "UPDATE computers SET restart_phase = $2, restart_due_at = $3, restart_prompts = $4,"
+        " restart_grace_until = $5 WHERE computer_id = $1",
         computer_id,
         state.phase,
         state.due_at,
         state.prompts,
+        state.grace_until,
     )
 
 

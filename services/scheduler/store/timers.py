@@ -84,7 +84,8 @@ CLAIM = (
     "  SELECT computer_id, kind, due_at FROM timers WHERE due_at <= $1"
     "  ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
     " SELECT d.computer_id, d.kind, d.due_at, p.firing, c.computer_id IS NOT NULL AS known,"
-    "        c.restart_phase, c.restart_due_at, c.restart_prompts, c.user_logged_on"
+    "        c.restart_phase, c.restart_due_at, c.restart_prompts, c.restart_grace_until,"
+    "        c.user_logged_on"
     " FROM due d"
     " LEFT JOIN computers c ON c.computer_id = d.computer_id"
     " LEFT JOIN timer_plans p ON p.computer_id = d.computer_id AND p.plan_hash = c.plan_hash"
@@ -116,7 +117,12 @@ async def claim_due(conn: Connection, now: datetime, limit: int) -> list[DueTime
             timer=Timer(r["computer_id"], r["kind"], r["due_at"]),
             plan=None if r["firing"] is None else parsed(r["firing"]),
             known=r["known"],
-            restart=RestartState(r["restart_phase"], r["restart_due_at"], r["restart_prompts"])
+            restart=RestartState(
+                r["restart_phase"],
+                r["restart_due_at"],
+                r["restart_prompts"],
+                r["restart_grace_until"],
+            )
             if r["known"]
             else RestartState("idle", None),
             user_logged_on=bool(r["user_logged_on"]),

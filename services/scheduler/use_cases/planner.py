@@ -33,6 +33,7 @@ from libs.service import HandlerContext, NotFound, TaskContext
 from services.scheduler import store
 from services.scheduler.domain.agent_updates import agent_update
 from services.scheduler.domain.computers import ManagedComputer, PublishedPolicy
+from services.scheduler.domain.deadlines import spread_offset
 from services.scheduler.domain.plans import (
     Computer,
     GroupApproval,
@@ -90,7 +91,8 @@ def _inputs(
     approvals: Sequence[GroupApproval],
     progress: Mapping[str, Progress],
 ) -> tuple[object, ...]:
-    """Everything of one computer its plan depends on, but its id (see PlanText).
+    """Everything of one computer its plan depends on, but its id (see PlanText): its
+    share of a deadline spread stands for the id where the policy spreads deadlines.
 
     Approvals count by what they say (update, action, deadline), not by the group that
     carries them: a plan shows the action and deadline that win per update, whichever of
@@ -103,6 +105,8 @@ def _inputs(
         policy.conflict,
         frozenset((a.update_id, a.action, a.deadline) for a in approvals),
         row.timezone,
+        # Its deadlines are its own when the policy spreads them (domain/deadlines.py).
+        spread_offset(row.computer_id, policy.settings.deadline_spread_hours),
         row.deadline_fired_through,
         row.inventory,
         row.agent_version,

@@ -6,11 +6,13 @@ from libs.contracts import agents as ag
 from libs.domain import agent_reports
 from libs.service import HandlerContext, InvalidInput
 from services.scheduler import store
+from services.scheduler.domain.deadlines import forced_by_deadline
 from services.scheduler.domain.restarts import (
     after_install,
     on_postponed,
     on_restarted,
     restart_requested_at,
+    restart_requesting,
 )
 from services.scheduler.use_cases.planner import current_plan
 from services.scheduler.use_cases.restarts import schedule_catch_up, set_restart
@@ -42,8 +44,19 @@ async def record_status(ctx: HandlerContext, status: ag.AgentStatus) -> None:
     if finished_at is not None:
         computer = (await store.computers.find(ctx.conn, [computer_id]))[computer_id]
         plan = await current_plan(ctx, computer_id)
+        # Forced by a passed deadline (the computer's own, as its plan shows it): a policy's
+        # grace may hold the forced restart (domain/deadlines.py).
+        forced = forced_by_deadline(
+            restart_requesting(status.installs, codes),
+            {item.update_id: item.deadline for item in plan.items},
+            finished_at,
+        )
         state = after_install(
-            computer.restart, plan.settings, finished_at, user_logged_on=status.user_logged_on
+            computer.restart,
+            plan.settings,
+            finished_at,
+            user_logged_on=status.user_logged_on,
+            deadline_forced=forced,
         )
         await set_restart(ctx, computer_id, state)
     await store.plans.mark_dirty(ctx.conn, [computer_id], ctx.now)
