@@ -17,6 +17,7 @@ from libs.contracts.catalog import DetectionRule, InstallerKind, RestartName, Re
 from libs.contracts.policies import AgentUpdateSchedule, PolicySettings
 from libs.contracts.scheduler import COMPUTER_ID_PATTERN
 from libs.contracts.spec import AgentEventSpec, Contract, InstructionSpec, command
+from libs.contracts.windows import MaintenanceWindow
 
 ComputerId = Field(pattern=COMPUTER_ID_PATTERN, description="The computer.")
 DetectionState = Literal["installed", "needed", "not_applicable"]
@@ -197,6 +198,12 @@ class ComputerPlan(Contract):
         default=None,
         description="A mandatory agent update to install; null when the agent is up to date "
         "(or reports no version).",
+    )
+    maintenance_windows: list[MaintenanceWindow] = Field(
+        default_factory=list,
+        description="The maintenance windows of the computer's groups and of their ancestors, "
+        "in its local time: installs and restarts not forced by a passed deadline happen only "
+        "inside one; empty: no window restricts them.",
     )
     computed_at: AwareDatetime = Field(description="When the scheduler computed it.")
 

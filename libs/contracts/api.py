@@ -13,7 +13,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from libs.contracts import agents, approval, catalog, policies, reporting, rollouts, uploads
+from libs.contracts import (
+    agents,
+    approval,
+    catalog,
+    policies,
+    reporting,
+    rollouts,
+    uploads,
+    windows,
+)
 from libs.contracts.spec import CommandSpec
 
 PREFIX = "/api/v1"
@@ -108,6 +117,9 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/computers/{computer}/plan", agents.GET_PLAN, "computers"),
     _r("GET", "/agent-releases", policies.LIST_AGENT_RELEASES, "policies"),
     _r("POST", "/agent-releases", policies.PUBLISH_AGENT_RELEASE, "policies"),
+    _r("GET", "/maintenance-windows", windows.LIST_WINDOWS, "policies"),
+    _r("PUT", "/groups/{group}/maintenance-windows", windows.SET_WINDOWS, "policies"),
+    _r("DELETE", "/groups/{group}/maintenance-windows", windows.CLEAR_WINDOWS, "policies"),
     # reports
     _r("GET", "/reports/overview", reporting.SUMMARY, "reports"),
     _r("GET", "/reports/history", reporting.COMPLIANCE_HISTORY, "reports"),

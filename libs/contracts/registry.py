@@ -15,6 +15,7 @@ from libs.contracts import (
     scheduler,
     system,
     uploads,
+    windows,
 )
 from libs.contracts.spec import CommandSpec, EventSpec
 
@@ -93,6 +94,7 @@ REGISTRY = Registry(
         *rollouts.EVENTS,
         *agents.EVENTS,
         *policies.EVENTS,
+        *windows.EVENTS,
         reporting.COMPLIANCE_CHANGED,
     ],
     commands=[
@@ -123,6 +125,7 @@ REGISTRY = Registry(
         *rollouts.COMMANDS,
         agents.GET_PLAN,
         *policies.COMMANDS,
+        *windows.COMMANDS,
         *reporting.COMMANDS,
     ],
 )

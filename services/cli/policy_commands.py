@@ -10,6 +10,7 @@ from libs.contracts import agents as ag
 from libs.contracts import policies as p
 from libs.contracts.spec import Contract
 from libs.settings import Settings
+from services.cli import window_commands
 from services.cli.common import ApiClient, Output, show
 
 if TYPE_CHECKING:  # argparse's private generic is not subscriptable at run time
@@ -108,6 +109,9 @@ async def cmd_plan(settings: Settings, out: Output, args: argparse.Namespace) ->
             + (f" (conflict: {plan.policy_conflict})" if plan.policy_conflict else ""),
             f"next window: {plan.next_window or '-'} ({plan.timezone})",
         ]
+        if plan.maintenance_windows:
+            shown = "; ".join(window.text() for window in plan.maintenance_windows)
+            lines.append(f"maintenance windows: {shown}")
         lines += [
             f"KB{i.kb or '-':<8} {i.action:<18} {i.state:<14} install at {i.install_at or '-'}"
             f"  deadline {i.deadline or '-'}"
@@ -184,6 +188,8 @@ def add_parsers(sub: Commands, computer: Commands) -> None:
     publish.add_argument("--optional", action="store_true", help="not mandatory")
     publish.add_argument("--notes", default="", help="what changed")
     publish.set_defaults(handler=cmd_publish)
+
+    window_commands.add_parsers(sub)
 
     plan = computer.add_parser("plan", help="its plan: policy, windows, what installs when")
     plan.add_argument("computer")

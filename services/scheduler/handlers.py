@@ -15,6 +15,7 @@ from libs.contracts import agents as ag
 from libs.contracts import approval as a
 from libs.contracts import catalog as c
 from libs.contracts import policies as p
+from libs.contracts import windows as w
 from libs.contracts.scheduler import AGENT_CHECKIN
 from libs.contracts.system import PING
 from libs.read_copies.groups import group_copy
@@ -29,6 +30,7 @@ from services.scheduler.use_cases import (
     reports,
     requests,
     timers,
+    windows,
 )
 
 SERVICE = ServiceDefinition(
@@ -79,6 +81,9 @@ SERVICE = ServiceDefinition(
         Answer(p.LIST_POLICIES, policies.list_policies),
         Answer(p.PUBLISH_AGENT_RELEASE, releases.publish_agent_release),
         Answer(p.LIST_AGENT_RELEASES, releases.list_agent_releases),
+        Answer(w.SET_WINDOWS, windows.set_windows),
+        Answer(w.CLEAR_WINDOWS, windows.clear_windows),
+        Answer(w.LIST_WINDOWS, windows.list_windows),
     ),
     read_copies=(
         group_copy(

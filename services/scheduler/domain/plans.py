@@ -13,13 +13,18 @@ from libs.contracts.agents import ComputerPlan, InstallItem, PlanItem
 from libs.contracts.approval import ActionName
 from libs.contracts.catalog import Package, RestartName, ReturnCode
 from libs.contracts.policies import PolicySettings
+from libs.contracts.windows import MaintenanceWindow
 from libs.domain.content_urls import ContentLinks
 from libs.domain.resolution import Deadline, resolve
 from libs.service.errors import InvalidInput
 from services.scheduler.domain.applicability import Inventory, applies
 from services.scheduler.domain.deadlines import computer_deadline
 from services.scheduler.domain.installations import installation, requirements_of
-from services.scheduler.domain.windows import next_window
+from services.scheduler.domain.windows import (
+    converted,
+    next_scheduled_install,
+    within_windows,
+)
 
 NO_POLICY = "no policy"
 NOT_APPLICABLE = "not_applicable"
@@ -71,6 +76,8 @@ class Computer:
     timezone: str
     deadline_fired_through: datetime | None = None
     inventory: Inventory = field(default_factory=Inventory)
+    windows: tuple[MaintenanceWindow, ...] = ()
+    """Maintenance windows of its groups and their ancestors (domain/windows.py)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,10 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
     for group, update_id, action, chosen in approvals:
         per_update.setdefault(update_id, []).append((group, action, chosen))
     settings = policy.settings
-    window = next_window(settings, computer.timezone, now)
+    # The policy's day and time, moved to the next maintenance window when outside all.
+    limits = converted(computer.windows)
+    window = next_scheduled_install(settings, limits, computer.timezone, now)
+    opening = within_windows(limits, computer.timezone, now) or now
     schedule = Schedule()
     items: list[PlanItem] = []
     for update_id in sorted(per_update):
@@ -155,6 +165,8 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
         install_at = None
         if pending(resolved.action, done.state):
             install_at = _install_at(resolved.action, fact, done, deadline, window, settings, now)
+            if limits and _immediate(resolved.action, fact, done, settings):
+                install_at = opening  # needing no restart, it still waits for a window
             schedule.window = window
             if deadline is not None and (
                 computer.deadline_fired_through is None
@@ -164,7 +176,7 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
                     deadline if schedule.deadline is None else min(schedule.deadline, deadline)
                 )
             if _immediate(resolved.action, fact, done, settings):
-                schedule.immediate = now
+                schedule.immediate = opening
                 schedule.immediate_updates.append(update_id)
         items.append(
             PlanItem(
@@ -192,6 +204,7 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
         settings=settings,
         timezone=computer.timezone,
         next_window=window if schedule.window else None,
+        maintenance_windows=list(computer.windows),
         items=items,
         computed_at=now,
     )

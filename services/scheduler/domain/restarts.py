@@ -15,7 +15,7 @@ postponable restart until the grace ends (`grace_until`), then warns and restart
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -113,6 +113,16 @@ def after_install(
     if grace is not None and grace <= due:
         grace = None
     return RestartState("waiting", due, grace_until=grace)
+
+
+def held_to_windows(state: RestartState, opening: Callable[[datetime], datetime]) -> RestartState:
+    """A restart cycle not forced by a passed deadline starts inside a maintenance window:
+    its first step (the end of the restart delay, or at once with nobody logged on) moves to
+    `opening(due)`, the first instant at or after it inside one of the computer's windows
+    (domain/windows.py within_windows). Later prompts keep their interval."""
+    if state.due_at is None or state.phase not in ("waiting", "restart_now"):
+        return state
+    return replace(state, due_at=opening(state.due_at))
 
 
 def _graced(state: RestartState, now: datetime) -> bool:

@@ -27,11 +27,19 @@ from libs.contracts.agents import (
 )
 from libs.contracts.policies import PolicySettings
 from libs.contracts.spec import Contract
+from libs.contracts.windows import MaintenanceWindow
 from services.scheduler.domain.agent_updates import next_install
 from services.scheduler.domain.computers import ManagedComputer
 from services.scheduler.domain.plans import Progress, Schedule, due_items, pending
 from services.scheduler.domain.restarts import IDLE, Prompt, Restart, RestartState, on_due
-from services.scheduler.domain.windows import next_occurrence, window_of
+from services.scheduler.domain.windows import (
+    converted,
+    inside,
+    next_occurrence,
+    next_scheduled_install,
+    window_of,
+    within_windows,
+)
 
 KINDS = ("window", "deadline", "immediate", "catch_up", "restart", "agent_update")
 
@@ -128,6 +136,11 @@ class TimerPlan(Contract):
     agent_update: AgentUpdatePlan | None = Field(
         description="The mandatory agent update of the plan; null: none."
     )
+    maintenance_windows: list[MaintenanceWindow] = Field(
+        default_factory=list,
+        description="The computer's maintenance windows (the plan's): the next window install "
+        "moves to the next one when the policy's time falls outside them.",
+    )
 
 
 def timer_plan(plan: ComputerPlan) -> TimerPlan:
@@ -145,6 +158,7 @@ def timer_plan(plan: ComputerPlan) -> TimerPlan:
             i.deadline for i in plan.items if i.deadline is not None and i.install_at is not None
         ],
         agent_update=plan.agent_update,
+        maintenance_windows=plan.maintenance_windows,
     )
 
 
@@ -209,7 +223,7 @@ def fire(
     if kind == "window":
         items = _due(plan, forced_only=False, now=now)
         decision.last_window_at = now
-        decision.next_due = _next_window(plan.settings, plan.timezone, now) if items else None
+        decision.next_due = _next_install(plan, now) if items else None
         reason = "window"
     elif kind == "deadline":
         items = _due(plan, forced_only=True, now=now)
@@ -221,7 +235,8 @@ def fire(
         decision.immediate_sent = [i.update_id for i in items]
         reason = "immediate"
     else:
-        items = _due(plan, forced_only=False, now=now)
+        # Outside every maintenance window only what a passed deadline forces catches up.
+        items = _due(plan, forced_only=not _in_window(plan, now), now=now)
         reason = "catch_up"
     if items:
         # Made of validated parts (the TimerPlan's items, a claimed timer's computer, the
@@ -247,6 +262,15 @@ def _next_window(settings: PolicySettings, timezone: str, after: datetime) -> da
 _next_occurrence = functools.lru_cache(maxsize=4096)(next_occurrence)
 
 
+def _next_install(plan: TimerPlan, after: datetime) -> datetime:
+    """The next window install: the policy's day and time, moved to the next maintenance
+    window when outside them all (domain/windows.py next_scheduled_install)."""
+    if not plan.maintenance_windows:
+        return _next_window(plan.settings, plan.timezone, after)
+    limits = converted(plan.maintenance_windows)
+    return next_scheduled_install(plan.settings, limits, plan.timezone, after)
+
+
 def _due(
     plan: TimerPlan, *, forced_only: bool, now: datetime, immediate_only: bool = False
 ) -> list[InstallItem]:
@@ -260,6 +284,13 @@ def _due(
             continue
         found.append(item.install.model_copy(update={"forced": True}) if forced else item.install)
     return found
+
+
+def _in_window(plan: TimerPlan, at: datetime) -> bool:
+    """Whether installs not forced by a deadline may happen at `at`."""
+    return not plan.maintenance_windows or inside(
+        converted(plan.maintenance_windows), plan.timezone, at
+    )
 
 
 def _restart(
@@ -327,4 +358,7 @@ def catch_up_at(
     ]
     if not missed:
         return None
-    return now + timedelta(minutes=plan.settings.missed_install_delay_minutes)
+    due = now + timedelta(minutes=plan.settings.missed_install_delay_minutes)
+    if any(item.deadline is not None and item.deadline <= now for item in missed):
+        return due  # a passed deadline overrides the maintenance windows
+    return within_windows(converted(plan.maintenance_windows), plan.timezone, due) or due

@@ -1,10 +1,15 @@
-"""Install windows in the computer's local time, across time zones and DST changes."""
+"""Install windows in the computer's local time, across time zones and DST changes: the
+policy's day and time, and the maintenance windows operators set per group."""
 
 from __future__ import annotations
 
+import calendar
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from libs.contracts import windows as w
 from libs.contracts.policies import WEEKDAYS, PolicySettings, ScheduledDay
 
 MAINTENANCE_TIME = time(2, 0)
@@ -63,3 +68,143 @@ def last_window(settings: PolicySettings, timezone: str, at_or_before: datetime)
         if following > at_or_before:
             return found
         found = following
+
+
+# Maintenance windows per group (docs/product.md section 1, "Maintenance windows").
+
+OCCURRENCES = ("first", "second", "third", "fourth", "last")
+"""Which weekday of the month a monthly window counts from."""
+SEARCH_DAYS = 80
+"""How far ahead a window is looked for: a monthly window recurs within two months."""
+
+
+@dataclass(frozen=True, order=True)
+class MaintenanceWindow:
+    """A recurring window in the computer's local time: weekly on `weekday`, or monthly on
+    the `occurrence`-th `weekday` of each month moved by `offset_days`; from `start` to
+    `end`, the next day when `end` is not after `start` (the window crosses midnight)."""
+
+    weekday: int
+    """0 = Monday ... 6 = Sunday."""
+    start: time
+    end: time
+    occurrence: int | None = None
+    """None: every week; 1-4: the first to fourth such weekday of the month; 5: the last."""
+    offset_days: int = 0
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self.end <= self.start
+
+    def starts_on(self, on: date) -> bool:
+        """Whether the window opens on this local date."""
+        if self.occurrence is None:
+            return on.weekday() == self.weekday
+        anchor = on - timedelta(days=self.offset_days)
+        return anchor == _nth_weekday(anchor.year, anchor.month, self.weekday, self.occurrence)
+
+
+def _nth_weekday(year: int, month: int, weekday: int, occurrence: int) -> date:
+    """The `occurrence`-th (5: last) `weekday` of a month."""
+    if occurrence == len(OCCURRENCES):
+        last = date(year, month, calendar.monthrange(year, month)[1])
+        return last - timedelta(days=(last.weekday() - weekday) % 7)
+    first = date(year, month, 1)
+    return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (occurrence - 1))
+
+
+def _instant(on: date, at: time, zone: ZoneInfo) -> datetime:
+    """A local date and time as UTC, as next_occurrence reads them: a time skipped by a
+    spring-forward change is the instant just after the jump; a repeated one its first."""
+    return datetime.combine(on, at, tzinfo=zone).astimezone(UTC)
+
+
+def openings(
+    windows: Iterable[MaintenanceWindow], timezone: str, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The (opens, closes) instants (UTC) of every window open at some time in [start, end),
+    by opening time. A window that crosses midnight closes on the next local day; a window
+    whose closing time is skipped by a spring-forward change closes just after the jump.
+    """
+    zone = ZoneInfo(timezone)
+    first_day = start.astimezone(zone).date() - timedelta(days=2)
+    last_day = end.astimezone(zone).date() + timedelta(days=1)
+    found: list[tuple[datetime, datetime]] = []
+    for window in windows:
+        on = first_day
+        while on <= last_day:
+            if window.starts_on(on):
+                closes_on = on + timedelta(days=1) if window.crosses_midnight else on
+                opens = _instant(on, window.start, zone)
+                closes = _instant(closes_on, window.end, zone)
+                if closes > opens and closes > start and opens < end:
+                    found.append((opens, closes))
+            on += timedelta(days=1)
+    return sorted(found)
+
+
+def inside(windows: Sequence[MaintenanceWindow], timezone: str, at: datetime) -> bool:
+    """Whether an instant is inside one of the windows (open at its start, closed at its end)."""
+    return any(
+        opens <= at < closes
+        for opens, closes in openings(windows, timezone, at, at + timedelta(seconds=1))
+    )
+
+
+def within_windows(
+    windows: Sequence[MaintenanceWindow], timezone: str, at: datetime
+) -> datetime | None:
+    """The first instant at or after `at` inside one of the windows: `at` itself when it is
+    inside one, else the opening of the next window. No windows: `at` (nothing restricts).
+    None only when no window opens within SEARCH_DAYS (not possible for a valid window)."""
+    if not windows:
+        return at
+    for opens, closes in openings(windows, timezone, at, at + timedelta(days=SEARCH_DAYS)):
+        if closes > at:
+            return max(opens, at)
+    return None  # pragma: no cover - every valid window opens at least once in two months
+
+
+def next_scheduled_install(
+    settings: PolicySettings,
+    windows: Sequence[MaintenanceWindow],
+    timezone: str,
+    after: datetime,
+) -> datetime:
+    """The next scheduled install strictly after `after`: the policy's day and time
+    (next_window) when it falls inside a maintenance window (or there are none), else the
+    opening of the next window after it."""
+    planned = next_window(settings, timezone, after)
+    return within_windows(windows, timezone, planned) or planned
+
+
+def from_contract(window: w.MaintenanceWindow) -> MaintenanceWindow:
+    """The arithmetic's form of a window as operators give it (libs/contracts/windows.py)."""
+    return MaintenanceWindow(
+        weekday=WEEKDAYS.index(window.weekday),
+        start=parse_time(window.start),
+        end=parse_time(window.end),
+        occurrence=None if window.occurrence is None else OCCURRENCES.index(window.occurrence) + 1,
+        offset_days=window.offset_days,
+    )
+
+
+def converted(windows: Iterable[w.MaintenanceWindow]) -> list[MaintenanceWindow]:
+    return [from_contract(window) for window in windows]
+
+
+def windows_of(
+    groups: Iterable[str],
+    parents: Mapping[str, str | None],
+    by_group: Mapping[str, Sequence[w.MaintenanceWindow]],
+) -> tuple[w.MaintenanceWindow, ...]:
+    """A computer's windows: the union of those of its groups and of every ancestor of
+    them (All computers included), each window once, in a stable order."""
+    seen: set[str] = set()
+    for group in groups:
+        node: str | None = group
+        while node is not None and node not in seen:
+            seen.add(node)
+            node = parents.get(node)
+    found = {window for group in seen for window in by_group.get(group, ())}
+    return tuple(sorted(found, key=lambda window: window.model_dump_json()))

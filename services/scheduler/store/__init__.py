@@ -11,6 +11,7 @@ from services.scheduler.store import (
     requests,
     timers,
     updates,
+    windows,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "requests",
     "timers",
     "updates",
+    "windows",
 ]

@@ -25,6 +25,7 @@ import structlog
 
 from libs.contracts.agents import PLAN, ComputerPlan, GetPlan
 from libs.contracts.scheduler import COMPUTER_POLICY_CHANGED, ComputerPolicyChanged
+from libs.contracts.windows import MaintenanceWindow
 from libs.db.outbox import Outbox
 from libs.db.pool import Connection
 from libs.domain.content_urls import ContentLinks
@@ -46,6 +47,7 @@ from services.scheduler.domain.plans import (
 )
 from services.scheduler.domain.policy import PolicyContext, policy_in_force, policy_to_announce
 from services.scheduler.domain.timers import TimerChange, plan_timers, timer_plan
+from services.scheduler.domain.windows import windows_of
 from services.scheduler.store.plans import PlanRow
 
 log = structlog.get_logger(__name__)
@@ -90,6 +92,7 @@ def _inputs(
     policy: PolicyInForce,
     approvals: Sequence[GroupApproval],
     progress: Mapping[str, Progress],
+    windows: tuple[MaintenanceWindow, ...],
 ) -> tuple[object, ...]:
     """Everything of one computer its plan depends on, but its id (see PlanText): its
     share of a deadline spread stands for the id where the policy spreads deadlines.
@@ -110,6 +113,7 @@ def _inputs(
         row.deadline_fired_through,
         row.inventory,
         row.agent_version,
+        windows,
         tuple(sorted(progress.items())),
     )
 
@@ -125,10 +129,16 @@ class _Batch:
     """The newest mandatory agent release (version, published at), if any."""
     now: datetime
     links: ContentLinks
+    windows: Mapping[str, Sequence[MaintenanceWindow]]
+    """Every group's own maintenance windows, by group id."""
 
     def approvals(self, groups: Sequence[str]) -> list[GroupApproval]:
         """The effective approvals of a computer in these groups."""
         return [a for group in groups for a in self.per_group.get(group, ())]
+
+    def limits(self, groups: Sequence[str]) -> tuple[MaintenanceWindow, ...]:
+        """The maintenance windows of a computer in these groups (and their ancestors)."""
+        return windows_of(groups, self.context.parents, self.windows)
 
     def build(
         self,
@@ -136,10 +146,13 @@ class _Batch:
         policy: PolicyInForce,
         approvals: Sequence[GroupApproval],
         progress: Mapping[str, Progress],
+        windows: tuple[MaintenanceWindow, ...],
     ) -> _Shared:
         """One computer's plan (domain/plans.py build_plan), its timers and agent update."""
         plan, schedule = build_plan(
-            Computer(row.computer_id, row.timezone, row.deadline_fired_through, row.inventory),
+            Computer(
+                row.computer_id, row.timezone, row.deadline_fired_through, row.inventory, windows
+            ),
             policy,
             approvals,
             self.facts,
@@ -187,6 +200,7 @@ async def _plan_batch(
         mandatory=await store.releases.latest_mandatory(conn),
         now=now,
         links=links,
+        windows=await store.windows.by_group(conn),
     )
     progress = await store.progress.of_computers(conn, ids)
     shared: dict[tuple[object, ...], _Shared] = {}
@@ -204,11 +218,11 @@ async def _plan_batch(
         policy = policies.get(group_set)
         if policy is None:
             policy = policies[group_set] = policy_in_force(groups, batch.context)
-        approvals = batch.approvals(groups)
-        key = _inputs(row, policy, approvals, mine)
+        approvals, limits = batch.approvals(groups), batch.limits(groups)
+        key = _inputs(row, policy, approvals, mine, limits)
         found = shared.get(key)
         if found is None or not found.text.shareable:
-            found = shared[key] = batch.build(row, policy, approvals, mine)
+            found = shared[key] = batch.build(row, policy, approvals, mine, limits)
         announce = policy_to_announce(row.published_policy, found.policy)
         if announce is not None:
             announced.append((computer_id, announce))

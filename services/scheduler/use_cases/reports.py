@@ -9,11 +9,13 @@ from services.scheduler import store
 from services.scheduler.domain.deadlines import forced_by_deadline
 from services.scheduler.domain.restarts import (
     after_install,
+    held_to_windows,
     on_postponed,
     on_restarted,
     restart_requested_at,
     restart_requesting,
 )
+from services.scheduler.domain.windows import converted, within_windows
 from services.scheduler.use_cases.planner import current_plan
 from services.scheduler.use_cases.restarts import schedule_catch_up, set_restart
 
@@ -58,6 +60,12 @@ async def record_status(ctx: HandlerContext, status: ag.AgentStatus) -> None:
             user_logged_on=status.user_logged_on,
             deadline_forced=forced,
         )
+        if not forced and state != computer.restart:
+            # Not forced by a deadline: the restart waits for a maintenance window.
+            limits = converted(plan.maintenance_windows)
+            state = held_to_windows(
+                state, lambda at: within_windows(limits, plan.timezone, at) or at
+            )
         await set_restart(ctx, computer_id, state)
     await store.plans.mark_dirty(ctx.conn, [computer_id], ctx.now)
 

@@ -22,6 +22,7 @@ import {
   table,
   writeAttrs,
 } from "../ui.js";
+import { windowsSection } from "./windows.js";
 
 const enc = encodeURIComponent;
 const SETTINGS_MODEL = "PolicySettings";
@@ -99,6 +100,7 @@ export async function render(root, ctx) {
   const s = { policies: [], recommended: null, groups: [], settings: [] };
   const list = h("div", { id: "policies-list" });
   const ranges = h("div", { id: "policy-ranges" });
+  const windows = h("section", { id: "maintenance-windows" });
   fill(
     root,
     heading(
@@ -113,6 +115,7 @@ export async function render(root, ctx) {
     list,
     h("h2", {}, "Settings, their ranges and recommended values"),
     ranges,
+    windows,
   );
 
   const groupOf = (id) => s.groups.find((group) => group.group_id === id);
@@ -463,6 +466,7 @@ export async function render(root, ctx) {
     await load();
     // Usable once the choices it offers (groups, products, settings) are loaded.
     root.querySelector("#policy-new").disabled = !ctx.canWrite;
+    await windowsSection(windows, ctx);
   } catch (error) {
     fill(list, errorBox(error));
   }
