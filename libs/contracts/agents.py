@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from libs.contracts.approval import ActionName
+from libs.contracts.approval import ActionName, Pause
 from libs.contracts.catalog import DetectionRule, InstallerKind, RestartName, ReturnCode
 from libs.contracts.policies import AgentUpdateSchedule, PolicySettings
 from libs.contracts.scheduler import COMPUTER_ID_PATTERN
@@ -165,6 +165,12 @@ class PlanItem(Contract):
         default=None,
         description="Third-party updates: content to download, detection rules, prerequisites "
         "and requirements; null for Microsoft updates (Windows Update installs them by KB).",
+    )
+    paused: Pause | None = Field(
+        default=None,
+        description="Set while its approval is paused (who, why, when, where): the agent "
+        "starts no install of it and no instruction comes for it (`install_at` is null) "
+        "until it is resumed.",
     )
 
 

@@ -88,6 +88,9 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "/updates/approve", approval.APPROVE, "updates"),
     _r("POST", "/updates/decline", approval.DECLINE, "updates"),
     _r("GET", "/updates/{update}/approvals", approval.UPDATE_APPROVALS, "updates"),
+    _r("POST", "/updates/{update}/pause", approval.PAUSE_UPDATE, "updates"),
+    _r("POST", "/updates/{update}/resume", approval.RESUME_UPDATE, "updates"),
+    _r("POST", "/updates/{update}/rollback", approval.ROLLBACK_UPDATE, "updates"),
     _r("GET", "/groups", approval.LIST_GROUPS, "groups"),
     _r("POST", "/groups", approval.CREATE_GROUP, "groups"),
     _r("PUT", "/groups/{group}/name", approval.RENAME_GROUP, "groups"),
@@ -130,6 +133,10 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/computers", reporting.LIST_COMPUTERS, "computers"),
     _r("GET", "/services", reporting.LIST_SERVICE_INSTANCES, "system"),
 )
+
+FILLED_BY_CONSOLE = ("requested_by",)
+"""Command fields the console sets from its caller (`token:<name>`): never read from the
+request (a client cannot speak for someone else)."""
 
 BY_COMMAND: dict[str, Route] = {route.spec.type: route for route in ROUTES}
 

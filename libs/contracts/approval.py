@@ -74,6 +74,23 @@ class Deadline(Contract):
     )
 
 
+class Pause(Contract):
+    """An approval held: no new install of the update starts where it applies, until resumed
+    (removals go on: a pause holds installs only)."""
+
+    paused_by: str = Field(
+        description="Who paused it: `token:<name>` (the console's caller), or "
+        "`alert:<alertname>` (an Alertmanager webhook)."
+    )
+    reason: str = Field(description="Why, in the words of whoever paused it.")
+    paused_at: AwareDatetime = Field(description="When it was paused.")
+    group_id: str | None = Field(
+        description="The group it was paused on (it holds there and in the groups that "
+        "inherit the same approval from it); null: paused fleet-wide."
+    )
+    group_name: str | None = Field(description="That group's name; null: fleet-wide.")
+
+
 class Approval(Contract):
     """An action and deadline, with where it was decided."""
 
@@ -85,7 +102,15 @@ class Approval(Contract):
     )
     source_group_name: str = Field(description="That group's name.")
     approved_at: AwareDatetime = Field(description="When it was set on the source group.")
-    approved_by: str = Field(description="`operator`, or `rule:<rule id>` for auto-approvals.")
+    approved_by: str = Field(
+        description="`operator`, `rule:<rule id>` for auto-approvals, or `rollback:<who>` "
+        "for an uninstall a rollback set (who: as in `Pause.paused_by`)."
+    )
+    paused: Pause | None = Field(
+        default=None,
+        description="Set while the approval is paused (required and available installs "
+        "only): computers start no new install of the update; null: not paused.",
+    )
 
 
 class GroupApprovalState(Contract):
@@ -314,7 +339,7 @@ class ApprovalChanged(Contract):
     state: GroupApprovalState = Field(description="The (group, update) state now.")
     cause: str = Field(
         description="What changed it: `approve`, `decline`, `rule:<id>`, `group.moved`, "
-        "`group.deleted`, `update.deleted`."
+        "`group.deleted`, `update.deleted`, `pause`, `resume`, `rollback`."
     )
 
 
@@ -343,7 +368,7 @@ class UpdateApprovalChanged(Contract):
     )
     cause: str = Field(
         description="What changed it: `approve`, `decline`, `rule:<id>`, `group.moved`, "
-        "`group.deleted`, `update.deleted`."
+        "`group.deleted`, `update.deleted`, `pause`, `resume`, `rollback`."
     )
 
     @classmethod
@@ -365,6 +390,96 @@ class UpdateDeclined(Contract):
     update_id: str = Field(description="The declined update.")
     kb: str | None = Field(description="Its KB number, if any.")
     declined_at: AwareDatetime = Field(description="When.")
+
+
+# --- pause, resume, roll back ----------------------------------------------------------------
+
+ControlVerb = Literal["paused", "resumed", "rolled_back"]
+Reason = Field(
+    min_length=1,
+    max_length=500,
+    pattern=r"\S",
+    description="Why (1-500 characters, not only spaces): kept with the change and shown to "
+    "operators and in its event.",
+)
+RequestedBy = Field(
+    default="operator",
+    min_length=1,
+    max_length=200,
+    description="Who asks: the console sets it from the caller (`token:<name>`, or "
+    "`alert:<alertname>` for its Alertmanager webhook) and replaces what a client sent.",
+)
+
+
+class PauseUpdate(Contract):
+    """Pause an update's approval: no new install of it starts, fleet-wide or in one group
+    (and the groups that inherit the same approval from it), until resumed."""
+
+    update: str = Field(description="Update id or KB number.")
+    group: str | None = Field(
+        default=None,
+        description="Group id or name; null: fleet-wide (every group, also "
+        "approvals made while it stays paused).",
+    )
+    reason: str = Reason
+    requested_by: str = RequestedBy
+
+
+class ResumeUpdate(Contract):
+    """Resume a paused update: fleet-wide lifts every pause of it; with a group, the pause
+    set on that group."""
+
+    update: str = Field(description="Update id or KB number.")
+    group: str | None = Field(
+        default=None, description="Group id or name; null: fleet-wide (every pause of it)."
+    )
+    reason: str = Reason
+    requested_by: str = RequestedBy
+
+
+class RollbackUpdate(Contract):
+    """Roll an update back: its approval becomes `uninstall` where it is approved for install
+    (fleet-wide: every group with an explicit install approval; else the one group, and what
+    inherits from it)."""
+
+    update: str = Field(description="Update id or KB number.")
+    group: str | None = Field(default=None, description="Group id or name; null: fleet-wide.")
+    reason: str = Reason
+    deadline: DeadlineChoice = Field(
+        default_factory=DeadlineChoice,
+        description="The uninstall's deadline (default none: at each computer's next window).",
+    )
+    requested_by: str = RequestedBy
+
+
+class UpdateControlled(Contract):
+    """An update was paused, resumed or rolled back (the reply and the event)."""
+
+    update_id: str = Field(description="The update.")
+    kb: str | None = Field(description="Its KB number, if any.")
+    title: str = Field(description="Its title.")
+    verb: ControlVerb = Field(description="`paused`, `resumed` or `rolled_back`.")
+    group_id: str | None = Field(description="The group it was done on; null: fleet-wide.")
+    group_name: str | None = Field(description="That group's name; null: fleet-wide.")
+    by: str = Field(description="Who did it (`token:<name>`, `alert:<alertname>`).")
+    reason: str = Field(description="Why.")
+    at: AwareDatetime = Field(description="When.")
+    changed: bool = Field(
+        description="false: nothing changed (already paused there, or nothing to resume); "
+        "no event is published then."
+    )
+    effective_changed: int = Field(
+        description="(group, update) effective approvals that changed (paused, resumed or "
+        "turned into uninstall)."
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="Names of the groups whose explicit approval the rollback turned into "
+        "uninstall (empty for pause and resume).",
+    )
+    note: str | None = Field(
+        default=None, description="When nothing changed: why (e.g. paused since when by whom)."
+    )
 
 
 class ListUpdates(Contract):
@@ -752,6 +867,65 @@ RULE_RAN = event(
     subject="the rule id",
     example=RuleRan(rule_id=_RULE.rule_id, updates_approved=[_UPDATE_ID], explicit_changed=1),
 )
+_PAUSED = UpdateControlled(
+    update_id=_UPDATE_ID,
+    kb="5073455",
+    title="2026-02 Security Update for Windows (KB5073455)",
+    verb="paused",
+    group_id=None,
+    group_name=None,
+    by="alert:LockgateUpdateFailureRateHigh",
+    reason="alert LockgateUpdateFailureRateHigh fired for KB5073455: KB5073455 fails on "
+    "33.33% of installs",
+    at=_AT,
+    changed=True,
+    effective_changed=2,
+)
+UPDATE_PAUSED = event(
+    "approval",
+    "update",
+    "paused",
+    UpdateControlled,
+    summary="An update was paused (fleet-wide or in a group): no new install of it starts "
+    "there until it is resumed; who and why.",
+    subject="the update id",
+    example=_PAUSED,
+)
+UPDATE_RESUMED = event(
+    "approval",
+    "update",
+    "resumed",
+    UpdateControlled,
+    summary="A paused update was resumed (fleet-wide or in a group): installs go on.",
+    subject="the update id",
+    example=_PAUSED.model_copy(
+        update={
+            "verb": "resumed",
+            "group_id": _PILOT.group_id,
+            "group_name": _PILOT.name,
+            "by": "token:alice",
+            "reason": "fixed by the vendor's re-release",
+            "effective_changed": 1,
+        }
+    ),
+)
+UPDATE_ROLLED_BACK = event(
+    "approval",
+    "update",
+    "rolled-back",
+    UpdateControlled,
+    summary="An update was rolled back: its install approvals became uninstall in the "
+    "groups listed (and what inherits from them); who and why.",
+    subject="the update id",
+    example=_PAUSED.model_copy(
+        update={
+            "verb": "rolled_back",
+            "by": "token:alice",
+            "reason": "breaks printing on pilot machines",
+            "groups": [ROOT_GROUP_NAME],
+        }
+    ),
+)
 
 EVENTS = (
     APPROVAL_CHANGED,
@@ -766,6 +940,9 @@ EVENTS = (
     RULE_EDITED,
     RULE_DELETED,
     RULE_RAN,
+    UPDATE_PAUSED,
+    UPDATE_RESUMED,
+    UPDATE_ROLLED_BACK,
 )
 
 CREATE_GROUP = command(
@@ -849,6 +1026,30 @@ RUN_RULE = command(
 LIST_RULES = command(
     "approval", "rule", "list", ListRules, RuleList, summary="Every auto-approval rule."
 )
+PAUSE_UPDATE = command(
+    "approval",
+    "update",
+    "pause",
+    PauseUpdate,
+    UpdateControlled,
+    summary="Pause an update fleet-wide or in a group: no new install starts there.",
+)
+RESUME_UPDATE = command(
+    "approval",
+    "update",
+    "resume",
+    ResumeUpdate,
+    UpdateControlled,
+    summary="Resume a paused update fleet-wide or in a group.",
+)
+ROLLBACK_UPDATE = command(
+    "approval",
+    "update",
+    "rollback",
+    RollbackUpdate,
+    UpdateControlled,
+    summary="Roll an update back: its install approvals become uninstall.",
+)
 
 COMMANDS = (
     CREATE_GROUP,
@@ -868,4 +1069,7 @@ COMMANDS = (
     DELETE_RULE,
     RUN_RULE,
     LIST_RULES,
+    PAUSE_UPDATE,
+    RESUME_UPDATE,
+    ROLLBACK_UPDATE,
 )

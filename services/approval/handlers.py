@@ -1,7 +1,7 @@
 """approval's handler table: every message the service reacts to, and its periodic work.
 
 Catalog events keep the read copy of updates (approval never asks the catalog); every handler
-is a use case in use_cases/ (groups, approvals, rules, updates). Rollouts
+is a use case in use_cases/ (groups, approvals, controls, rules, updates). Rollouts
 (use_cases/rollouts.py) measure their gates in a periodic task, asking reporting for the
 counts (`calls`).
 """
@@ -18,7 +18,14 @@ from libs.contracts.scheduler import COMPUTER_REGISTERED
 from libs.contracts.system import PING
 from libs.service import Answer, Every, On, ServiceDefinition
 from libs.service.system import answer_ping
-from services.approval.use_cases import approvals, groups, rollouts, rules, updates
+from services.approval.use_cases import (
+    approvals,
+    controls,
+    groups,
+    rollouts,
+    rules,
+    updates,
+)
 
 SERVICE = ServiceDefinition(
     name="approval",
@@ -47,6 +54,9 @@ SERVICE = ServiceDefinition(
         Answer(a.UPDATE_APPROVALS, approvals.update_approvals),
         Answer(a.GROUP_APPROVALS, approvals.group_approvals),
         Answer(a.COMPUTER_APPROVALS, approvals.computer_approvals),
+        Answer(a.PAUSE_UPDATE, controls.pause),
+        Answer(a.RESUME_UPDATE, controls.resume),
+        Answer(a.ROLLBACK_UPDATE, controls.rollback),
         Answer(a.CREATE_RULE, rules.create_rule),
         Answer(a.EDIT_RULE, rules.edit_rule),
         Answer(a.DELETE_RULE, rules.delete_rule),

@@ -13,7 +13,7 @@ from libs.contracts import reporting as r
 from libs.contracts.catalog import CLASSIFICATIONS
 from libs.contracts.spec import Contract
 from libs.settings import Settings
-from services.cli import rollout_commands, upload_commands
+from services.cli import control_commands, rollout_commands, upload_commands
 from services.cli.common import ApiClient, ApiFailure, Output, show, with_api
 
 Handler = Callable[[Settings, Output, argparse.Namespace], Awaitable[int]]
@@ -435,7 +435,10 @@ def _group_parsers(sub: Commands) -> None:
 
 
 def _update_parsers(sub: Commands) -> None:
-    update = sub.add_parser("updates", help="updates: list, show, approve, decline, edit, delete")
+    update = sub.add_parser(
+        "updates",
+        help="updates: list, show, approve, decline, pause, resume, rollback, edit, delete",
+    )
     updates = update.add_subparsers(dest="updates_command", required=True)
     listing = updates.add_parser("list", help="updates with their approval state")
     listing.add_argument(
@@ -468,6 +471,7 @@ def _update_parsers(sub: Commands) -> None:
     decline = updates.add_parser("decline", help="decline updates (removes their approvals)")
     decline.add_argument("updates", nargs="+", help="KB numbers or update ids")
     decline.set_defaults(handler=cmd_decline)
+    control_commands.add_parsers(updates, deadline)
     upload_commands.add_edit_parsers(updates)
 
 

@@ -11,7 +11,7 @@ import httpx
 from pydantic import BaseModel
 
 from libs.bus import Bus, RpcClient
-from libs.contracts.api import PREFIX, route_for
+from libs.contracts.api import FILLED_BY_CONSOLE, PREFIX, route_for
 from libs.contracts.spec import CommandSpec, Rep, Req
 from libs.settings import Settings
 
@@ -101,6 +101,8 @@ class ApiClient:
             httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         )
         data = request.model_dump(mode="json")
+        for name in FILLED_BY_CONSOLE:  # the console sets these from the caller
+            data.pop(name, None)
         path = route.path.format(
             **{f: urllib.parse.quote(str(data.pop(f)), safe="") for f in route.path_fields}
         )

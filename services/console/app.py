@@ -34,7 +34,7 @@ from starlette.types import Scope
 from libs.bus import Bus, RpcClient, RpcError
 from libs.bus.codec import describe_validation_error, first_field
 from libs.bus.rpc import BrokerUnavailable, RpcTimeout, ServiceUnavailable
-from libs.contracts.api import PREFIX, ROUTES, Route
+from libs.contracts.api import FILLED_BY_CONSOLE, PREFIX, ROUTES, Route
 from libs.db.migrations import migrate
 from libs.db.pool import Pool, create_pool, ensure_database
 from libs.observability import metrics
@@ -42,7 +42,7 @@ from libs.observability.http import RETRY_AFTER_SECONDS
 from libs.service.clock import clock_from
 from libs.service.transient import Failure, classify
 from libs.settings import Settings
-from services.console import audit, auth, content, dead_letters
+from services.console import alerts, audit, auth, content, dead_letters
 from services.console.models import (
     AuditLog,
     CreatedToken,
@@ -187,10 +187,11 @@ def body_model_of(route: Route) -> type[BaseModel] | None:
         return None
     model = route.spec.request
     path_fields = route.path_fields
-    rest = {n: (i.annotation, i) for n, i in model.model_fields.items() if n not in path_fields}
+    skipped = [*path_fields, *FILLED_BY_CONSOLE]
+    rest = {n: (i.annotation, i) for n, i in model.model_fields.items() if n not in skipped}
     if not rest:
         return None
-    if not path_fields:
+    if len(rest) == len(model.model_fields):
         return model
     made: type[BaseModel] = create_model(  # type: ignore[call-overload]
         f"{model.__name__}Body", __config__=model.model_config, **rest
@@ -298,6 +299,13 @@ def _endpoint(
         body = cast(BaseModel | None, kwargs.pop("body", None))
         if body is not None:
             data.update(body.model_dump(exclude_unset=True))
+        data.update(
+            {
+                name: f"token:{caller.name}"
+                for name in FILLED_BY_CONSOLE
+                if name in model.model_fields
+            }
+        )
         nested: dict[str, dict[str, object]] = {}
         for name, value in kwargs.items():
             if value is None:
@@ -433,10 +441,12 @@ def create_app(settings: Settings) -> FastAPI:
     _console_routes(app, console)
     _validation_route(app, bodies)
     dead_letters.mount(app, console)
+    alerts.mount(app, lambda: console().rpc)
     commands: dict[tuple[str, str], str] = {
         (route.method, PREFIX + route.path): route.spec.type for route in ROUTES
     }
     commands.update(CONSOLE_COMMANDS)
+    commands["POST", alerts.PATH] = alerts.COMMAND
     app.add_middleware(
         audit.AuditMiddleware,
         prefix=PREFIX,

@@ -12,7 +12,7 @@ from libs.service.errors import InvalidInput
 from services.approval.domain import deadlines
 from services.approval.domain.groups import Groups
 from services.approval.domain.resolution import Resolved
-from services.approval.domain.tree import Effective, Explicit, Tree, effective
+from services.approval.domain.tree import Effective, Explicit, Paused, Tree, effective
 from services.approval.domain.updates import Update
 
 
@@ -126,6 +126,17 @@ def explicit_choice(choice: a.GroupChoice, now: datetime, field: str, by: str) -
     return Explicit(choice.action, deadline, now, by)
 
 
+def pause_view(groups: Groups, pause: Paused) -> a.Pause:
+    """A pause as events and queries show it."""
+    return a.Pause(
+        paused_by=pause.by,
+        reason=pause.reason,
+        paused_at=pause.at,
+        group_id=pause.group,
+        group_name=None if pause.group is None else groups.names.get(pause.group, pause.group),
+    )
+
+
 def approval_view(groups: Groups, value: Effective) -> a.Approval:
     return a.Approval(
         action=value.action,
@@ -134,6 +145,7 @@ def approval_view(groups: Groups, value: Effective) -> a.Approval:
         source_group_name=groups.names[value.source_group],
         approved_at=value.approved_at,
         approved_by=value.approved_by,
+        paused=None if value.paused is None else pause_view(groups, value.paused),
     )
 
 

@@ -35,6 +35,17 @@ class Explicit:
 
 
 @dataclass(frozen=True)
+class Paused:
+    """A pause of an update's approval (domain/pauses.py): who, why, when, and the group it
+    was set on (None: fleet-wide)."""
+
+    by: str
+    reason: str
+    at: datetime
+    group: str | None
+
+
+@dataclass(frozen=True)
 class Effective:
     """What applies to a group, and the group where it was set."""
 
@@ -43,6 +54,8 @@ class Effective:
     source_group: str
     approved_at: datetime
     approved_by: str
+    paused: Paused | None = None
+    """Set while the approval is paused here (domain/pauses.py `with_pauses`)."""
 
     @classmethod
     def set_on(cls, group: str, explicit: Explicit) -> Effective:

@@ -10,7 +10,7 @@ import asyncpg
 from libs.db.pool import Connection, rows_affected
 from services.approval.domain.approvals import Changes, ExplicitApproval, GroupApproval
 from services.approval.domain.deadlines import Deadline
-from services.approval.domain.tree import Effective, Explicit
+from services.approval.domain.tree import Effective, Explicit, Paused
 from services.approval.store.updates import U_COLUMNS
 from services.approval.store.updates import from_row as update_from_row
 
@@ -23,10 +23,24 @@ def _explicit(r: asyncpg.Record) -> Explicit:
     return Explicit(r["action"], _deadline(r), r["approved_at"], r["approved_by"])
 
 
+PAUSE_COLUMNS = "paused_by, paused_reason, paused_at, paused_group_id::text"
+"""An effective approval's pause, as `_effective` reads it."""
+
+
 def _effective(r: asyncpg.Record) -> Effective:
-    """An effective approval from a row with its columns."""
+    """An effective approval from a row with its columns (and PAUSE_COLUMNS)."""
+    paused = (
+        None
+        if r["paused_by"] is None
+        else Paused(r["paused_by"], r["paused_reason"], r["paused_at"], r["paused_group_id"])
+    )
     return Effective(
-        r["action"], _deadline(r), r["source_group_id"], r["approved_at"], r["approved_by"]
+        r["action"],
+        _deadline(r),
+        r["source_group_id"],
+        r["approved_at"],
+        r["approved_by"],
+        paused,
     )
 
 
@@ -96,7 +110,8 @@ async def effective_for(conn: Connection, update_id: str) -> dict[str, Effective
     """The stored effective approvals of an update, by group."""
     rows = await conn.fetch(
         "SELECT group_id::text, action, deadline_kind, deadline_at, source_group_id::text,"
-        " approved_at, approved_by FROM effective_approvals WHERE update_id = $1",
+        f" approved_at, approved_by, {PAUSE_COLUMNS} FROM effective_approvals"
+        " WHERE update_id = $1",
         uuid.UUID(update_id),
     )
     return {r["group_id"]: _effective(r) for r in rows}
@@ -115,13 +130,17 @@ async def save_effective(conn: Connection, update_id: str, changes: Changes) -> 
         items = list(changes.upserts.items())
         await conn.execute(
             "INSERT INTO effective_approvals (update_id, group_id, action, deadline_kind,"
-            " deadline_at, source_group_id, approved_at, approved_by)"
+            " deadline_at, source_group_id, approved_at, approved_by, paused_by,"
+            " paused_reason, paused_at, paused_group_id)"
             " SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[],"
-            " $6::uuid[], $7::timestamptz[], $8::text[])"
+            " $6::uuid[], $7::timestamptz[], $8::text[], $9::text[], $10::text[],"
+            " $11::timestamptz[], $12::uuid[])"
             " ON CONFLICT (update_id, group_id) DO UPDATE SET action = EXCLUDED.action,"
             " deadline_kind = EXCLUDED.deadline_kind, deadline_at = EXCLUDED.deadline_at,"
             " source_group_id = EXCLUDED.source_group_id, approved_at = EXCLUDED.approved_at,"
-            " approved_by = EXCLUDED.approved_by",
+            " approved_by = EXCLUDED.approved_by, paused_by = EXCLUDED.paused_by,"
+            " paused_reason = EXCLUDED.paused_reason, paused_at = EXCLUDED.paused_at,"
+            " paused_group_id = EXCLUDED.paused_group_id",
             uid,
             [g for g, _ in items],
             [e.action for _, e in items],
@@ -130,6 +149,10 @@ async def save_effective(conn: Connection, update_id: str, changes: Changes) -> 
             [e.source_group for _, e in items],
             [e.approved_at for _, e in items],
             [e.approved_by for _, e in items],
+            [None if e.paused is None else e.paused.by for _, e in items],
+            [None if e.paused is None else e.paused.reason for _, e in items],
+            [None if e.paused is None else e.paused.at for _, e in items],
+            [None if e.paused is None else e.paused.group for _, e in items],
         )
 
 
@@ -137,7 +160,8 @@ async def of_group(conn: Connection, group_id: str) -> list[GroupApproval]:
     """Every update with an effective approval on the group, with its explicit one if any."""
     rows = await conn.fetch(
         f"SELECT {U_COLUMNS}, f.action, f.deadline_kind, f.deadline_at,"
-        " f.source_group_id::text, f.approved_at, f.approved_by,"
+        " f.source_group_id::text, f.approved_at, f.approved_by, f.paused_by,"
+        " f.paused_reason, f.paused_at, f.paused_group_id::text,"
         " x.action AS x_action, x.deadline_kind AS x_kind, x.deadline_at AS x_at,"
         " x.approved_at AS x_approved_at, x.approved_by AS x_approved_by"
         " FROM effective_approvals f JOIN updates u USING (update_id)"
@@ -168,8 +192,8 @@ async def effective_of_groups(
     """Per update: the (group, effective approval) pairs among these groups."""
     rows = await conn.fetch(
         "SELECT update_id::text, group_id::text, action, deadline_kind, deadline_at,"
-        " source_group_id::text, approved_at, approved_by FROM effective_approvals"
-        " WHERE group_id = ANY ($1::uuid[])",
+        f" source_group_id::text, approved_at, approved_by, {PAUSE_COLUMNS}"
+        " FROM effective_approvals WHERE group_id = ANY ($1::uuid[])",
         list(group_ids),
     )
     found: dict[str, list[tuple[str, Effective]]] = {}

@@ -22,6 +22,7 @@ from services.approval.domain.approvals import (
     states_of,
 )
 from services.approval.domain.groups import Groups
+from services.approval.domain.pauses import with_pauses
 from services.approval.domain.resolution import resolve_each
 from services.approval.domain.rules import approvals_by
 from services.approval.domain.tree import Effective, Explicit, effective
@@ -36,9 +37,11 @@ async def effective_changes(
     explicit: Mapping[str, Explicit],
     only: Collection[str] | None = None,
 ) -> tuple[dict[str, Effective], Changes]:
-    """What applies to every group given these explicit approvals of the update, and how
-    the stored effective approvals would have to change (written or not)."""
-    wanted = effective(groups.tree, explicit)
+    """What applies to every group given these explicit approvals of the update (with the
+    pauses that hold them), and how the stored effective approvals would have to change
+    (written or not)."""
+    pauses = await store.pauses.of_update(ctx.conn, update_id)
+    wanted = with_pauses(groups.tree, effective(groups.tree, explicit), pauses)
     stored = await store.approvals.effective_for(ctx.conn, update_id)
     return wanted, changes(groups.tree, wanted, stored, only)
 

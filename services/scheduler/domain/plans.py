@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from libs.contracts.agents import ComputerPlan, InstallItem, PlanItem
-from libs.contracts.approval import ActionName
+from libs.contracts.approval import ActionName, Pause
 from libs.contracts.catalog import Package, RestartName, ReturnCode
 from libs.contracts.policies import PolicySettings
 from libs.contracts.windows import MaintenanceWindow
@@ -42,6 +42,23 @@ class GroupApproval(NamedTuple):
     update_id: str
     action: ActionName
     deadline: Deadline
+    paused: Pause | None = None
+    """Set while the approval is paused (approval's services/approval/domain/pauses.py)."""
+
+
+ApprovalInput = tuple[str, str, ActionName, Deadline] | GroupApproval
+"""A group's approval as build_plan takes it: (group, update, action, deadline), or the read
+copy's row with its pause."""
+
+
+def paused_for(
+    approvals: Sequence[tuple[str, ActionName, Pause | None]], action: ActionName
+) -> Pause | None:
+    """The pause that holds an update for a computer: one of its groups whose approval has the
+    winning action is paused (a pause stops that group's computers installing it, whatever
+    another group says); the earliest such pause when several."""
+    held = [p for _, a, p in approvals if a == action and p is not None]
+    return min(held, key=lambda p: p.paused_at) if held else None
 
 
 @dataclass(frozen=True)
@@ -125,7 +142,7 @@ def state_for(fact: UpdateFacts, held: str, inventory: Inventory) -> str:
 def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thing
     computer: Computer,
     policy: PolicyInForce,
-    approvals: Iterable[tuple[str, str, ActionName, Deadline]],
+    approvals: Iterable[ApprovalInput],
     facts: Mapping[str, UpdateFacts],
     progress: Mapping[str, Progress],
     now: datetime,
@@ -141,8 +158,12 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
     nothing to do; an available install that applies is `optional` (the user may ask for it).
     """
     per_update: dict[str, list[tuple[str, ActionName, Deadline]]] = {}
-    for group, update_id, action, chosen in approvals:
+    pauses: dict[str, list[tuple[str, ActionName, Pause | None]]] = {}
+    for approval in approvals:
+        group, update_id, action, chosen = approval[:4]
         per_update.setdefault(update_id, []).append((group, action, chosen))
+        if isinstance(approval, GroupApproval) and approval.paused is not None:
+            pauses.setdefault(update_id, []).append((group, action, approval.paused))
     settings = policy.settings
     # The policy's day and time, moved to the next maintenance window when outside all.
     limits = converted(computer.windows)
@@ -163,7 +184,8 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
             resolved.deadline.at, computer.computer_id, settings.deadline_spread_hours
         )
         install_at = None
-        if pending(resolved.action, done.state):
+        paused = paused_for(pauses.get(update_id, ()), resolved.action)
+        if paused is None and pending(resolved.action, done.state):
             install_at = _install_at(resolved.action, fact, done, deadline, window, settings, now)
             if limits and _immediate(resolved.action, fact, done, settings):
                 install_at = opening  # needing no restart, it still waits for a window
@@ -190,10 +212,13 @@ def build_plan(  # noqa: PLR0917 - the inputs of one plan, each a different thin
                 restart=fact.restart,
                 command_line=fact.command_line,
                 return_codes=fact.return_codes,
-                optional=resolved.action == "available_install" and state != NOT_APPLICABLE,
+                optional=resolved.action == "available_install"
+                and state != NOT_APPLICABLE
+                and paused is None,
                 installation=None
                 if fact.package is None or links is None
                 else installation(fact.package, fact.sha256, computer.computer_id, links, now),
+                paused=paused,
             )
         )
     plan = ComputerPlan(
@@ -292,6 +317,8 @@ def due_items(
     """Items of a plan to install now: every pending one, or those whose deadline passed."""
     found: list[InstallItem] = []
     for item in plan.items:
+        if item.paused is not None:
+            continue  # a paused approval starts no install
         if item.action not in ("required_install", "uninstall") or not pending(
             item.action, item.state
         ):
@@ -320,6 +347,13 @@ def requested_item(plan: ComputerPlan, update_id: str) -> InstallItem:
     """The install a user asked for: only an update the plan lists as optional (an available
     install that applies to the computer) may be asked for."""
     item = next((i for i in plan.items if i.update_id == update_id), None)
+    if item is not None and item.paused is not None:
+        raise InvalidInput(
+            f"update_id {update_id!r} is paused ({item.paused.reason}, by "
+            f"{item.paused.paused_by} at {item.paused.paused_at.isoformat()}): it may not be "
+            "installed until an operator resumes it",
+            field="update_id",
+        )
     if item is None or not item.optional:
         why = (
             "is not in its plan (not approved for any of its groups, or unknown)"

@@ -167,11 +167,13 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def _pending(plan: ComputerPlan) -> list[PlanItem]:
-    """The plan items `due_items` installs (in the same order)."""
+    """The plan items `due_items` installs (in the same order; paused ones never)."""
     return [
         i
         for i in plan.items
-        if i.action in ("required_install", "uninstall") and pending(i.action, i.state)
+        if i.action in ("required_install", "uninstall")
+        and pending(i.action, i.state)
+        and i.paused is None
     ]
 
 

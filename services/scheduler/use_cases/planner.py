@@ -106,7 +106,7 @@ def _inputs(
         policy.policy_id,
         policy.name,
         policy.conflict,
-        frozenset((a.update_id, a.action, a.deadline) for a in approvals),
+        frozenset((a.update_id, a.action, a.deadline, a.paused) for a in approvals),
         row.timezone,
         # Its deadlines are its own when the policy spreads them (domain/deadlines.py).
         spread_offset(row.computer_id, policy.settings.deadline_spread_hours),

@@ -25,7 +25,7 @@ async def learn_approvals(ctx: HandlerContext, event: a.UpdateApprovalChanged) -
     else:
         deadline = Deadline(effective.deadline.kind, effective.deadline.at)
         await store.approvals.put_many(
-            ctx.conn, event.group_ids, event.update_id, effective.action, deadline
+            ctx.conn, event.group_ids, event.update_id, effective.action, deadline, effective.paused
         )
     await store.plans.mark_groups_dirty(ctx.conn, event.group_ids, ctx.now)
 

@@ -1,7 +1,8 @@
 // #/updates/<id>: one update's properties (docs/product.md sections 2, 4 and 5), where it is
 // approved and why, its counts (refreshed every 5 s in place), install successes and failures,
-// and the computers it concerns. Tasks: approve, decline, expire, and for third-party updates
-// edit (?edit=1; each field checked as typed by POST /api/v1/validate) and delete.
+// and the computers it concerns. Tasks: approve, decline, pause, resume, roll back, expire, and
+// for third-party updates edit (?edit=1; each field checked as typed by POST /api/v1/validate)
+// and delete.
 
 import * as api from "../api.js";
 import {
@@ -399,6 +400,64 @@ function computersTable(computers) {
   );
 }
 
+/** A pause of an approval in words: where, by whom, since when, why ("" when not paused). */
+function pausedText(paused) {
+  if (!paused) return "";
+  const where = paused.group_name ? `on ${paused.group_name}` : "fleet-wide";
+  return `paused ${where} by ${paused.paused_by}, ${fmtDate(paused.paused_at)}: ${paused.reason}`;
+}
+
+const CONTROLS = {
+  pause: {
+    title: "Pause this update",
+    text: "No computer starts a new install of it where the pause holds (removals go on). Leave the group empty to pause it fleet-wide.",
+    label: "Pause",
+  },
+  resume: {
+    title: "Resume this update",
+    text: "Installs go on. Leave the group empty to lift every pause of it; with a group, the pause set on that group.",
+    label: "Resume",
+  },
+  rollback: {
+    title: "Roll back this update",
+    text: "Its approval becomes Uninstall: fleet-wide on every group approved for install, or on one group and what inherits from it.",
+    label: "Roll back",
+  },
+};
+
+/** The pause, resume or roll back dialog: an optional group, a required reason. */
+function openControlDialog(verb, id, done) {
+  const control = CONTROLS[verb];
+  const group = h("input", { id: `${verb}-group`, maxlength: 100, placeholder: "fleet-wide" });
+  const reason = h("input", { id: `${verb}-reason`, maxlength: 500, required: true });
+  const error = h("div", { class: "error-box", role: "alert", hidden: true });
+  const { element } = dialog(
+    control.title,
+    h("div", {}, h("p", {}, control.text), field("Group (optional)", group), field("Reason", reason), error),
+    [
+      {
+        label: control.label,
+        kind: verb === "resume" ? "primary" : "danger",
+        id: `${verb}-confirm`,
+        onclick: async (close) => {
+          const body = { reason: reason.value };
+          if (group.value.trim()) body.group = group.value.trim();
+          try {
+            const result = await api.post(`/updates/${enc(id)}/${verb}`, body);
+            close();
+            notice(result.changed ? `Done: ${fmtNumber(result.effective_changed)} group approvals changed.` : `Nothing changed: ${result.note}`, "ok");
+            done();
+          } catch (failure) {
+            error.hidden = false;
+            error.textContent = problemText(failure);
+          }
+        },
+      },
+    ],
+  );
+  element.querySelector(`#${verb}-reason`).focus();
+}
+
 function approvalsTable(groups) {
   return table(
     [
@@ -406,6 +465,7 @@ function approvalsTable(groups) {
       { key: "explicit", label: "Set here", render: (row) => (row.explicit ? approvalText(row.explicit) : none("inherits")) },
       { key: "effective", label: "Applies", render: (row) => approvalText(row.effective) },
       { key: "why", label: "Why", render: (row) => row.why },
+      { key: "paused", label: "Paused", render: (row) => pausedText(row.effective && row.effective.paused) },
     ],
     groups,
     { rowId: (row) => row.group_id, empty: "Not approved for any group." },
@@ -436,6 +496,9 @@ export async function render(root, ctx) {
   const approveButton = button({ id: "approve-update", class: "primary" }, "Approve…", notApprovable);
   const declineButton = button({ id: "decline-update" }, "Decline");
   const expireButton = button({ id: "expire-update" }, "Expire", u.expired ? "Already expired" : null);
+  const pauseButton = button({ id: "pause-update" }, "Pause…");
+  const resumeButton = button({ id: "resume-update" }, "Resume…");
+  const rollbackButton = button({ id: "rollback-update", class: "danger" }, "Roll back…");
   const editButton = thirdParty ? button({ id: "edit-update" }, "Edit") : null;
   const deleteButton = thirdParty ? button({ id: "delete-update", class: "danger" }, "Delete") : null;
 
@@ -491,6 +554,9 @@ export async function render(root, ctx) {
     );
     element.querySelector("#expire-reason").focus();
   });
+  pauseButton.addEventListener("click", () => openControlDialog("pause", id, () => loadApprovals()));
+  resumeButton.addEventListener("click", () => openControlDialog("resume", id, () => loadApprovals()));
+  rollbackButton.addEventListener("click", () => openControlDialog("rollback", id, () => loadApprovals()));
   if (editButton) editButton.addEventListener("click", () => ctx.navigate(`#/updates/${enc(id)}?edit=1`));
   if (deleteButton) {
     deleteButton.addEventListener("click", async () => {
@@ -615,7 +681,7 @@ export async function render(root, ctx) {
   fill(
     root,
     h("p", { class: "crumbs" }, link("#/updates", "All updates"), " › ", kbLabel(u.kb) || "update"),
-    heading(u.title, approveButton, declineButton, expireButton, editButton, deleteButton),
+    heading(u.title, approveButton, declineButton, pauseButton, resumeButton, rollbackButton, expireButton, editButton, deleteButton),
     stateSlot,
     editing ? editForm(u, ctx) : null,
     h("section", { class: "panel", id: "update-properties" }, h("h2", {}, "Properties"), properties(detail)),
