@@ -178,17 +178,21 @@ def _goal(measure: dict[str, Any]) -> str:
 
 
 def _profile_link(measure: dict[str, Any], relative_to: Path) -> str:
-    """A Markdown link to the measure's profile, relative to RESULTS.md's folder."""
+    """Markdown links to the measure's profiles (one path, or several separated by commas),
+    relative to RESULTS.md's folder."""
     profile = measure.get("profile")
     if not profile:
         return "no profile saved"
-    target = (ROOT / str(profile)).resolve()
-    try:
-        shown = target.relative_to(relative_to)
-    except ValueError:
-        shown = target
-    exists = "" if target.exists() else " (file missing)"
-    return f"[{shown}]({shown}){exists}"
+    links = []
+    for path in str(profile).split(","):
+        target = (ROOT / path.strip()).resolve()
+        try:
+            shown = target.relative_to(relative_to)
+        except ValueError:
+            shown = target
+        exists = "" if target.exists() else " (file missing)"
+        links.append(f"[{shown}]({shown}){exists}")
+    return ", ".join(links)
 
 
 def _met(measure: dict[str, Any]) -> str:
@@ -342,6 +346,14 @@ def top_section(run: Run, servers: dict[str, str], commit: str) -> list[str]:
     missed = misses(run)
     lines += ["## Missed goals and their profiles", ""]
     lines += missed or ["None: every goal measured in this run was met."]
+    if missed and (BENCH_DIR / WHY).exists():
+        lines += [
+            "",
+            (
+                "Where each missed goal's time goes, read from these profiles, and what would"
+                f" close it: [{WHY}]({WHY}) (written by hand; it names the run it was read from)."
+            ),
+        ]
     lines.append("")
     others = other_rows(run)
     if others:
@@ -351,6 +363,9 @@ def top_section(run: Run, servers: dict[str, str], commit: str) -> list[str]:
     lines += RUNNING
     return lines
 
+
+WHY = "WHY.md"
+"""The hand-written reading of the missed goals' profiles, beside RESULTS.md."""
 
 RUNNING = [
     "## Running the benchmarks",
@@ -488,10 +503,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--small", action="store_true", help="label the run as a small one")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="JSON files' folder")
     parser.add_argument("--output", type=Path, default=RESULTS_MD, help="file to write")
+    parser.add_argument(
+        "--code",
+        help="what code was measured, when not the checkout's HEAD (e.g. benchmarks run from a "
+        "clean clone of another commit)",
+    )
     args = parser.parse_args(argv)
     run = read_run(args.results, args.since, small=args.small, until=args.until)
     previous = args.output.read_text() if args.output.exists() else ""
-    text = render(run, previous, server_versions(), code_version())
+    text = render(run, previous, server_versions(), args.code or code_version())
     args.output.write_text(text)
     measured = sum(len(f.measures) for f in run.files)
     print(f"{args.output}: {len(run.files)} benchmarks, {measured} measures", end="")
