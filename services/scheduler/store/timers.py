@@ -82,17 +82,26 @@ async def plans_of(
 CLAIM = (
     "WITH due AS ("
     "  SELECT computer_id, kind, due_at FROM timers WHERE due_at <= $1"
-    "  ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    "  ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
+    " mine AS MATERIALIZED (SELECT computer_id FROM computers"
+    "  WHERE computer_id IN (SELECT computer_id FROM due)"
+    "  ORDER BY computer_id FOR UPDATE SKIP LOCKED)"
     " SELECT d.computer_id, d.kind, d.due_at, p.firing, c.computer_id IS NOT NULL AS known,"
     "        c.restart_phase, c.restart_due_at, c.restart_prompts, c.restart_grace_until,"
     "        c.user_logged_on"
     " FROM due d"
     " LEFT JOIN computers c ON c.computer_id = d.computer_id"
     " LEFT JOIN timer_plans p ON p.computer_id = d.computer_id AND p.plan_hash = c.plan_hash"
+    " WHERE c.computer_id IS NULL OR d.computer_id IN (SELECT computer_id FROM mine)"
     " ORDER BY d.due_at"
 )
 """Due timers locked for this transaction (another replica skips them), each with its
-computer's TimerPlan when the one kept was made of the plan the computer has now."""
+computer's TimerPlan when the one kept was made of the plan the computer has now.
+
+The computers' rows are locked too, and a timer whose computer another transaction holds
+is left for the next round: everything else that writes a computer's timers (the planner,
+the agents' reports) locks the computer's row first, so firing, which takes the timer
+first, must never wait for a computer row (it would deadlock with them)."""
 
 
 PARSED_LIMIT = 4096
