@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -371,3 +372,58 @@ async def test_a_rollout_stops_at_a_failing_gate_held_with_why(rollouts: Rollout
     await rollouts.past_delay()
     await asyncio.sleep(1.0)
     assert await rollouts.explicit_on("Broad", update_id) is None
+
+
+async def test_a_rule_with_a_gate_rolls_updates_out_over_its_groups(rollouts: Rollouts) -> None:
+    """A rule with `rollout` starts a rollout per update it picks (its first group approved
+    now, the others after their gates), and never a second one for an update."""
+    await rollouts.fleet()
+    catalog = await rollouts.rpc.call(c.LIST_UPDATES, c.ListUpdates(limit=10_000))
+    approvable = [u for u in catalog.updates if u.offered and not u.superseded_by and not u.expired]
+    kinds = Counter((u.classification, tuple(u.product_families)) for u in approvable)
+    (classification, families), _ = kinds.most_common(1)[0]
+    update_id = next(
+        u.update_id
+        for u in approvable
+        if (u.classification, tuple(u.product_families)) == (classification, families)
+    )
+    spec = a.RuleSpec(
+        name="Rings",
+        products=list(families),
+        classifications=[classification],
+        groups=["Pilot", "Early", "Broad"],
+        deadline="one_week",
+        rollout=GATE,
+    )
+    with pytest.raises(RpcError, match=r"rule.groups\[1\]: group 'Pilot' is already ring 1"):
+        await rollouts.rpc.call(
+            a.CREATE_RULE,
+            a.CreateRule(rule=spec.model_copy(update={"groups": ["Pilot", "Pilot"]})),
+        )
+    rule = await rollouts.rpc.call(a.CREATE_RULE, a.CreateRule(rule=spec))
+    assert rule.rollout == GATE
+    await rollouts.rpc.call(
+        ro.START_ROLLOUT, ro.StartRollout(update=update_id, rings=["Pilot", "Early"], gate=GATE)
+    )
+    preview = await rollouts.rpc.call(a.RUN_RULE, a.RunRule(rule="Rings", dry_run=True))
+    assert preview.updates_approved, "the rule picks other updates of that kind"
+    assert update_id not in preview.updates_approved  # already rolled out
+    assert {s.group_name for s in preview.approvals} == {"Pilot"}
+    before = await rollouts.rpc.call(ro.LIST_ROLLOUTS, ro.ListRollouts(states=["running"]))
+    assert [r.update_id for r in before.rollouts] == [update_id]  # a dry run starts nothing
+
+    ran = await rollouts.rpc.call(a.RUN_RULE, a.RunRule(rule="Rings"))
+    assert sorted(ran.updates_approved) == sorted(preview.updates_approved)
+    running = await rollouts.rpc.call(ro.LIST_ROLLOUTS, ro.ListRollouts(states=["running"]))
+    by_rule = [r for r in running.rollouts if r.started_by == f"rule:{rule.rule_id}"]
+    assert sorted(r.update_id for r in by_rule) == sorted(ran.updates_approved)
+    for rollout in by_rule:
+        assert [ring.group_name for ring in rollout.rings] == ["Pilot", "Early", "Broad"]
+        assert (rollout.rings_started, rollout.gate) == (1, GATE)
+    first = ran.updates_approved[0]
+    pilot = await rollouts.explicit_on("Pilot", first)
+    assert pilot is not None
+    assert pilot.approved_by.startswith("rollout:")
+    assert await rollouts.explicit_on("Early", first) is None
+    again = await rollouts.rpc.call(a.RUN_RULE, a.RunRule(rule="Rings"))
+    assert again.updates_approved == []
