@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from libs.bus import BrokerUnavailable, RpcClient, RpcError, RpcTimeout, ServiceUnavailable
+from libs.bus.codec import describe_validation_error
 from libs.contracts import approval as a
 from libs.contracts.api import PREFIX
 from services.console import auth
@@ -125,7 +126,12 @@ def triage(alert: AlertmanagerAlert) -> AlertOutcome | a.PauseUpdate:
         )
     if not update:
         return outcome("refused", f"{name} has no {UPDATE_LABEL!r} label naming the update")
-    return pause_request(alert, name, update)
+    try:
+        return pause_request(alert, name, update)
+    except ValidationError as error:  # text a message may not carry (a NUL character...)
+        return outcome(
+            "refused", f"{name}: {describe_validation_error(error, a.PAUSE_UPDATE.type)}"
+        )
 
 
 async def handle(rpc: RpcClient, payload: AlertmanagerPayload) -> AlertsHandled:

@@ -10,13 +10,14 @@ from pydantic import ValidationError
 from libs.contracts import approval as a
 from services.console.alerts import AlertmanagerAlert, AlertmanagerPayload, AlertOutcome, triage
 
+LABELS = {
+    "alertname": "LockgateUpdateFailureRateHigh",
+    "severity": "critical",
+    "update": "KB5036000",
+}
 FIRING = {
     "status": "firing",
-    "labels": {
-        "alertname": "LockgateUpdateFailureRateHigh",
-        "severity": "critical",
-        "update": "KB5036000",
-    },
+    "labels": LABELS,
     "annotations": {"summary": "KB5036000 fails on 33.33% of installs"},
     "startsAt": "2026-03-02T09:25:00Z",
     "endsAt": "0001-01-01T00:00:00Z",
@@ -71,3 +72,11 @@ def test_only_version_4_payloads_are_read() -> None:
         {"version": "4", "status": "firing", "alerts": [FIRING], "truncatedAlerts": 0}
     )
     assert payload.alerts[0].labels["update"] == "KB5036000"
+
+
+def test_an_update_label_a_message_cannot_carry_is_refused_not_a_failure() -> None:
+    """Labels are the sender's text: one with a NUL character is refused, naming why."""
+    found = triage(alert(labels={**LABELS, "update": "KB1\x00"}))
+    assert isinstance(found, AlertOutcome)
+    assert found.done == "refused"
+    assert "update" in found.detail
