@@ -27,6 +27,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "update": ("#/updates/{update}", "#update-report [data-count=installed]"),
     "upload": ("#/upload", "#step-files #upload-file"),
     "rules": ("#/rules", "#rules-list tbody tr[data-id]"),
+    "rollouts": ("#/rollouts", "#rollouts-list table"),
     "groups": ("#/groups", "#group-members tbody tr[data-id]"),
     "policies": ("#/policies", "#policies-list tbody tr[data-id]"),
     "computers": ("#/computers", "#computers-list tbody tr[data-id]"),

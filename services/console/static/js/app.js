@@ -14,6 +14,7 @@ const PAGES = [
   ["updates", "All updates"],
   ["upload", "Upload"],
   ["rules", "Rules"],
+  ["rollouts", "Rollouts"],
   ["groups", "Groups"],
   ["policies", "Policies"],
   ["computers", "Computers"],
