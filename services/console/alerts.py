@@ -35,6 +35,9 @@ PAUSING_ALERTS = frozenset({"LockgateUpdateFailureRateHigh"})
 """Alerts that pause the update named by their `update` label when they fire."""
 UPDATE_LABEL = "update"
 RETRY_AFTER_SECONDS = 30
+MAX_ALERTS = 64
+"""Alerts one payload may carry; the receiver sets `max_alerts` to the same (its alerts are
+grouped by update, so a notification carries one per update)."""
 
 
 class AlertmanagerAlert(BaseModel):
@@ -70,7 +73,9 @@ class AlertmanagerPayload(BaseModel):
     receiver: str = Field(default="", description="The receiver that sent it.")
     group_key: str = Field(default="", alias="groupKey", description="The group's key.")
     alerts: list[AlertmanagerAlert] = Field(
-        max_length=1000, description="The alerts of the group (at most 1000)."
+        max_length=MAX_ALERTS,
+        description=f"The alerts of the group (at most {MAX_ALERTS}: the receiver's "
+        "`max_alerts`, deploy/alertmanager/alertmanager.yml).",
     )
 
 
