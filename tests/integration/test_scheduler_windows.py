@@ -59,6 +59,18 @@ async def two_updates(fleet: Fleet) -> tuple[c.UpdateSnapshot, c.UpdateSnapshot]
     return first, second
 
 
+async def scheduler_knows(fleet: Fleet, *names: str) -> None:
+    """Until the scheduler's read copy of the groups has these (approval's events)."""
+
+    async def known() -> bool:
+        found = await fleet.db.fetchval(
+            "SELECT count(*) FROM scheduler.groups WHERE name = ANY ($1::text[])", list(names)
+        )
+        return bool(found == len(names))
+
+    await eventually(known, timeout=20, what=f"the scheduler learning groups {names}")
+
+
 async def test_installs_wait_for_a_window_and_a_passed_deadline_does_not(timed: Fleet) -> None:
     window_update, deadline_update = await two_updates(timed)
     await timed.rpc.call(a.CREATE_GROUP, a.CreateGroup(name="Datacenter"))
@@ -74,6 +86,7 @@ async def test_installs_wait_for_a_window_and_a_passed_deadline_does_not(timed: 
     await timed.rpc.call(
         a.CHANGE_MEMBERSHIP, a.ChangeMembership(computers=["pc-window"], group="Servers")
     )
+    await scheduler_knows(timed, "Datacenter", "Servers")
     # Servers' own window, and one of Datacenter above it: the computer has both.
     await timed.rpc.call(
         w.SET_WINDOWS,
@@ -111,6 +124,12 @@ async def test_installs_wait_for_a_window_and_a_passed_deadline_does_not(timed: 
         ),
     )
     await timed.quiet()
+
+    async def planned() -> bool:
+        plans = agent.of(ag.PLAN)
+        return bool(plans) and len(plans[-1]["items"]) == 2
+
+    await eventually(planned, timeout=20, what="the plan with both approved updates")
     plan = agent.of(ag.PLAN)[-1]
     assert sorted(x["start"] for x in plan["maintenance_windows"]) == ["20:00", "22:00"]
     # Policy: 03:00 every day; Tuesday 03:00 is outside the windows, so the next install is
@@ -151,6 +170,7 @@ async def test_installs_wait_for_a_window_and_a_passed_deadline_does_not(timed: 
 async def test_operators_set_list_and_clear_windows_and_bad_input_is_refused(fleet: Fleet) -> None:
     await fleet.agent("pc-cli-windows")
     await fleet.rpc.call(a.CREATE_GROUP, a.CreateGroup(name="Branch offices"))
+    await scheduler_knows(fleet, "Branch offices")
     code, found, err = await lockgate(
         fleet.cli,
         "windows",

@@ -148,6 +148,22 @@ def test_the_policy_time_moves_to_the_next_window_when_outside() -> None:
     assert next_scheduled_install(at_three, [], PARIS, monday) == local("2026-03-03T03:00")
 
 
+def test_a_window_moved_install_is_kept_until_it_happens() -> None:
+    """Tuesday's 03:00 moved to Tuesday 22:00: asked again on Tuesday afternoon (a plan
+    recomputed after a report), the answer is still Tuesday 22:00, not the window after
+    Wednesday's 03:00; once it happened, the next is the following Tuesday's."""
+    at_three = PolicySettings(use_maintenance_window=False, scheduled_time="03:00")
+    windows = [TUESDAY_NIGHT]
+    for asked in ("2026-03-02T10:00", "2026-03-03T03:00", "2026-03-03T16:00", "2026-03-03T21:59"):
+        assert next_scheduled_install(at_three, windows, PARIS, local(asked)) == local(
+            "2026-03-03T22:00"
+        ), asked
+    for asked in ("2026-03-03T22:00", "2026-03-03T23:30", "2026-03-04T03:00"):
+        assert next_scheduled_install(at_three, windows, PARIS, local(asked)) == local(
+            "2026-03-10T22:00"
+        ), asked
+
+
 ZONES = (PARIS, NEW_YORK, "Australia/Sydney", "Asia/Kolkata", "UTC", "America/St_Johns")
 times = st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
 windows_strategy = st.lists(
@@ -322,3 +338,26 @@ def test_a_restart_not_forced_waits_for_a_window() -> None:
     assert restarts.held_to_windows(late, opening).due_at == local("2026-03-10T22:00")
     prompting = restarts.RestartState("prompting", local("2026-03-04T10:00"), 2)
     assert restarts.held_to_windows(prompting, opening) == prompting
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(
+    windows=windows_strategy,
+    zone=st.sampled_from(ZONES),
+    at=instants,
+    policy_time=times,
+    later=st.floats(0, 1),
+)
+def test_the_next_install_is_inside_a_window_and_stays_until_it_happens(
+    windows: list[MaintenanceWindow], zone: str, at: datetime, policy_time: time, later: float
+) -> None:
+    policy = PolicySettings(
+        use_maintenance_window=False, scheduled_time=policy_time.strftime("%H:%M")
+    )
+    found = next_scheduled_install(policy, windows, zone, at)
+    assert found > at
+    assert inside(windows, zone, found)
+    # Asked again at any instant before it (a plan recomputed meanwhile): the same answer.
+    between = at + (found - at) * later
+    if between < found:
+        assert next_scheduled_install(policy, windows, zone, between) == found

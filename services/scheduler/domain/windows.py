@@ -171,10 +171,21 @@ def next_scheduled_install(
     timezone: str,
     after: datetime,
 ) -> datetime:
-    """The next scheduled install strictly after `after`: the policy's day and time
-    (next_window) when it falls inside a maintenance window (or there are none), else the
-    opening of the next window after it."""
+    """The next scheduled install strictly after `after`.
+
+    Each occurrence of the policy's day and time (next_window) is an install, at that
+    instant when it falls inside a maintenance window (or there are none), else at the
+    opening of the next window after it. The next install is the first of those after
+    `after`: the one the latest occurrence moved (still ahead when its window has not
+    opened yet), else the next occurrence's. The answer is the same whenever it is asked
+    between two installs.
+    """
     planned = next_window(settings, timezone, after)
+    if not windows:
+        return planned
+    moved = within_windows(windows, timezone, last_window(settings, timezone, after))
+    if moved is not None and moved > after:
+        return moved
     return within_windows(windows, timezone, planned) or planned
 
 
