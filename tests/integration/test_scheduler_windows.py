@@ -232,3 +232,34 @@ async def test_operators_set_list_and_clear_windows_and_bad_input_is_refused(fle
     assert "no maintenance windows" in err
     code, listed, _ = await lockgate(fleet.cli, "windows", "list")
     assert listed["groups"] == []
+
+
+async def test_operators_set_the_spread_and_the_grace_from_the_cli(fleet: Fleet) -> None:
+    await fleet.agent("pc-cli-spread")
+    code, _, err = await lockgate(
+        fleet.cli, "policies", "create", "Spread", "--set", "deadline_spread_hours=30"
+    )
+    assert code != 0
+    assert "deadline_spread_hours" in err
+    assert "24" in err
+    code, created, err = await lockgate(
+        fleet.cli,
+        "policies",
+        "create",
+        "Spread",
+        "--set",
+        "deadline_spread_hours=6",
+        "--set",
+        "deadline_grace_days=2",
+    )
+    assert code == 0, err
+    assert (
+        created["settings"]["deadline_spread_hours"],
+        created["settings"]["deadline_grace_days"],
+    ) == (6, 2)
+    code, _, err = await lockgate(
+        fleet.cli, "policies", "edit", "Spread", "--set", "deadline_grace_days=8"
+    )
+    assert code != 0
+    assert "deadline_grace_days" in err
+    assert "8" in err
