@@ -166,6 +166,22 @@ async def test_installs_wait_for_a_window_and_a_passed_deadline_does_not(timed: 
     replanned = await timed.rpc.call(ag.GET_PLAN, ag.GetPlan(computer="pc-window"))
     assert replanned.next_window == local("2026-03-10T22:00")
 
+    # Installed at 01:55 asking for a restart: the restart delay (15 minutes) ends outside
+    # the window, so the restart cycle starts at the next window's opening.
+    await timed.advance(local("2026-03-04T01:55") - timed.clock.now())
+    await agent.installed(window_update.update_id, 3010)
+    await timed.quiet()
+    await timed.advance(timedelta(hours=1))
+    assert agent.of(ag.RESTART_PROMPT) == []
+    held = await timed.db.fetchval(
+        "SELECT restart_due_at FROM scheduler.computers WHERE computer_id = 'pc-window'"
+    )
+    assert held == local("2026-03-10T22:00")
+    await timed.advance(local("2026-03-10T22:00") - timed.clock.now() + timedelta(seconds=1))
+    (prompt,) = await agent.wait_for(ag.RESTART_PROMPT)
+    issued = datetime.fromisoformat(prompt["issued_at"])
+    assert local("2026-03-10T22:00") <= issued < local("2026-03-11T02:00"), "inside the window"
+
 
 async def test_operators_set_list_and_clear_windows_and_bad_input_is_refused(fleet: Fleet) -> None:
     await fleet.agent("pc-cli-windows")
