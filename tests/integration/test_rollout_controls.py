@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aio_pika
-import asyncpg
 import httpx
 import pytest
 import yaml
@@ -26,22 +25,15 @@ from libs.contracts import catalog as c
 from libs.contracts.api import PREFIX
 from libs.contracts.names import Exchange
 from libs.contracts.registry import REGISTRY
-from libs.db.pool import drop_database, ensure_database
-from libs.service.clock import ManualClock
-from libs.service.runner import ServiceProcess
-from services.approval.handlers import SERVICE as APPROVAL
-from services.catalog.handlers import SERVICE as CATALOG
 from services.console.alerts import PATH as WEBHOOK
 from services.console.auth import BOOTSTRAP_NAME
-from services.scheduler.handlers import SERVICE as SCHEDULER
-from tests.integration.test_approval import delete_queues
 from tests.integration.test_catalog_msrc import JAN, import_request
 from tests.integration.test_scheduler import (
-    START,
     Fleet,
+    db_suffix,
     local,
     publish_update,
-    scheduler_settings,
+    scheduler_system,
     tool_update,
 )
 from tests.support.console import running_console
@@ -84,36 +76,20 @@ class Controlled(Fleet):
 async def fleet(
     infra: Infra, bus: Bus, request: pytest.FixtureRequest
 ) -> AsyncIterator[Controlled]:
-    url = f"{infra.database_url}_rc{abs(hash(request.node.name)) % 100_000}"
-    await ensure_database(url)
-    clock = ManualClock(START)
-    settings = scheduler_settings(infra, url)
-    processes = [
-        ServiceProcess(CATALOG, settings, http_port=0),
-        ServiceProcess(APPROVAL, settings, http_port=0),
-        ServiceProcess(SCHEDULER, settings, http_port=0, clock=clock),
-    ]
-    for process in processes:
-        await process.start()
-    db = await asyncpg.connect(url)
-    found = Controlled(bus, RpcClient(bus, source="tests", timeout=60), db, clock)
-    found.events = []
-    found.channel = await bus.connection.channel()
-    events = await found.channel.declare_queue("tests.rollout-controls", exclusive=True)
-    await events.bind(Exchange.EVENTS.value, routing_key="approval.update.#")
-    await events.consume(found.tap)
-    try:
-        async with running_console(settings) as console:
-            found.url, found.token = console.url, console.admin_token
-            found.cli = console.cli_env(infra.env())
-            yield found
-    finally:
-        await found.channel.close()
-        await db.close()
-        for process in processes:
-            await process.stop()
-        await delete_queues(bus, (CATALOG, APPROVAL, SCHEDULER))
-        await drop_database(url)
+    async with scheduler_system(infra, bus, db_suffix(request, "rc")) as (settings, db, clock):
+        found = Controlled(bus, RpcClient(bus, source="tests", timeout=60), db, clock)
+        found.events = []
+        found.channel = await bus.connection.channel()
+        events = await found.channel.declare_queue("tests.rollout-controls", exclusive=True)
+        await events.bind(Exchange.EVENTS.value, routing_key="approval.update.#")
+        await events.consume(found.tap)
+        try:
+            async with running_console(settings) as console:
+                found.url, found.token = console.url, console.admin_token
+                found.cli = console.cli_env(infra.env())
+                yield found
+        finally:
+            await found.channel.close()
 
 
 async def two_updates(fleet: Fleet) -> tuple[c.UpdateSnapshot, c.UpdateSnapshot]:

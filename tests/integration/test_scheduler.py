@@ -9,6 +9,7 @@ Agents are played by the test: it publishes check-ins, status and restart report
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -217,33 +218,54 @@ def scheduler_settings(infra: Infra, url: str) -> Settings:
     )
 
 
-@pytest.fixture
-async def fleet(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> AsyncIterator[Fleet]:
-    url = f"{infra.database_url}_sch{abs(hash(request.node.name)) % 100_000}"
+@contextlib.asynccontextmanager
+async def scheduler_system(
+    infra: Infra, bus: Bus, name: str, *, approval_on_clock: bool = False
+) -> AsyncIterator[tuple[Settings, asyncpg.Connection, ManualClock]]:
+    """Catalog, approval and the scheduler in this event loop on a database of their own
+    (`<session database>_<name>`), the scheduler (and approval, if asked) reading a manual
+    clock at START; their settings, a connection to the database and the clock. Their queues
+    and the database are removed after."""
+    url = f"{infra.database_url}_{name}"
     await ensure_database(url)
     clock = ManualClock(START)
     settings = scheduler_settings(infra, url)
     processes = [
         ServiceProcess(CATALOG, settings, http_port=0),
-        ServiceProcess(APPROVAL, settings, http_port=0),
+        ServiceProcess(APPROVAL, settings, http_port=0, clock=clock if approval_on_clock else None),
         ServiceProcess(SCHEDULER, settings, http_port=0, clock=clock),
     ]
-    for process in processes:
-        await process.start()
-    db = await asyncpg.connect(url)
-    found = Fleet(bus, RpcClient(bus, source="tests", timeout=60), db, clock)
-    found.channel = await bus.connection.channel()
+    db: asyncpg.Connection | None = None
     try:
-        async with running_console(settings) as console:
-            found.cli = console.cli_env(infra.env())
-            yield found
+        for process in processes:
+            await process.start()
+        db = await asyncpg.connect(url)
+        yield settings, db, clock
     finally:
-        await found.channel.close()
-        await db.close()
+        if db is not None:
+            await db.close()
         for process in processes:
             await process.stop()
         await delete_queues(bus, (CATALOG, APPROVAL, SCHEDULER))
         await drop_database(url)
+
+
+def db_suffix(request: pytest.FixtureRequest, prefix: str) -> str:
+    """A short database suffix of its own per test."""
+    return f"{prefix}{abs(hash(request.node.name)) % 100_000}"
+
+
+@pytest.fixture
+async def fleet(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> AsyncIterator[Fleet]:
+    async with scheduler_system(infra, bus, db_suffix(request, "sch")) as (settings, db, clock):
+        found = Fleet(bus, RpcClient(bus, source="tests", timeout=60), db, clock)
+        found.channel = await bus.connection.channel()
+        try:
+            async with running_console(settings) as console:
+                found.cli = console.cli_env(infra.env())
+                yield found
+        finally:
+            await found.channel.close()
 
 
 async def first_kb(fleet: Fleet, restart: str) -> c.UpdateSnapshot:

@@ -10,21 +10,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import asyncpg
 import pytest
 
 from libs.bus import Bus, RpcClient
 from libs.contracts import agents as ag
 from libs.contracts import approval as a
-from libs.db.pool import drop_database, ensure_database
-from libs.service.clock import ManualClock
-from libs.service.runner import ServiceProcess
-from services.approval.handlers import SERVICE as APPROVAL
-from services.catalog.handlers import SERVICE as CATALOG
 from services.scheduler.domain.deadlines import computer_deadline
-from services.scheduler.handlers import SERVICE as SCHEDULER
-from tests.integration.test_approval import delete_queues
-from tests.integration.test_scheduler import START, Agent, Fleet, first_kb, scheduler_settings
+from tests.integration.test_scheduler import (
+    START,
+    Agent,
+    Fleet,
+    db_suffix,
+    first_kb,
+    scheduler_system,
+)
 from tests.support.infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -33,29 +32,17 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def timed(infra: Infra, bus: Bus, request: pytest.FixtureRequest) -> AsyncIterator[Fleet]:
     """A fleet whose approval service reads the same manual clock as the scheduler."""
-    url = f"{infra.database_url}_dl{abs(hash(request.node.name)) % 100_000}"
-    await ensure_database(url)
-    clock = ManualClock(START)
-    settings = scheduler_settings(infra, url)
-    processes = [
-        ServiceProcess(CATALOG, settings, http_port=0),
-        ServiceProcess(APPROVAL, settings, http_port=0, clock=clock),
-        ServiceProcess(SCHEDULER, settings, http_port=0, clock=clock),
-    ]
-    for process in processes:
-        await process.start()
-    db = await asyncpg.connect(url)
-    found = Fleet(bus, RpcClient(bus, source="tests", timeout=60), db, clock)
-    found.channel = await bus.connection.channel()
-    try:
-        yield found
-    finally:
-        await found.channel.close()
-        await db.close()
-        for process in processes:
-            await process.stop()
-        await delete_queues(bus, (CATALOG, APPROVAL, SCHEDULER))
-        await drop_database(url)
+    async with scheduler_system(infra, bus, db_suffix(request, "dl"), approval_on_clock=True) as (
+        _,
+        db,
+        clock,
+    ):
+        found = Fleet(bus, RpcClient(bus, source="tests", timeout=60), db, clock)
+        found.channel = await bus.connection.channel()
+        try:
+            yield found
+        finally:
+            await found.channel.close()
 
 
 SPREAD_HOURS = 6
