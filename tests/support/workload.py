@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 import aio_pika
 import asyncpg
 import httpx
+from aio_pika.abc import AbstractChannel
 from aiormq.exceptions import ChannelNotFoundEntity
 
 from libs.bus import Bus, to_amqp
@@ -164,6 +165,13 @@ async def retried_call(
         await asyncio.sleep(0.2)
 
 
+async def _channel(bus: Bus) -> AbstractChannel:
+    """A channel on the caller's connection once it is connected: after a broker restart it
+    may still be reconnecting when the system under test has already recovered."""
+    await asyncio.wait_for(bus.connection.ready(), 60)
+    return await bus.connection.channel()
+
+
 async def dead_letter_depths(bus: Bus, services: list[ServiceDefinition]) -> dict[str, int]:
     """Messages waiting in each service queue's `.dlq`, by dead-letter queue (absent ones
     count 0)."""
@@ -171,7 +179,7 @@ async def dead_letter_depths(bus: Bus, services: list[ServiceDefinition]) -> dic
     for service in services:
         for queue in service.queues():
             name = dead_letter_queue_name(queue)
-            channel = await bus.connection.channel()
+            channel = await _channel(bus)
             try:
                 declared = await channel.declare_queue(name, passive=True)
                 depths[name] = declared.declaration_result.message_count or 0
@@ -188,7 +196,7 @@ async def dead_letter_reasons(bus: Bus, dead_letter_queue: str) -> Counter[str]:
     reason class (x-lockgate-reason-class), or the broker's (x-first-death-reason: `expired`,
     `rejected`, `delivery_limit`)."""
     reasons: Counter[str] = Counter()
-    channel = await bus.connection.channel()
+    channel = await _channel(bus)
     try:
         queue = await channel.declare_queue(dead_letter_queue, passive=True)
         while (message := await queue.get(fail=False)) is not None:
@@ -205,7 +213,7 @@ async def dead_letter_reasons(bus: Bus, dead_letter_queue: str) -> Counter[str]:
 async def queue_depths(bus: Bus, services: list[ServiceDefinition]) -> dict[str, int]:
     """Messages ready or unacknowledged in each service queue."""
     depths: dict[str, int] = {}
-    channel = await bus.connection.channel()
+    channel = await _channel(bus)
     try:
         for service in services:
             for queue in service.queues():
