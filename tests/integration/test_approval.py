@@ -622,19 +622,23 @@ async def test_malformed_catalog_event_goes_to_the_dead_letter_queue(system: Sys
     assert "update_id" in str(headers[REASON_HEADER])
 
 
-async def lockgate(env: dict[str, str], *args: str) -> tuple[int, Any, str]:
-    """Run the `lockgate` command with --json; (exit code, parsed stdout, stderr)."""
+async def run_lockgate(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """Run `lockgate` as an operator would; (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
         str(ROOT / ".venv" / "bin" / "lockgate"),
-        "--json",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await process.communicate()
-    code = await process.wait()
-    return code, json.loads(out) if out.strip() else None, err.decode()
+    return await process.wait(), out.decode(), err.decode()
+
+
+async def lockgate(env: dict[str, str], *args: str) -> tuple[int, Any, str]:
+    """Run the `lockgate` command with --json; (exit code, parsed stdout, stderr)."""
+    code, out, err = await run_lockgate(env, "--json", *args)
+    return code, json.loads(out) if out.strip() else None, err
 
 
 async def test_operators_use_the_cli(system: System) -> None:

@@ -34,12 +34,11 @@ from services.approval.handlers import SERVICE as APPROVAL
 from services.catalog.handlers import SERVICE as CATALOG
 from services.reporting.handlers import SERVICE as REPORTING
 from services.scheduler.handlers import SERVICE as SCHEDULER
-from tests.integration.test_approval import delete_queues
+from tests.integration.test_approval import delete_queues, run_lockgate
 from tests.integration.test_catalog_msrc import JAN, import_request
 from tests.support.console import running_console
 from tests.support.infra import Infra
 from tests.support.messages import checkin, eventually, publish_checkins
-from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -209,22 +208,9 @@ async def rollouts(
         await drop_database(url)
 
 
-async def lockgate(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Run `lockgate` as an operator would; (exit code, stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        str(ROOT / ".venv" / "bin" / "lockgate"),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return await process.wait(), out.decode(), err.decode()
-
-
 async def test_a_three_ring_rollout_completes_as_each_gate_passes(rollouts: Rollouts) -> None:
     update_id = await rollouts.fleet()
-    code, out, err = await lockgate(
+    code, out, err = await run_lockgate(
         rollouts.cli,
         "--json",
         "rollouts",
@@ -300,7 +286,7 @@ async def test_a_three_ring_rollout_completes_as_each_gate_passes(rollouts: Roll
     assert [e["ring"]["group_name"] for e in rings_started] == ["Pilot", "Early", "Broad"]
     assert not rollouts.of(ro.GATE_HELD)
 
-    code, out, err = await lockgate(rollouts.cli, "rollouts", "show", started.rollout_id)
+    code, out, err = await run_lockgate(rollouts.cli, "rollouts", "show", started.rollout_id)
     assert code == 0, err
     assert "completed" in out
     assert "gate passed" in out
@@ -338,7 +324,7 @@ async def test_a_rollout_stops_at_a_failing_gate_held_with_why(rollouts: Rollout
     assert (shown.state, shown.rings_started, shown.held_because) == ("held", 1, why)
     assert await rollouts.explicit_on("Early", update_id) is None
     assert not rollouts.of(ro.GATE_PASSED)
-    code, out, err = await lockgate(rollouts.cli, "rollouts", "show", started.rollout_id)
+    code, out, err = await run_lockgate(rollouts.cli, "rollouts", "show", started.rollout_id)
     assert code == 0, err
     assert f"HELD: {why}" in out
     assert "2 failed (20%)" in out
@@ -350,7 +336,7 @@ async def test_a_rollout_stops_at_a_failing_gate_held_with_why(rollouts: Rollout
         )
 
     # The operator looks, then gives go: Early starts now, whatever the gate; then cancels.
-    code, out, err = await lockgate(
+    code, out, err = await run_lockgate(
         rollouts.cli, "rollouts", "go", started.rollout_id, "--reason", "lab machines"
     )
     assert code == 0, err
