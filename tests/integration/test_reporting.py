@@ -49,6 +49,9 @@ class Reports:
         self.bus, self.rpc, self.db = bus, rpc, db
         self.cli: dict[str, str] = {}
         """Environment for `lockgate`, pointed at the console."""
+        self.sent: set[str] = set()
+        """Ids of the well-formed agent messages sent: `settled` waits for each in
+        reporting's inbox (a malformed one never gets there; it is dead-lettered)."""
 
     async def status(
         self,
@@ -81,6 +84,8 @@ class Reports:
         )
         if message_id is not None:
             envelope = envelope.model_copy(update={"id": message_id})
+        if body is None:
+            self.sent.add(envelope.id)
         await self.bus.publish(
             to_amqp(envelope, body if body is not None else report.model_dump_json().encode()),
             exchange=Exchange.AGENTS.value,
@@ -93,6 +98,7 @@ class Reports:
             source=f"agent/{computer_id}", type=ag.AGENT_RESTART.type, subject=computer_id
         )
         body = ag.AgentRestart(computer_id=computer_id, event="restarted", at=at)
+        self.sent.add(envelope.id)
         await self.bus.publish(
             to_amqp(envelope, body.model_dump_json().encode()),
             exchange=Exchange.AGENTS.value,
@@ -116,10 +122,17 @@ class Reports:
                 " + (SELECT count(*) FROM catalog.outbox WHERE published_at IS NULL)"
                 " + (SELECT count(*) FROM scheduler.outbox WHERE published_at IS NULL)"
             )
-            return sum(counts) == 0 and pending == 0
+            # A queue's message count leaves out deliveries prefetched and not yet acked
+            # (a batch still filling or committing): the inbox says what was handled.
+            handled = await self.db.fetchval(
+                "SELECT count(DISTINCT message_id) FROM reporting.inbox"
+                " WHERE message_id = ANY($1::text[])",
+                sorted(self.sent),
+            )
+            return sum(counts) == 0 and pending == 0 and handled == len(self.sent)
 
         await eventually(empty, timeout=30, what="reporting to drain its queues")
-        await asyncio.sleep(0.3)  # the last batch commits
+        await asyncio.sleep(0.3)  # events without an id here (approvals, check-ins) commit
 
     async def update(self, update_id: str) -> r.UpdateReport:
         return await self.rpc.call(r.UPDATE_REPORT, r.UpdateReportQuery(update=update_id))
