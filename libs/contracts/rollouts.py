@@ -49,8 +49,9 @@ class GateFigures(Contract):
     installed_percent: float = Field(description="installed / reported, in percent.")
     failed_percent: float = Field(description="failed / reported, in percent.")
     verdict: Verdict = Field(
-        description="`passed`: the next ring may start; `waiting`: too few reports or not "
-        "enough installed yet; `held`: too many failures, the rollout stops."
+        description="`passed`: the next ring may start; `waiting`: too few reports, not "
+        "enough installed yet, or the update paused where the rollout reaches; `held`: "
+        "too many failures, the rollout stops."
     )
     why: str = Field(description="The verdict in words, with the figures and the thresholds.")
 

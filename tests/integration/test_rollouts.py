@@ -256,9 +256,29 @@ async def test_a_three_ring_rollout_completes_as_each_gate_passes(rollouts: Roll
     assert (waiting.rings_started, waiting.gate_figures) == (1, None)
     assert await rollouts.explicit_on("Early", update_id) is None
 
-    # Past the delay, the gate over Pilot passes and Early starts, its deadline from now.
+    # Paused fleet-wide, the gate over Pilot would pass past the delay but waits, saying why:
+    # a pause stops the update spreading, so no ring is approved under it.
+    await rollouts.rpc.call(
+        a.PAUSE_UPDATE, a.PauseUpdate(update=update_id, reason="pilot complaints")
+    )
     rollouts.clock.advance(timedelta(hours=1, seconds=1))
     ring_two_at = rollouts.clock.now()
+
+    async def paused_gate() -> bool:
+        figures = (await rollouts.show(started.rollout_id)).gate_figures
+        return figures is not None and figures.verdict == "waiting"
+
+    await eventually(paused_gate, timeout=30, what="the gate measured under the pause")
+    shown = await rollouts.show(started.rollout_id)
+    assert shown.gate_figures is not None
+    assert shown.gate_figures.why.startswith("paused fleet-wide by ")
+    assert "(pilot complaints)" in shown.gate_figures.why
+    assert (shown.state, shown.rings_started) == ("running", 1)
+    assert await rollouts.explicit_on("Early", update_id) is None
+    assert not rollouts.of(ro.GATE_PASSED)
+
+    # Resumed, the next run of the gate passes and Early starts, its deadline from now.
+    await rollouts.rpc.call(a.RESUME_UPDATE, a.ResumeUpdate(update=update_id, reason="false alarm"))
     (passed,) = await rollouts.event(ro.GATE_PASSED)
     figures = ro.GateFigures.model_validate(passed["figures"])
     assert (figures.verdict, figures.rings_measured, figures.reported) == ("passed", 1, 10)

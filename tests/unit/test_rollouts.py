@@ -15,7 +15,7 @@ from libs.contracts.rings import RingGate
 from libs.service.errors import Conflict, InvalidInput
 from services.approval.domain import rollouts as rules
 from services.approval.domain.rollouts import RolloutRecord
-from services.approval.domain.tree import Tree
+from services.approval.domain.tree import Paused, Tree
 from services.approval.domain.updates import Update
 from services.cli.rollout_commands import rollout_text
 
@@ -225,6 +225,33 @@ def test_a_held_rollout_says_why_and_waits_for_an_operator_not_for_time() -> Non
     assert held.held_because == "15% failed (3 of 20 reports): failures must stay below 2%"
     assert held.next_due() is None
     assert not rules.due(held, t1 + timedelta(days=30))
+
+
+def test_a_pause_where_the_rollout_reaches_holds_its_next_ring_until_resumed() -> None:
+    rollout = three_rings()
+    t1 = T0 + timedelta(hours=25)
+    fleet = Paused("alice", "bad patch", T0, None)
+    on_early = Paused("bob", "lab first", T0, "early")
+    # Fleet-wide, or on a ring started so far or the next one: it holds the rollout.
+    assert rules.holding_pause(rollout, {None: fleet, "early": on_early}) is fleet
+    assert rules.holding_pause(rollout, {"early": on_early}) is on_early
+    assert rules.holding_pause(rollout, {"pilot": on_early}) is on_early
+    # Not on a later ring, nor above a ring (a ring's approval is explicit on its group).
+    assert rules.holding_pause(rollout, {"broad": on_early}) is None
+    assert rules.holding_pause(rollout, {ROOT: on_early}) is None
+
+    passing = rules.measure(GATE, counts(installed=20), 1, t1)
+    waits = rules.while_paused(passing, fleet, "fleet-wide")
+    assert waits.verdict == "waiting"
+    assert waits.why.startswith("paused fleet-wide by alice (bad patch): the next ring starts")
+    assert waits.installed == 20
+    after = rules.after_gate(rollout, waits, t1)
+    assert (after.state, after.rings_started) == ("running", 1)
+    assert rules.due(after, t1 + timedelta(minutes=1))  # measured again at the next run
+    # Failures still hold, too few reports still wait, and no pause changes nothing.
+    failing = rules.measure(GATE, counts(installed=17, failed=3), 1, t1)
+    assert rules.while_paused(failing, fleet, "fleet-wide") is failing
+    assert rules.while_paused(passing, None, "fleet-wide") is passing
 
 
 def test_go_starts_the_next_ring_at_once_even_when_held() -> None:

@@ -20,7 +20,8 @@ from libs.contracts import rollouts as ro
 from libs.contracts.rings import RingGate
 from libs.service.errors import Conflict, InvalidInput
 from services.approval.domain import deadlines
-from services.approval.domain.tree import Explicit, Tree
+from services.approval.domain.pauses import Pauses
+from services.approval.domain.tree import Explicit, Paused, Tree
 from services.approval.domain.updates import Update
 
 ACTIVE: tuple[ro.RolloutState, ...] = ("running", "held")
@@ -212,6 +213,38 @@ def measure(gate: RingGate, counts: r.StateCounts, rings: int, now: datetime) ->
         verdict=verdict,
         why=why,
     )
+
+
+def holding_pause(rollout: RolloutRecord, pauses: Pauses) -> Paused | None:
+    """The pause that keeps the rollout from starting its next ring, if any: a fleet-wide
+    pause of its update, or a pause on the group of a ring started so far or of the next
+    one. A pause on a group above a ring does not count: the ring's approval is explicit on
+    its own group, which such a pause does not hold (domain/pauses.py)."""
+    fleet = pauses.get(None)
+    if fleet is not None:
+        return fleet
+    reached = rollout.measured_groups()
+    if rollout.next_ring is not None:
+        reached.append(rollout.rings[rollout.next_ring].group_id)
+    for group in reached:
+        if group in pauses:
+            return pauses[group]
+    return None
+
+
+def while_paused(figures: ro.GateFigures, pause: Paused | None, where: str) -> ro.GateFigures:
+    """A gate that would pass waits while a pause holds the rollout (`holding_pause`;
+    `where` names it: "fleet-wide", "on Pilot"): the next ring must not be approved under
+    a pause an operator set to stop the update spreading. Its delay is over, so it is
+    measured again at each run and starts once the pause is lifted. A gate that holds (too
+    many failures) still holds; one waiting for reports still waits."""
+    if pause is None or figures.verdict != "passed":
+        return figures
+    why = (
+        f"paused {where} by {pause.by} ({pause.reason}): the next ring starts once the "
+        f"update is resumed; the gate would pass: {figures.why}"
+    )
+    return figures.model_copy(update={"verdict": "waiting", "why": why})
 
 
 def due(rollout: RolloutRecord, now: datetime) -> bool:

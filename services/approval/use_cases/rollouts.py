@@ -32,7 +32,7 @@ from services.approval.domain.approvals import ExplicitApproval, rule_preview, s
 from services.approval.domain.deadlines import resolve
 from services.approval.domain.groups import Groups
 from services.approval.domain.rollouts import RolloutRecord
-from services.approval.domain.tree import Explicit
+from services.approval.domain.tree import Explicit, Paused
 from services.approval.domain.updates import Update, check_approvable
 from services.approval.store import rollouts as saved
 from services.approval.use_cases.approvals import recompute
@@ -402,9 +402,22 @@ async def evaluate_gates(task: TaskContext) -> int:
                 moved += 1
                 continue
             figures = rules.measure(before.gate, counts, before.rings_started, now)
+            pause = rules.holding_pause(
+                before, await store.pauses.of_update(conn, before.update_id)
+            )
+            if pause is not None:
+                figures = rules.while_paused(figures, pause, await _where(ctx, pause))
             after = rules.after_gate(before, figures, now)
             moved += await _gate_moved(ctx, before, after, figures)
     return moved
+
+
+async def _where(ctx: HandlerContext, pause: Paused) -> str:
+    """Where a pause is set, as a gate's why says it."""
+    if pause.group is None:
+        return "fleet-wide"
+    groups = await store.groups.load(ctx.conn)
+    return f"on {groups.names.get(pause.group, pause.group)}"
 
 
 async def _gate_moved(
