@@ -25,7 +25,7 @@ from libs.service.clock import SpeedClock
 from services.simulator.fleet import Fleet, Options
 from tests.browser import support
 from tests.browser.support import COMPUTERS, TIMEOUT_MS, VIEWPORT, Estate
-from tests.support.infra import Infra
+from tests.support.infra import Infra, own_vhost
 from tests.support.system import running_system
 
 HERE = Path(__file__).parent
@@ -79,9 +79,19 @@ async def browser() -> AsyncIterator[Browser]:
 async def estate(
     infra: Infra, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Estate]:
-    """The whole system as processes on this session's vhost and a database of its own, the
-    demo's estate over the repository's MSRC documents, and a simulated fleet in it, started
-    once for the folder; an admin token (the system's bootstrap token) and a viewer's."""
+    """The whole system as processes on a vhost and a database of their own (never meeting
+    an event another test left queued), the demo's estate over the repository's MSRC
+    documents, and a simulated fleet in it, started once for the folder; an admin token (the
+    system's bootstrap token) and a viewer's."""
+    with own_vhost(infra, "browser") as mine:
+        async with _estate(mine, log_dir, tmp_path_factory) as made:
+            yield made
+
+
+@asynccontextmanager
+async def _estate(
+    infra: Infra, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Estate]:
     epoch = datetime.now(UTC)
     bus = await Bus.connect(infra.amqp_url, name="lockgate-browser-tests", delivery_limit=5)
     try:

@@ -78,6 +78,24 @@ def local_infra(base: Settings) -> Iterator[Infra]:
 
 
 @contextmanager
+def own_vhost(infra: Infra, suffix: str) -> Iterator[Infra]:
+    """`infra` with a vhost of its own beside the session's (`<vhost>-<suffix>`), removed
+    after: for a long-lived system that must not meet messages other tests left queued on
+    the session's vhost. A container's broker (vhost "/") is already the session's alone."""
+    if infra.vhost == "/" or shutil.which("rabbitmqctl") is None:
+        yield infra
+        return
+    vhost = f"{infra.vhost}-{suffix}"
+    user = urlsplit(infra.amqp_url).username or "guest"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield Infra(_with_vhost(infra.amqp_url, vhost), infra.database_url, vhost)
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@contextmanager
 def container_infra() -> Iterator[Infra]:
     """RabbitMQ and PostgreSQL in containers, for machines with Docker but no local servers."""
     from testcontainers.postgres import PostgresContainer  # noqa: PLC0415 - only with Docker
