@@ -86,14 +86,16 @@ async def test_an_admin_pauses_resumes_and_rolls_back_an_update(
         for group in ("Servers", "Pilot"):
             await expect(paused_cell(rows, group)).to_have_text("")
 
-        # Pause with no reason: the server refuses, the dialog stays open and says why.
+        # Pause with no reason: the server refuses, the dialog stays open, the why under Reason.
         await page.locator("#pause-update").click()
         dialog = page.locator("dialog[open]")
         await expect(dialog.locator("#pause-reason")).to_be_focused()
         await dialog.locator("[data-action=pause-confirm]").click()
-        refusal = dialog.locator(".error-box[role=alert]")
-        await expect(refusal).to_be_visible()
-        await expect(refusal).to_contain_text("reason")
+        reason = dialog.locator("#pause-reason")
+        await expect(reason).to_have_attribute("aria-invalid", "true")
+        await expect(reason).to_be_focused()
+        await expect(dialog.locator("#pause-reason-error")).to_contain_text("reason")
+        await expect(dialog.locator(".error-box[role=alert]")).to_be_hidden()
         shown = await approvals_by_group(estate, update_id)
         assert shown["Servers"]["effective"]["paused"] is None
 
@@ -134,9 +136,8 @@ async def test_an_admin_pauses_resumes_and_rolls_back_an_update(
         await dialog.locator("#rollback-group").fill("No such group")
         await dialog.locator("#rollback-reason").fill("breaks the file servers")
         await dialog.locator("[data-action=rollback-confirm]").click()
-        refusal = dialog.locator(".error-box[role=alert]")
-        await expect(refusal).to_be_visible()
-        await expect(refusal).to_contain_text("No such group")
+        await expect(dialog.locator("#rollback-group")).to_have_attribute("aria-invalid", "true")
+        await expect(dialog.locator("#rollback-group-error")).to_contain_text("No such group")
         shown = await approvals_by_group(estate, update_id)
         assert shown["Servers"]["explicit"]["action"] == "required_install"
 

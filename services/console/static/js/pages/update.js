@@ -9,6 +9,7 @@ import {
   READ_ONLY,
   card,
   chip,
+  clearErrors,
   confirmDialog,
   countCards,
   debounce,
@@ -29,6 +30,7 @@ import {
   routeMissing,
   setCounts,
   setFieldError,
+  showProblem,
   table,
 } from "../ui.js";
 import { ACTION_LABELS, approvalText, openApproveDialog } from "./approve.js";
@@ -428,12 +430,13 @@ const CONTROLS = {
 /** The pause, resume or roll back dialog: an optional group, a required reason. */
 function openControlDialog(verb, id, done) {
   const control = CONTROLS[verb];
-  const group = h("input", { id: `${verb}-group`, maxlength: 100, placeholder: "fleet-wide" });
-  const reason = h("input", { id: `${verb}-reason`, maxlength: 500, required: true });
+  const group = h("input", { id: `${verb}-group`, name: "group", maxlength: 100, placeholder: "fleet-wide" });
+  const reason = h("input", { id: `${verb}-reason`, name: "reason", maxlength: 500, required: true });
   const error = h("div", { class: "error-box", role: "alert", hidden: true });
+  const form = h("div", {}, h("p", {}, control.text), field("Group (optional)", group), field("Reason", reason), error);
   const { element } = dialog(
     control.title,
-    h("div", {}, h("p", {}, control.text), field("Group (optional)", group), field("Reason", reason), error),
+    form,
     [
       {
         label: control.label,
@@ -442,14 +445,18 @@ function openControlDialog(verb, id, done) {
         onclick: async (close) => {
           const body = { reason: reason.value };
           if (group.value.trim()) body.group = group.value.trim();
+          clearErrors(form, error);
+          error.hidden = true;
           try {
             const result = await api.post(`/updates/${enc(id)}/${verb}`, body);
             close();
             notice(result.changed ? `Done: ${fmtNumber(result.effective_changed)} group approvals changed.` : `Nothing changed: ${result.note}`, "ok");
             done();
           } catch (failure) {
-            error.hidden = false;
-            error.textContent = problemText(failure);
+            // Under the field the refusal names (group, reason), else below the fields.
+            const under = showProblem(form, failure, error);
+            error.hidden = under !== null;
+            if (under) under.focus();
           }
         },
       },
