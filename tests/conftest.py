@@ -44,5 +44,5 @@ async def db(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
 
 
 def pytest_sessionfinish() -> None:
-    """docs/RELIABILITY.md from the fault tests that ran (tests/support/faults.py)."""
+    """docs/RELIABILITY.md from the fault tests, when some ran (tests/support/faults.py)."""
     write_report()

@@ -47,8 +47,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80]
 
 
+_recorded: list[str] = []
+"""Faults recorded by this process: a session that ran none leaves the report alone."""
+
+
 def record(result: FaultResult) -> None:
     """Keep one result for the report (the newest per fault wins)."""
+    _recorded.append(result.fault)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{_slug(result.fault)}.json").write_text(
         json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8"
@@ -75,9 +80,11 @@ def _cell(value: float | int | None) -> str:
 
 
 def write_report() -> Path | None:
-    """Rewrite docs/RELIABILITY.md from the results on disk; None when there are none."""
+    """Rewrite docs/RELIABILITY.md from the results on disk, when this session ran a fault
+    test (a session without one, such as `make test`'s first run or a single test, would
+    only restamp it); None when it did not or there are no results."""
     files = sorted(RESULTS.glob("*.json")) if RESULTS.exists() else []
-    if not files:
+    if not _recorded or not files:
         return None
     results = [FaultResult(**json.loads(path.read_text(encoding="utf-8"))) for path in files]
     lines = [
