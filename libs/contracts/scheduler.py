@@ -86,8 +86,8 @@ class ComputerRegistered(Contract):
 
 class ComputerPolicyChanged(Contract):
     """The policy in force for a computer changed (or was first decided at its registration):
-    assigned to one of its groups or an ancestor, unassigned, or deleted (docs/product.md
-    section 1)."""
+    assigned to one of its groups or an ancestor, unassigned, or deleted; or its deadline
+    spread changed (docs/product.md section 1)."""
 
     computer_id: str = Field(pattern=COMPUTER_ID_PATTERN, description="Id of the computer.")
     policy_id: str | None = Field(
@@ -99,6 +99,15 @@ class ComputerPolicyChanged(Contract):
     )
     changed_at: AwareDatetime = Field(
         description="When the scheduler found the change (the newest one wins)."
+    )
+    deadline_spread_hours: int = Field(
+        default=0,
+        ge=0,
+        le=24,
+        description="The policy's `deadline_spread_hours`: the computer's own deadline is an "
+        "approved one moved later by its share of this spread (libs/domain/deadline_spread.py), "
+        "and it is past its deadline only from then. Announced again when it changes; absent "
+        "from events of earlier versions (read as 0).",
     )
 
 
@@ -145,12 +154,14 @@ COMPUTER_POLICY_CHANGED = event(
     "computer",
     "policy-changed",
     ComputerPolicyChanged,
-    summary="The policy in force for a computer changed, or was decided at its registration.",
+    summary="The policy in force for a computer changed (or its deadline spread did), or was "
+    "decided at its registration.",
     subject="the computer id",
     example=ComputerPolicyChanged(
         computer_id="pc-0042",
         policy_id="7f3c2a9e-51d4-4c1b-9a3e-2d8b6f0c4e11",
         policy_name="Workstations",
         changed_at=datetime(2026, 2, 11, 7, 42, 6, tzinfo=UTC),
+        deadline_spread_hours=8,
     ),
 )

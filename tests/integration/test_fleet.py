@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from libs.contracts import approval as a
 from libs.contracts import policies as p
 from libs.contracts import reporting as r
+from libs.domain.deadline_spread import spread_offset
+from services.reporting.store import states
 from tests.integration.test_approval import lockgate
 from tests.integration.test_reporting import (  # noqa: F401 (the fixture)
     T0,
@@ -157,3 +159,77 @@ async def test_the_fleet_list_shows_the_policy_in_force_as_the_scheduler_announc
         "SELECT count(*) FROM scheduler.outbox WHERE routing_key LIKE '%policy-changed%'"
     )
     assert announced == 3 + 2 + 2, "a computer is announced only when its policy changes"
+
+
+async def test_a_computer_is_past_deadline_from_its_own_spread_deadline(
+    reports: Reports,  # noqa: F811
+) -> None:
+    """With a policy that spreads deadlines, reporting counts a computer past its deadline
+    only once its own deadline (libs/domain/deadline_spread.py) has come, as the scheduler
+    forces it; the spread comes with the policy in force the scheduler announces, and again
+    when the policy's spread is edited."""
+    computers = [f"pc-s{n:02d}" for n in range(12)]
+    updates = await setup(reports, computers)
+    u = updates[0].update_id
+    await reports.rpc.call(
+        p.CREATE_POLICY,
+        p.CreatePolicy(name="Spread", settings=p.PolicySettings(deadline_spread_hours=24)),
+    )
+    await reports.rpc.call(p.ASSIGN_POLICY, p.AssignPolicy(policy="Spread", group="All computers"))
+
+    async def offsets_are(hours: int) -> bool:
+        rows = await reports.db.fetch(
+            "SELECT computer_id, deadline_offset_seconds FROM reporting.computers"
+        )
+        return {row["computer_id"]: row["deadline_offset_seconds"] for row in rows} == {
+            c: int(spread_offset(c, hours).total_seconds()) for c in computers
+        }
+
+    await eventually(lambda: offsets_are(24), timeout=30, what="each computer's own offset")
+    await reports.rpc.call(
+        a.APPROVE,
+        a.Approve(
+            updates=[u],
+            groups=[
+                a.GroupChoice(
+                    group=a.ROOT_GROUP_NAME,
+                    action="required_install",
+                    deadline=a.DeadlineChoice(kind="as_soon_as_possible"),
+                )
+            ],
+        ),
+    )
+    await reports.settled()
+    # The approved deadline was twelve hours ago: a computer whose share of the 24 hours is
+    # under twelve is past its own deadline, the others are not yet (none reported: all lack
+    # the required install).
+    half = timedelta(hours=12)
+    await reports.db.execute(
+        "UPDATE reporting.group_approvals SET deadline = now() - $2::interval"
+        " WHERE update_id = $1::uuid",
+        u,
+        half,
+    )
+    late = sorted(c for c in computers if spread_offset(c, 24) <= half)
+    assert 0 < len(late) < len(computers), "the ids fall on both sides of half the spread"
+
+    async def past(expected: list[str]) -> bool:
+        listed = [c.computer_id for c in (await _list(reports, past_deadline=True)).computers]
+        summary = await reports.rpc.call(r.SUMMARY, r.Summary())
+        async with reports.db.transaction():
+            await reports.db.execute("SET LOCAL search_path TO reporting")
+            overdue = await states.overdue(reports.db, [u], datetime.now(UTC))
+        return (listed, summary.computers_past_deadline, overdue.get(u, 0)) == (
+            expected,
+            len(expected),
+            len(expected),
+        )
+
+    await eventually(lambda: past(late), timeout=30, what="only computers past their own")
+
+    # The spread edited away: every computer's deadline is the approved one again.
+    await reports.rpc.call(
+        p.EDIT_POLICY, p.EditPolicy(policy="Spread", settings={"deadline_spread_hours": 0})
+    )
+    await eventually(lambda: offsets_are(0), timeout=30, what="the spread announced again")
+    await eventually(lambda: past(computers), timeout=30, what="every computer past deadline")

@@ -15,7 +15,7 @@ import pytest
 from libs.bus import Bus, RpcClient
 from libs.contracts import agents as ag
 from libs.contracts import approval as a
-from services.scheduler.domain.deadlines import computer_deadline
+from libs.domain.deadline_spread import computer_deadline
 from tests.integration.test_scheduler import (
     START,
     Agent,

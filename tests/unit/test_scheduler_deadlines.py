@@ -1,5 +1,6 @@
 """Each computer's own deadline (spread) and the grace before a forced restart
-(services/scheduler/domain/deadlines.py, docs/product.md section 1), without I/O."""
+(libs/domain/deadline_spread.py, services/scheduler/domain/deadlines.py, docs/product.md
+section 1), without I/O."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from libs.contracts.catalog import ReturnCode
 from libs.contracts.policies import PolicySettings
+from libs.domain import deadline_spread
 from libs.domain.resolution import Deadline
 from services.scheduler.domain import deadlines, plans, restarts
 from services.scheduler.domain.timers import timer_plan
@@ -34,7 +36,7 @@ instants = st.datetimes(
 def test_a_computers_deadline_is_within_the_spread_and_never_earlier(
     computer_id: str, deadline: datetime, spread: int
 ) -> None:
-    own = deadlines.computer_deadline(deadline, computer_id, spread)
+    own = deadline_spread.computer_deadline(deadline, computer_id, spread)
     assert own is not None
     assert deadline <= own <= deadline + timedelta(hours=spread)
     if spread:
@@ -48,33 +50,33 @@ def test_a_computers_deadline_is_within_the_spread_and_never_earlier(
 def test_the_shift_is_deterministic_and_a_whole_number_of_seconds(
     computer_id: str, deadline: datetime, spread: int
 ) -> None:
-    first = deadlines.spread_offset(computer_id, spread)
+    first = deadline_spread.spread_offset(computer_id, spread)
     # Recomputed from a copy of the id (another replica, another process start): the same.
-    again = deadlines.spread_offset("".join(list(computer_id)), spread)
+    again = deadline_spread.spread_offset("".join(list(computer_id)), spread)
     assert first == again
     assert first.microseconds == 0
-    assert deadlines.computer_deadline(deadline, computer_id, spread) == deadline + first
+    assert deadline_spread.computer_deadline(deadline, computer_id, spread) == deadline + first
 
 
 @FAST
 @given(computer_id=computer_ids, spread=st.integers(1, 24))
 def test_the_share_is_the_same_for_every_spread(computer_id: str, spread: int) -> None:
     """A wider spread moves a computer proportionally: its place in the fleet's order stays."""
-    share = deadlines.spread_share(computer_id)
+    share = deadline_spread.spread_share(computer_id)
     assert 0 <= share < 1
-    seconds = deadlines.spread_offset(computer_id, spread).total_seconds()
+    seconds = deadline_spread.spread_offset(computer_id, spread).total_seconds()
     assert seconds == min(math.floor(share * spread * 3600), spread * 3600 - 1)
 
 
 def test_no_deadline_stays_none() -> None:
-    assert deadlines.computer_deadline(None, "pc-1", 24) is None
+    assert deadline_spread.computer_deadline(None, "pc-1", 24) is None
 
 
 def test_known_ids_keep_their_offsets() -> None:
     """Pinned: changing the hash (salt, bytes, scale) would move every computer's deadline
     after an upgrade, so two values are fixed here."""
-    assert deadlines.spread_offset("pc-0042", 24) == timedelta(hours=5, minutes=2, seconds=13)
-    assert deadlines.spread_offset("pc-0001", 6) == timedelta(seconds=5299)
+    assert deadline_spread.spread_offset("pc-0042", 24) == timedelta(hours=5, minutes=2, seconds=13)
+    assert deadline_spread.spread_offset("pc-0001", 6) == timedelta(seconds=5299)
 
 
 IDS_PER_SAMPLE = 4800
@@ -95,7 +97,7 @@ def test_a_fleet_is_spread_roughly_uniformly(prefix: str) -> None:
     spread = 24
     counts = [0] * BUCKETS
     for number in range(IDS_PER_SAMPLE):
-        offset = deadlines.spread_offset(f"{prefix}{number:05d}", spread)
+        offset = deadline_spread.spread_offset(f"{prefix}{number:05d}", spread)
         counts[int(offset.total_seconds() // 3600)] += 1
     expected = IDS_PER_SAMPLE / BUCKETS
     sd = math.sqrt(IDS_PER_SAMPLE * (1 / BUCKETS) * (1 - 1 / BUCKETS))
@@ -255,7 +257,7 @@ def test_the_plan_shows_and_fires_at_the_computers_own_deadline(
         {},
         NOW,
     )
-    own = deadlines.computer_deadline(approved, computer_id, spread)
+    own = deadline_spread.computer_deadline(approved, computer_id, spread)
     [item] = plan.items
     assert item.deadline == own
     assert schedule.deadline == own

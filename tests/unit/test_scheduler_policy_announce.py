@@ -39,3 +39,16 @@ def test_a_different_policy_no_policy_or_a_new_name_is_announced() -> None:
     assert policy_to_announce(PublishedPolicy("p-1", "Nights"), renamed) == PublishedPolicy(
         "p-1", "Late nights"
     )
+
+
+def test_a_changed_deadline_spread_is_announced_with_the_same_policy() -> None:
+    spread = PolicyInForce(
+        "p-1", "Nights", RECOMMENDED.model_copy(update={"deadline_spread_hours": 8}), None
+    )
+    assert policy_to_announce(PublishedPolicy("p-1", "Nights"), spread) == PublishedPolicy(
+        "p-1", "Nights", 8
+    )
+    assert policy_to_announce(PublishedPolicy("p-1", "Nights", 8), spread) is None
+    assert policy_to_announce(PublishedPolicy("p-1", "Nights", 8), NIGHTS) == PublishedPolicy(
+        "p-1", "Nights", 0
+    )

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from libs.contracts.scheduler import AgentCheckin, ComputerPolicyChanged, ComputerRegistered
 from libs.db.pool import Connection
+from libs.domain.deadline_spread import spread_offset
 from services.reporting.domain.counts import ComputerMove
 
 COLUMNS = {
@@ -62,18 +63,22 @@ async def check_in(conn: Connection, checkins: Sequence[AgentCheckin], now: date
 
 
 async def set_policy(conn: Connection, change: ComputerPolicyChanged) -> None:
-    """The computer's policy in force, unless a newer one is already kept. A computer not
-    known yet is kept under its id (its check-ins, on their own queue, bring its name)."""
+    """The computer's policy in force and its own deadline's offset (from the policy's
+    spread), unless a newer one is already kept. A computer not known yet is kept under its
+    id (its check-ins, on their own queue, bring its name)."""
+    offset = spread_offset(change.computer_id, change.deadline_spread_hours)
     await conn.execute(
         "INSERT INTO computers (computer_id, hostname, registered_at, last_contact_at, policy,"
-        " policy_changed_at) VALUES ($1, $1, $3, $3, $2, $3)"
+        " policy_changed_at, deadline_offset_seconds) VALUES ($1, $1, $3, $3, $2, $3, $4)"
         " ON CONFLICT (computer_id) DO UPDATE SET policy = EXCLUDED.policy,"
-        " policy_changed_at = EXCLUDED.policy_changed_at"
+        " policy_changed_at = EXCLUDED.policy_changed_at,"
+        " deadline_offset_seconds = EXCLUDED.deadline_offset_seconds"
         " WHERE computers.policy_changed_at IS NULL"
         " OR computers.policy_changed_at <= EXCLUDED.policy_changed_at",
         change.computer_id,
         change.policy_name,
         change.changed_at,
+        int(offset.total_seconds()),
     )
 
 

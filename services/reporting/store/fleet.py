@@ -75,13 +75,15 @@ Arg = Callable[[object], str]
 
 def _past_deadline(arg: Arg, now: datetime) -> str:
     """Computer `c` is behind on an update past a deadline of one of its groups' approvals
-    (All computers included) [docs/product.md section 6]: it still lacks a required install
-    (needed, failed, no status) or still holds an update to uninstall; silent or not."""
+    (All computers included), moved by its own spread offset [docs/product.md sections 1
+    and 6]: it still lacks a required install (needed, failed, no status) or still holds an
+    update to uninstall; silent or not."""
     return (
         "EXISTS (SELECT 1 FROM group_approvals a"
         " LEFT JOIN computer_updates cu ON cu.update_id = a.update_id"
         "   AND cu.computer_id = c.computer_id"
-        f" WHERE a.deadline <= {arg(now)}"
+        f" WHERE a.deadline <= {arg(now)}::timestamptz"
+        "   - make_interval(secs => c.deadline_offset_seconds)"
         f" AND (a.group_id = {arg(uuid.UUID(ROOT_GROUP_ID))} OR a.group_id IN"
         "   (SELECT m.group_id FROM memberships m WHERE m.computer_id = c.computer_id))"
         " AND ((a.action = 'required_install' AND coalesce(nullif(cu.state, 'none'),"

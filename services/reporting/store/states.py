@@ -235,11 +235,12 @@ async def of_update(
 
 
 async def overdue(conn: Connection, update_ids: Sequence[str], now: datetime) -> dict[str, int]:
-    """Per update: computers behind on it past their own deadline [docs/product.md section
-    6]: a required install they lack (needed, failed, no status) or an uninstall they still
-    hold (installed, pending restart); an available install is never overdue. Per computer,
-    required install beats uninstall and its deadline is the earliest among the winning
-    groups' (approvals carry inheritance already; every computer is in All computers)."""
+    """Per update: computers behind on it past their own deadline (the winning one moved
+    by the computer's spread offset) [docs/product.md sections 1 and 6]: a required install
+    they lack (needed, failed, no status) or an uninstall they still hold (installed,
+    pending restart); an available install is never overdue. Per computer, required install
+    beats uninstall and its deadline is the earliest among the winning groups' (approvals
+    carry inheritance already; every computer is in All computers)."""
     rows = await conn.fetch(
         "WITH w AS ("
         "   SELECT a.update_id, m.computer_id, a.action, a.deadline FROM group_approvals a"
@@ -257,7 +258,8 @@ async def overdue(conn: Connection, update_ids: Sequence[str], now: datetime) ->
         " ) SELECT per.update_id::text, count(*) AS n FROM per"
         " JOIN computers c USING (computer_id)"
         " LEFT JOIN computer_updates cu USING (update_id, computer_id)"
-        " WHERE per.deadline <= $2 AND coalesce(nullif(cu.state, 'none'), 'no_status')"
+        " WHERE per.deadline <= $2::timestamptz - make_interval(secs => c.deadline_offset_seconds)"
+        " AND coalesce(nullif(cu.state, 'none'), 'no_status')"
         "   = ANY (CASE WHEN per.required THEN $4::text[] ELSE $5::text[] END)"
         " GROUP BY 1",
         [uuid.UUID(u) for u in update_ids],

@@ -11,10 +11,12 @@ from services.scheduler.domain.restarts import RestartState
 
 @dataclass(frozen=True)
 class PublishedPolicy:
-    """The policy in force last announced for a computer (policy_id None: "no policy")."""
+    """The policy in force last announced for a computer (policy_id None: "no policy"),
+    with its deadline spread (reporting counts a computer past its deadline from its own)."""
 
     policy_id: str | None
     name: str
+    deadline_spread_hours: int = 0
 
 
 @dataclass(frozen=True)

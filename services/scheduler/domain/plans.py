@@ -15,10 +15,10 @@ from libs.contracts.catalog import Package, RestartName, ReturnCode
 from libs.contracts.policies import PolicySettings
 from libs.contracts.windows import MaintenanceWindow
 from libs.domain.content_urls import ContentLinks
+from libs.domain.deadline_spread import computer_deadline
 from libs.domain.resolution import Deadline, resolve
 from libs.service.errors import InvalidInput
 from services.scheduler.domain.applicability import Inventory, applies
-from services.scheduler.domain.deadlines import computer_deadline
 from services.scheduler.domain.installations import installation, requirements_of
 from services.scheduler.domain.windows import (
     converted,

@@ -93,7 +93,10 @@ def policy_to_announce(
     published: PublishedPolicy | None, in_force: PolicyInForce
 ) -> PublishedPolicy | None:
     """What to announce of a computer's policy in force: None while it is the one last
-    announced (by id, and by name, so a renamed policy is announced again); the policy in
-    force when it differs or nothing was announced yet (a new computer, "no policy" included)."""
-    now_in_force = PublishedPolicy(in_force.policy_id, in_force.name)
+    announced (by id, by name, so a renamed policy is announced again, and by deadline
+    spread); the policy in force when it differs or nothing was announced yet (a new
+    computer, "no policy" included)."""
+    now_in_force = PublishedPolicy(
+        in_force.policy_id, in_force.name, in_force.settings.deadline_spread_hours
+    )
     return None if published == now_in_force else now_in_force

@@ -21,7 +21,8 @@ COLUMNS = (
     "  WHERE m.computer_id = computers.computer_id) AS deadline_fired_through,"
     " plan_hash, restart_phase, restart_due_at, restart_prompts, restart_grace_until,"
     " agent_version, architecture, operating_system, free_disk_bytes, memory_bytes,"
-    " published_policy_id::text AS published_policy_id, published_policy"
+    " published_policy_id::text AS published_policy_id, published_policy,"
+    " published_spread_hours"
 )
 """The columns `from_row` reads (the fired marks are kept in timer_marks: store/timers.py)."""
 
@@ -50,7 +51,9 @@ def from_row(r: asyncpg.Record) -> ManagedComputer:
         ),
         published_policy=None
         if r["published_policy"] is None
-        else PublishedPolicy(r["published_policy_id"], r["published_policy"]),
+        else PublishedPolicy(
+            r["published_policy_id"], r["published_policy"], r["published_spread_hours"]
+        ),
     )
 
 
@@ -115,12 +118,14 @@ async def set_published_policies(
     if not announced:
         return
     await conn.execute(
-        "UPDATE computers c SET published_policy_id = k.p, published_policy = k.n"
-        " FROM unnest($1::text[], $2::uuid[], $3::text[]) AS k (c, p, n)"
+        "UPDATE computers c SET published_policy_id = k.p, published_policy = k.n,"
+        " published_spread_hours = k.s"
+        " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[]) AS k (c, p, n, s)"
         " WHERE c.computer_id = k.c",
         [computer_id for computer_id, _ in announced],
         [policy.policy_id for _, policy in announced],
         [policy.name for _, policy in announced],
+        [policy.deadline_spread_hours for _, policy in announced],
     )
 
 

@@ -29,12 +29,12 @@ from libs.contracts.windows import MaintenanceWindow
 from libs.db.outbox import Outbox
 from libs.db.pool import Connection
 from libs.domain.content_urls import ContentLinks
+from libs.domain.deadline_spread import spread_offset
 from libs.observability import metrics
 from libs.service import HandlerContext, NotFound, TaskContext
 from services.scheduler import store
 from services.scheduler.domain.agent_updates import agent_update
 from services.scheduler.domain.computers import ManagedComputer, PublishedPolicy
-from services.scheduler.domain.deadlines import spread_offset
 from services.scheduler.domain.plans import (
     Computer,
     GroupApproval,
@@ -300,6 +300,7 @@ async def _announce_policies(
                     policy_id=policy.policy_id,
                     policy_name=policy.name,
                     changed_at=now,
+                    deadline_spread_hours=policy.deadline_spread_hours,
                 ),
                 computer_id,
             )
