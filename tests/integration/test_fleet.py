@@ -15,6 +15,7 @@ from tests.integration.test_approval import lockgate
 from tests.integration.test_reporting import (  # noqa: F401 (the fixture)
     T0,
     Reports,
+    approve,
     reports,
     setup,
 )
@@ -31,19 +32,7 @@ async def test_failed_silent_and_never_reported_computers_are_counted_apart(
     computers = ["pc-f1", "pc-f2", "pc-f3", "pc-f4"]
     updates = await setup(reports, computers)
     u = updates[0].update_id
-    await reports.rpc.call(
-        a.APPROVE,
-        a.Approve(
-            updates=[u],
-            groups=[
-                a.GroupChoice(
-                    group=a.ROOT_GROUP_NAME,
-                    action="required_install",
-                    deadline=a.DeadlineChoice(kind="as_soon_as_possible"),
-                )
-            ],
-        ),
-    )
+    await approve(reports, u, deadline=a.DeadlineChoice(kind="as_soon_as_possible"))
     await reports.status("pc-f1", T0, detections={u: "installed"})
     await reports.status("pc-f2", T0, installs={u: 1603})
     await reports.status("pc-f3", T0, installs={u: 1603})
@@ -186,19 +175,7 @@ async def test_a_computer_is_past_deadline_from_its_own_spread_deadline(
         }
 
     await eventually(lambda: offsets_are(24), timeout=30, what="each computer's own offset")
-    await reports.rpc.call(
-        a.APPROVE,
-        a.Approve(
-            updates=[u],
-            groups=[
-                a.GroupChoice(
-                    group=a.ROOT_GROUP_NAME,
-                    action="required_install",
-                    deadline=a.DeadlineChoice(kind="as_soon_as_possible"),
-                )
-            ],
-        ),
-    )
+    await approve(reports, u, deadline=a.DeadlineChoice(kind="as_soon_as_possible"))
     await reports.settled()
     # The approved deadline was twelve hours ago: a computer whose share of the 24 hours is
     # under twelve is past its own deadline, the others are not yet (none reported: all lack

@@ -199,13 +199,17 @@ async def setup(reports: Reports, computers: list[str]) -> list[c.UpdateSnapshot
     return sorted(found.updates, key=lambda u: u.kb or "")
 
 
-async def approve(reports: Reports, update_id: str, group: str = a.ROOT_GROUP_NAME) -> None:
-    await reports.rpc.call(
-        a.APPROVE,
-        a.Approve(
-            updates=[update_id], groups=[a.GroupChoice(group=group, action="required_install")]
-        ),
-    )
+async def approve(
+    reports: Reports,
+    update_id: str,
+    group: str = a.ROOT_GROUP_NAME,
+    deadline: a.DeadlineChoice | None = None,
+) -> None:
+    """A required install of the update on the group (no deadline unless given)."""
+    choice = a.GroupChoice(group=group, action="required_install")
+    if deadline is not None:
+        choice = choice.model_copy(update={"deadline": deadline})
+    await reports.rpc.call(a.APPROVE, a.Approve(updates=[update_id], groups=[choice]))
 
 
 async def test_every_state_counted_per_update_computer_and_group(reports: Reports) -> None:
