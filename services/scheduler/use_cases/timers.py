@@ -84,7 +84,7 @@ async def fire_due_timers(task: TaskContext) -> int:
 
     Each committed batch is published while the next one is claimed and decided (at most
     one publish in flight, batches in order). The task holds one connection for its
-    transactions and, once it has something to publish, one for marking what it published.
+    transactions and one for marking what it published, both taken before any lock.
     """
     schema = task.instance.service
     source = source_of(schema)
@@ -101,14 +101,18 @@ async def fire_due_timers(task: TaskContext) -> int:
         try:
             while True:
                 now = task.clock.now()
+                if publisher is None and task.bus is not None:
+                    # Taken before the claim, never inside the transaction: the claim locks
+                    # computer rows, and the handlers waiting for those rows hold pooled
+                    # connections; waiting for the pool while holding the locks stalled
+                    # both until the handlers' statement timeout.
+                    publisher = await held.enter_async_context(task.pool.acquire())
                 async with conn.transaction():
                     claimed = await store.timers.claim_due(
                         conn, now, task.settings.timer_batch_size
                     )
                     if not claimed:
                         return fired
-                    if publisher is None and task.bus is not None:
-                        publisher = await held.enter_async_context(task.pool.acquire())
                     decisions = await decide_all(conn, claimed, now)
                     written = await apply(
                         conn, decisions, now, source=source, lease=publisher is not None
