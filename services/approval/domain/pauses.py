@@ -104,6 +104,27 @@ def to_resume(
     return []
 
 
+def check_installs_there(
+    value: Effective | None,
+    group: str,
+    *,
+    update: str,
+    names: Mapping[str, str],
+    nothing: str,
+    field: str = "group",
+) -> None:
+    """Refuse, naming why, a pause or rollback on a group where the update is not approved
+    for install (`value`: its effective approval there; `nothing`: what the refusal ends
+    with, "nothing to pause there ...")."""
+    if value is None or value.action not in PAUSABLE:
+        now = "not approved" if value is None else f"approved for {value.action}"
+        raise InvalidInput(
+            f"{field}: update {update!r} is {now} in group {names.get(group, group)!r}, not "
+            f"approved for install (required_install or available_install): {nothing}",
+            field=field,
+        )
+
+
 def to_roll_back(
     tree: Tree,
     explicit: Mapping[str, Explicit],
@@ -128,13 +149,12 @@ def to_roll_back(
                 field="update",
             )
         return found
-    value = held.get(group)
-    if value is None or value.action not in PAUSABLE:
-        now = "not approved" if value is None else f"approved for {value.action}"
-        raise InvalidInput(
-            f"{field}: update {update!r} is {now} in group {names.get(group, group)!r}, not "
-            "approved for install (required_install or available_install): nothing to roll "
-            "back there",
-            field=field,
-        )
+    check_installs_there(
+        held.get(group),
+        group,
+        update=update,
+        names=names,
+        nothing="nothing to roll back there",
+        field=field,
+    )
     return [group]

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from libs.contracts import approval as a
 from libs.contracts.spec import EventSpec
-from libs.service import HandlerContext, InvalidInput
+from libs.service import HandlerContext
 from services.approval import store
 from services.approval.domain import deadlines
 from services.approval.domain.approvals import ExplicitApproval
 from services.approval.domain.groups import Groups
-from services.approval.domain.pauses import PAUSABLE, said, to_resume, to_roll_back
+from services.approval.domain.pauses import (
+    check_installs_there,
+    said,
+    to_resume,
+    to_roll_back,
+)
 from services.approval.domain.tree import Explicit, Paused
 from services.approval.domain.updates import Update
 from services.approval.use_cases.approvals import recompute
@@ -78,15 +83,13 @@ async def pause(ctx: HandlerContext, command: a.PauseUpdate) -> a.UpdateControll
             update, groups, "paused", group, command, ctx, note=said(existing, groups.names)
         )
     if group is not None:
-        held = (await store.approvals.effective_for(ctx.conn, update.update_id)).get(group)
-        if held is None or held.action not in PAUSABLE:
-            now = "not approved" if held is None else f"approved for {held.action}"
-            raise InvalidInput(
-                f"group: update {command.update!r} is {now} in group {groups.names[group]!r}, "
-                "not approved for install (required_install or available_install): nothing "
-                "to pause there (pause it fleet-wide to hold approvals yet to come)",
-                field="group",
-            )
+        check_installs_there(
+            (await store.approvals.effective_for(ctx.conn, update.update_id)).get(group),
+            group,
+            update=command.update,
+            names=groups.names,
+            nothing="nothing to pause there (pause it fleet-wide to hold approvals yet to come)",
+        )
     await store.pauses.put(
         ctx.conn, update.update_id, Paused(command.requested_by, command.reason, ctx.now, group)
     )
